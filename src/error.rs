@@ -1,0 +1,294 @@
+//! Errors: [`Error`] for a request or token that was refused, [`ConfigError`] for a
+//! verifier that could not be built.
+//!
+//! Messages are lowercase, say what was wrong and never contain the token, a key or any
+//! other secret.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// What went wrong, in a form code can match on.
+///
+/// New kinds may be added in minor releases, so match with a wildcard arm.
+///
+/// ```
+/// use mka1_auth::ErrorKind;
+///
+/// fn is_client_fault(kind: ErrorKind) -> bool {
+///     !matches!(kind, ErrorKind::KeysUnavailable | ErrorKind::MissingLayer)
+/// }
+/// assert!(is_client_fault(ErrorKind::Expired));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request carried no credentials at all.
+    MissingCredentials,
+    /// The request's credentials were malformed (two `Authorization` headers, an empty bearer
+    /// token, a scheme other than `Bearer`).
+    InvalidRequest,
+    /// The token is longer than the configured maximum; nothing of it was parsed.
+    TokenTooLarge,
+    /// The token is not a compact JWS: wrong number of segments, invalid base64url, or a header
+    /// or payload that is not a JSON object.
+    Malformed,
+    /// The header has no `kid`, or a `kid` that is not a non-empty string.
+    MissingKeyId,
+    /// No key with the token's `kid` is in the key set (after at most one guarded refetch).
+    UnknownKeyId,
+    /// The header's `alg` is not in the verifier's allow-list (this covers `none` and `HS*`).
+    AlgorithmNotAllowed,
+    /// The header's `alg` disagrees with the key its `kid` names (type, curve or the key's `alg`).
+    AlgorithmMismatch,
+    /// The header carries `crit`; this verifier understands no JWS extension.
+    CriticalHeader,
+    /// The signature does not verify with the key.
+    InvalidSignature,
+    /// A registered claim has the wrong JSON type or an impossible value, or a claim name
+    /// appears twice.
+    InvalidClaim,
+    /// `exp` is missing.
+    MissingExpiry,
+    /// The token has expired (past `exp` plus leeway).
+    Expired,
+    /// `nbf` lies in the future (beyond leeway).
+    NotYetValid,
+    /// `iat` lies in the future (beyond leeway).
+    IssuedInFuture,
+    /// `exp` lies further ahead than the configured maximum lifetime allows.
+    LifetimeTooLong,
+    /// `aud` is missing or names none of the configured audiences.
+    InvalidAudience,
+    /// `iss` is missing, not a string, or not one of the configured issuers.
+    InvalidIssuer,
+    /// `sub` is missing or breaks MKA1's rule for end-user ids (1-150 printable ASCII
+    /// characters, not `*`).
+    InvalidSubject,
+    /// The permissions claim is neither an array of strings nor a space-separated string.
+    InvalidPermissions,
+    /// The token is valid but lacks a permission the route requires.
+    InsufficientPermission,
+    /// The request's `X-On-Behalf-Of` header names a different user than the token.
+    OnBehalfOfMismatch,
+    /// No usable key set is held (the JWKS endpoint is down and nothing is cached).
+    KeysUnavailable,
+    /// An extractor ran without the authentication layer in front of it (a wiring bug).
+    MissingLayer,
+    /// An outbound request went to a host credentials may not be sent to.
+    HostNotAllowed,
+    /// No credential could be had for an outbound request.
+    CredentialUnavailable,
+    /// The MKA1 exchange endpoint refused or failed the exchange.
+    Exchange,
+}
+
+impl ErrorKind {
+    /// A short, stable, lowercase description of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::MissingCredentials => "no credentials were presented",
+            ErrorKind::InvalidRequest => "the credentials in the request are malformed",
+            ErrorKind::TokenTooLarge => "token is too large",
+            ErrorKind::Malformed => "token is malformed",
+            ErrorKind::MissingKeyId => "token header has no usable `kid`",
+            ErrorKind::UnknownKeyId => "token is signed with an unknown key",
+            ErrorKind::AlgorithmNotAllowed => "token algorithm is not allowed",
+            ErrorKind::AlgorithmMismatch => "token algorithm does not match its key",
+            ErrorKind::CriticalHeader => "token header has unsupported critical extensions",
+            ErrorKind::InvalidSignature => "token signature is invalid",
+            ErrorKind::InvalidClaim => "token has an invalid claim",
+            ErrorKind::MissingExpiry => "token has no `exp` claim",
+            ErrorKind::Expired => "token has expired",
+            ErrorKind::NotYetValid => "token is not valid yet",
+            ErrorKind::IssuedInFuture => "token was issued in the future",
+            ErrorKind::LifetimeTooLong => "token lifetime exceeds the allowed maximum",
+            ErrorKind::InvalidAudience => "token is not meant for this audience",
+            ErrorKind::InvalidIssuer => "token issuer is not accepted",
+            ErrorKind::InvalidSubject => "token subject is not a valid end-user id",
+            ErrorKind::InvalidPermissions => "token permissions claim is malformed",
+            ErrorKind::InsufficientPermission => "token lacks a required permission",
+            ErrorKind::OnBehalfOfMismatch => "`x-on-behalf-of` does not match the token subject",
+            ErrorKind::KeysUnavailable => "no usable signing keys are available",
+            ErrorKind::MissingLayer => {
+                "the authentication layer is missing in front of this handler"
+            }
+            ErrorKind::HostNotAllowed => "credentials may not be sent to this host",
+            ErrorKind::CredentialUnavailable => "no credential is available for the outbound call",
+            ErrorKind::Exchange => "the mka1 token exchange failed",
+        }
+    }
+
+    /// Whether this kind means the token itself was refused (RFC 6750 `invalid_token`).
+    pub fn is_invalid_token(self) -> bool {
+        !matches!(
+            self,
+            ErrorKind::MissingCredentials
+                | ErrorKind::InvalidRequest
+                | ErrorKind::InsufficientPermission
+                | ErrorKind::KeysUnavailable
+                | ErrorKind::MissingLayer
+                | ErrorKind::HostNotAllowed
+                | ErrorKind::CredentialUnavailable
+                | ErrorKind::Exchange
+                | ErrorKind::OnBehalfOfMismatch
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A token or request that was refused, or an operation that failed.
+///
+/// Opaque: inspect it with [`Error::kind`]; its `Display` is a short lowercase sentence that
+/// never contains the token. Cheap to clone, so it can ride in response extensions.
+///
+/// ```
+/// use mka1_auth::{Error, ErrorKind};
+///
+/// let err = Error::new(ErrorKind::Expired);
+/// assert_eq!(err.kind(), ErrorKind::Expired);
+/// assert_eq!(err.to_string(), "token has expired");
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    detail: Option<Cow<'static, str>>,
+    source: Option<Source>,
+}
+
+impl Error {
+    /// An error of this kind with no further detail.
+    pub fn new(kind: ErrorKind) -> Self {
+        Error {
+            kind,
+            detail: None,
+            source: None,
+        }
+    }
+
+    /// An error of this kind with a short detail appended to its message.
+    ///
+    /// The detail must never contain a token or secret.
+    pub fn with_detail(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
+        Error {
+            kind,
+            detail: Some(detail.into()),
+            source: None,
+        }
+    }
+
+    /// Attach an underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The detail, if any, without the kind's description.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Error::new(kind)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.as_str())?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind);
+        if let Some(detail) = &self.detail {
+            d.field("detail", detail);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", &format_args!("{source}"));
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A verifier, layer or client could not be built from its configuration.
+///
+/// ```
+/// use mka1_auth::{ConfigError, Verifier};
+///
+/// let err = Verifier::builder()
+///     .jwks(r#"{"keys":[]}"#)
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, ConfigError::MissingAudience));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No audience was configured; without one a token minted for another service would pass.
+    #[error("no audience configured: set at least one with `audience`")]
+    MissingAudience,
+    /// No key source was configured.
+    #[error("no key source configured: set `jwks_url` or `jwks`")]
+    MissingKeySource,
+    /// Both a static key set and a JWKS URL were configured.
+    #[error("both a static key set and a jwks url were configured; choose one")]
+    ConflictingKeySources,
+    /// The algorithm allow-list is empty or names a symmetric or unsupported algorithm.
+    #[error("algorithm {0} is not allowed: only EdDSA, ES256, ES384, RS256, RS384, RS512, PS256, PS384 and PS512 are supported")]
+    UnsupportedAlgorithm(String),
+    /// The algorithm allow-list is empty.
+    #[error("the algorithm allow-list is empty")]
+    NoAlgorithms,
+    /// The static key set could not be parsed.
+    #[error("the static key set is not a valid jwks document: {0}")]
+    InvalidJwks(String),
+    /// The static key set holds no key this verifier can use.
+    #[error("the static key set holds no usable key ({skipped} skipped)")]
+    NoUsableKeys {
+        /// How many keys were skipped.
+        skipped: usize,
+    },
+    /// The JWKS URL is not valid, or not `https` for a non-loopback host.
+    #[error("invalid jwks url: {0}")]
+    InvalidJwksUrl(String),
+    /// An audience, issuer or other string setting is empty or otherwise unusable.
+    #[error("invalid setting `{name}`: {reason}")]
+    InvalidSetting {
+        /// The setting's name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("the http client could not be built: {0}")]
+    HttpClient(String),
+}

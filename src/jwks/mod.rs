@@ -1,0 +1,557 @@
+//! Key sets: parsing a JWKS document into [`VerificationKey`]s by `kid`, skipping (never
+//! failing on) keys that cannot be trusted, and the sources a verifier reads keys from.
+//!
+//! A key's public material is parsed and validated once, when the set is loaded; a token's
+//! signature is then checked against the already-parsed key.
+
+#[cfg(feature = "remote")]
+pub mod remote;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+use crate::error::{ConfigError, Error, ErrorKind};
+
+/// The algorithms accepted when none are configured: MKA1's default (EdDSA) and the two
+/// other common asymmetric ones.
+pub const DEFAULT_ALGORITHMS: [Algorithm; 3] =
+    [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
+
+/// Whether the crate can verify `alg` at all (asymmetric algorithms only).
+pub(crate) fn is_supported(alg: Algorithm) -> bool {
+    !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+/// Parse a JOSE `alg` name, exactly (case-sensitive, as RFC 7515 says).
+pub(crate) fn parse_alg(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "EdDSA" => Algorithm::EdDSA,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        _ => return None,
+    })
+}
+
+/// Strict base64url: the URL-safe alphabet, no padding, no whitespace, canonical trailing bits.
+pub(crate) fn b64url_decode(input: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(input).ok()
+}
+
+/// The family of a key, fixed by its `kty` and `crv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyType {
+    /// `kty: OKP`, `crv: Ed25519`.
+    Ed25519,
+    /// `kty: EC`, `crv: P-256`.
+    P256,
+    /// `kty: EC`, `crv: P-384`.
+    P384,
+    /// `kty: RSA`, with the modulus size in bits.
+    Rsa {
+        /// Modulus size in bits.
+        bits: usize,
+    },
+}
+
+impl KeyType {
+    fn algorithms(self) -> &'static [Algorithm] {
+        match self {
+            KeyType::Ed25519 => &[Algorithm::EdDSA],
+            KeyType::P256 => &[Algorithm::ES256],
+            KeyType::P384 => &[Algorithm::ES384],
+            KeyType::Rsa { .. } => &[
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+            ],
+        }
+    }
+}
+
+fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn sig::VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::EdDSA => &sig::ED25519,
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
+}
+
+/// One public key from a key set, parsed and ready to verify signatures.
+///
+/// It verifies only with the algorithms its type allows, narrowed by its JWK `alg` when that
+/// is set. `Debug` shows the `kid` and type, never key material.
+///
+/// ```
+/// use jsonwebtoken::Algorithm;
+/// use mka1_auth::jwks::KeySet;
+///
+/// // An Ed25519 key in the shape better-auth publishes: no `use`, opaque `kid`.
+/// let set = KeySet::from_json(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA",
+///     "kid":"k1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#).unwrap();
+/// let key = set.get("k1").unwrap();
+/// assert!(key.accepts(Algorithm::EdDSA));
+/// assert!(!key.accepts(Algorithm::ES256));
+/// assert!(!key.verify(Algorithm::EdDSA, b"message", &[0u8; 64]));
+/// ```
+pub struct VerificationKey {
+    kid: Box<str>,
+    key_type: KeyType,
+    /// One parsed key per algorithm this key may verify.
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl VerificationKey {
+    /// The key's `kid`.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The key's type.
+    pub fn key_type(&self) -> KeyType {
+        self.key_type
+    }
+
+    /// Whether a token header's `alg` agrees with this key.
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        self.parsed.iter().any(|(a, _)| *a == alg)
+    }
+
+    /// Verify `signature` (raw bytes, already base64url-decoded) over `message` with `alg`.
+    ///
+    /// False when the algorithm does not fit the key or the signature is wrong. ECDSA
+    /// signatures are the fixed-width `r || s` form JWS uses; DER is refused.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        self.parsed
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .is_some_and(|(_, key)| key.verify_sig(message, signature).is_ok())
+    }
+}
+
+impl fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("kid", &self.kid)
+            .field("key_type", &self.key_type)
+            .field(
+                "algorithms",
+                &self.parsed.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a key in a JWKS document was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The entry is not a JSON object with string members where strings belong.
+    NotAnObject,
+    /// The entry has no `kid` (tokens are matched to keys by `kid`, so it can never be used).
+    MissingKid,
+    /// `kty` is `oct`: a symmetric key in a public key set is never trusted.
+    SymmetricKey,
+    /// `kty` is not `OKP`, `EC` or `RSA`.
+    UnsupportedKeyType,
+    /// `alg` is unknown, symmetric, or not allowed by this verifier.
+    UnsupportedAlgorithm,
+    /// `use` is present and not `sig`, or `key_ops` does not allow `verify`.
+    NotForSignatures,
+    /// The curve is unknown, or does not match the key's `alg`.
+    CurveMismatch,
+    /// An RSA modulus under 2048 bits.
+    WeakRsaKey,
+    /// The key material is missing or invalid (bad base64url, wrong length, not on the curve).
+    InvalidKeyMaterial,
+    /// Two keys share this `kid`; both are dropped since neither can be told apart.
+    DuplicateKid,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SkipReason::NotAnObject => "entry is not a valid jwk object",
+            SkipReason::MissingKid => "no kid",
+            SkipReason::SymmetricKey => "symmetric (oct) keys are never trusted",
+            SkipReason::UnsupportedKeyType => "unsupported kty",
+            SkipReason::UnsupportedAlgorithm => "alg unknown, symmetric or not allowed",
+            SkipReason::NotForSignatures => "not a signature key (use/key_ops)",
+            SkipReason::CurveMismatch => "curve unknown or does not match alg",
+            SkipReason::WeakRsaKey => "rsa modulus under 2048 bits",
+            SkipReason::InvalidKeyMaterial => "invalid key material",
+            SkipReason::DuplicateKid => "duplicate kid",
+        })
+    }
+}
+
+/// A key that was skipped while loading a set, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    /// The key's `kid`, when it had a string one (cut to 64 characters).
+    pub kid: Option<String>,
+    /// Why it was skipped.
+    pub reason: SkipReason,
+}
+
+/// A parsed JWKS: usable keys by `kid`, plus a record of what was skipped.
+///
+/// Loading never fails because of one bad key: it is skipped, logged with `tracing` and
+/// counted. Only a document that is not `{"keys": [...]}` is an error.
+///
+/// ```
+/// use mka1_auth::jwks::{KeySet, SkipReason};
+///
+/// let set = KeySet::from_json(r#"{"keys":[
+///     {"kty":"oct","kid":"h","k":"c2VjcmV0"},
+///     {"kty":"OKP","crv":"Ed25519","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+/// ]}"#).unwrap();
+/// assert_eq!(set.len(), 1);
+/// assert_eq!(set.skipped()[0].reason, SkipReason::SymmetricKey);
+/// ```
+#[derive(Default)]
+pub struct KeySet {
+    keys: HashMap<Box<str>, Arc<VerificationKey>>,
+    skipped: Vec<SkippedKey>,
+}
+
+#[derive(Deserialize)]
+struct JwksDocument {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    key_ops: Option<Vec<String>>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+}
+
+impl KeySet {
+    /// Parse a JWKS document, keeping keys usable with any supported algorithm.
+    pub fn from_json(json: &str) -> Result<KeySet, ConfigError> {
+        Self::from_json_for(json, &SUPPORTED_ALGORITHMS)
+    }
+
+    /// Parse a JWKS document, keeping only keys usable with one of `algorithms`.
+    pub fn from_json_for(json: &str, algorithms: &[Algorithm]) -> Result<KeySet, ConfigError> {
+        let doc: JwksDocument = serde_json::from_str(json)
+            .map_err(|e| ConfigError::InvalidJwks(short_json_error(&e)))?;
+        Ok(Self::from_entries(doc.keys, algorithms))
+    }
+
+    /// Build from already-parsed JWK entries.
+    pub(crate) fn from_entries(
+        entries: Vec<serde_json::Value>,
+        algorithms: &[Algorithm],
+    ) -> KeySet {
+        let mut keys: HashMap<Box<str>, Arc<VerificationKey>> =
+            HashMap::with_capacity(entries.len());
+        let mut skipped = Vec::new();
+        let mut duplicates: Vec<Box<str>> = Vec::new();
+        for entry in entries {
+            let kid_hint = entry
+                .get("kid")
+                .and_then(|k| k.as_str())
+                .map(|k| k.chars().take(64).collect::<String>());
+            match parse_key(entry, algorithms) {
+                Ok(key) => {
+                    if duplicates.iter().any(|d| *d == key.kid) {
+                        skipped.push(SkippedKey {
+                            kid: kid_hint,
+                            reason: SkipReason::DuplicateKid,
+                        });
+                    } else if keys.remove(&key.kid).is_some() {
+                        skipped.push(SkippedKey {
+                            kid: kid_hint.clone(),
+                            reason: SkipReason::DuplicateKid,
+                        });
+                        skipped.push(SkippedKey {
+                            kid: kid_hint,
+                            reason: SkipReason::DuplicateKid,
+                        });
+                        duplicates.push(key.kid.clone());
+                    } else {
+                        keys.insert(key.kid.clone(), Arc::new(key));
+                    }
+                }
+                Err(reason) => skipped.push(SkippedKey {
+                    kid: kid_hint,
+                    reason,
+                }),
+            }
+        }
+        for s in &skipped {
+            tracing::warn!(kid = s.kid.as_deref().unwrap_or(""), reason = %s.reason, "skipped a jwks key");
+        }
+        KeySet { keys, skipped }
+    }
+
+    /// The key with this `kid`.
+    pub fn get(&self, kid: &str) -> Option<&Arc<VerificationKey>> {
+        self.keys.get(kid)
+    }
+
+    /// How many usable keys the set holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set holds no usable key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The `kid`s of the usable keys, in no particular order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.keys.keys().map(|k| &**k)
+    }
+
+    /// The keys that were skipped while loading, and why.
+    pub fn skipped(&self) -> &[SkippedKey] {
+        &self.skipped
+    }
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("keys", &self.keys.values().collect::<Vec<_>>())
+            .field("skipped", &self.skipped.len())
+            .finish()
+    }
+}
+
+/// Every algorithm the crate can verify.
+pub(crate) const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::EdDSA,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+fn short_json_error(e: &serde_json::Error) -> String {
+    // serde_json's messages name the problem and position, never echo the input.
+    e.to_string()
+}
+
+fn parse_key(
+    entry: serde_json::Value,
+    allowed: &[Algorithm],
+) -> Result<VerificationKey, SkipReason> {
+    if !entry.is_object() {
+        return Err(SkipReason::NotAnObject);
+    }
+    let jwk: RawJwk = serde_json::from_value(entry).map_err(|_| SkipReason::NotAnObject)?;
+    match jwk.kty.as_str() {
+        "OKP" | "EC" | "RSA" => {}
+        "oct" => return Err(SkipReason::SymmetricKey),
+        _ => return Err(SkipReason::UnsupportedKeyType),
+    }
+    let kid = match jwk.kid.as_deref() {
+        Some(k) if !k.is_empty() => Box::<str>::from(k),
+        _ => return Err(SkipReason::MissingKid),
+    };
+    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+        return Err(SkipReason::NotForSignatures);
+    }
+    if jwk
+        .key_ops
+        .as_ref()
+        .is_some_and(|ops| !ops.iter().any(|o| o == "verify"))
+    {
+        return Err(SkipReason::NotForSignatures);
+    }
+    // The JWK's own `alg`, when set, pins the key to that one algorithm.
+    let pinned = match jwk.alg.as_deref() {
+        None => None,
+        // RFC 9864's fully-specified name for EdDSA over Ed25519.
+        Some("Ed25519") => Some(Algorithm::EdDSA),
+        Some(name) => match parse_alg(name) {
+            Some(a) if is_supported(a) => Some(a),
+            _ => return Err(SkipReason::UnsupportedAlgorithm),
+        },
+    };
+    let b64 = |v: &Option<String>| -> Result<Vec<u8>, SkipReason> {
+        v.as_deref()
+            .and_then(b64url_decode)
+            .ok_or(SkipReason::InvalidKeyMaterial)
+    };
+    let (key_type, public_bytes, rsa) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        ("OKP", Some("Ed25519")) => {
+            let x = b64(&jwk.x)?;
+            if x.len() != 32 {
+                return Err(SkipReason::InvalidKeyMaterial);
+            }
+            (KeyType::Ed25519, x, None)
+        }
+        ("OKP", _) => return Err(SkipReason::CurveMismatch),
+        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
+            let (key_type, width) = if crv == "P-256" {
+                (KeyType::P256, 32)
+            } else {
+                (KeyType::P384, 48)
+            };
+            let (x, y) = (b64(&jwk.x)?, b64(&jwk.y)?);
+            if x.len() != width || y.len() != width {
+                return Err(SkipReason::InvalidKeyMaterial);
+            }
+            let mut point = Vec::with_capacity(1 + 2 * width);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            (key_type, point, None)
+        }
+        ("EC", _) => return Err(SkipReason::CurveMismatch),
+        _ => {
+            let (n, e) = (b64(&jwk.n)?, b64(&jwk.e)?);
+            let n_trimmed: &[u8] = {
+                let first = n.iter().position(|b| *b != 0).unwrap_or(n.len());
+                &n[first..]
+            };
+            let bits =
+                n_trimmed.len() * 8 - n_trimmed.first().map_or(8, |b| b.leading_zeros() as usize);
+            if n_trimmed.is_empty() || e.is_empty() || e.len() > 8 {
+                return Err(SkipReason::InvalidKeyMaterial);
+            }
+            if bits < 2048 {
+                return Err(SkipReason::WeakRsaKey);
+            }
+            (
+                KeyType::Rsa { bits },
+                Vec::new(),
+                Some((n_trimmed.to_vec(), e)),
+            )
+        }
+    };
+    if let Some(p) = pinned {
+        if !key_type.algorithms().contains(&p) {
+            return Err(SkipReason::CurveMismatch);
+        }
+    }
+    let mut parsed = Vec::new();
+    for &alg in key_type.algorithms() {
+        if pinned.is_some_and(|p| p != alg) || !allowed.contains(&alg) {
+            continue;
+        }
+        let Some(verification) = verification_algorithm(alg) else {
+            continue;
+        };
+        let key = match &rsa {
+            Some((n, e)) => RsaPublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
+            }
+            .to_parsed_public_key(verification_rsa(alg)),
+            None => ParsedPublicKey::new(verification, &public_bytes),
+        }
+        .map_err(|_| SkipReason::InvalidKeyMaterial)?;
+        parsed.push((alg, key));
+    }
+    if parsed.is_empty() {
+        return Err(SkipReason::UnsupportedAlgorithm);
+    }
+    Ok(VerificationKey {
+        kid,
+        key_type,
+        parsed,
+    })
+}
+
+fn verification_rsa(alg: Algorithm) -> &'static sig::RsaParameters {
+    match alg {
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        _ => &sig::RSA_PKCS1_2048_8192_SHA256,
+    }
+}
+
+/// The outcome of looking a `kid` up without doing any I/O.
+pub(crate) enum Lookup {
+    /// The key is held.
+    Found(Arc<VerificationKey>),
+    /// Not held; a refetch may find it (or it is not worth one: the source decides).
+    Missing,
+}
+
+/// Where a verifier's keys come from.
+#[derive(Clone)]
+pub(crate) enum KeySource {
+    /// A fixed key set given at build time.
+    Static(Arc<KeySet>),
+    /// A JWKS URL, fetched and cached.
+    #[cfg(feature = "remote")]
+    Remote(remote::RemoteJwks),
+}
+
+impl KeySource {
+    /// Look a key up in what is held now, without waiting on I/O.
+    pub(crate) fn lookup(&self, kid: &str) -> Lookup {
+        match self {
+            KeySource::Static(set) => match set.get(kid) {
+                Some(k) => Lookup::Found(k.clone()),
+                None => Lookup::Missing,
+            },
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.lookup(kid),
+        }
+    }
+
+    /// After a miss: try to obtain `kid` (remote: one guarded refetch). Returns the key, or
+    /// `UnknownKeyId` / `KeysUnavailable`.
+    pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
+        match self {
+            KeySource::Static(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.resolve_missing(kid).await,
+        }
+    }
+
+    /// Whether `key` is still the key held for its `kid` (a key that left the set, or was
+    /// replaced, takes its cached tokens with it).
+    pub(crate) fn still_holds(&self, key: &Arc<VerificationKey>) -> bool {
+        matches!(self.lookup(&key.kid), Lookup::Found(k) if Arc::ptr_eq(&k, key))
+    }
+}

@@ -1,0 +1,904 @@
+//! The [`Verifier`]: decides whether a raw JWT was issued by MKA1 for this service and one
+//! valid end user, and turns it into a [`VerifiedToken`].
+//!
+//! The checks run in this order, each failure with its own [`ErrorKind`]:
+//!
+//! 1. size cap (before any parsing); exactly three segments; strict base64url; the header is
+//!    a JSON object;
+//! 2. `crit` absent; `kid` present; `alg` in the allow-list and agreeing with the key the
+//!    `kid` names (`jku`, `jwk`, `x5u` and `x5c` are never used to find a key);
+//! 3. the signature, against the already-parsed key;
+//! 4. the payload is a JSON object without repeated claim names;
+//! 5. `exp` required and a NumericDate, not expired, not further ahead than the maximum
+//!    lifetime; `nbf` and `iat`, when present, NumericDates not in the future;
+//! 6. `aud` a string or an array of strings naming a configured audience;
+//! 7. `iss`, when issuers are configured, a string equal to one of them;
+//! 8. `sub` a valid end-user id ([`validate_end_user_id`]);
+//! 9. permissions an array of strings or one space-separated string, or absent.
+//!
+//! Leeway applies to every time comparison. NumericDates are JSON numbers; integers are used
+//! as they are, and a fractional number (RFC 7519 allows one) is rounded toward the stricter
+//! side: `exp` down, `nbf` and `iat` up. Negative numbers, numbers past the year 9999, and
+//! strings, booleans, `null`, arrays or objects are refused as [`ErrorKind::InvalidClaim`].
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::claims::{validate_end_user_id, Inner, OnBehalfOf, Permissions, VerifiedToken};
+use crate::clock::{SharedClock, SystemClock};
+use crate::error::{ConfigError, Error, ErrorKind};
+use crate::jwks::{self, b64url_decode, KeySet, KeySource, Lookup, VerificationKey};
+use crate::token_cache::{self, TokenCache};
+
+/// Default clock skew tolerated on every time check.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Default longest lifetime a token may claim: 30 days, MKA1's largest `expiresIn`.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(2_592_000);
+/// Default largest token accepted, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Default claim holding the permissions.
+pub const DEFAULT_PERMISSIONS_CLAIM: &str = "permissions";
+
+/// 9999-12-31T23:59:59Z: no real NumericDate lies beyond it.
+const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+const REGISTERED_CLAIMS: [&str; 7] = ["exp", "nbf", "iat", "aud", "sub", "iss", "jti"];
+
+/// Something that can serve as a static JWKS for [`VerifierBuilder::jwks`]: JSON text, a
+/// `serde_json::Value`, or a `jsonwebtoken::jwk::JwkSet`.
+pub trait IntoJwks {
+    /// The document's `keys` entries.
+    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError>;
+}
+
+fn entries_of(value: Value) -> Result<Vec<Value>, ConfigError> {
+    match value {
+        Value::Object(mut map) => match map.remove("keys") {
+            Some(Value::Array(keys)) => Ok(keys),
+            _ => Err(ConfigError::InvalidJwks(
+                "`keys` is missing or not an array".into(),
+            )),
+        },
+        _ => Err(ConfigError::InvalidJwks(
+            "the document is not a json object".into(),
+        )),
+    }
+}
+
+impl IntoJwks for &str {
+    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
+        let value: Value =
+            serde_json::from_str(self).map_err(|e| ConfigError::InvalidJwks(e.to_string()))?;
+        entries_of(value)
+    }
+}
+
+impl IntoJwks for String {
+    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
+        self.as_str().into_jwk_entries()
+    }
+}
+
+impl IntoJwks for Value {
+    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
+        entries_of(self)
+    }
+}
+
+impl IntoJwks for &jsonwebtoken::jwk::JwkSet {
+    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
+        serde_json::to_value(self)
+            .map_err(|e| ConfigError::InvalidJwks(e.to_string()))
+            .and_then(entries_of)
+    }
+}
+
+impl IntoJwks for jsonwebtoken::jwk::JwkSet {
+    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
+        (&self).into_jwk_entries()
+    }
+}
+
+enum KeyConfig {
+    Static(Result<Vec<Value>, ConfigError>),
+    #[cfg(feature = "remote")]
+    Remote(String),
+}
+
+/// Builds a [`Verifier`]. Every setting has a safe default except the audience and the key
+/// source, which must be given.
+///
+/// ```
+/// use std::time::Duration;
+/// use mka1_auth::Verifier;
+///
+/// let verifier = Verifier::builder()
+///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+///     .audience("https://api.example.com")
+///     .issuer("https://apigw.mka1.com")
+///     .leeway(Duration::from_secs(30))
+///     .build()?;
+/// # let _ = verifier;
+/// # Ok::<(), mka1_auth::ConfigError>(())
+/// ```
+#[must_use]
+pub struct VerifierBuilder {
+    keys: Option<KeyConfig>,
+    conflicting_keys: bool,
+    audiences: Vec<String>,
+    issuers: Vec<String>,
+    algorithms: Option<Vec<Algorithm>>,
+    leeway: Duration,
+    max_lifetime: Duration,
+    max_token_bytes: usize,
+    permissions_claim: String,
+    clock: Option<SharedClock>,
+    cache_capacity: u64,
+    #[cfg(feature = "remote")]
+    remote: jwks::remote::RemoteJwksConfig,
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("audiences", &self.audiences)
+            .field("issuers", &self.issuers)
+            .field("algorithms", &self.algorithms)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for VerifierBuilder {
+    fn default() -> Self {
+        VerifierBuilder {
+            keys: None,
+            conflicting_keys: false,
+            audiences: Vec::new(),
+            issuers: Vec::new(),
+            algorithms: None,
+            leeway: DEFAULT_LEEWAY,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            permissions_claim: DEFAULT_PERMISSIONS_CLAIM.to_owned(),
+            clock: None,
+            cache_capacity: token_cache::DEFAULT_CAPACITY,
+            #[cfg(feature = "remote")]
+            remote: Default::default(),
+        }
+    }
+}
+
+impl VerifierBuilder {
+    fn set_keys(mut self, keys: KeyConfig) -> Self {
+        if self.keys.is_some() {
+            self.conflicting_keys = true;
+        }
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Fetch keys from this JWKS URL, and keep them fresh (see [`jwks::remote`]).
+    ///
+    /// `https` is required unless the host is a loopback address, or plain http is allowed
+    /// explicitly with [`jwks_options`](Self::jwks_options).
+    #[cfg(feature = "remote")]
+    pub fn jwks_url(self, url: impl Into<String>) -> Self {
+        self.set_keys(KeyConfig::Remote(url.into()))
+    }
+
+    /// Tune how the remote JWKS is fetched and cached.
+    #[cfg(feature = "remote")]
+    pub fn jwks_options(mut self, options: jwks::remote::RemoteJwksConfig) -> Self {
+        self.remote = options;
+        self
+    }
+
+    /// Use this fixed key set (JSON text, a `serde_json::Value` or a `jsonwebtoken` `JwkSet`),
+    /// for tests and air-gapped services. Unusable keys are skipped; a set with no usable key
+    /// is a [`ConfigError`].
+    pub fn jwks(self, jwks: impl IntoJwks) -> Self {
+        self.set_keys(KeyConfig::Static(jwks.into_jwk_entries()))
+    }
+
+    /// Accept tokens whose `aud` names this audience (your service's URL). Call again to
+    /// accept several. At least one is required.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Require `iss` to equal this issuer. Call again to accept several. Optional: MKA1 does
+    /// not document its issuer, so none is required by default.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// The algorithm allow-list (default EdDSA, ES256, RS256). Asymmetric algorithms only:
+    /// an `HS*` entry is a [`ConfigError`].
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Clock skew tolerated on every time check (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Longest lifetime a token may claim, measured from now to its `exp` (default 30 days).
+    pub fn max_lifetime(mut self, max_lifetime: Duration) -> Self {
+        self.max_lifetime = max_lifetime;
+        self
+    }
+
+    /// Largest token accepted, in bytes, checked before anything is parsed (default 8 KiB).
+    pub fn max_token_bytes(mut self, max: usize) -> Self {
+        self.max_token_bytes = max;
+        self
+    }
+
+    /// The claim holding permissions (default `permissions`; `scope` for space-separated
+    /// OAuth-style scopes).
+    pub fn permissions_claim(mut self, claim: impl Into<String>) -> Self {
+        self.permissions_claim = claim.into();
+        self
+    }
+
+    /// Where the verifier reads the time (default the system clock). For tests.
+    pub fn clock(mut self, clock: impl crate::clock::Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// How many verified tokens to remember (default 10,000; about 1 KiB each). `0` turns
+    /// the verified-token cache off.
+    pub fn token_cache_capacity(mut self, capacity: u64) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// Check the configuration and build the verifier. Does no I/O.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if self.conflicting_keys {
+            return Err(ConfigError::ConflictingKeySources);
+        }
+        let audiences = non_empty_list("audience", self.audiences)?;
+        if audiences.is_empty() {
+            return Err(ConfigError::MissingAudience);
+        }
+        let issuers = non_empty_list("issuer", self.issuers)?;
+        let algorithms = match self.algorithms {
+            None => jwks::DEFAULT_ALGORITHMS.to_vec(),
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(ConfigError::NoAlgorithms);
+                }
+                if let Some(bad) = list.iter().find(|a| !jwks::is_supported(**a)) {
+                    return Err(ConfigError::UnsupportedAlgorithm(format!("{bad:?}")));
+                }
+                list
+            }
+        };
+        let claim = self.permissions_claim;
+        if claim.is_empty() || REGISTERED_CLAIMS.contains(&claim.as_str()) {
+            return Err(ConfigError::InvalidSetting {
+                name: "permissions_claim",
+                reason: "must be a non-empty name other than a registered claim".into(),
+            });
+        }
+        if self.max_token_bytes == 0 {
+            return Err(ConfigError::InvalidSetting {
+                name: "max_token_bytes",
+                reason: "must be above zero".into(),
+            });
+        }
+        let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let keys = match self.keys {
+            None => return Err(ConfigError::MissingKeySource),
+            Some(KeyConfig::Static(entries)) => {
+                let set = KeySet::from_entries(entries?, &algorithms);
+                if set.is_empty() {
+                    return Err(ConfigError::NoUsableKeys {
+                        skipped: set.skipped().len(),
+                    });
+                }
+                KeySource::Static(Arc::new(set))
+            }
+            #[cfg(feature = "remote")]
+            Some(KeyConfig::Remote(url)) => KeySource::Remote(jwks::remote::RemoteJwks::new(
+                &url,
+                self.remote,
+                clock.clone(),
+                algorithms.clone(),
+            )?),
+        };
+        let cache = (self.cache_capacity > 0).then(|| TokenCache::new(self.cache_capacity));
+        Ok(Verifier {
+            inner: Arc::new(Shared {
+                audiences,
+                issuers,
+                algorithms,
+                leeway: self.leeway.as_secs(),
+                max_lifetime: self.max_lifetime.as_secs(),
+                max_token_bytes: self.max_token_bytes,
+                permissions_claim: claim.into_boxed_str(),
+                clock,
+                keys,
+                cache,
+            }),
+        })
+    }
+}
+
+fn non_empty_list(name: &'static str, list: Vec<String>) -> Result<Box<[Box<str>]>, ConfigError> {
+    if list.iter().any(|s| s.is_empty()) {
+        return Err(ConfigError::InvalidSetting {
+            name,
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(list.into_iter().map(String::into_boxed_str).collect())
+}
+
+/// Verifies MKA1 tokens. Cheap to clone; clones share keys and the verified-token cache.
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use mka1_auth::{ErrorKind, Verifier};
+///
+/// let verifier = Verifier::builder()
+///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+///     .audience("https://api.example.com")
+///     .build()?;
+///
+/// let err = verifier.verify("not-a-jwt").await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Malformed);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    audiences: Box<[Box<str>]>,
+    issuers: Box<[Box<str>]>,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    max_lifetime: u64,
+    max_token_bytes: usize,
+    permissions_claim: Box<str>,
+    clock: SharedClock,
+    keys: KeySource,
+    cache: Option<TokenCache>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("audiences", &self.inner.audiences)
+            .field("issuers", &self.inner.issuers)
+            .field("algorithms", &self.inner.algorithms)
+            .field("leeway", &self.inner.leeway)
+            .field("token_cache", &self.inner.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a verification attempt that does no I/O came to.
+pub(crate) enum Attempt {
+    /// Finished, one way or the other.
+    Done(Result<VerifiedToken, Error>),
+    /// The token names a key that is not held; a guarded refetch may find it.
+    NeedKey(Box<str>),
+}
+
+impl Verifier {
+    /// Start building a verifier.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
+    }
+
+    /// Verify a raw JWT (without the `Bearer ` prefix).
+    ///
+    /// Waits on I/O only when the token names a key that is not held and the key source is
+    /// remote: then at most one guarded refetch, bounded by the fetch timeout.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, Error> {
+        match self.verify_now(token) {
+            Attempt::Done(result) => result,
+            Attempt::NeedKey(kid) => {
+                self.inner.keys.resolve_missing(&kid).await?;
+                match self.verify_now(token) {
+                    Attempt::Done(result) => result,
+                    Attempt::NeedKey(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
+                }
+            }
+        }
+    }
+
+    /// Verify with what is held now; never waits.
+    pub(crate) fn verify_now(&self, token: &str) -> Attempt {
+        let s = &*self.inner;
+        if token.len() > s.max_token_bytes {
+            return Attempt::Done(Err(Error::new(ErrorKind::TokenTooLarge)));
+        }
+        let now = s.clock.now_unix();
+        let digest = s
+            .cache
+            .as_ref()
+            .map(|cache| (cache, TokenCache::digest(token)));
+        if let Some((cache, digest)) = &digest {
+            if let Some(entry) = cache.get(digest) {
+                if s.keys.still_holds(&entry.key) {
+                    let t = &entry.token;
+                    return Attempt::Done(
+                        s.check_times(now, t.expires_at(), t.not_before(), t.issued_at())
+                            .map(|()| entry.token),
+                    );
+                }
+                cache.remove(digest);
+            }
+        }
+        match s.verify_uncached(token, now) {
+            Ok((verified, key)) => {
+                if let Some((cache, digest)) = digest {
+                    let ttl = (verified.expires_at() + s.leeway).saturating_sub(now);
+                    cache.insert(digest, verified.clone(), key, Duration::from_secs(ttl));
+                }
+                Attempt::Done(Ok(verified))
+            }
+            Err(Miss::Failed(e)) => Attempt::Done(Err(e)),
+            Err(Miss::Key(kid)) => Attempt::NeedKey(kid),
+        }
+    }
+}
+
+enum Miss {
+    Failed(Error),
+    Key(Box<str>),
+}
+
+impl From<Error> for Miss {
+    fn from(e: Error) -> Self {
+        Miss::Failed(e)
+    }
+}
+
+fn malformed(detail: &'static str) -> Error {
+    Error::with_detail(ErrorKind::Malformed, detail)
+}
+
+/// The header members this verifier reads; all others (including `jku`, `jwk`, `x5u`,
+/// `x5c`) are ignored and never used to find a key.
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kid: Option<KidValue<'a>>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// A `kid` of any JSON type, so a number or object is reported as a bad `kid`, not as a
+/// malformed header.
+enum KidValue<'a> {
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for KidValue<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KidValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key id")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(KidValue::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(KidValue::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(KidValue::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(KidValue::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(KidValue::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(KidValue::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(KidValue::Other)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(KidValue::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(KidValue::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn present<'de, D: de::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// Whether `bytes` is a JSON object (and not an array a derived struct would also accept).
+fn starts_as_object(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|b| *b == b'{')
+}
+
+#[derive(Default)]
+struct RawClaims {
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iat: Option<Value>,
+    aud: Option<Value>,
+    sub: Option<Value>,
+    iss: Option<Value>,
+    jti: Option<Value>,
+    permissions: Option<Value>,
+}
+
+struct ClaimsSeed<'a> {
+    permissions_claim: &'a str,
+    duplicate: &'a Cell<bool>,
+}
+
+struct MapKey<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for MapKey<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MapKey<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MapKey(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MapKey(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = RawClaims;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawClaims, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = RawClaims;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a json object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims, A::Error> {
+        let mut out = RawClaims::default();
+        let mut seen: Vec<Cow<'de, str>> = Vec::with_capacity(12);
+        while let Some(MapKey(name)) = map.next_key()? {
+            if seen.iter().any(|s| *s == name) {
+                self.duplicate.set(true);
+                return Err(de::Error::custom("duplicate claim"));
+            }
+            let slot = match &*name {
+                "exp" => Some(&mut out.exp),
+                "nbf" => Some(&mut out.nbf),
+                "iat" => Some(&mut out.iat),
+                "aud" => Some(&mut out.aud),
+                "sub" => Some(&mut out.sub),
+                "iss" => Some(&mut out.iss),
+                "jti" => Some(&mut out.jti),
+                other if other == self.permissions_claim => Some(&mut out.permissions),
+                _ => None,
+            };
+            match slot {
+                Some(slot) => *slot = Some(map.next_value::<Value>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            seen.push(name);
+        }
+        Ok(out)
+    }
+}
+
+fn invalid_claim(detail: &'static str) -> Error {
+    Error::with_detail(ErrorKind::InvalidClaim, detail)
+}
+
+/// A NumericDate, rounded toward the stricter side (`round_up` for `nbf`/`iat`).
+fn numeric_date(value: &Value, round_up: bool, wrong: &'static str) -> Result<u64, Error> {
+    let Value::Number(n) = value else {
+        return Err(invalid_claim(wrong));
+    };
+    let secs = if let Some(u) = n.as_u64() {
+        u
+    } else if n.is_i64() {
+        return Err(invalid_claim(wrong));
+    } else {
+        let f = n.as_f64().filter(|f| f.is_finite() && *f >= 0.0);
+        let Some(f) = f.filter(|f| *f <= MAX_NUMERIC_DATE as f64) else {
+            return Err(invalid_claim(wrong));
+        };
+        (if round_up { f.ceil() } else { f.floor() }) as u64
+    };
+    if secs > MAX_NUMERIC_DATE {
+        return Err(invalid_claim(wrong));
+    }
+    Ok(secs)
+}
+
+fn string_list(value: Value, wrong: &'static str) -> Result<Box<[Box<str>]>, Error> {
+    match value {
+        Value::String(s) => Ok(vec![s.into_boxed_str()].into_boxed_slice()),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.into_boxed_str()),
+                _ => Err(invalid_claim(wrong)),
+            })
+            .collect(),
+        _ => Err(invalid_claim(wrong)),
+    }
+}
+
+fn optional_string(value: Option<Value>, wrong: &'static str) -> Result<Option<Box<str>>, Error> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.into_boxed_str())),
+        Some(_) => Err(invalid_claim(wrong)),
+    }
+}
+
+fn permissions(value: Option<Value>) -> Result<Permissions, Error> {
+    let wrong = || {
+        Error::with_detail(
+            ErrorKind::InvalidPermissions,
+            "expected an array of strings or a space-separated string",
+        )
+    };
+    let names = match value {
+        None => Vec::new(),
+        Some(Value::String(s)) => s.split(' ').map(Box::<str>::from).collect(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.into_boxed_str()),
+                _ => Err(wrong()),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(wrong()),
+    };
+    Ok(Permissions::from_names(names))
+}
+
+impl Shared {
+    fn check_times(
+        &self,
+        now: u64,
+        exp: u64,
+        nbf: Option<u64>,
+        iat: Option<u64>,
+    ) -> Result<(), Error> {
+        if exp.saturating_add(self.leeway) <= now {
+            return Err(Error::new(ErrorKind::Expired));
+        }
+        let latest = now.saturating_add(self.leeway);
+        if nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(Error::new(ErrorKind::NotYetValid));
+        }
+        if iat.is_some_and(|iat| iat > latest) {
+            return Err(Error::new(ErrorKind::IssuedInFuture));
+        }
+        Ok(())
+    }
+
+    fn verify_uncached(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(VerifiedToken, Arc<VerificationKey>), Miss> {
+        // 1. Shape.
+        let (header_b64, rest) = token
+            .split_once('.')
+            .ok_or_else(|| malformed("expected three segments"))?;
+        let (payload_b64, signature_b64) = rest
+            .split_once('.')
+            .ok_or_else(|| malformed("expected three segments"))?;
+        if signature_b64.contains('.') {
+            return Err(malformed("expected three segments").into());
+        }
+        let header_bytes =
+            b64url_decode(header_b64).ok_or_else(|| malformed("header is not base64url"))?;
+        if !starts_as_object(&header_bytes) {
+            return Err(malformed("header is not a json object").into());
+        }
+        let header: Header<'_> = serde_json::from_slice(&header_bytes)
+            .map_err(|_| malformed("header is not a valid jose header"))?;
+
+        // 2. Header rules and key selection.
+        if header.crit {
+            return Err(Error::new(ErrorKind::CriticalHeader).into());
+        }
+        let alg = header
+            .alg
+            .as_deref()
+            .and_then(jwks::parse_alg)
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or_else(|| Error::new(ErrorKind::AlgorithmNotAllowed))?;
+        let kid = match &header.kid {
+            Some(KidValue::Str(k)) if !k.is_empty() => k,
+            _ => return Err(Error::new(ErrorKind::MissingKeyId).into()),
+        };
+        let key = match self.keys.lookup(kid) {
+            Lookup::Found(key) => key,
+            Lookup::Missing => return Err(Miss::Key(Box::from(&**kid))),
+        };
+        if !key.accepts(alg) {
+            return Err(Error::new(ErrorKind::AlgorithmMismatch).into());
+        }
+
+        // 3. Signature.
+        let signature =
+            b64url_decode(signature_b64).ok_or_else(|| Error::new(ErrorKind::InvalidSignature))?;
+        let signed = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        if !key.verify(alg, signed, &signature) {
+            return Err(Error::new(ErrorKind::InvalidSignature).into());
+        }
+
+        // 4. Payload.
+        let payload =
+            b64url_decode(payload_b64).ok_or_else(|| malformed("payload is not base64url"))?;
+        let payload = String::from_utf8(payload).map_err(|_| malformed("payload is not utf-8"))?;
+        if !starts_as_object(payload.as_bytes()) {
+            return Err(malformed("payload is not a json object").into());
+        }
+        let duplicate = Cell::new(false);
+        let seed = ClaimsSeed {
+            permissions_claim: &self.permissions_claim,
+            duplicate: &duplicate,
+        };
+        let mut de = serde_json::Deserializer::from_str(&payload);
+        let claims = seed
+            .deserialize(&mut de)
+            .and_then(|c| de.end().map(|()| c))
+            .map_err(|_| {
+                if duplicate.get() {
+                    invalid_claim("a claim name appears more than once")
+                } else {
+                    malformed("payload is not a valid json object")
+                }
+            })?;
+
+        // 5. Times.
+        let exp = claims
+            .exp
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::MissingExpiry))?;
+        let exp = numeric_date(exp, false, "`exp` must be a numeric date")?;
+        let nbf = claims
+            .nbf
+            .as_ref()
+            .map(|v| numeric_date(v, true, "`nbf` must be a numeric date"))
+            .transpose()?;
+        let iat = claims
+            .iat
+            .as_ref()
+            .map(|v| numeric_date(v, true, "`iat` must be a numeric date"))
+            .transpose()?;
+        self.check_times(now, exp, nbf, iat)?;
+        if exp
+            > now
+                .saturating_add(self.max_lifetime)
+                .saturating_add(self.leeway)
+        {
+            return Err(Error::new(ErrorKind::LifetimeTooLong).into());
+        }
+
+        // 6. Audience.
+        let audiences = match claims.aud {
+            None => {
+                return Err(Error::with_detail(ErrorKind::InvalidAudience, "no `aud` claim").into())
+            }
+            Some(aud) => string_list(aud, "`aud` must be a string or an array of strings")?,
+        };
+        if !audiences.iter().any(|a| self.audiences.contains(a)) {
+            return Err(Error::new(ErrorKind::InvalidAudience).into());
+        }
+
+        // 7. Issuer.
+        let issuer = match claims.iss {
+            Some(Value::String(s)) => Some(s.into_boxed_str()),
+            None => None,
+            Some(_) => {
+                let kind = if self.issuers.is_empty() {
+                    ErrorKind::InvalidClaim
+                } else {
+                    ErrorKind::InvalidIssuer
+                };
+                return Err(Error::with_detail(kind, "`iss` must be a single string").into());
+            }
+        };
+        if !self.issuers.is_empty() {
+            match &issuer {
+                Some(iss) if self.issuers.contains(iss) => {}
+                Some(_) => return Err(Error::new(ErrorKind::InvalidIssuer).into()),
+                None => {
+                    return Err(
+                        Error::with_detail(ErrorKind::InvalidIssuer, "no `iss` claim").into(),
+                    )
+                }
+            }
+        }
+
+        // 8. Subject.
+        let subject: Arc<str> = match claims.sub {
+            Some(Value::String(s)) => {
+                validate_end_user_id(&s)?;
+                Arc::from(s)
+            }
+            None => {
+                return Err(Error::with_detail(ErrorKind::InvalidSubject, "no `sub` claim").into())
+            }
+            Some(_) => {
+                return Err(
+                    Error::with_detail(ErrorKind::InvalidSubject, "`sub` must be a string").into(),
+                )
+            }
+        };
+        let jti = optional_string(claims.jti, "`jti` must be a string")?;
+
+        // 9. Permissions.
+        let permissions = permissions(claims.permissions)?;
+
+        let verified = VerifiedToken::new(Inner {
+            subject: OnBehalfOf::from_verified(subject),
+            audiences,
+            issuer,
+            expires_at: exp,
+            issued_at: iat,
+            not_before: nbf,
+            jti,
+            key_id: Box::from(key.kid()),
+            algorithm: alg,
+            permissions,
+            raw_claims: payload.into_boxed_str(),
+        });
+        Ok((verified, key))
+    }
+}
