@@ -23,7 +23,7 @@ pub(crate) struct Entry {
     pub(crate) token: VerifiedToken,
     pub(crate) key: Arc<VerificationKey>,
     /// How long the entry may live: until `exp` plus leeway, as seen at insertion.
-    ttl: Duration,
+    pub(crate) ttl: Duration,
 }
 
 struct UntilExpiry;
@@ -87,5 +87,79 @@ impl TokenCache {
     pub(crate) fn entry_count(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{Inner, OnBehalfOf, Permissions};
+    use crate::jwks::KeySet;
+
+    fn key() -> Arc<VerificationKey> {
+        let set = KeySet::from_json(
+            r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+            "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#,
+        )
+        .unwrap();
+        set.get("k1").unwrap().clone()
+    }
+
+    fn token(sub: &str) -> VerifiedToken {
+        VerifiedToken::new(Inner {
+            subject: OnBehalfOf::from_verified(Arc::from(sub)),
+            audiences: vec![Box::from("https://api.example.test")].into_boxed_slice(),
+            issuer: None,
+            expires_at: 1_800_003_600,
+            issued_at: None,
+            not_before: None,
+            jti: None,
+            key_id: Box::from("k1"),
+            algorithm: jsonwebtoken::Algorithm::EdDSA,
+            permissions: Permissions::default(),
+            raw_claims: Box::from("{}"),
+        })
+    }
+
+    #[test]
+    fn entries_expire_after_their_own_ttl() {
+        let entry = Entry {
+            token: token("u"),
+            key: key(),
+            ttl: Duration::from_secs(3660),
+        };
+        let expiry = UntilExpiry;
+        let ttl = moka::Expiry::expire_after_create(&expiry, &[0; 32], &entry, Instant::now());
+        assert_eq!(ttl, Some(Duration::from_secs(3660)));
+    }
+
+    #[test]
+    fn capacity_bounds_the_entry_count() {
+        let cache = TokenCache::new(8);
+        let key = key();
+        for i in 0..100u32 {
+            let digest = TokenCache::digest(&format!("token-{i}"));
+            cache.insert(digest, token("u"), key.clone(), Duration::from_secs(60));
+        }
+        let count = cache.entry_count();
+        assert!((1..=8).contains(&count), "{count} entries held");
+    }
+
+    #[test]
+    fn a_zero_ttl_is_not_stored() {
+        let cache = TokenCache::new(8);
+        let digest = TokenCache::digest("t");
+        cache.insert(digest, token("u"), key(), Duration::ZERO);
+        assert!(cache.get(&digest).is_none());
+        cache.insert(digest, token("u"), key(), Duration::from_secs(1));
+        assert!(cache.get(&digest).is_some());
+        cache.remove(&digest);
+        assert!(cache.get(&digest).is_none());
+    }
+
+    #[test]
+    fn digests_differ_for_different_tokens() {
+        assert_ne!(TokenCache::digest("a.b.c"), TokenCache::digest("a.b.d"));
+        assert_eq!(TokenCache::digest("a.b.c"), TokenCache::digest("a.b.c"));
     }
 }

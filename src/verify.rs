@@ -902,3 +902,170 @@ impl Shared {
         Ok((verified, key))
     }
 }
+
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_keys;
+
+/// The verified-token cache's contract, seen through the verifier.
+#[cfg(test)]
+mod cache_tests {
+    use serde_json::json;
+
+    use super::test_keys::{claims_at, claims_with, jwks, TestKey, AUDIENCE, NOW};
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn verifier(key: &TestKey, clock: &ManualClock, capacity: u64) -> Verifier {
+        Verifier::builder()
+            .jwks(jwks(&[key]))
+            .audience(AUDIENCE)
+            .clock(clock.clone())
+            .token_cache_capacity(capacity)
+            .build()
+            .unwrap()
+    }
+
+    fn check(verifier: &Verifier, token: &str) -> Result<VerifiedToken, Error> {
+        match verifier.verify_now(token) {
+            Attempt::Done(result) => result,
+            Attempt::NeedKey(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
+        }
+    }
+
+    /// Whether two results share one allocation, i.e. the second came from the cache.
+    fn same(a: &VerifiedToken, b: &VerifiedToken) -> bool {
+        std::ptr::eq(a.raw_claims(), b.raw_claims())
+    }
+
+    fn cache(verifier: &Verifier) -> &TokenCache {
+        verifier.inner.cache.as_ref().unwrap()
+    }
+
+    #[test]
+    fn a_repeated_token_is_answered_from_memory() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 16);
+        let token = key.sign(&claims_at(NOW));
+        let first = check(&v, &token).unwrap();
+        let second = check(&v, &token).unwrap();
+        assert!(same(&first, &second));
+        assert_eq!(cache(&v).entry_count(), 1);
+
+        let forged = format!("{}A", &token[..token.len() - 1]);
+        for _ in 0..2 {
+            assert!(check(&v, &forged).is_err());
+        }
+        assert_eq!(cache(&v).entry_count(), 1, "failures are not cached");
+    }
+
+    #[test]
+    fn cache_off_verifies_every_time() {
+        let key = TestKey::es256("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 0);
+        assert!(v.inner.cache.is_none());
+        let token = key.sign(&claims_at(NOW));
+        let first = check(&v, &token).unwrap();
+        let second = check(&v, &token).unwrap();
+        assert!(!same(&first, &second));
+        assert_eq!(second.subject(), "user-42");
+    }
+
+    #[test]
+    fn an_entry_never_outlives_exp() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 16);
+        let exp = NOW + 3600;
+        let token = key.sign(&claims_at(NOW));
+
+        // Verified late in its life: the entry lives only until exp plus leeway.
+        clock.set_unix(exp - 100);
+        let first = check(&v, &token).unwrap();
+        let entry = cache(&v).get(&TokenCache::digest(&token)).unwrap();
+        assert_eq!(
+            entry.ttl,
+            Duration::from_secs(100 + DEFAULT_LEEWAY.as_secs())
+        );
+
+        // Every hit re-checks exp with the current clock.
+        clock.set_unix(exp + DEFAULT_LEEWAY.as_secs() - 1);
+        assert!(same(&first, &check(&v, &token).unwrap()));
+        clock.set_unix(exp + DEFAULT_LEEWAY.as_secs());
+        let err = check(&v, &token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Expired);
+    }
+
+    #[test]
+    fn a_hit_rechecks_nbf_and_iat() {
+        let key = TestKey::rs256("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 16);
+        let nbf = key.sign(&claims_with(json!({"nbf": NOW + 30})));
+        let iat = key.sign(&claims_with(json!({"iat": NOW + 30})));
+        let cached_nbf = check(&v, &nbf).unwrap();
+        let cached_iat = check(&v, &iat).unwrap();
+
+        // The clock steps back: both are now too early, though cached.
+        clock.set_unix(NOW - 31);
+        assert_eq!(check(&v, &nbf).unwrap_err().kind(), ErrorKind::NotYetValid);
+        assert_eq!(
+            check(&v, &iat).unwrap_err().kind(),
+            ErrorKind::IssuedInFuture
+        );
+
+        // The entries were kept, and answer again once the time is right.
+        clock.set_unix(NOW);
+        assert!(same(&cached_nbf, &check(&v, &nbf).unwrap()));
+        assert!(same(&cached_iat, &check(&v, &iat).unwrap()));
+    }
+
+    fn replace_keys(v: &mut Verifier, keys: &[&TestKey]) {
+        let set = KeySet::from_json(&jwks(keys).to_string()).unwrap();
+        Arc::get_mut(&mut v.inner).unwrap().keys = KeySource::Static(Arc::new(set));
+    }
+
+    #[test]
+    fn a_key_leaving_the_set_takes_its_tokens_with_it() {
+        let (a, b) = (TestKey::ed25519("a"), TestKey::ed25519("b"));
+        let clock = ManualClock::at_unix(NOW);
+        let mut v = verifier(&a, &clock, 16);
+        let token = a.sign(&claims_at(NOW));
+        check(&v, &token).unwrap();
+        assert_eq!(cache(&v).entry_count(), 1);
+
+        replace_keys(&mut v, &[&b]);
+        let err = check(&v, &token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownKeyId);
+        assert_eq!(cache(&v).entry_count(), 0);
+    }
+
+    #[test]
+    fn a_key_replaced_under_the_same_kid_takes_its_tokens_with_it() {
+        let (old, new) = (TestKey::ed25519("k1"), TestKey::ed25519("k1"));
+        let clock = ManualClock::at_unix(NOW);
+        let mut v = verifier(&old, &clock, 16);
+        let token = old.sign(&claims_at(NOW));
+        check(&v, &token).unwrap();
+
+        replace_keys(&mut v, &[&new]);
+        let err = check(&v, &token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSignature);
+        assert_eq!(cache(&v).entry_count(), 0);
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_capacity() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 4);
+        for i in 0..20 {
+            let token = key.sign(&claims_with(json!({"sub": format!("user-{i}")})));
+            assert_eq!(check(&v, &token).unwrap().subject(), format!("user-{i}"));
+        }
+        let count = cache(&v).entry_count();
+        assert!((1..=4).contains(&count), "{count} entries held");
+    }
+}
