@@ -24,6 +24,9 @@ pub mod claims;
 mod clock;
 mod error;
 pub mod jwks;
+pub mod layer;
+pub mod permissions;
+pub mod rejection;
 mod token_cache;
 mod verify;
 
@@ -31,6 +34,9 @@ pub use claims::{BearerToken, OnBehalfOf, Permissions, VerifiedToken, X_ON_BEHAL
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorKind};
 pub use jsonwebtoken::Algorithm;
+pub use layer::{Mka1Auth, Mka1AuthLayer};
+pub use permissions::{RequirePermissions, RequirePermissionsLayer};
+pub use rejection::{Reject, Rejection, StandardReject};
 pub use verify::{
     IntoJwks, Verifier, VerifierBuilder, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_TOKEN_BYTES, DEFAULT_PERMISSIONS_CLAIM,
