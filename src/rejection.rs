@@ -48,7 +48,7 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 ///     header.to_str().unwrap(),
 ///     r#"Bearer realm="orders", error="invalid_token", error_description="token has expired""#,
 /// );
-/// let response: http::Response<String> = rejection.into_response();
+/// let response: http::Response<String> = rejection.into_http_response();
 /// assert!(response.body().contains(r#""error":"invalid_token""#));
 /// ```
 #[derive(Debug, Clone)]
@@ -206,7 +206,7 @@ impl Rejection {
     ///
     /// Any body type that can be made from a `String` works: axum's `Body`,
     /// `http_body_util::Full<Bytes>`, `String` itself.
-    pub fn into_response<B: From<String>>(self) -> Response<B> {
+    pub fn into_http_response<B: From<String>>(self) -> Response<B> {
         let mut response = Response::new(B::from(self.json_body()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
@@ -305,7 +305,7 @@ where
     }
 }
 
-/// The standard answer: [`Rejection::into_response`], for any body made from a `String`.
+/// The standard answer: [`Rejection::into_http_response`], for any body made from a `String`.
 ///
 /// ```
 /// use mka1_auth::{Error, ErrorKind, Reject, Rejection, StandardReject};
@@ -319,7 +319,7 @@ pub struct StandardReject;
 
 impl<B: From<String>> Reject<B> for StandardReject {
     fn reject(&self, rejection: Rejection) -> Response<B> {
-        rejection.into_response()
+        rejection.into_http_response()
     }
 }
 
@@ -376,7 +376,7 @@ mod tests {
         let r = Rejection::new(Error::new(ErrorKind::KeysUnavailable))
             .with_retry_after(Duration::from_millis(1500));
         assert!(r.www_authenticate().is_none());
-        let response: Response<String> = r.into_response();
+        let response: Response<String> = r.into_http_response();
         assert_eq!(response.headers()[RETRY_AFTER], "2");
         assert_eq!(
             response.extensions().get::<Error>().unwrap().kind(),

@@ -518,3 +518,225 @@ async fn rejections_emit_a_tracing_event_without_the_token() {
     assert!(!logged.contains(&token));
     assert!(!logged.contains(token.split('.').nth(2).unwrap()));
 }
+
+mod axum_router {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use mka1_auth::extract::Claims;
+
+    #[derive(serde::Deserialize)]
+    struct Custom {
+        sub: String,
+        permissions: Vec<String>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct NeedsOrg {
+        #[allow(dead_code)]
+        org: String,
+    }
+
+    fn routes() -> Router {
+        Router::new()
+            .route(
+                "/me",
+                get(|user: OnBehalfOf| async move { user.to_string() }),
+            )
+            .route(
+                "/token",
+                get(|token: VerifiedToken, bearer: BearerToken| async move {
+                    format!(
+                        "{} {} {}",
+                        token.subject(),
+                        token.permissions().len(),
+                        bearer.expose().len()
+                    )
+                }),
+            )
+            .route(
+                "/claims",
+                get(|Claims(c): Claims<Custom>| async move {
+                    format!("{} {}", c.sub, c.permissions.join(","))
+                }),
+            )
+            .route("/org", get(|_: Claims<NeedsOrg>| async { "org" }))
+            .route(
+                "/maybe",
+                get(
+                    |user: Option<OnBehalfOf>, token: Option<VerifiedToken>| async move {
+                        match (user, token) {
+                            (Some(u), Some(t)) if *u == *t.subject() => format!("user {u}"),
+                            (None, None) => "anonymous".to_owned(),
+                            _ => "inconsistent".to_owned(),
+                        }
+                    },
+                ),
+            )
+    }
+
+    async fn fetch(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut req = Request::get(uri).header(X_ON_BEHALF_OF, "user-42");
+        if let Some(token) = token {
+            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn extractors_hand_handlers_the_verified_values() {
+        let f = fixture();
+        let token = f.token();
+        let app = routes().layer(Mka1AuthLayer::new(f.verifier.clone()));
+        let t = Some(token.as_str());
+        assert_eq!(
+            fetch(&app, "/me", t).await,
+            (StatusCode::OK, "user-42".into())
+        );
+        assert_eq!(
+            fetch(&app, "/token", t).await,
+            (StatusCode::OK, format!("user-42 2 {}", token.len()))
+        );
+        assert_eq!(
+            fetch(&app, "/claims", t).await,
+            (StatusCode::OK, "user-42 agent:read,agent:write".into())
+        );
+        assert_eq!(
+            fetch(&app, "/maybe", t).await,
+            (StatusCode::OK, "user user-42".into())
+        );
+        let (status, body) = fetch(&app, "/me", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+
+    #[tokio::test]
+    async fn claims_that_do_not_fit_are_401_invalid_token() {
+        let f = fixture();
+        let app = routes().layer(Mka1AuthLayer::new(f.verifier.clone()).realm("r"));
+        let response = app
+            .oneshot(bearer(&f.token()).uri("/org").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let header = response.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(
+            header.starts_with(r#"Bearer realm="r", error="invalid_token""#),
+            "{header}"
+        );
+        assert_eq!(
+            response.extensions().get::<Error>().unwrap().kind(),
+            ErrorKind::InvalidClaim
+        );
+    }
+
+    #[tokio::test]
+    async fn optional_extractors_see_anonymous_requests_as_none() {
+        let f = fixture();
+        let app = routes().layer(Mka1AuthLayer::optional(f.verifier.clone()).realm("opt"));
+        assert_eq!(
+            fetch(&app, "/maybe", None).await,
+            (StatusCode::OK, "anonymous".into())
+        );
+        assert_eq!(
+            fetch(&app, "/maybe", Some(&f.token())).await,
+            (StatusCode::OK, "user user-42".into())
+        );
+        // The required form refuses the anonymous request, in the layer's realm.
+        let response = app
+            .clone()
+            .oneshot(Request::get("/me").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            r#"Bearer realm="opt""#
+        );
+        // An invalid token is refused before the handler.
+        assert_eq!(
+            fetch(&app, "/maybe", Some("a.b.c")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn extractors_without_the_layer_are_a_500_naming_it() {
+        let f = fixture();
+        let app = routes();
+        for uri in ["/me", "/token", "/claims", "/maybe"] {
+            // Even a valid token and a plain X-On-Behalf-Of header do not make an OnBehalfOf.
+            let (status, body) = fetch(&app, uri, Some(&f.token())).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["error"], "server_error");
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Mka1AuthLayer"),
+                "{body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn end_to_end_over_loopback() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let f = fixture();
+        let app = routes()
+            .route_layer(RequirePermissionsLayer::new(["agent:read"]))
+            .layer(Mka1AuthLayer::new(f.verifier.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let exchange = |extra: String| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request =
+                format!("GET /me HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n{extra}\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        };
+        let token = f.token();
+        let ok = exchange(format!("authorization: bearer {token}\r\n")).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.ends_with("user-42"), "{ok}");
+
+        let twice = exchange(format!(
+            "authorization: Bearer {token}\r\nauthorization: Bearer {token}\r\n"
+        ))
+        .await;
+        assert!(twice.starts_with("HTTP/1.1 400"), "{twice}");
+        assert!(twice.contains(r#"error="invalid_request""#), "{twice}");
+
+        let other = exchange(format!(
+            "authorization: Bearer {token}\r\nx-on-behalf-of: user-7\r\n"
+        ))
+        .await;
+        assert!(other.starts_with("HTTP/1.1 403"), "{other}");
+
+        let reader = f
+            .key
+            .sign(&claims_with(json!({"permissions": ["agent:write"]})));
+        let lacking = exchange(format!("authorization: Bearer {reader}\r\n")).await;
+        assert!(lacking.starts_with("HTTP/1.1 403"), "{lacking}");
+        assert!(lacking.contains(r#"scope="agent:read""#), "{lacking}");
+
+        let forged = TestKey::ed25519("ed-1").sign(&claims_at(NOW));
+        let refused = exchange(format!("authorization: Bearer {forged}\r\n")).await;
+        assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+        server.abort();
+    }
+}
