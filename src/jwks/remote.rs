@@ -632,23 +632,7 @@ impl RemoteJwks {
             }
             body.extend_from_slice(&chunk);
         }
-        let document: JwksDocument =
-            serde_json::from_slice(&body).map_err(|e| FetchError::NotJwks(e.to_string()))?;
-        let by_kid: HashMap<Box<str>, Value> = document
-            .keys
-            .iter()
-            .filter_map(|entry| Some((Box::from(entry.get("kid")?.as_str()?), entry.clone())))
-            .collect();
-        let keys = KeySet::from_entries(document.keys, &inner.algorithms);
-        if keys.is_empty() {
-            return Err(FetchError::NoUsableKeys {
-                skipped: keys.skipped().len(),
-            });
-        }
-        let entries = by_kid
-            .into_iter()
-            .filter(|(kid, _)| keys.get(kid).is_some())
-            .collect();
+        let (keys, entries) = parse_document(&body, &inner.algorithms)?;
         Ok(Fetched {
             keys,
             entries,
@@ -757,6 +741,28 @@ impl Drop for FetchGuard {
             jwks.complete(Err(FetchError::Abandoned));
         }
     }
+}
+
+/// Parse a fetched body into a key set, plus the JWK entries of its usable keys.
+fn parse_document(
+    body: &[u8],
+    algorithms: &[Algorithm],
+) -> Result<(KeySet, HashMap<Box<str>, Value>), FetchError> {
+    let document: JwksDocument =
+        serde_json::from_slice(body).map_err(|e| FetchError::NotJwks(e.to_string()))?;
+    let mut by_kid: HashMap<Box<str>, Value> = document
+        .keys
+        .iter()
+        .filter_map(|entry| Some((Box::from(entry.get("kid")?.as_str()?), entry.clone())))
+        .collect();
+    let keys = KeySet::from_entries(document.keys, algorithms);
+    if keys.is_empty() {
+        return Err(FetchError::NoUsableKeys {
+            skipped: keys.skipped().len(),
+        });
+    }
+    by_kid.retain(|kid, _| keys.get(kid).is_some());
+    Ok((keys, by_kid))
 }
 
 fn build_client() -> Result<reqwest::Client, ConfigError> {
@@ -883,6 +889,7 @@ fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Clock;
     use reqwest::header::HeaderValue;
 
     fn headers(values: &[&str]) -> HeaderMap {
@@ -1022,6 +1029,93 @@ mod tests {
             ));
         }
         assert!(RemoteJwksConfig::default().check().is_ok());
+    }
+
+    const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    const ED_X2: &str = "fUHyO2pRMfO5fIG7XwY-6rmyg4TDn5S4EaE3PK5nUH0";
+
+    fn jwks_at(unix: u64) -> (RemoteJwks, Arc<crate::ManualClock>) {
+        let clock = Arc::new(crate::ManualClock::at_unix(unix));
+        let jwks = RemoteJwks::new(
+            "https://jwks.example.com/keys",
+            RemoteJwksConfig::default(),
+            clock.clone(),
+            vec![Algorithm::EdDSA],
+        )
+        .unwrap();
+        (jwks, clock)
+    }
+
+    fn fetched(body: &str) -> Result<Fetched, FetchError> {
+        let (keys, entries) = parse_document(body.as_bytes(), &[Algorithm::EdDSA])?;
+        Ok(Fetched {
+            keys,
+            entries,
+            max_age: DEFAULT_MAX_AGE,
+        })
+    }
+
+    fn key(jwks: &RemoteJwks, kid: &str) -> Arc<VerificationKey> {
+        match jwks.lookup(kid) {
+            Lookup::Found(key) => key,
+            Lookup::Missing => panic!("{kid} is not held"),
+        }
+    }
+
+    #[test]
+    fn documents_that_are_not_usable_jwks_are_refused() {
+        let parse = |body: &str| parse_document(body.as_bytes(), &[Algorithm::EdDSA]).map(|_| ());
+        assert!(matches!(parse("<html>"), Err(FetchError::NotJwks(_))));
+        assert!(matches!(
+            parse(r#"{"keys": {}}"#),
+            Err(FetchError::NotJwks(_))
+        ));
+        assert!(matches!(parse("[]"), Err(FetchError::NotJwks(_))));
+        assert!(matches!(
+            parse(r#"{"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}"#),
+            Err(FetchError::NoUsableKeys { skipped: 1 })
+        ));
+        let ok = format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"a","x":"{ED_X}"}}]}}"#);
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn an_unchanged_key_keeps_its_identity_across_refreshes() {
+        let (jwks, clock) = jwks_at(1_800_000_000);
+        let doc = |x: &str| {
+            format!(
+                r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"a","x":"{ED_X}"}},
+                    {{"kty":"OKP","crv":"Ed25519","kid":"b","x":"{x}"}}]}}"#
+            )
+        };
+        jwks.complete(fetched(&doc(ED_X)));
+        let (a, b) = (key(&jwks, "a"), key(&jwks, "b"));
+        clock.advance(Duration::from_secs(600));
+        jwks.complete(fetched(&doc(ED_X2)));
+        // `a` is unchanged, so tokens cached against it stay valid; `b` was replaced.
+        assert!(Arc::ptr_eq(&a, &key(&jwks, "a")));
+        assert!(!Arc::ptr_eq(&b, &key(&jwks, "b")));
+    }
+
+    #[test]
+    fn a_failed_fetch_keeps_the_set_and_schedules_a_retry() {
+        let (jwks, clock) = jwks_at(1_800_000_000);
+        let doc = format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"a","x":"{ED_X}"}}]}}"#);
+        jwks.complete(fetched(&doc));
+        let a = key(&jwks, "a");
+        clock.advance(Duration::from_secs(480));
+        jwks.complete(Err(FetchError::Status(503)));
+        assert!(Arc::ptr_eq(&a, &key(&jwks, "a")));
+        let status = jwks.status();
+        assert_eq!(status.consecutive_failures, 1);
+        assert_eq!(
+            status.last_error.as_deref(),
+            Some("unexpected http status 503")
+        );
+        assert_eq!(
+            status.next_refresh,
+            Some(clock.now() + DEFAULT_RETRY_INITIAL)
+        );
     }
 
     #[test]
