@@ -221,10 +221,7 @@ struct Chunks {
 impl Chunks {
     fn new(bytes: Vec<u8>, sized: bool) -> Chunks {
         let len = bytes.len() as u64;
-        let frames = bytes
-            .chunks(1024)
-            .map(|c| Bytes::copy_from_slice(c))
-            .collect();
+        let frames = bytes.chunks(1024).map(Bytes::copy_from_slice).collect();
         Chunks { frames, len, sized }
     }
 }
