@@ -896,6 +896,73 @@ async fn a_replaced_key_under_the_same_kid_stops_verifying_old_tokens() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Observability.
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything traced by this test binary. A global subscriber, since a thread-local one
+/// races with other tests over `tracing`'s per-callsite interest cache.
+fn traced() -> &'static Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        captured
+    })
+}
+
+#[tokio::test]
+async fn fetches_and_cooldown_hits_are_traced_without_tokens() {
+    let captured = traced();
+    let key = TestKey::ed25519("k1");
+    let clock = ManualClock::at_unix(NOW);
+    let server = JwksServer::start(jwks(&[&key])).await;
+    server.set_mode(Mode::Error500);
+    // A path of its own, to pick this test's events out of the shared log.
+    let url = server.url().replace("/jwks", "/traced-jwks");
+    let verifier = verifier(&url, &clock, config());
+    let t = token(&key, &clock);
+    verifier.verify(&t).await.unwrap_err();
+    verifier.verify(&t).await.unwrap_err();
+    server.serve(jwks(&[&key]));
+    clock.advance(Duration::from_secs(30));
+    verifier.verify(&t).await.unwrap();
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log: String = log
+        .lines()
+        .filter(|l| l.contains("path=\"/traced-jwks\""))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines("jwks fetch started"), 2, "{log}");
+    assert_eq!(lines("reason=\"cold start\""), 2, "{log}");
+    assert_eq!(lines("jwks fetch failed"), 1, "{log}");
+    assert_eq!(lines("unexpected http status 500"), 1, "{log}");
+    assert_eq!(lines("jwks refetch cooldown"), 1, "{log}");
+    assert_eq!(lines("jwks fetched"), 1, "{log}");
+    assert!(log.contains("key_count=1 skipped=0"), "{log}");
+    assert!(!log.contains(&t) && !log.contains(t.split('.').nth(2).unwrap()));
+}
+
+// ---------------------------------------------------------------------------------------
 // Configuration.
 
 #[test]

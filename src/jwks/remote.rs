@@ -460,6 +460,7 @@ impl RemoteJwks {
     /// After a miss: join the in-flight fetch or start one (unless the cooldown or retry
     /// backoff forbids it), then look again.
     pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
+        let mut launch = None;
         let mut done = {
             let mut state = self.state();
             let now = self.inner.clock.now();
@@ -469,6 +470,8 @@ impl RemoteJwks {
             if !state.fetching {
                 if let Some(gate) = state.gate().filter(|gate| now < *gate) {
                     tracing::debug!(
+                        host = self.host(),
+                        path = self.inner.url.path(),
                         wait_ms = millis(gate.duration_since(now).unwrap_or_default()),
                         "jwks refetch cooldown: not fetching for an unknown kid"
                     );
@@ -486,11 +489,14 @@ impl RemoteJwks {
                 } else {
                     "unknown kid"
                 };
-                self.start_fetch(&mut state, &runtime, reason);
+                launch = Some(self.claim_fetch(&mut state, runtime, reason));
             }
             state.on_demand = true;
             self.inner.completed.subscribe()
         };
+        if let Some(launch) = launch {
+            launch.spawn();
+        }
         // The sender lives as long as `self`; the fetch task always reports (or its guard
         // does when it is dropped), so this wait ends within the fetch timeout.
         let _ = done.changed().await;
@@ -519,6 +525,10 @@ impl RemoteJwks {
             consecutive_failures: state.failures,
             next_refresh: state.next_refresh,
         }
+    }
+
+    fn host(&self) -> &str {
+        self.inner.url.host_str().unwrap_or("")
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -569,31 +579,37 @@ impl RemoteJwks {
         let Ok(runtime) = Handle::try_current() else {
             return;
         };
-        let mut state = self.state();
-        let due = state.next_refresh.is_some_and(|at| now >= at);
-        if due && !state.fetching {
+        let launch = {
+            let mut state = self.state();
+            let due = state.next_refresh.is_some_and(|at| now >= at);
+            if !due || state.fetching {
+                return;
+            }
             let reason = if state.failures > 0 {
                 "retry"
             } else {
                 "refresh due"
             };
-            self.start_fetch(&mut state, &runtime, reason);
-        }
+            self.claim_fetch(&mut state, runtime, reason)
+        };
+        launch.spawn();
     }
 
-    /// Spawn the one fetch; the caller holds the state lock and has checked none runs.
-    fn start_fetch(&self, state: &mut State, runtime: &Handle, reason: &'static str) {
+    /// Claim the one fetch slot; the caller holds the state lock and has checked it is free.
+    /// The returned launch must be spawned after the lock is released (a task that cannot be
+    /// spawned reports through its guard, which takes the lock).
+    fn claim_fetch(&self, state: &mut State, runtime: Handle, reason: &'static str) -> Launch {
         state.fetching = true;
-        tracing::debug!(url = %self.inner.url, reason, "jwks fetch started");
-        let this = self.clone();
-        let guard = FetchGuard(Some(self.clone()));
-        runtime.spawn(async move {
-            let timeout = this.inner.config.fetch_timeout;
-            let result = tokio::time::timeout(timeout, this.fetch())
-                .await
-                .unwrap_or(Err(FetchError::Timeout(timeout)));
-            guard.report(result);
-        });
+        tracing::debug!(
+            host = self.host(),
+            path = self.inner.url.path(),
+            reason,
+            "jwks fetch started"
+        );
+        Launch {
+            guard: FetchGuard(Some(self.clone())),
+            runtime,
+        }
     }
 
     async fn fetch(&self) -> Result<Fetched, FetchError> {
@@ -662,6 +678,8 @@ impl RemoteJwks {
                 // endpoint answers.
                 state.next_refresh = Some(later(now, max_age / 5 * 4));
                 tracing::info!(
+                    host = self.host(),
+                    path = inner.url.path(),
                     key_count,
                     skipped,
                     max_age_secs = max_age.as_secs(),
@@ -675,6 +693,8 @@ impl RemoteJwks {
                 state.next_refresh = state.retry_at;
                 let serving_stale = self.usable_snapshot(now).is_some();
                 tracing::warn!(
+                    host = self.host(),
+                    path = inner.url.path(),
                     reason = %error,
                     failures = state.failures,
                     retry_in_secs = backoff.as_secs(),
@@ -720,6 +740,28 @@ impl RemoteJwks {
             expires_at,
             usable_until: later(expires_at, self.inner.config.stale_if_error),
         }
+    }
+}
+
+/// A claimed fetch, ready to spawn.
+struct Launch {
+    guard: FetchGuard,
+    runtime: Handle,
+}
+
+impl Launch {
+    fn spawn(self) {
+        let Launch { guard, runtime } = self;
+        let Some(this) = guard.0.clone() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let timeout = this.inner.config.fetch_timeout;
+            let result = tokio::time::timeout(timeout, this.fetch())
+                .await
+                .unwrap_or(Err(FetchError::Timeout(timeout)));
+            guard.report(result);
+        });
     }
 }
 
@@ -891,6 +933,7 @@ mod tests {
     use super::*;
     use crate::Clock;
     use reqwest::header::HeaderValue;
+    use std::future::Future;
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -1115,6 +1158,31 @@ mod tests {
         assert_eq!(
             status.next_refresh,
             Some(clock.now() + DEFAULT_RETRY_INITIAL)
+        );
+    }
+
+    #[test]
+    fn a_fetch_that_cannot_be_spawned_reports_instead_of_hanging() {
+        let (jwks, _clock) = jwks_at(1_800_000_000);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        drop(runtime);
+        // A context whose runtime is gone: the spawned fetch is dropped at once.
+        let _context = handle.enter();
+        let mut resolve = std::pin::pin!(jwks.resolve_missing("k1"));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(result) = resolve.as_mut().poll(&mut cx) else {
+            panic!("an abandoned fetch must wake its waiters");
+        };
+        assert_eq!(result.unwrap_err().kind(), ErrorKind::KeysUnavailable);
+        let status = jwks.status();
+        assert!(!status.fetching);
+        assert_eq!(
+            status.last_error.as_deref(),
+            Some("the fetch task ended without a result")
         );
     }
 
