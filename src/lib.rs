@@ -31,6 +31,8 @@ pub use claims::{BearerToken, OnBehalfOf, Permissions, VerifiedToken, X_ON_BEHAL
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorKind};
 pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "remote")]
+pub use jwks::remote::RemoteJwksConfig;
 pub use jwks::KeySetStatus;
 pub use verify::{
     IntoJwks, Verifier, VerifierBuilder, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME,

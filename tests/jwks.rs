@@ -310,17 +310,37 @@ fn secs_since(clock: &ManualClock, at: std::time::SystemTime) -> i64 {
     at - clock.now_unix() as i64
 }
 
-/// A verifier that has fetched `[key]` from a fresh server.
-async fn warm(
-    key: &TestKey,
-    clock: &ManualClock,
-    config: RemoteJwksConfig,
-) -> (JwksServer, Verifier) {
-    let server = JwksServer::start(jwks(&[key])).await;
-    let verifier = verifier(&server.url(), clock, config);
-    verifier.verify(&token(key, clock)).await.unwrap();
-    assert_eq!(server.requests(), 1);
-    (server, verifier)
+/// A server publishing one Ed25519 key, and a verifier for it with a clock at `NOW`.
+struct Fixture {
+    key: TestKey,
+    clock: ManualClock,
+    server: JwksServer,
+    verifier: Verifier,
+}
+
+impl Fixture {
+    /// Nothing fetched yet; the server answers in `mode`.
+    async fn cold(mode: Mode, config: RemoteJwksConfig) -> Fixture {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let server = JwksServer::start(jwks(&[&key])).await;
+        server.set_mode(mode);
+        let verifier = verifier(&server.url(), &clock, config);
+        Fixture {
+            key,
+            clock,
+            server,
+            verifier,
+        }
+    }
+
+    /// The key set fetched once, successfully.
+    async fn warm(config: RemoteJwksConfig) -> Fixture {
+        let f = Fixture::cold(Mode::Serve, config).await;
+        f.verifier.verify(&token(&f.key, &f.clock)).await.unwrap();
+        assert_eq!(f.server.requests(), 1);
+        f
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -328,11 +348,12 @@ async fn warm(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_cold_requests_cause_one_fetch() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let server = JwksServer::start(jwks(&[&key])).await;
-    server.set_mode(Mode::Hold);
-    let verifier = verifier(&server.url(), &clock, config());
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::cold(Mode::Hold, config()).await;
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let verifier = verifier.clone();
@@ -382,11 +403,12 @@ async fn builds_while_the_endpoint_is_down_and_fails_with_keys_unavailable() {
 
 #[tokio::test]
 async fn a_cold_start_recovers_once_the_endpoint_is_back() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let server = JwksServer::start(jwks(&[&key])).await;
-    server.set_mode(Mode::Down);
-    let verifier = verifier(&server.url(), &clock, config());
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::cold(Mode::Down, config()).await;
 
     assert_eq!(
         kind(verifier.verify(&token(&key, &clock)).await),
@@ -412,12 +434,16 @@ async fn a_cold_start_recovers_once_the_endpoint_is_back() {
 
 #[tokio::test]
 async fn a_hanging_endpoint_bounds_a_cold_start_by_the_fetch_timeout() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let server = JwksServer::start(jwks(&[&key])).await;
-    server.set_mode(Mode::Hang);
-    let timeout = Duration::from_millis(150);
-    let verifier = verifier(&server.url(), &clock, config().fetch_timeout(timeout));
+    let Fixture {
+        key,
+        clock,
+        server: _server,
+        verifier,
+    } = Fixture::cold(
+        Mode::Hang,
+        config().fetch_timeout(Duration::from_millis(150)),
+    )
+    .await;
     let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
     let reason = verifier.key_set_status().last_error.unwrap();
@@ -429,9 +455,12 @@ async fn a_hanging_endpoint_bounds_a_cold_start_by_the_fetch_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_random_kids_in_one_cooldown_cause_at_most_one_fetch() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let (server, verifier) = warm(&key, &clock, config()).await;
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::warm(config()).await;
     clock.advance(Duration::from_secs(31));
 
     let tasks: Vec<_> = (0..1000)
@@ -464,9 +493,12 @@ async fn a_thousand_random_kids_in_one_cooldown_cause_at_most_one_fetch() {
 
 #[tokio::test]
 async fn the_cooldown_is_configurable() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let (server, verifier) = warm(&key, &clock, config().cooldown(Duration::from_secs(5))).await;
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::warm(config().cooldown(Duration::from_secs(5))).await;
     clock.advance(Duration::from_secs(5));
     let t = token_with_kid(&key, "other", &clock);
     assert_eq!(kind(verifier.verify(&t).await), ErrorKind::UnknownKeyId);
@@ -477,11 +509,12 @@ async fn the_cooldown_is_configurable() {
 
 #[tokio::test]
 async fn a_500_counts_as_failed_and_starts_the_cooldown() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let server = JwksServer::start(jwks(&[&key])).await;
-    server.set_mode(Mode::Error500);
-    let verifier = verifier(&server.url(), &clock, config());
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::cold(Mode::Error500, config()).await;
     for _ in 0..20 {
         let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
@@ -508,9 +541,12 @@ async fn assert_failed_refresh_keeps_last_good_set(
     reason: &str,
     config: RemoteJwksConfig,
 ) {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let (server, verifier) = warm(&key, &clock, config).await;
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::warm(config).await;
     server.set_mode(mode);
     clock.advance(Duration::from_secs(8 * 60));
     // Due for refresh: this verification starts it in the background and does not wait.
@@ -572,12 +608,14 @@ async fn a_hanging_refresh_keeps_the_last_good_set() {
 #[tokio::test]
 async fn the_body_cap_default_is_256_kib() {
     // A 64 KiB document is within the default cap.
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let server = JwksServer::start(jwks(&[&key])).await;
-    server.set_mode(Mode::Oversized);
-    let verifier = verifier(&server.url(), &clock, config());
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::cold(Mode::Oversized, config()).await;
     verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 1);
 }
 
 #[tokio::test]
@@ -622,11 +660,12 @@ async fn skipped_keys_are_counted_in_the_status() {
 
 #[tokio::test]
 async fn a_redirect_to_another_host_is_not_followed() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let server = JwksServer::start(jwks(&[&key])).await;
-    server.set_mode(Mode::RedirectOtherHost);
-    let verifier = verifier(&server.url(), &clock, config());
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::cold(Mode::RedirectOtherHost, config()).await;
     assert_eq!(
         kind(verifier.verify(&token(&key, &clock)).await),
         ErrorKind::KeysUnavailable
@@ -641,12 +680,13 @@ async fn a_redirect_to_another_host_is_not_followed() {
 
 #[tokio::test]
 async fn a_caller_client_that_follows_redirects_still_cannot_leave_the_host() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let server = JwksServer::start(jwks(&[&key])).await;
-    server.set_mode(Mode::RedirectOtherHost);
     let client = reqwest::Client::builder().build().unwrap();
-    let verifier = verifier(&server.url(), &clock, config().http_client(client));
+    let Fixture {
+        key,
+        clock,
+        server: _server,
+        verifier,
+    } = Fixture::cold(Mode::RedirectOtherHost, config().http_client(client)).await;
     // Had the other host's answer been used, this token would verify.
     assert_eq!(
         kind(verifier.verify(&token(&key, &clock)).await),
@@ -656,11 +696,12 @@ async fn a_caller_client_that_follows_redirects_still_cannot_leave_the_host() {
 
 #[tokio::test]
 async fn a_redirect_on_the_same_host_is_followed() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let server = JwksServer::start(jwks(&[&key])).await;
-    server.set_mode(Mode::RedirectSameHost);
-    let verifier = verifier(&server.url(), &clock, config());
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::cold(Mode::RedirectSameHost, config()).await;
     verifier.verify(&token(&key, &clock)).await.unwrap();
     assert_eq!(server.requests(), 2);
 }
@@ -721,17 +762,22 @@ async fn max_age_defaults_to_ten_minutes_and_is_clamped() {
 
 #[tokio::test]
 async fn custom_max_age_settings_apply() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let config = config()
-        .default_max_age(Duration::from_secs(50))
-        .max_age_bounds(Duration::from_secs(10), Duration::from_secs(100));
-    let (server, verifier) = warm(&key, &clock, config).await;
+    let Fixture {
+        clock,
+        server,
+        verifier,
+        ..
+    } = Fixture::warm(
+        config()
+            .default_max_age(Duration::from_secs(50))
+            .max_age_bounds(Duration::from_secs(10), Duration::from_secs(100)),
+    )
+    .await;
     assert_eq!(
         secs_since(&clock, verifier.key_set_status().next_refresh.unwrap()),
         40
     );
-    drop(server);
+    assert_eq!(server.requests(), 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -739,10 +785,12 @@ async fn custom_max_age_settings_apply() {
 
 #[tokio::test]
 async fn a_hanging_endpoint_never_delays_a_cached_kid() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let config = config().fetch_timeout(Duration::from_millis(300));
-    let (server, verifier) = warm(&key, &clock, config).await;
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::warm(config().fetch_timeout(Duration::from_millis(300))).await;
     server.set_mode(Mode::Hang);
     clock.advance(Duration::from_secs(8 * 60));
 
@@ -778,10 +826,12 @@ async fn a_hanging_endpoint_never_delays_a_cached_kid() {
 
 #[tokio::test]
 async fn an_outage_serves_the_last_good_set_then_keys_unavailable() {
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let config = config().stale_if_error(Duration::from_secs(3600));
-    let (server, verifier) = warm(&key, &clock, config).await;
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::warm(config().stale_if_error(Duration::from_secs(3600))).await;
     server.set_mode(Mode::Down);
 
     // Past max-age: the set is stale but still serves; the refresh fails.
@@ -843,10 +893,13 @@ async fn an_outage_serves_the_last_good_set_then_keys_unavailable() {
 
 #[tokio::test]
 async fn a_rotated_in_kid_is_accepted_on_the_one_refetch_and_a_removed_one_is_dropped() {
-    let old = TestKey::ed25519("old");
+    let Fixture {
+        key: old,
+        clock,
+        server,
+        verifier,
+    } = Fixture::warm(config()).await;
     let new = TestKey::es256("new");
-    let clock = ManualClock::at_unix(NOW);
-    let (server, verifier) = warm(&old, &clock, config()).await;
 
     clock.advance(Duration::from_secs(31));
     server.serve(jwks(&[&old, &new]));
@@ -931,10 +984,9 @@ fn traced() -> &'static Captured {
 #[tokio::test]
 async fn fetches_and_cooldown_hits_are_traced_without_tokens() {
     let captured = traced();
-    let key = TestKey::ed25519("k1");
-    let clock = ManualClock::at_unix(NOW);
-    let server = JwksServer::start(jwks(&[&key])).await;
-    server.set_mode(Mode::Error500);
+    let Fixture {
+        key, clock, server, ..
+    } = Fixture::cold(Mode::Error500, config()).await;
     // A path of its own, to pick this test's events out of the shared log.
     let url = server.url().replace("/jwks", "/traced-jwks");
     let verifier = verifier(&url, &clock, config());

@@ -391,7 +391,7 @@ impl fmt::Display for FetchError {
             FetchError::Status(s) => write!(f, "unexpected http status {s}"),
             FetchError::Redirect(s) => write!(
                 f,
-                "redirect not followed (status {s}): only {MAX_REDIRECTS} to the same host are"
+                "redirect not followed (status {s}): only same-host redirects are followed"
             ),
             FetchError::OtherHost => f.write_str("the response came from another host"),
             FetchError::TooLarge(cap) => write!(f, "the body exceeds the {cap}-byte cap"),
