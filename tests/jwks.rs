@@ -533,6 +533,24 @@ async fn a_500_counts_as_failed_and_starts_the_cooldown() {
     assert_eq!(server.requests(), 2);
 }
 
+#[tokio::test]
+async fn a_clock_moved_back_does_not_stretch_the_cooldown() {
+    let Fixture {
+        key,
+        clock,
+        server,
+        verifier,
+    } = Fixture::cold(Mode::Error500, config()).await;
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+    clock.set_unix(NOW - 3600);
+    server.serve(jwks(&[&key]));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 2);
+}
+
 // ---------------------------------------------------------------------------------------
 // Bad documents and limits: each is a failed fetch that keeps the last good set.
 

@@ -468,7 +468,7 @@ impl RemoteJwks {
                 return Ok(key);
             }
             if !state.fetching {
-                if let Some(gate) = state.gate().filter(|gate| now < *gate) {
+                if let Some(gate) = self.pending_gate(&state, now) {
                     tracing::debug!(
                         host = self.host(),
                         path = self.inner.url.path(),
@@ -560,8 +560,8 @@ impl RemoteJwks {
         if self.usable_snapshot(now).is_some() {
             return Error::new(ErrorKind::UnknownKeyId);
         }
-        let wait = state
-            .gate()
+        let wait = self
+            .pending_gate(state, now)
             .and_then(|gate| gate.duration_since(now).ok())
             .unwrap_or_default();
         // Whole seconds, rounded up, at least one.
@@ -573,6 +573,18 @@ impl RemoteJwks {
         };
         Error::with_detail(ErrorKind::KeysUnavailable, detail)
             .with_retry_after(Duration::from_secs(secs.max(1)))
+    }
+
+    /// When the cooldown or retry backoff still forbids an on-demand fetch. A gate further
+    /// ahead than either could set means the clock was moved back; it is ignored rather than
+    /// blocking fetches for as long as the clock jumped.
+    fn pending_gate(&self, state: &State, now: SystemTime) -> Option<SystemTime> {
+        let config = &self.inner.config;
+        let longest = config.cooldown.max(config.retry_max);
+        state.gate().filter(|gate| {
+            gate.duration_since(now)
+                .is_ok_and(|wait| !wait.is_zero() && wait <= longest)
+        })
     }
 
     fn refresh_in_background(&self, now: SystemTime) {
