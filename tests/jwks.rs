@@ -334,6 +334,10 @@ impl Fixture {
         }
     }
 
+    fn parts(self) -> (TestKey, ManualClock, JwksServer, Verifier) {
+        (self.key, self.clock, self.server, self.verifier)
+    }
+
     /// The key set fetched once, successfully.
     async fn warm(config: RemoteJwksConfig) -> Fixture {
         let f = Fixture::cold(Mode::Serve, config).await;
@@ -348,12 +352,7 @@ impl Fixture {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_cold_requests_cause_one_fetch() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::cold(Mode::Hold, config()).await;
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Hold, config()).await.parts();
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let verifier = verifier.clone();
@@ -403,12 +402,7 @@ async fn builds_while_the_endpoint_is_down_and_fails_with_keys_unavailable() {
 
 #[tokio::test]
 async fn a_cold_start_recovers_once_the_endpoint_is_back() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::cold(Mode::Down, config()).await;
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Down, config()).await.parts();
 
     assert_eq!(
         kind(verifier.verify(&token(&key, &clock)).await),
@@ -455,12 +449,7 @@ async fn a_hanging_endpoint_bounds_a_cold_start_by_the_fetch_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_random_kids_in_one_cooldown_cause_at_most_one_fetch() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::warm(config()).await;
+    let (key, clock, server, verifier) = Fixture::warm(config()).await.parts();
     clock.advance(Duration::from_secs(31));
 
     let tasks: Vec<_> = (0..1000)
@@ -493,12 +482,9 @@ async fn a_thousand_random_kids_in_one_cooldown_cause_at_most_one_fetch() {
 
 #[tokio::test]
 async fn the_cooldown_is_configurable() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::warm(config().cooldown(Duration::from_secs(5))).await;
+    let (key, clock, server, verifier) = Fixture::warm(config().cooldown(Duration::from_secs(5)))
+        .await
+        .parts();
     clock.advance(Duration::from_secs(5));
     let t = token_with_kid(&key, "other", &clock);
     assert_eq!(kind(verifier.verify(&t).await), ErrorKind::UnknownKeyId);
@@ -509,12 +495,7 @@ async fn the_cooldown_is_configurable() {
 
 #[tokio::test]
 async fn a_500_counts_as_failed_and_starts_the_cooldown() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::cold(Mode::Error500, config()).await;
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Error500, config()).await.parts();
     for _ in 0..20 {
         let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
@@ -535,12 +516,7 @@ async fn a_500_counts_as_failed_and_starts_the_cooldown() {
 
 #[tokio::test]
 async fn a_clock_moved_back_does_not_stretch_the_cooldown() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::cold(Mode::Error500, config()).await;
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Error500, config()).await.parts();
     assert_eq!(
         kind(verifier.verify(&token(&key, &clock)).await),
         ErrorKind::KeysUnavailable
@@ -559,12 +535,7 @@ async fn assert_failed_refresh_keeps_last_good_set(
     reason: &str,
     config: RemoteJwksConfig,
 ) {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::warm(config).await;
+    let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
     server.set_mode(mode);
     clock.advance(Duration::from_secs(8 * 60));
     // Due for refresh: this verification starts it in the background and does not wait.
@@ -626,12 +597,7 @@ async fn a_hanging_refresh_keeps_the_last_good_set() {
 #[tokio::test]
 async fn the_body_cap_default_is_256_kib() {
     // A 64 KiB document is within the default cap.
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::cold(Mode::Oversized, config()).await;
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Oversized, config()).await.parts();
     verifier.verify(&token(&key, &clock)).await.unwrap();
     assert_eq!(server.requests(), 1);
 }
@@ -678,12 +644,9 @@ async fn skipped_keys_are_counted_in_the_status() {
 
 #[tokio::test]
 async fn a_redirect_to_another_host_is_not_followed() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::cold(Mode::RedirectOtherHost, config()).await;
+    let (key, clock, server, verifier) = Fixture::cold(Mode::RedirectOtherHost, config())
+        .await
+        .parts();
     assert_eq!(
         kind(verifier.verify(&token(&key, &clock)).await),
         ErrorKind::KeysUnavailable
@@ -699,12 +662,10 @@ async fn a_redirect_to_another_host_is_not_followed() {
 #[tokio::test]
 async fn a_caller_client_that_follows_redirects_still_cannot_leave_the_host() {
     let client = reqwest::Client::builder().build().unwrap();
-    let Fixture {
-        key,
-        clock,
-        server: _server,
-        verifier,
-    } = Fixture::cold(Mode::RedirectOtherHost, config().http_client(client)).await;
+    let (key, clock, _server, verifier) =
+        Fixture::cold(Mode::RedirectOtherHost, config().http_client(client))
+            .await
+            .parts();
     // Had the other host's answer been used, this token would verify.
     assert_eq!(
         kind(verifier.verify(&token(&key, &clock)).await),
@@ -714,12 +675,9 @@ async fn a_caller_client_that_follows_redirects_still_cannot_leave_the_host() {
 
 #[tokio::test]
 async fn a_redirect_on_the_same_host_is_followed() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::cold(Mode::RedirectSameHost, config()).await;
+    let (key, clock, server, verifier) = Fixture::cold(Mode::RedirectSameHost, config())
+        .await
+        .parts();
     verifier.verify(&token(&key, &clock)).await.unwrap();
     assert_eq!(server.requests(), 2);
 }
@@ -803,12 +761,10 @@ async fn custom_max_age_settings_apply() {
 
 #[tokio::test]
 async fn a_hanging_endpoint_never_delays_a_cached_kid() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::warm(config().fetch_timeout(Duration::from_millis(300))).await;
+    let (key, clock, server, verifier) =
+        Fixture::warm(config().fetch_timeout(Duration::from_millis(300)))
+            .await
+            .parts();
     server.set_mode(Mode::Hang);
     clock.advance(Duration::from_secs(8 * 60));
 
@@ -844,12 +800,10 @@ async fn a_hanging_endpoint_never_delays_a_cached_kid() {
 
 #[tokio::test]
 async fn an_outage_serves_the_last_good_set_then_keys_unavailable() {
-    let Fixture {
-        key,
-        clock,
-        server,
-        verifier,
-    } = Fixture::warm(config().stale_if_error(Duration::from_secs(3600))).await;
+    let (key, clock, server, verifier) =
+        Fixture::warm(config().stale_if_error(Duration::from_secs(3600)))
+            .await
+            .parts();
     server.set_mode(Mode::Down);
 
     // Past max-age: the set is stale but still serves; the refresh fails.
@@ -911,12 +865,7 @@ async fn an_outage_serves_the_last_good_set_then_keys_unavailable() {
 
 #[tokio::test]
 async fn a_rotated_in_kid_is_accepted_on_the_one_refetch_and_a_removed_one_is_dropped() {
-    let Fixture {
-        key: old,
-        clock,
-        server,
-        verifier,
-    } = Fixture::warm(config()).await;
+    let (old, clock, server, verifier) = Fixture::warm(config()).await.parts();
     let new = TestKey::es256("new");
 
     clock.advance(Duration::from_secs(31));
