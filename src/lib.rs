@@ -23,14 +23,21 @@
 pub mod claims;
 mod clock;
 mod error;
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub mod exchange;
 pub mod jwks;
+pub mod outbound;
 mod token_cache;
 mod verify;
 
 pub use claims::{BearerToken, OnBehalfOf, Permissions, VerifiedToken, X_ON_BEHALF_OF};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorKind};
+#[cfg(feature = "remote")]
+pub use exchange::{ExchangeClient, ExchangeError, ExchangeRequest};
 pub use jsonwebtoken::Algorithm;
+pub use outbound::{ApiKey, ForwardToken, Outbound, OutboundError, OutboundLayer};
 pub use verify::{
     IntoJwks, Verifier, VerifierBuilder, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_TOKEN_BYTES, DEFAULT_PERMISSIONS_CLAIM,
