@@ -729,10 +729,7 @@ impl<C: CredentialSource> Shared<C> {
     }
 
     /// Everything before the credential arrives.
-    fn prepare<B>(
-        &self,
-        req: Request<B>,
-    ) -> Result<(C::Future, Request<B>, Option<Arc<str>>), Error> {
+    fn prepare<B>(&self, req: Request<B>) -> Result<Prepared<C::Future, B>, Error> {
         self.check_target(req.uri(), req.headers())?;
         let (req, user) = self.end_user(req)?;
         let cx = OutboundContext {
@@ -741,7 +738,11 @@ impl<C: CredentialSource> Shared<C> {
             extensions: req.extensions(),
         };
         let credential = self.source.credential(&cx);
-        Ok((credential, req, user))
+        Ok(Prepared {
+            credential,
+            req,
+            user,
+        })
     }
 }
 
@@ -777,7 +778,11 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let state = match self.shared.prepare(req) {
-            Ok((credential, req, user)) => State::Credential {
+            Ok(Prepared {
+                credential,
+                req,
+                user,
+            }) => State::Credential {
                 credential,
                 pending: Some(Pending { inner, req, user }),
             },
@@ -785,6 +790,12 @@ where
         };
         ResponseFuture { state }
     }
+}
+
+struct Prepared<F, B> {
+    credential: F,
+    req: Request<B>,
+    user: Option<Arc<str>>,
 }
 
 struct Pending<S, B> {
