@@ -8,13 +8,13 @@
 //! "permissions"}`, and MKA1 answers `{"token": "<jwt>"}`.
 //!
 //! - **Validation first.** The end-user id must pass
-//!   [`validate_end_user_id`](crate::claims::validate_end_user_id) and `expiresIn` lie in
+//!   [`validate_end_user_id`] and `expiresIn` lie in
 //!   300..=2592000 seconds; a request that breaks either is refused without being sent.
 //! - **Cache.** Tokens are kept per (audience, end user, permissions), bounded in number, and
 //!   reused until [`renew_before`](ExchangeClientBuilder::renew_before) their `exp` (read
 //!   from the token's payload without checking its signature: it only schedules renewal, and
 //!   is never trusted past the lifetime that was asked for). Time comes from the client's
-//!   [`Clock`](crate::Clock). Concurrent callers for one key share one exchange. Failures are
+//!   [`Clock`]. Concurrent callers for one key share one exchange. Failures are
 //!   not cached; while a renewal fails, a token that has not yet expired is still used.
 //! - **Retries.** 429 and 5xx answers and transport failures are retried with exponential
 //!   backoff and jitter, honouring `Retry-After` (seconds or an HTTP date) up to

@@ -9,7 +9,7 @@
 //! 2. finds the end user: the [`OnBehalfOf`] in the request's extensions (so the value the
 //!    inbound layer verified passes straight through), or else the closure given to
 //!    [`OutboundBuilder::end_user_from`], validated with
-//!    [`validate_end_user_id`](crate::claims::validate_end_user_id);
+//!    [`validate_end_user_id`];
 //! 3. asks its [`CredentialSource`] for a credential ([`ApiKey`], [`ForwardToken`], or an
 //!    exchanged token from [`ExchangeClient`](crate::exchange::ExchangeClient));
 //! 4. sets `Authorization: Bearer <credential>` and `X-On-Behalf-Of: <end user>`, replacing any
@@ -224,6 +224,7 @@ impl ApiKey {
             })
     }
 
+    #[cfg(feature = "remote")]
     pub(crate) fn credential(&self) -> &Credential {
         &self.0
     }
