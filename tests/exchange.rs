@@ -323,6 +323,19 @@ async fn mka1_401_and_403_say_what_was_refused_without_the_key() {
 }
 
 #[tokio::test]
+async fn other_statuses_are_unexpected_and_not_retried() {
+    let mka1 = mock().await;
+    let client = mka1.client().build().unwrap();
+    mka1.script([Reply::raw(404, "<html>not found</html>")]);
+    let err = client.token(&req("u")).await.unwrap_err();
+    let ex = exchange_error(&err);
+    assert_eq!(ex.kind(), ExchangeErrorKind::UnexpectedStatus);
+    assert_eq!(ex.status(), Some(404));
+    assert_eq!(ex.attempts(), 1);
+    assert_eq!(mka1.calls().len(), 1);
+}
+
+#[tokio::test]
 async fn failures_are_not_cached() {
     let mka1 = mock().await;
     let client = mka1.client().build().unwrap();

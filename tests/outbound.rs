@@ -73,6 +73,18 @@ fn refusal<E: std::fmt::Debug>(err: OutboundError<E>) -> Error {
     }
 }
 
+/// Send `req` through `client`, expecting the layer to refuse it.
+async fn refused<S, E>(client: &S, req: Request<String>) -> Error
+where
+    S: Service<Request<String>, Error = OutboundError<E>> + Clone,
+    E: std::fmt::Debug,
+{
+    match client.clone().oneshot(req).await {
+        Ok(_) => panic!("the request was sent"),
+        Err(e) => refusal(e),
+    }
+}
+
 #[tokio::test]
 async fn upstream_sees_exactly_the_verified_user_and_the_api_key() {
     let upstream = Upstream::start().await;
@@ -141,7 +153,7 @@ async fn a_closure_names_the_user_when_no_verified_one_rides_along() {
 
     // An id MKA1 would refuse never leaves.
     for bad in ["*", " bob", &"x".repeat(151)] {
-        let err = refusal(client.clone().oneshot(named(bad)).await.unwrap_err());
+        let err = refused(&client, named(bad)).await;
         assert_eq!(err.kind(), ErrorKind::CredentialUnavailable, "{bad:?}");
         assert!(err.to_string().contains("end-user id"), "{err}");
     }
@@ -179,14 +191,14 @@ async fn a_host_not_allowed_gets_no_credentials_and_no_request() {
     for url in targets {
         let mut req = get(&url);
         req.extensions_mut().insert(user_of(&alice));
-        let err = refusal(client.clone().oneshot(req).await.unwrap_err());
+        let err = refused(&client, req).await;
         assert_eq!(err.kind(), ErrorKind::HostNotAllowed, "{url}");
     }
     // A Host header naming another host than the URI.
     let mut req = get(&allowed.url("/x"));
     req.headers_mut()
         .insert("host", "evil.example".parse().unwrap());
-    let err = refusal(client.clone().oneshot(req).await.unwrap_err());
+    let err = refused(&client, req).await;
     assert_eq!(err.kind(), ErrorKind::HostNotAllowed);
     assert!(err.to_string().contains("host header"), "{err}");
 
@@ -230,13 +242,7 @@ async fn the_inbound_token_is_forwarded_unchanged() {
     assert!(!format!("{:?}", alice.bearer).contains(&alice.token));
 
     // Nothing to forward.
-    let err = refusal(
-        client
-            .clone()
-            .oneshot(get(&upstream.url("/x")))
-            .await
-            .unwrap_err(),
-    );
+    let err = refused(&client, get(&upstream.url("/x"))).await;
     assert_eq!(err.kind(), ErrorKind::CredentialUnavailable);
 
     // Never forwarded for another user than the token's.
@@ -299,13 +305,7 @@ async fn exchanged_tokens_are_minted_once_per_user_and_sent_onward() {
     }
 
     // An exchange needs a user: a backend-only call is refused, and nothing is minted.
-    let err = refusal(
-        client
-            .clone()
-            .oneshot(get(&upstream.url("/x")))
-            .await
-            .unwrap_err(),
-    );
+    let err = refused(&client, get(&upstream.url("/x"))).await;
     assert_eq!(err.kind(), ErrorKind::CredentialUnavailable);
     // An MKA1 refusal surfaces as an exchange error, and the upstream is not called.
     mka1.script([mock_mka1::Reply::status(
