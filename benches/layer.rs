@@ -1,0 +1,194 @@
+//! Per-request benchmarks through the layer (issue 7, bench 3): `oneshot` of a request on a
+//! trivial service behind `Mka1AuthLayer`, against the same behind jwt-authorizer 0.15's
+//! layer, with the same tokens and keys, for EdDSA, ES256 and RS256.
+//!
+//! - `fresh`: cache off, so every request verifies its token as if seen for the first time;
+//!   against raw `jsonwebtoken::decode` (target at most 1.15x) and, for information,
+//!   against jwt-authorizer's layer.
+//! - `repeated`: cache on, tokens presented again; against jwt-authorizer's layer, which
+//!   verifies every time (target at least 10x faster).
+//!
+//! As in `benches/verify.rs`, criterion prints absolute wall-clock times and the ratios are
+//! measured at the end, side by side, by thread CPU time. Run with `cargo bench --bench layer`.
+
+mod support;
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::ops::Range;
+use std::time::Duration;
+
+use axum07::body::Body;
+use criterion::Criterion;
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response, StatusCode};
+use jwt_authorizer::{IntoLayer, JwtAuthorizer};
+use mka1_auth::{Mka1AuthLayer, Verifier};
+use support::common::{jwks, TestKey, AUDIENCE};
+use support::*;
+use tower::{service_fn, Layer, Service, ServiceExt};
+
+/// The service behind each layer: answers 200 with an empty body, and nothing else.
+async fn trivial(_req: Request<()>) -> Result<Response<Body>, Infallible> {
+    Ok(Response::new(Body::empty()))
+}
+
+/// One algorithm's tokens as `Authorization` values, and its verifier fixture.
+struct Layers {
+    fixture: Fixture,
+    bearer: Vec<HeaderValue>,
+    jwks: String,
+}
+
+impl Layers {
+    fn new(key: TestKey) -> Layers {
+        let jwks = jwks(&[&key]).to_string();
+        let fixture = Fixture::new(key);
+        let bearer = fixture
+            .tokens
+            .iter()
+            .map(|t| HeaderValue::try_from(format!("Bearer {t}")).unwrap())
+            .collect();
+        let layers = Layers {
+            fixture,
+            bearer,
+            jwks,
+        };
+        layers.check(layers.mka1(false));
+        layers.check(layers.mka1(true));
+        layers.check(layers.jwt_authorizer());
+        layers
+    }
+
+    /// A layer must admit every token and refuse a request without one, or its numbers mean
+    /// nothing.
+    fn check(&self, svc: impl Trivial) {
+        for i in 0..USERS {
+            let response = ready(svc.clone().oneshot(self.request(i))).unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        let response = ready(svc.oneshot(Request::new(()))).unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    fn request(&self, user: usize) -> Request<()> {
+        Request::builder()
+            .uri("/orders")
+            .header(AUTHORIZATION, self.bearer[user].clone())
+            .body(())
+            .unwrap()
+    }
+
+    /// The trivial service behind `Mka1AuthLayer`, its verifier's cache on or off.
+    fn mka1(&self, cached: bool) -> impl Trivial {
+        let verifier: &Verifier = if cached {
+            &self.fixture.cached
+        } else {
+            &self.fixture.uncached
+        };
+        Mka1AuthLayer::new(verifier.clone()).layer(service_fn(trivial))
+    }
+
+    /// The trivial service behind jwt-authorizer's layer, on the same key set.
+    fn jwt_authorizer(&self) -> impl Trivial {
+        let validation = jwt_authorizer::Validation::new().aud(&[AUDIENCE]);
+        let authorizer = ready(
+            JwtAuthorizer::<ReferenceClaims>::from_jwks_text(&self.jwks)
+                .validation(validation)
+                .build(),
+        )
+        .unwrap();
+        authorizer.into_layer().layer(service_fn(trivial))
+    }
+
+    /// `oneshot` of one request per run on a clone of `svc`, for the users in `users`.
+    fn per_request(&self, svc: impl Trivial, users: Range<usize>) -> Routine<'_> {
+        Box::new(move |n| {
+            timed(|| {
+                for i in 0..n as usize {
+                    let request = self.request(users.start + i % users.len());
+                    let response = ready(svc.clone().oneshot(request)).unwrap();
+                    black_box(response);
+                }
+            })
+        })
+    }
+}
+
+/// The trivial service behind either layer (no boxing, so nothing is added to either side).
+trait Trivial:
+    Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone + 'static
+{
+}
+
+impl<S> Trivial for S where
+    S: Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone + 'static
+{
+}
+
+fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
+    let mut pairs = Vec::new();
+    for l in all {
+        let alg = l.fixture.alg;
+        pairs.push(Pair {
+            name: format!("layer/{alg}/fresh: mka1 layer, cache off"),
+            subject: l.per_request(l.mka1(false), ALL),
+            reference: l.fixture.decode_raw(),
+            block: Duration::from_millis(4),
+            figures: vec![Figure {
+                label: "cpu time / jsonwebtoken::decode",
+                metric: cpu_cost,
+                goal: Goal::AtMost(1.15),
+            }],
+        });
+        pairs.push(Pair {
+            name: format!("layer/{alg}/fresh: mka1 layer, cache off, vs jwt-authorizer"),
+            subject: l.per_request(l.mka1(false), ALL),
+            reference: l.per_request(l.jwt_authorizer(), ALL),
+            block: Duration::from_millis(4),
+            figures: vec![Figure {
+                label: "speed-up over jwt-authorizer's layer",
+                metric: cpu_speed_up,
+                goal: Goal::Info,
+            }],
+        });
+        pairs.push(Pair {
+            name: format!("layer/{alg}/repeated: mka1 layer, cache on, vs jwt-authorizer"),
+            subject: l.per_request(l.mka1(true), ALL),
+            reference: l.per_request(l.jwt_authorizer(), ALL),
+            block: Duration::from_millis(4),
+            figures: vec![Figure {
+                label: "speed-up over jwt-authorizer's layer",
+                metric: cpu_speed_up,
+                goal: Goal::AtLeast(10.0),
+            }],
+        });
+    }
+    pairs
+}
+
+fn criterion_benches(c: &mut Criterion, all: &[Layers]) {
+    let mut group = c.benchmark_group("layer");
+    for l in all {
+        let alg = l.fixture.alg;
+        let fresh = l.per_request(l.mka1(false), ALL);
+        bench(&mut group, format!("{alg}/fresh/mka1"), fresh);
+        let repeated = l.per_request(l.mka1(true), ALL);
+        bench(&mut group, format!("{alg}/repeated/mka1"), repeated);
+        let reference = l.per_request(l.jwt_authorizer(), ALL);
+        bench(&mut group, format!("{alg}/jwt-authorizer"), reference);
+    }
+    group.finish();
+}
+
+fn main() {
+    let all = [
+        Layers::new(TestKey::ed25519("ed-1")),
+        Layers::new(TestKey::es256("ec-1")),
+        Layers::new(TestKey::rs256("rsa-1")),
+    ];
+    let mut c = criterion();
+    criterion_benches(&mut c, &all);
+    c.final_summary();
+    report(pairs(&all));
+}

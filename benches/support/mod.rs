@@ -1,0 +1,396 @@
+//! What the benchmarks share: fixtures (tokens, verifiers, the raw `jsonwebtoken` reference),
+//! routines timed by wall clock and by thread CPU time, and the side-by-side ratio report.
+#![allow(dead_code)] // each bench binary uses its own part
+
+#[path = "../../tests/common/mod.rs"]
+pub mod common;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::ops::Range;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{claims_at, jwks, TestKey, AUDIENCE};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
+use jsonwebtoken::{jwk::Jwk, DecodingKey, Validation};
+use mka1_auth::Verifier;
+use serde::Deserialize;
+use serde_json::json;
+
+/// How many distinct tokens (end users) there are; two threads take half each.
+pub const USERS: usize = 32;
+pub const ALL: Range<usize> = 0..USERS;
+
+/// Some work, measured like criterion's `iter_custom`: run it `n` times, return the time.
+pub type Routine<'a> = Box<dyn FnMut(u64) -> Times + 'a>;
+
+/// The claims a service reads, decoded by raw `jsonwebtoken` for the reference.
+#[derive(Deserialize, Clone)]
+#[allow(dead_code)] // read by serde; the values themselves are not needed
+pub struct ReferenceClaims {
+    sub: String,
+    aud: String,
+    iss: String,
+    exp: u64,
+    iat: u64,
+    permissions: Vec<String>,
+}
+
+/// One signing algorithm's fixture: its tokens, and both verifiers for them.
+pub struct Fixture {
+    pub alg: &'static str,
+    pub tokens: Vec<String>,
+    pub uncached: Verifier,
+    pub cached: Verifier,
+    pub decoding: DecodingKey,
+    pub validation: Validation,
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Fixture {
+    pub fn new(key: TestKey) -> Fixture {
+        let now = now_unix();
+        let tokens = (0..USERS)
+            .map(|i| {
+                let mut claims = claims_at(now);
+                claims["sub"] = json!(format!("user-{i}"));
+                key.sign(&claims)
+            })
+            .collect();
+        let verifier = |capacity| {
+            Verifier::builder()
+                .jwks(jwks(&[&key]))
+                .audience(AUDIENCE)
+                .token_cache_capacity(capacity)
+                .build()
+                .unwrap()
+        };
+        let jwk: Jwk = serde_json::from_value(key.jwk()).unwrap();
+        let mut validation = Validation::new(key.alg.parse().unwrap());
+        validation.set_audience(&[AUDIENCE]);
+        let fixture = Fixture {
+            alg: key.alg,
+            tokens,
+            uncached: verifier(0),
+            cached: verifier(10_000),
+            decoding: DecodingKey::from_jwk(&jwk).unwrap(),
+            validation,
+        };
+        // Both sides must accept every token, or the numbers mean nothing.
+        for (i, token) in fixture.tokens.iter().enumerate() {
+            let user = format!("user-{i}");
+            assert_eq!(
+                ready(fixture.uncached.verify(token)).unwrap().subject(),
+                user
+            );
+            assert_eq!(ready(fixture.cached.verify(token)).unwrap().subject(), user);
+            assert_eq!(fixture.decode(token).sub, user);
+        }
+        fixture
+    }
+
+    pub fn decode(&self, token: &str) -> ReferenceClaims {
+        jsonwebtoken::decode::<ReferenceClaims>(token, &self.decoding, &self.validation)
+            .unwrap()
+            .claims
+    }
+
+    /// `verify` of the tokens of `users`, in turn, with the cache on or off.
+    pub fn verify(&self, cached: bool, users: Range<usize>) -> Routine<'_> {
+        let verifier = if cached { &self.cached } else { &self.uncached };
+        let tokens = &self.tokens[users];
+        Box::new(move |n| {
+            timed(|| {
+                for i in 0..n as usize {
+                    let token = &tokens[i % tokens.len()];
+                    black_box(ready(verifier.verify(black_box(token))).unwrap());
+                }
+            })
+        })
+    }
+
+    /// Raw `jsonwebtoken::decode` of the same tokens.
+    pub fn decode_raw(&self) -> Routine<'_> {
+        Box::new(move |n| {
+            timed(|| {
+                for i in 0..n as usize {
+                    black_box(self.decode(black_box(&self.tokens[i % USERS])));
+                }
+            })
+        })
+    }
+
+    /// Two threads sharing one verifier, each verifying tokens of its own half of the users.
+    pub fn verify_two_threads(&self, cached: bool) -> Routine<'_> {
+        two_threads(move |users| self.verify(cached, users))
+    }
+}
+
+/// `n` runs of the routine `make` builds, split over two threads, each given half the users.
+/// The CPU time is both threads' own; the wall-clock time includes starting the thread.
+pub fn two_threads<'a, M>(make: M) -> Routine<'a>
+where
+    M: Fn(Range<usize>) -> Routine<'a> + Sync + 'a,
+{
+    Box::new(move |n| {
+        let half = n.div_ceil(2);
+        std::thread::scope(|scope| {
+            let start = Instant::now();
+            let other = scope.spawn(|| make(USERS / 2..USERS)(half));
+            let here = make(0..USERS / 2)(half);
+            let there = other.join().unwrap();
+            Times {
+                wall: start.elapsed(),
+                cpu: here.cpu + there.cpu,
+            }
+        })
+    })
+}
+
+/// A control for the thread benches: arithmetic that shares nothing, about 1 us a run. How
+/// much two threads of it gain shows how many cores the machine really gave this process.
+pub fn arithmetic(_users: Range<usize>) -> Routine<'static> {
+    Box::new(|n| {
+        timed(|| {
+            for _ in 0..n {
+                let mut x = black_box(0x9E37_79B9_7F4A_7C15u64);
+                for _ in 0..1000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                }
+                black_box(x);
+            }
+        })
+    })
+}
+
+/// Poll a future that never waits (verification with a static key set) to its end.
+pub fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("verification with a static key set waited"),
+    }
+}
+
+/// What one block of a routine took: wall-clock time, and CPU time of its own threads.
+#[derive(Clone, Copy)]
+pub struct Times {
+    pub wall: Duration,
+    pub cpu: Duration,
+}
+
+/// Run `f`, timing it on the wall clock and by this thread's CPU time.
+pub fn timed(f: impl FnOnce()) -> Times {
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    f();
+    Times {
+        cpu: thread_cpu() - cpu,
+        wall: wall.elapsed(),
+    }
+}
+
+/// CPU time used by the calling thread so far.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` only writes one `timespec` into `ts`, which is valid and ours.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "no per-thread cpu clock");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// How a pair's two sides are compared, per round: `(subject, n), (reference, n) -> value`.
+pub type Metric = fn(Times, u64, Times, u64) -> f64;
+
+pub fn per_op(t: Duration, n: u64) -> f64 {
+    t.as_secs_f64() / n as f64
+}
+
+/// CPU time per operation, subject over reference.
+pub fn cpu_cost(s: Times, ns: u64, r: Times, nr: u64) -> f64 {
+    per_op(s.cpu, ns) / per_op(r.cpu, nr)
+}
+
+/// How many times faster the subject is, by CPU time per operation.
+pub fn cpu_speed_up(s: Times, ns: u64, r: Times, nr: u64) -> f64 {
+    1.0 / cpu_cost(s, ns, r, nr)
+}
+
+/// Operations per wall-clock second, subject over reference.
+pub fn wall_throughput(s: Times, ns: u64, r: Times, nr: u64) -> f64 {
+    per_op(r.wall, nr) / per_op(s.wall, ns)
+}
+
+/// Two threads' throughput over one's on two otherwise idle cores, projected from CPU time:
+/// twice the work per unit of time, less what the threads cost each other.
+pub fn projected_two_cores(s: Times, ns: u64, r: Times, nr: u64) -> f64 {
+    2.0 / cpu_cost(s, ns, r, nr)
+}
+
+/// What a figure should be.
+#[derive(Clone, Copy)]
+pub enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+    /// No target: shown for comparison.
+    Info,
+    /// The thread control: below 1.8, the machine did not give the run two cores.
+    Control,
+}
+
+/// One figure reported for a pair.
+pub struct Figure {
+    pub label: &'static str,
+    pub metric: Metric,
+    pub goal: Goal,
+}
+
+/// Something measured side by side: `subject` against `reference`.
+pub struct Pair<'a> {
+    pub name: String,
+    pub subject: Routine<'a>,
+    pub reference: Routine<'a>,
+    pub block: Duration,
+    pub figures: Vec<Figure>,
+}
+
+/// How many runs of `routine` take about `block` of CPU time (steadier than the wall clock
+/// on a loaded machine, and blind to the cost of starting a thread).
+pub fn calibrate(routine: &mut Routine<'_>, block: Duration) -> u64 {
+    routine(8);
+    let mut n = 8u64;
+    loop {
+        let took = routine(n).cpu;
+        if took >= block / 4 || n >= 1 << 30 {
+            return ((block.as_secs_f64() / per_op(took, n)) as u64).max(1);
+        }
+        n *= 4;
+    }
+}
+
+/// Alternate blocks of subject and reference for `rounds`; for each figure, the median and
+/// quartiles of its per-round values.
+pub fn measure(pair: &mut Pair<'_>, rounds: usize, scale: f64) -> Vec<[f64; 3]> {
+    let block = pair.block.mul_f64(scale);
+    let ns = calibrate(&mut pair.subject, block);
+    let nr = calibrate(&mut pair.reference, block);
+    let mut values = vec![Vec::with_capacity(rounds); pair.figures.len()];
+    for round in 0..rounds {
+        // Alternate which side goes first, so neither always follows the other.
+        let (s, r) = if round % 2 == 0 {
+            let s = (pair.subject)(ns);
+            (s, (pair.reference)(nr))
+        } else {
+            let r = (pair.reference)(nr);
+            ((pair.subject)(ns), r)
+        };
+        if std::env::var_os("BENCH_SHOW_ROUNDS").is_some() {
+            let (sw, sc, rw, rc) = (s.wall, s.cpu, r.wall, r.cpu);
+            eprintln!(
+                "{}: subject {ns} in {sw:?} (cpu {sc:?}), reference {nr} in {rw:?} (cpu {rc:?})",
+                pair.name
+            );
+        }
+        for (figure, values) in pair.figures.iter().zip(&mut values) {
+            values.push((figure.metric)(s, ns, r, nr));
+        }
+    }
+    values
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+            [at(0.5), at(0.25), at(0.75)]
+        })
+        .collect()
+}
+
+/// The command line as `cargo bench` and `cargo test --benches` pass it.
+pub struct Args {
+    /// Measuring for real (`cargo bench`), not just checking that everything runs.
+    pub benchmarking: bool,
+    /// A name filter: only what contains it runs.
+    pub filter: Option<String>,
+}
+
+pub fn args() -> Args {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    Args {
+        benchmarking: args.iter().any(|a| a == "--bench")
+            && !args.iter().any(|a| a == "--test" || a == "--list"),
+        filter: args.iter().find(|a| !a.starts_with('-')).cloned(),
+    }
+}
+
+/// Criterion with measurement times short enough for a two-core machine.
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .configure_from_args()
+}
+
+/// A criterion bench of `routine`, by wall-clock time.
+pub fn bench(group: &mut BenchmarkGroup<'_, WallTime>, name: String, mut routine: Routine<'_>) {
+    group.bench_function(name, |b| b.iter_custom(|n| routine(n).wall));
+}
+
+/// Measure every pair the filter lets through, side by side, and print its figures.
+pub fn report(pairs: Vec<Pair<'_>>) {
+    let args = args();
+    // Outside `cargo bench` (e.g. `cargo test --benches`), one short round shows it all runs.
+    let (rounds, scale) = if args.benchmarking {
+        (41, 1.0)
+    } else {
+        (1, 0.05)
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\nratios, measured side by side: {rounds} alternating rounds, median [p25, p75]; \
+         load average {}",
+        load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
+    for mut pair in pairs {
+        if args
+            .filter
+            .as_ref()
+            .is_some_and(|f| !pair.name.contains(f.as_str()))
+        {
+            continue;
+        }
+        println!("  {}", pair.name);
+        let results = measure(&mut pair, rounds, scale);
+        for (figure, [median, p25, p75]) in pair.figures.iter().zip(results) {
+            let (target, verdict) = match figure.goal {
+                Goal::AtMost(max) => (format!("<= {max}"), median <= max),
+                Goal::AtLeast(min) => (format!(">= {min}"), median >= min),
+                Goal::Info | Goal::Control => (String::new(), true),
+            };
+            let verdict = match (figure.goal, verdict) {
+                (Goal::Control, _) if median < 1.8 => {
+                    "fewer than two cores free: wall-clock thread figures say nothing"
+                }
+                (Goal::Info | Goal::Control, _) => "",
+                (_, true) => "meets",
+                (_, false) => "MISSES",
+            };
+            println!(
+                "    {:<42} {median:>8.2}x [{p25:.2}, {p75:.2}]  {target:<8} {verdict}",
+                figure.label
+            );
+        }
+    }
+}
