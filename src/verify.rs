@@ -973,9 +973,15 @@ mod cache_tests {
         assert!(same(&first, &second));
         assert_eq!(cache(&v).entry_count(), 1);
 
-        let forged = format!("{}A", &token[..token.len() - 1]);
+        // Another user's claims under this token's signature.
+        let other = key.sign(&claims_with(json!({"sub": "user-43"})));
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let (other_signed, _) = other.rsplit_once('.').unwrap();
+        assert_ne!(signed, other_signed);
+        let forged = format!("{other_signed}.{signature}");
         for _ in 0..2 {
-            assert!(check(&v, &forged).is_err());
+            let err = check(&v, &forged).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidSignature);
         }
         assert_eq!(cache(&v).entry_count(), 1, "failures are not cached");
     }
