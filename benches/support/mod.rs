@@ -360,8 +360,13 @@ pub fn report(pairs: Vec<Pair<'_>>) {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "\nratios, measured side by side: {rounds} alternating rounds, median [p25, p75]; \
-         load average {}",
-        load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+         load average {}{}",
+        load.split(' ').take(3).collect::<Vec<_>>().join(" "),
+        if args.benchmarking {
+            ""
+        } else {
+            "\n(a test run: one short round, the figures mean nothing; use `cargo bench`)"
+        }
     );
     for mut pair in pairs {
         if args
