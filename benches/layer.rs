@@ -16,7 +16,6 @@ mod support;
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::ops::Range;
-use std::time::Duration;
 
 use axum07::body::Body;
 use criterion::Criterion;
@@ -130,39 +129,27 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
     let mut pairs = Vec::new();
     for l in all {
         let alg = l.fixture.alg;
-        pairs.push(Pair {
-            name: format!("layer/{alg}/fresh: mka1 layer, cache off"),
-            subject: l.per_request(l.mka1(false), ALL),
-            reference: l.fixture.decode_raw(),
-            block: Duration::from_millis(4),
-            figures: vec![Figure {
-                label: "cpu time / jsonwebtoken::decode",
-                metric: cpu_cost,
-                goal: Goal::AtMost(1.15),
-            }],
-        });
-        pairs.push(Pair {
-            name: format!("layer/{alg}/fresh: mka1 layer, cache off, vs jwt-authorizer"),
-            subject: l.per_request(l.mka1(false), ALL),
-            reference: l.per_request(l.jwt_authorizer(), ALL),
-            block: Duration::from_millis(4),
-            figures: vec![Figure {
-                label: "speed-up over jwt-authorizer's layer",
-                metric: cpu_speed_up,
-                goal: Goal::Info,
-            }],
-        });
-        pairs.push(Pair {
-            name: format!("layer/{alg}/repeated: mka1 layer, cache on, vs jwt-authorizer"),
-            subject: l.per_request(l.mka1(true), ALL),
-            reference: l.per_request(l.jwt_authorizer(), ALL),
-            block: Duration::from_millis(4),
-            figures: vec![Figure {
-                label: "speed-up over jwt-authorizer's layer",
-                metric: cpu_speed_up,
-                goal: Goal::AtLeast(10.0),
-            }],
-        });
+        let mka1 = |cached| l.per_request(l.mka1(cached), ALL);
+        let reference = || l.per_request(l.jwt_authorizer(), ALL);
+        let speed_up = "speed-up over jwt-authorizer's layer";
+        let name = format!("layer/{alg}/fresh: mka1 layer, cache off");
+        pairs.push(Pair::new(name, mka1(false), l.fixture.decode_raw()).figure(
+            "cpu time / jsonwebtoken::decode",
+            cpu_cost,
+            Goal::AtMost(1.15),
+        ));
+        let name = format!("layer/{alg}/fresh: mka1 layer, cache off, vs jwt-authorizer");
+        pairs.push(Pair::new(name, mka1(false), reference()).figure(
+            speed_up,
+            cpu_speed_up,
+            Goal::Info,
+        ));
+        let name = format!("layer/{alg}/repeated: mka1 layer, cache on, vs jwt-authorizer");
+        pairs.push(Pair::new(name, mka1(true), reference()).figure(
+            speed_up,
+            cpu_speed_up,
+            Goal::AtLeast(10.0),
+        ));
     }
     pairs
 }
@@ -182,13 +169,5 @@ fn criterion_benches(c: &mut Criterion, all: &[Layers]) {
 }
 
 fn main() {
-    let all = [
-        Layers::new(TestKey::ed25519("ed-1")),
-        Layers::new(TestKey::es256("ec-1")),
-        Layers::new(TestKey::rs256("rsa-1")),
-    ];
-    let mut c = criterion();
-    criterion_benches(&mut c, &all);
-    c.final_summary();
-    report(pairs(&all));
+    run(Layers::new, criterion_benches, pairs);
 }

@@ -25,68 +25,59 @@ mod support;
 use std::time::Duration;
 
 use criterion::Criterion;
-use support::common::TestKey;
 use support::*;
 
 fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
     let mut pairs = Vec::new();
     for f in fixtures {
-        pairs.push(Pair {
-            name: format!("fresh/{}: verify, cache off", f.alg),
-            subject: f.verify(false, ALL),
-            reference: f.decode_raw(),
-            block: Duration::from_millis(4),
-            figures: vec![Figure {
-                label: "cpu time / jsonwebtoken::decode",
-                metric: cpu_cost,
-                goal: Goal::AtMost(1.10),
-            }],
-        });
+        let name = format!("fresh/{}: verify, cache off", f.alg);
+        pairs.push(
+            Pair::new(name, f.verify(false, ALL), f.decode_raw()).figure(
+                "cpu time / jsonwebtoken::decode",
+                cpu_cost,
+                Goal::AtMost(1.10),
+            ),
+        );
     }
     for f in fixtures {
-        pairs.push(Pair {
-            name: format!("cache_hit/{}: verify, repeated token", f.alg),
-            subject: f.verify(true, ALL),
-            reference: f.verify(false, ALL),
-            block: Duration::from_millis(4),
-            figures: vec![Figure {
-                label: "speed-up over a fresh verify",
-                metric: cpu_speed_up,
-                goal: Goal::AtLeast(10.0),
-            }],
-        });
+        let name = format!("cache_hit/{}: verify, repeated token", f.alg);
+        pairs.push(
+            Pair::new(name, f.verify(true, ALL), f.verify(false, ALL)).figure(
+                "speed-up over a fresh verify",
+                cpu_speed_up,
+                Goal::AtLeast(10.0),
+            ),
+        );
     }
-    pairs.push(Pair {
-        name: "threads/control: arithmetic sharing nothing, two threads / one".into(),
-        subject: two_threads(arithmetic),
-        reference: arithmetic(ALL),
-        block: Duration::from_millis(20),
-        figures: vec![Figure {
-            label: "throughput, wall clock (cores given)",
-            metric: wall_throughput,
-            goal: Goal::Control,
-        }],
-    });
+    let threads = Duration::from_millis(20);
+    let name = "threads/control: arithmetic sharing nothing, two threads / one".into();
+    pairs.push(
+        Pair::new(name, two_threads(arithmetic), arithmetic(ALL))
+            .block(threads)
+            .figure(
+                "throughput, wall clock (cores given)",
+                wall_throughput,
+                Goal::Control,
+            ),
+    );
     let ed = &fixtures[0];
     for (cached, what) in [(false, "fresh"), (true, "cache_hit")] {
-        pairs.push(Pair {
-            name: format!("threads/{}/{what}: two threads / one", ed.alg),
-            subject: ed.verify_two_threads(cached),
-            reference: ed.verify(cached, ALL),
-            block: Duration::from_millis(20),
-            figures: vec![
-                Figure {
-                    label: "throughput, wall clock (as loaded)",
-                    metric: wall_throughput,
-                    goal: Goal::AtLeast(1.8),
-                },
-                Figure {
-                    label: "throughput on 2 idle cores, from cpu",
-                    metric: projected_two_cores,
-                    goal: Goal::AtLeast(1.8),
-                },
-            ],
-        });
+        let name = format!("threads/{}/{what}: two threads / one", ed.alg);
+        let (two, one) = (ed.verify_two_threads(cached), ed.verify(cached, ALL));
+        pairs.push(
+            Pair::new(name, two, one)
+                .block(threads)
+                .figure(
+                    "throughput, wall clock (as loaded)",
+                    wall_throughput,
+                    Goal::AtLeast(1.8),
+                )
+                .figure(
+                    "throughput on 2 idle cores, from cpu",
+                    projected_two_cores,
+                    Goal::AtLeast(1.8),
+                ),
+        );
     }
     pairs
 }
@@ -128,13 +119,5 @@ fn criterion_benches(c: &mut Criterion, fixtures: &[Fixture]) {
 }
 
 fn main() {
-    let fixtures = [
-        Fixture::new(TestKey::ed25519("ed-1")),
-        Fixture::new(TestKey::es256("ec-1")),
-        Fixture::new(TestKey::rs256("rsa-1")),
-    ];
-    let mut c = criterion();
-    criterion_benches(&mut c, &fixtures);
-    c.final_summary();
-    report(pairs(&fixtures));
+    run(Fixture::new, criterion_benches, pairs);
 }

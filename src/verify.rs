@@ -1053,33 +1053,30 @@ mod cache_tests {
         Arc::get_mut(&mut v.inner).unwrap().keys = KeySource::Static(Arc::new(set));
     }
 
-    #[test]
-    fn a_key_leaving_the_set_takes_its_tokens_with_it() {
-        let (a, b) = (TestKey::ed25519("a"), TestKey::ed25519("b"));
+    /// Cache `signer`'s token, then swap the key set for `keys` and verify it again.
+    fn after_key_change(signer: &TestKey, keys: &[&TestKey]) -> ErrorKind {
         let clock = ManualClock::at_unix(NOW);
-        let mut v = verifier(&a, &clock, 16);
-        let token = a.sign(&claims_at(NOW));
+        let mut v = verifier(signer, &clock, 16);
+        let token = signer.sign(&claims_at(NOW));
         check(&v, &token).unwrap();
         assert_eq!(cache(&v).entry_count(), 1);
 
-        replace_keys(&mut v, &[&b]);
-        let err = check(&v, &token).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnknownKeyId);
-        assert_eq!(cache(&v).entry_count(), 0);
+        replace_keys(&mut v, keys);
+        let kind = check(&v, &token).unwrap_err().kind();
+        assert_eq!(cache(&v).entry_count(), 0, "the entry was evicted");
+        kind
+    }
+
+    #[test]
+    fn a_key_leaving_the_set_takes_its_tokens_with_it() {
+        let (a, b) = (TestKey::ed25519("a"), TestKey::ed25519("b"));
+        assert_eq!(after_key_change(&a, &[&b]), ErrorKind::UnknownKeyId);
     }
 
     #[test]
     fn a_key_replaced_under_the_same_kid_takes_its_tokens_with_it() {
         let (old, new) = (TestKey::ed25519("k1"), TestKey::ed25519("k1"));
-        let clock = ManualClock::at_unix(NOW);
-        let mut v = verifier(&old, &clock, 16);
-        let token = old.sign(&claims_at(NOW));
-        check(&v, &token).unwrap();
-
-        replace_keys(&mut v, &[&new]);
-        let err = check(&v, &token).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidSignature);
-        assert_eq!(cache(&v).entry_count(), 0);
+        assert_eq!(after_key_change(&old, &[&new]), ErrorKind::InvalidSignature);
     }
 
     #[test]

@@ -266,6 +266,35 @@ pub struct Pair<'a> {
     pub figures: Vec<Figure>,
 }
 
+impl<'a> Pair<'a> {
+    /// A pair with no figures yet, measured in blocks of about 4 ms.
+    pub fn new(name: String, subject: Routine<'a>, reference: Routine<'a>) -> Self {
+        Pair {
+            name,
+            subject,
+            reference,
+            block: Duration::from_millis(4),
+            figures: Vec::new(),
+        }
+    }
+
+    /// Measure in blocks of about `block` of CPU time.
+    pub fn block(mut self, block: Duration) -> Self {
+        self.block = block;
+        self
+    }
+
+    /// Report this figure.
+    pub fn figure(mut self, label: &'static str, metric: Metric, goal: Goal) -> Self {
+        self.figures.push(Figure {
+            label,
+            metric,
+            goal,
+        });
+        self
+    }
+}
+
 /// How many runs of `routine` take about `block` of CPU time (steadier than the wall clock
 /// on a loaded machine, and blind to the cost of starting a thread).
 pub fn calibrate(routine: &mut Routine<'_>, block: Duration) -> u64 {
@@ -346,6 +375,20 @@ pub fn criterion() -> Criterion {
 /// A criterion bench of `routine`, by wall-clock time.
 pub fn bench(group: &mut BenchmarkGroup<'_, WallTime>, name: String, mut routine: Routine<'_>) {
     group.bench_function(name, |b| b.iter_custom(|n| routine(n).wall));
+}
+
+/// A bench binary's whole run: a fixture for each of EdDSA, ES256 and RS256, the criterion
+/// benches, then the side-by-side report.
+pub fn run<T>(
+    fixture: fn(TestKey) -> T,
+    benches: fn(&mut Criterion, &[T]),
+    pairs: for<'a> fn(&'a [T]) -> Vec<Pair<'a>>,
+) {
+    let fixtures: Vec<T> = TestKey::all().into_iter().map(fixture).collect();
+    let mut c = criterion();
+    benches(&mut c, &fixtures);
+    c.final_summary();
+    report(pairs(&fixtures));
 }
 
 /// Measure every pair the filter lets through, side by side, and print its figures.
