@@ -22,6 +22,9 @@
 
 pub mod claims;
 mod clock;
+#[cfg(feature = "dev-issuer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dev-issuer")))]
+pub mod dev_issuer;
 mod error;
 pub mod jwks;
 mod token_cache;
@@ -29,6 +32,8 @@ mod verify;
 
 pub use claims::{BearerToken, OnBehalfOf, Permissions, VerifiedToken, X_ON_BEHALF_OF};
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "dev-issuer")]
+pub use dev_issuer::DevIssuer;
 pub use error::{ConfigError, Error, ErrorKind};
 pub use jsonwebtoken::Algorithm;
 pub use verify::{
