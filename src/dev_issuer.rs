@@ -818,8 +818,8 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Response<String> 
 }
 
 async fn exchange(shared: &Shared, request: Request<Incoming>) -> Response<String> {
-    if let Err(refused) = check_api_key(&shared.api_key, request.headers()) {
-        return refused;
+    if let Err(message) = check_api_key(&shared.api_key, request.headers()) {
+        return unauthorized(message);
     }
     let declared_too_large = request
         .headers()
@@ -890,23 +890,13 @@ async fn exchange(shared: &Shared, request: Request<Incoming>) -> Response<Strin
     }
 }
 
-/// `Ok` when the request carries exactly one `Authorization: Bearer <the api key>`.
-fn check_api_key(api_key: &str, headers: &HeaderMap) -> Result<(), Response<String>> {
-    let unauthorized = |message: &'static str| {
-        let mut response = refusal(
-            StatusCode::UNAUTHORIZED,
-            message,
-            vec![Issue::new("authorization", message)],
-        );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        response
-    };
+/// `Ok` when the request carries exactly one `Authorization: Bearer <the api key>`; else why
+/// not.
+fn check_api_key(api_key: &str, headers: &HeaderMap) -> Result<(), &'static str> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let value = match (values.next(), values.next()) {
-        (None, _) => return Err(unauthorized("no api key was presented")),
-        (Some(_), Some(_)) => return Err(unauthorized("more than one authorization header")),
+        (None, _) => return Err("no api key was presented"),
+        (Some(_), Some(_)) => return Err("more than one authorization header"),
         (Some(value), None) => value,
     };
     let presented = value
@@ -915,9 +905,21 @@ fn check_api_key(api_key: &str, headers: &HeaderMap) -> Result<(), Response<Stri
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim_matches(' '))
-        .ok_or_else(|| unauthorized("the authorization header is not `Bearer <api key>`"))?;
+        .ok_or("the authorization header is not `Bearer <api key>`")?;
     verify_slices_are_equal(presented.as_bytes(), api_key.as_bytes())
-        .map_err(|_| unauthorized("the api key is not valid"))
+        .map_err(|_| "the api key is not valid")
+}
+
+fn unauthorized(message: &'static str) -> Response<String> {
+    let mut response = refusal(
+        StatusCode::UNAUTHORIZED,
+        message,
+        vec![Issue::new("authorization", message)],
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 /// A valid exchange request body.
