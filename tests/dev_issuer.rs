@@ -658,3 +658,61 @@ async fn dropping_the_handle_stops_the_server() {
     }
     assert!(closed, "the listener is still open after drop");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_lets_an_in_flight_exchange_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let issuer = DevIssuer::start().await.unwrap();
+    let addr = issuer.local_addr();
+    let body = json!({"audience": AUDIENCE, "externalUserId": "u"}).to_string();
+    let (head, tail) = body.split_at(10);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST {EXCHANGE_TOKEN_PATH} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+         content-length: {}\r\n\r\n{head}",
+        issuer.api_key(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Let the server (on this same thread) accept the connection and read the headers: each
+    // yield lets tokio poll its I/O driver once.
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+
+    // Half the body is in; now ask the server to stop, and wait (a bounded number of turns
+    // on this single thread) until it no longer accepts connections.
+    let stopping = tokio::spawn(issuer.shutdown());
+    let mut closed = false;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the listener is still open during shutdown");
+    assert!(
+        !stopping.is_finished(),
+        "shutdown waits for the in-flight request"
+    );
+
+    stream.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains("\"token\":"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(60), stopping)
+        .await
+        .expect("shutdown finishes")
+        .unwrap();
+}
+
+#[test]
+fn the_handle_can_be_shared_across_tasks() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<DevIssuer>();
+    send_sync::<Mint>();
+}
