@@ -24,6 +24,7 @@
 //! token and `X-On-Behalf-Of` set to the verified user.
 
 use std::error::Error;
+use std::io::Write;
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -34,7 +35,9 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::outbound::{carry_identity, Outbound, ReqwestService};
-use mka1_auth::{ForwardToken, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, Verifier, VerifiedToken};
+use mka1_auth::{
+    ForwardToken, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, VerifiedToken, Verifier,
+};
 use serde_json::json;
 use tower::{Layer, ServiceExt};
 
@@ -61,29 +64,56 @@ async fn agents(user: OnBehalfOf) -> Json<serde_json::Value> {
     Json(json!({ "agents": [], "visible_to": user.as_str() }))
 }
 
-async fn proxy(State(state): State<AppState>, Path(path): Path<String>, request: Request<Body>) -> Response {
+async fn proxy(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    request: Request<Body>,
+) -> Response {
     let Some((base, client)) = state.upstream else {
         return (StatusCode::BAD_GATEWAY, "no UPSTREAM_URL configured\n").into_response();
     };
     let (parts, body) = request.into_parts();
-    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    let mut onward = Request::builder().method(parts.method.clone()).uri(format!("{base}/{path}{query}"));
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let mut onward = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{base}/{path}{query}"));
     for (name, value) in &parts.headers {
         // Credentials and the user are set by the outbound layer; hop-by-hop headers stay here.
         if !matches!(
             name.as_str(),
-            "host" | "authorization" | "x-on-behalf-of" | "connection" | "content-length" | "transfer-encoding"
+            "host"
+                | "authorization"
+                | "x-on-behalf-of"
+                | "connection"
+                | "content-length"
+                | "transfer-encoding"
         ) {
             onward = onward.header(name, value);
         }
     }
+    // Buffered for simplicity (capped); a streaming proxy would wrap the body instead.
+    let Ok(body) = axum::body::to_bytes(body, 10 * 1024 * 1024).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large to forward\n",
+        )
+            .into_response();
+    };
     let Ok(mut onward) = onward.body(body) else {
         return (StatusCode::BAD_REQUEST, "cannot forward this request\n").into_response();
     };
     carry_identity(&parts.extensions, onward.extensions_mut());
     match client.oneshot(onward).await {
         Ok(response) => response.map(Body::new).into_response(),
-        Err(err) => (StatusCode::BAD_GATEWAY, format!("upstream call failed: {err}\n")).into_response(),
+        Err(err) => (
+            StatusCode::BAD_GATEWAY,
+            format!("upstream call failed: {err}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -108,7 +138,8 @@ fn upstream_client(url: &str) -> Result<(String, Upstream), Box<dyn Error>> {
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
         return Err(format!("UPSTREAM_URL {url} is not an absolute url").into());
     };
-    let client = Outbound::layer(ForwardToken, [format!("{scheme}://{authority}")])?.layer(ReqwestService::new()?);
+    let client = Outbound::layer(ForwardToken, [format!("{scheme}://{authority}")])?
+        .layer(ReqwestService::new()?);
     Ok((base, client))
 }
 
@@ -116,20 +147,59 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
-    let bind: SocketAddr = var("BIND").unwrap_or_else(|| "127.0.0.1:3000".into()).parse()?;
+/// What the demo runs with; [`Config::from_env`] reads it from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `BIND`, default `127.0.0.1:3000`.
+    pub bind: Option<SocketAddr>,
+    /// `MKA1_JWKS_URL`; none starts the embedded dev issuer.
+    pub jwks_url: Option<String>,
+    /// `MKA1_AUDIENCE`, default the server's own URL.
+    pub audience: Option<String>,
+    /// `MKA1_ISSUER`, optional.
+    pub issuer: Option<String>,
+    /// `UPSTREAM_URL`, optional.
+    pub upstream_url: Option<String>,
+}
+
+impl Config {
+    /// Read the configuration from the environment.
+    pub fn from_env() -> Result<Config, Box<dyn Error>> {
+        Ok(Config {
+            bind: var("BIND").map(|b| b.parse()).transpose()?,
+            jwks_url: var("MKA1_JWKS_URL"),
+            audience: var("MKA1_AUDIENCE"),
+            issuer: var("MKA1_ISSUER"),
+            upstream_url: var("UPSTREAM_URL"),
+        })
+    }
+}
+
+/// A started demo.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The embedded issuer, when no JWKS URL was configured.
+    pub dev_issuer: Option<DevIssuer>,
+    /// The server task.
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Bind, print the start-up lines to `out`, and serve in a background task.
+pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<dyn Error>> {
+    let bind = config
+        .bind
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
-    let audience = var("MKA1_AUDIENCE").unwrap_or_else(|| format!("http://{addr}"));
+    let audience = config.audience.unwrap_or_else(|| format!("http://{addr}"));
 
-    // Keep the dev issuer alive for as long as the server runs.
-    let mut _dev_issuer = None;
+    let mut dev_issuer = None;
     let mut builder = Verifier::builder().audience(&audience);
-    match var("MKA1_JWKS_URL") {
+    match config.jwks_url {
         Some(jwks_url) => {
             builder = builder.jwks_url(jwks_url);
-            if let Some(issuer) = var("MKA1_ISSUER") {
+            if let Some(issuer) = config.issuer {
                 builder = builder.issuer(issuer);
             }
         }
@@ -137,17 +207,37 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let issuer = DevIssuer::start().await?;
             builder = builder.jwks_url(issuer.jwks_url()).issuer(issuer.issuer());
             let token = issuer.mint(Mint::new(&audience, "user-42").permissions(["agent:read"]));
-            println!("MKA1_SERVER_URL={}", issuer.base_url());
-            println!("MKA1_API_KEY={}", issuer.api_key());
-            println!("MKA1_AUDIENCE={audience}");
-            println!("curl -s -H 'Authorization: Bearer {token}' http://{addr}/whoami");
-            _dev_issuer = Some(issuer);
+            writeln!(out, "MKA1_SERVER_URL={}", issuer.base_url())?;
+            writeln!(out, "MKA1_API_KEY={}", issuer.api_key())?;
+            writeln!(out, "MKA1_AUDIENCE={audience}")?;
+            writeln!(
+                out,
+                "curl -s -H 'Authorization: Bearer {token}' http://{addr}/whoami"
+            )?;
+            dev_issuer = Some(issuer);
         }
     }
+    // Builds without I/O: the service starts even when the JWKS endpoint is down.
     let verifier = builder.build()?;
-    let upstream = var("UPSTREAM_URL").map(|u| upstream_client(&u)).transpose()?;
+    let upstream = config
+        .upstream_url
+        .map(|u| upstream_client(&u))
+        .transpose()?;
 
-    println!("listening on http://{addr}");
-    axum::serve(listener, app(verifier, AppState { upstream })).await?;
+    let router = app(verifier, AppState { upstream });
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    Ok(Running {
+        addr,
+        dev_issuer,
+        server,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let running = start(Config::from_env()?, &mut std::io::stdout()).await?;
+    running.server.await??;
     Ok(())
 }
