@@ -79,23 +79,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::claims::validate_end_user_id;
 use crate::clock::{Clock, SharedClock, SystemClock};
 
-/// The current exchange-token path.
-pub const EXCHANGE_TOKEN_PATH: &str = "/api/v1/authentication/api-keys/exchange-token";
-
-/// The older exchange-token path, still served by MKA1 (and the SDKs' deprecated method).
-pub const LEGACY_EXCHANGE_TOKEN_PATH: &str = "/api/v1/authentication/api-key/exchange-token";
+pub use crate::protocol::{
+    DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH, MAX_EXPIRES_IN,
+    MIN_EXPIRES_IN,
+};
 
 /// Where the dev issuer serves its JWKS. MKA1 itself publishes no such path; this one is ours.
 pub const JWKS_PATH: &str = "/api/v1/authentication/jwks";
-
-/// The shortest token lifetime the exchange accepts, in seconds.
-pub const MIN_EXPIRES_IN: u64 = 300;
-
-/// The longest token lifetime the exchange accepts, in seconds (30 days).
-pub const MAX_EXPIRES_IN: u64 = 2_592_000;
-
-/// The token lifetime when `expiresIn` is absent, in seconds.
-pub const DEFAULT_EXPIRES_IN: u64 = 3600;
 
 /// The largest request body the exchange reads; larger bodies get `413`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -92,6 +92,7 @@ pub mod jwks;
 pub mod layer;
 pub mod outbound;
 pub mod permissions;
+pub mod protocol;
 pub mod rejection;
 mod token_cache;
 mod verify;
