@@ -84,6 +84,7 @@ impl TokenCache {
     }
 
     #[cfg(test)]
+    #[allow(dead_code)] // for the cache's unit tests
     pub(crate) fn entry_count(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()

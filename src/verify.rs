@@ -610,7 +610,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         let mut out = RawClaims::default();
         let mut seen: Vec<Cow<'de, str>> = Vec::with_capacity(12);
         while let Some(MapKey(name)) = map.next_key()? {
-            if seen.iter().any(|s| *s == name) {
+            if seen.contains(&name) {
                 self.duplicate.set(true);
                 return Err(de::Error::custom("duplicate claim"));
             }

@@ -290,7 +290,7 @@ impl KeySet {
                 .map(|k| k.chars().take(64).collect::<String>());
             match parse_key(entry, algorithms) {
                 Ok(key) => {
-                    if duplicates.iter().any(|d| *d == key.kid) {
+                    if duplicates.contains(&key.kid) {
                         skipped.push(SkippedKey {
                             kid: kid_hint,
                             reason: SkipReason::DuplicateKid,
