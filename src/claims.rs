@@ -301,7 +301,6 @@ impl fmt::Debug for VerifiedToken {
 pub struct BearerToken(Arc<str>);
 
 impl BearerToken {
-    #[allow(dead_code)] // used by the inbound layer
     pub(crate) fn new(token: &str) -> Self {
         BearerToken(Arc::from(token))
     }

@@ -16,6 +16,62 @@
 //! # Ok(()) }
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 //! ```
+//!
+//! ## Wiring
+//!
+//! One line puts the layer in front of an axum router; handlers then take the verified end
+//! user ([`OnBehalfOf`]), the whole [`VerifiedToken`], or typed claims
+//! ([`extract::Claims`]). Requests without a valid token never reach them: they get an
+//! RFC 6750 answer (see [`rejection`]).
+//!
+//! ```
+//! use axum::{body::Body, routing::get, Router};
+//! use http::Request;
+//! use mka1_auth::{Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, Verifier};
+//! use tower::ServiceExt;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder()
+//!     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+//!         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+//!     .audience("https://api.example.com")
+//! #   .clock(mka1_auth::ManualClock::at_unix(1_800_000_000))
+//!     .build()?;
+//!
+//! let app = Router::new()
+//!     .route("/me", get(|user: OnBehalfOf| async move { format!("hello {user}") }))
+//!     .route_layer(RequirePermissionsLayer::new(["agent:read"]))
+//!     .layer(Mka1AuthLayer::new(verifier));
+//!
+//! # let token = mint(r#"{"sub":"user-42","aud":"https://api.example.com",
+//! #     "exp":1800003600,"permissions":["agent:read"]}"#);
+//! let request = Request::get("/me")
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(Body::empty())?;
+//! let response = app.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//! # use http_body_util::BodyExt;
+//! # let body = response.into_body().collect().await?.to_bytes();
+//! # assert_eq!(body, "hello user-42");
+//!
+//! let anonymous = app.oneshot(Request::get("/me").body(Body::empty())?).await?;
+//! assert_eq!(anonymous.status(), 401);
+//! assert_eq!(anonymous.headers()["www-authenticate"], r#"Bearer realm="mka1""#);
+//! # Ok(()) }
+//! # fn mint(claims: &str) -> String {
+//! #     use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
+//! #     // RFC 8037 appendix A.1 test key.
+//! #     let seed = B64.decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A").unwrap();
+//! #     let key = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+//! #     let input = format!("{}.{}", B64.encode(r#"{"alg":"EdDSA","kid":"k1"}"#), B64.encode(claims));
+//! #     format!("{input}.{}", B64.encode(key.sign(input.as_bytes())))
+//! # }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! Outside axum the layer wraps any `Service<http::Request<B>>` whose response body can be
+//! made from a `String` (axum's `Body`, `http_body_util::Full<Bytes>`, `String`); for other
+//! bodies give it your own [`Reject`] with [`Mka1AuthLayer::reject_with`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -23,7 +79,13 @@
 pub mod claims;
 mod clock;
 mod error;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 pub mod jwks;
+pub mod layer;
+pub mod permissions;
+pub mod rejection;
 mod token_cache;
 mod verify;
 
@@ -31,6 +93,9 @@ pub use claims::{BearerToken, OnBehalfOf, Permissions, VerifiedToken, X_ON_BEHAL
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorKind};
 pub use jsonwebtoken::Algorithm;
+pub use layer::{Mka1Auth, Mka1AuthLayer};
+pub use permissions::{RequirePermissions, RequirePermissionsLayer};
+pub use rejection::{Reject, Rejection, StandardReject};
 pub use verify::{
     IntoJwks, Verifier, VerifierBuilder, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_TOKEN_BYTES, DEFAULT_PERMISSIONS_CLAIM,

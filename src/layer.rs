@@ -1,0 +1,708 @@
+//! The inbound layer: [`Mka1AuthLayer`] verifies each request's bearer token before the
+//! inner service sees it.
+//!
+//! Where the token comes from: the `Authorization: Bearer <token>` header (scheme
+//! case-insensitive, exactly one such header), or, when configured, a named cookie if the
+//! request has no `Authorization` header. Never the query string.
+//!
+//! On success the request carries the [`VerifiedToken`], the [`OnBehalfOf`] and the
+//! [`BearerToken`] in its extensions, and exactly one `X-On-Behalf-Of` header holding the
+//! verified subject. A request whose own `X-On-Behalf-Of` names someone else is refused
+//! (403) unless [`Mka1AuthLayer::overwrite_on_behalf_of`] is set.
+//!
+//! Refusals are answered by the layer (see [`rejection`](crate::rejection)); the inner
+//! service is not called and its error type is untouched.
+//!
+//! Verification does no I/O in the common case (the key is held, or the token was seen
+//! before). Only a token naming a key the remote key set does not hold yet waits for the
+//! guarded refetch; that path boxes one future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{Extensions, HeaderMap, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
+use crate::error::{Error, ErrorKind};
+use crate::rejection::{respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
+use crate::verify::{Attempt, Verifier};
+
+/// A [`Layer`] that verifies MKA1 tokens in front of a service. See the [module docs](self).
+///
+/// ```
+/// use mka1_auth::{Mka1AuthLayer, Verifier};
+///
+/// # fn demo(verifier: Verifier) {
+/// let layer = Mka1AuthLayer::new(verifier)
+///     .realm("orders-api")
+///     .cookie("mka1_token");
+/// let app = axum::Router::new()
+///     .route("/", axum::routing::get(|| async { "hello" }))
+///     .layer(layer);
+/// # let _: axum::Router = app;
+/// # }
+/// ```
+pub struct Mka1AuthLayer<R = StandardReject> {
+    shared: Arc<Shared<R>>,
+}
+
+impl<R> Clone for Mka1AuthLayer<R> {
+    fn clone(&self) -> Self {
+        Mka1AuthLayer {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Mka1AuthLayer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+struct Shared<R> {
+    verifier: Verifier,
+    realm: Arc<str>,
+    cookie: Option<Box<str>>,
+    optional: bool,
+    overwrite_on_behalf_of: bool,
+    retry_after: Duration,
+    reject: Arc<R>,
+}
+
+impl<R> Clone for Shared<R> {
+    fn clone(&self) -> Self {
+        Shared {
+            verifier: self.verifier.clone(),
+            realm: self.realm.clone(),
+            cookie: self.cookie.clone(),
+            optional: self.optional,
+            overwrite_on_behalf_of: self.overwrite_on_behalf_of,
+            retry_after: self.retry_after,
+            reject: self.reject.clone(),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Shared<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mka1AuthLayer")
+            .field("verifier", &self.verifier)
+            .field("realm", &self.realm)
+            .field("cookie", &self.cookie)
+            .field("optional", &self.optional)
+            .field("overwrite_on_behalf_of", &self.overwrite_on_behalf_of)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mka1AuthLayer {
+    /// Require a valid token on every request.
+    pub fn new(verifier: Verifier) -> Self {
+        Mka1AuthLayer {
+            shared: Arc::new(Shared {
+                verifier,
+                realm: Arc::from(DEFAULT_REALM),
+                cookie: None,
+                optional: false,
+                overwrite_on_behalf_of: false,
+                retry_after: crate::rejection::DEFAULT_RETRY_AFTER,
+                reject: Arc::new(StandardReject),
+            }),
+        }
+    }
+
+    /// Let requests without any credentials through as anonymous; a token that is presented
+    /// but invalid is still refused.
+    ///
+    /// An anonymous request has no [`VerifiedToken`], [`OnBehalfOf`] or [`BearerToken`] in
+    /// its extensions (any that were there are removed) and no `X-On-Behalf-Of` header.
+    ///
+    /// ```
+    /// use mka1_auth::{Mka1AuthLayer, Verifier};
+    /// # fn demo(verifier: Verifier) {
+    /// let layer = Mka1AuthLayer::optional(verifier);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn optional(verifier: Verifier) -> Self {
+        Mka1AuthLayer::new(verifier).allow_anonymous(true)
+    }
+}
+
+impl<R> Mka1AuthLayer<R> {
+    fn edit(mut self, change: impl FnOnce(&mut Shared<R>)) -> Self {
+        change(Arc::make_mut(&mut self.shared));
+        self
+    }
+
+    /// Whether requests without credentials pass through as anonymous (see
+    /// [`optional`](Mka1AuthLayer::optional)). Default `false`.
+    #[must_use]
+    pub fn allow_anonymous(self, allow: bool) -> Self {
+        self.edit(|s| s.optional = allow)
+    }
+
+    /// The realm named in `WWW-Authenticate` (default `mka1`).
+    #[must_use]
+    pub fn realm(self, realm: impl Into<Arc<str>>) -> Self {
+        let realm = realm.into();
+        self.edit(|s| s.realm = realm)
+    }
+
+    /// Also accept the token from the cookie with this name, when the request has no
+    /// `Authorization` header. The header wins when both are present.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is empty or holds a character a cookie name cannot have (a setup bug).
+    #[must_use]
+    pub fn cookie(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        assert!(is_cookie_name(&name), "`{name}` is not a valid cookie name");
+        self.edit(|s| s.cookie = Some(name.into_boxed_str()))
+    }
+
+    /// When the request's own `X-On-Behalf-Of` names another user than the token, replace
+    /// it instead of refusing the request with 403. Default `false`.
+    #[must_use]
+    pub fn overwrite_on_behalf_of(self, overwrite: bool) -> Self {
+        self.edit(|s| s.overwrite_on_behalf_of = overwrite)
+    }
+
+    /// The `Retry-After` sent with 503 answers when no usable key set is held (default
+    /// [`DEFAULT_RETRY_AFTER`](crate::rejection::DEFAULT_RETRY_AFTER)).
+    #[must_use]
+    pub fn retry_after(self, retry_after: Duration) -> Self {
+        self.edit(|s| s.retry_after = retry_after)
+    }
+
+    /// Answer refused requests with `reject` instead of the standard answer (see
+    /// [`Reject`]).
+    pub fn reject_with<R2>(self, reject: R2) -> Mka1AuthLayer<R2> {
+        let s = Arc::unwrap_or_clone(self.shared);
+        Mka1AuthLayer {
+            shared: Arc::new(Shared {
+                verifier: s.verifier,
+                realm: s.realm,
+                cookie: s.cookie,
+                optional: s.optional,
+                overwrite_on_behalf_of: s.overwrite_on_behalf_of,
+                retry_after: s.retry_after,
+                reject: Arc::new(reject),
+            }),
+        }
+    }
+}
+
+impl<S, R> Layer<S> for Mka1AuthLayer<R> {
+    type Service = Mka1Auth<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Mka1Auth {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service [`Mka1AuthLayer`] wraps around another. See the [module docs](self).
+///
+/// ```
+/// use http::{Request, Response};
+/// use mka1_auth::{Mka1Auth, OnBehalfOf, Verifier};
+/// use tower::{service_fn, ServiceExt};
+///
+/// # async fn demo(verifier: Verifier) {
+/// let svc = Mka1Auth::layer(verifier).layer(service_fn(|req: Request<String>| async move {
+///     let user = req.extensions().get::<OnBehalfOf>().unwrap();
+///     Ok::<_, std::convert::Infallible>(Response::new(format!("hello {user}")))
+/// }));
+/// let response = svc.oneshot(Request::new(String::new())).await.unwrap();
+/// assert_eq!(response.status(), 401);
+/// # }
+/// # use tower::Layer as _;
+/// ```
+pub struct Mka1Auth<S, R = StandardReject> {
+    inner: S,
+    shared: Arc<Shared<R>>,
+}
+
+impl Mka1Auth<()> {
+    /// The layer, like [`Mka1AuthLayer::new`].
+    pub fn layer(verifier: Verifier) -> Mka1AuthLayer {
+        Mka1AuthLayer::new(verifier)
+    }
+}
+
+impl<S: Clone, R> Clone for Mka1Auth<S, R> {
+    fn clone(&self) -> Self {
+        Mka1Auth {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, R> std::fmt::Debug for Mka1Auth<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mka1Auth")
+            .field("inner", &self.inner)
+            .field("layer", &self.shared)
+            .finish()
+    }
+}
+
+impl<S, R> Mka1Auth<S, R> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Marks a request that went through the layer, authenticated or anonymous, and carries
+/// what extractors need to answer like the layer would.
+#[derive(Clone)]
+pub(crate) struct Guarded {
+    pub(crate) realm: Arc<str>,
+}
+
+/// What the first, synchronous look at a request came to.
+enum Step {
+    /// Call the inner service.
+    Admit,
+    /// Answer with this error.
+    Refuse(Error),
+    /// The token names a key not held yet: wait for the key source.
+    Fetch(BearerToken),
+}
+
+impl<R> Shared<R> {
+    fn start<B>(&self, req: &mut Request<B>) -> Step {
+        let verified = match find_token(req.headers(), self.cookie.as_deref()) {
+            Err(e) => return Step::Refuse(e),
+            Ok(None) if self.optional => {
+                self.admit_anonymous(req);
+                return Step::Admit;
+            }
+            Ok(None) => return Step::Refuse(Error::new(ErrorKind::MissingCredentials)),
+            Ok(Some(token)) => match self.verifier.verify_now(token) {
+                Attempt::Done(Ok(verified)) => (verified, BearerToken::new(token)),
+                Attempt::Done(Err(e)) => return Step::Refuse(e),
+                Attempt::NeedKey(_) => return Step::Fetch(BearerToken::new(token)),
+            },
+        };
+        match self.admit(req, verified.0, verified.1) {
+            Ok(()) => Step::Admit,
+            Err(e) => Step::Refuse(e),
+        }
+    }
+
+    fn admit<B>(
+        &self,
+        req: &mut Request<B>,
+        verified: VerifiedToken,
+        token: BearerToken,
+    ) -> Result<(), Error> {
+        let user = verified.on_behalf_of().clone();
+        if !self.overwrite_on_behalf_of
+            && req
+                .headers()
+                .get_all(X_ON_BEHALF_OF)
+                .iter()
+                .any(|v| v.as_bytes() != user.as_bytes())
+        {
+            return Err(Error::with_detail(
+                ErrorKind::OnBehalfOfMismatch,
+                "the request acts for another user than its token",
+            ));
+        }
+        req.headers_mut()
+            .insert(X_ON_BEHALF_OF, user.to_header_value());
+        let ext = req.extensions_mut();
+        ext.insert(user);
+        ext.insert(verified);
+        ext.insert(token);
+        ext.insert(self.guarded());
+        Ok(())
+    }
+
+    fn admit_anonymous<B>(&self, req: &mut Request<B>) {
+        req.headers_mut().remove(X_ON_BEHALF_OF);
+        let ext = req.extensions_mut();
+        ext.remove::<OnBehalfOf>();
+        ext.remove::<VerifiedToken>();
+        ext.remove::<BearerToken>();
+        ext.insert(self.guarded());
+    }
+
+    fn guarded(&self) -> Guarded {
+        Guarded {
+            realm: Arc::clone(&self.realm),
+        }
+    }
+
+    fn refuse<B>(&self, error: Error) -> Response<B>
+    where
+        R: Reject<B>,
+    {
+        let rejection = Rejection::new(error)
+            .with_realm(Arc::clone(&self.realm))
+            .with_retry_after(self.retry_after);
+        respond(&*self.reject, rejection)
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Mka1Auth<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    R: Reject<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let state = match self.shared.start(&mut req) {
+            Step::Admit => State::Calling {
+                future: self.inner.call(req),
+            },
+            Step::Refuse(error) => State::Refused {
+                response: Some(self.shared.refuse(error)),
+            },
+            Step::Fetch(token) => {
+                // The readied service goes into the future; a fresh clone stays here.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let verifier = self.shared.verifier.clone();
+                let for_verify = token.clone();
+                State::Verifying {
+                    verify: Box::pin(async move { verifier.verify(for_verify.expose()).await }),
+                    inner,
+                    request: Some((req, token)),
+                    shared: Arc::clone(&self.shared),
+                }
+            }
+        };
+        ResponseFuture { state }
+    }
+}
+
+type VerifyFuture = Pin<Box<dyn Future<Output = Result<VerifiedToken, Error>> + Send>>;
+
+pin_project! {
+    /// The response future of [`Mka1Auth`]: the inner service's answer, or the layer's
+    /// refusal.
+    pub struct ResponseFuture<S, ReqBody, R = StandardReject>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, R>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Verifying {
+            verify: VerifyFuture,
+            inner: S,
+            request: Option<(Request<ReqBody>, BearerToken)>,
+            shared: Arc<Shared<R>>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Refused {
+            response: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, ReqBody, R> std::fmt::Debug for ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Verifying { .. } => "verifying",
+            State::Calling { .. } => "calling",
+            State::Refused { .. } => "refused",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody, R> Future for ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: Reject<ResBody>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Refused { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Verifying {
+                    verify,
+                    inner,
+                    request,
+                    shared,
+                } => {
+                    let result = ready!(verify.as_mut().poll(cx));
+                    let (mut req, token) = request
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match result.and_then(|v| shared.admit(&mut req, v, token)) {
+                        Ok(()) => State::Calling {
+                            future: inner.call(req),
+                        },
+                        Err(error) => State::Refused {
+                            response: Some(shared.refuse(error)),
+                        },
+                    }
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+/// The bearer token in `headers`, `Ok(None)` when there are no credentials at all.
+fn find_token<'h>(headers: &'h HeaderMap, cookie: Option<&str>) -> Result<Option<&'h str>, Error> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    if let Some(value) = values.next() {
+        if values.next().is_some() {
+            return Err(invalid_request("more than one `authorization` header"));
+        }
+        return parse_bearer(value).map(Some);
+    }
+    match cookie {
+        Some(name) => find_cookie(headers, name),
+        None => Ok(None),
+    }
+}
+
+fn invalid_request(detail: &'static str) -> Error {
+    Error::with_detail(ErrorKind::InvalidRequest, detail)
+}
+
+/// `Bearer <token>`: scheme case-insensitive (RFC 7235), one or more spaces, one token.
+fn parse_bearer(value: &HeaderValue) -> Result<&str, Error> {
+    let value = value
+        .to_str()
+        .map_err(|_| invalid_request("the `authorization` header is not visible ascii"))?;
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(invalid_request("the authorization scheme is not `Bearer`"));
+    }
+    let token = token.trim_start_matches([' ', '\t']);
+    if token.is_empty() {
+        return Err(invalid_request("the bearer token is empty"));
+    }
+    if token.contains([' ', '\t']) {
+        return Err(invalid_request("the bearer token contains whitespace"));
+    }
+    Ok(token)
+}
+
+/// RFC 6265 `cookie-name`: a token (visible ASCII except separators).
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+/// The value of the cookie `name` across every `Cookie` header; a name seen twice is refused.
+fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Error> {
+    let mut found = None;
+    for header in headers.get_all(COOKIE) {
+        for pair in header.as_bytes().split(|b| *b == b';') {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+                continue;
+            };
+            if pair[..eq].trim_ascii() != name.as_bytes() {
+                continue;
+            }
+            if found.is_some() {
+                return Err(invalid_request("the token cookie appears more than once"));
+            }
+            let raw = pair[eq + 1..].trim_ascii();
+            let raw = raw
+                .strip_prefix(b"\"")
+                .and_then(|r| r.strip_suffix(b"\""))
+                .unwrap_or(raw);
+            found = Some(raw);
+        }
+    }
+    match found {
+        None => Ok(None),
+        Some([]) => Err(invalid_request("the token cookie is empty")),
+        Some(raw) => std::str::from_utf8(raw)
+            .map(Some)
+            .map_err(|_| invalid_request("the token cookie is not ascii")),
+    }
+}
+
+/// The value of type `T` the layer put in `extensions`: `Ok(None)` for an anonymous request
+/// (optional mode), a [`ErrorKind::MissingLayer`] rejection when the layer never ran.
+pub(crate) fn authenticated<T: Send + Sync + 'static>(
+    extensions: &Extensions,
+) -> Result<Option<&T>, Rejection> {
+    match extensions.get::<Guarded>() {
+        Some(_) => Ok(extensions.get::<T>()),
+        None => Err(Rejection::new(Error::with_detail(
+            ErrorKind::MissingLayer,
+            "add `Mka1AuthLayer` in front of routes that read the verified token",
+        ))),
+    }
+}
+
+/// Like [`authenticated`], but an anonymous request is a 401 in the layer's realm.
+pub(crate) fn required<T: Send + Sync + 'static>(extensions: &Extensions) -> Result<&T, Rejection> {
+    authenticated(extensions)?.ok_or_else(|| {
+        let mut rejection = Rejection::new(Error::new(ErrorKind::MissingCredentials));
+        if let Some(guarded) = extensions.get::<Guarded>() {
+            rejection = rejection.with_realm(Arc::clone(&guarded.realm));
+        }
+        rejection
+    })
+}
+
+/// The realm the layer in front answers with, or the default.
+pub(crate) fn realm_of(extensions: &Extensions) -> Arc<str> {
+    extensions
+        .get::<Guarded>()
+        .map_or_else(|| Arc::from(DEFAULT_REALM), |g| Arc::clone(&g.realm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    fn kind(result: Result<Option<&str>, Error>) -> ErrorKind {
+        result.unwrap_err().kind()
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_spaces_are_tolerated() {
+        for value in [
+            "Bearer a.b.c",
+            "bearer a.b.c",
+            "BEARER   a.b.c",
+            "bEaReR\ta.b.c ",
+        ] {
+            let h = headers(&[("authorization", value)]);
+            assert_eq!(find_token(&h, None).unwrap(), Some("a.b.c"), "{value}");
+        }
+    }
+
+    #[test]
+    fn malformed_authorization_is_an_invalid_request() {
+        for value in [
+            "Bearer",
+            "Bearer ",
+            "Basic dXNlcjpwdw==",
+            "Bearer a b",
+            "Bearerx a",
+            "",
+        ] {
+            let h = headers(&[("authorization", value)]);
+            assert_eq!(
+                kind(find_token(&h, None)),
+                ErrorKind::InvalidRequest,
+                "{value:?}"
+            );
+        }
+        let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer a")]);
+        assert_eq!(kind(find_token(&h, None)), ErrorKind::InvalidRequest);
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer caf\xc3\xa9").unwrap(),
+        );
+        assert_eq!(kind(find_token(&h, None)), ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn no_credentials_is_none() {
+        assert_eq!(find_token(&HeaderMap::new(), None).unwrap(), None);
+        let h = headers(&[("cookie", "tok=a.b.c")]);
+        assert_eq!(find_token(&h, None).unwrap(), None, "cookie not configured");
+    }
+
+    #[test]
+    fn cookie_is_found_across_headers_and_header_wins() {
+        let h = headers(&[("cookie", "x=1; tok=a.b.c"), ("cookie", "y=2")]);
+        assert_eq!(find_token(&h, Some("tok")).unwrap(), Some("a.b.c"));
+        let h = headers(&[("cookie", "tok=\"a.b.c\"")]);
+        assert_eq!(find_token(&h, Some("tok")).unwrap(), Some("a.b.c"));
+        let h = headers(&[("cookie", "tok=a.b.c"), ("authorization", "Bearer d.e.f")]);
+        assert_eq!(find_token(&h, Some("tok")).unwrap(), Some("d.e.f"));
+        let h = headers(&[("cookie", "xtok=a.b.c; tokx=1")]);
+        assert_eq!(find_token(&h, Some("tok")).unwrap(), None);
+    }
+
+    #[test]
+    fn duplicate_or_empty_cookie_is_an_invalid_request() {
+        let h = headers(&[("cookie", "tok=a"), ("cookie", "tok=b")]);
+        assert_eq!(kind(find_token(&h, Some("tok"))), ErrorKind::InvalidRequest);
+        let h = headers(&[("cookie", "tok=")]);
+        assert_eq!(kind(find_token(&h, Some("tok"))), ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn cookie_names_are_checked() {
+        assert!(is_cookie_name("mka1_token"));
+        assert!(!is_cookie_name(""));
+        assert!(!is_cookie_name("a b"));
+        assert!(!is_cookie_name("a=b"));
+        assert!(!is_cookie_name("a;b"));
+    }
+}

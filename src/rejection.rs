@@ -1,0 +1,401 @@
+//! Turning a refused request into an HTTP answer, as RFC 6750 section 3 describes.
+//!
+//! | situation | [`ErrorKind`] | status | `WWW-Authenticate` |
+//! |---|---|---|---|
+//! | no credentials | `MissingCredentials` | 401 | `Bearer realm="…"` |
+//! | malformed request | `InvalidRequest` | 400 | `… error="invalid_request"` |
+//! | token refused | any [`ErrorKind::is_invalid_token`] kind | 401 | `… error="invalid_token"` |
+//! | permission missing | `InsufficientPermission` | 403 | `… error="insufficient_scope", scope="…"` |
+//! | `X-On-Behalf-Of` disagrees | `OnBehalfOfMismatch` | 403 | `… error="invalid_token"` |
+//! | no usable key set | `KeysUnavailable` | 503 | none; `Retry-After` |
+//! | layer missing (wiring bug) | `MissingLayer` | 500 | none |
+//!
+//! Each answer carries a small JSON body, `{"error": "…", "error_description": "…"}`, and
+//! the [`Error`] itself in its response extensions.
+//!
+//! The answer is replaceable: give the layer any [`Reject`] implementation, for example a
+//! closure `Fn(Rejection) -> http::Response<B>`. [`StandardReject`] is the default.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::error::{Error, ErrorKind};
+
+/// The realm named in `WWW-Authenticate` when none is configured.
+pub const DEFAULT_REALM: &str = "mka1";
+
+/// How long a client is asked to wait (`Retry-After`) when no usable key set is held and
+/// the error does not say: 30 seconds, the remote key set's refetch cooldown.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// A refused request, with everything needed to answer it.
+///
+/// The layer builds one and hands it to its [`Reject`] implementation; handlers can return
+/// one too (with the `axum` feature it is an `IntoResponse`).
+///
+/// ```
+/// use http::StatusCode;
+/// use mka1_auth::{Error, ErrorKind, Rejection};
+///
+/// let rejection = Rejection::new(Error::new(ErrorKind::Expired)).with_realm("orders");
+/// assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED);
+/// let header = rejection.www_authenticate().unwrap();
+/// assert_eq!(
+///     header.to_str().unwrap(),
+///     r#"Bearer realm="orders", error="invalid_token", error_description="token has expired""#,
+/// );
+/// let response: http::Response<String> = rejection.into_http_response();
+/// assert!(response.body().contains(r#""error":"invalid_token""#));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    error: Error,
+    realm: Arc<str>,
+    scope: Option<Arc<str>>,
+    retry_after: Duration,
+}
+
+impl Rejection {
+    /// A rejection for `error`, in the default realm.
+    pub fn new(error: Error) -> Self {
+        Rejection {
+            error,
+            realm: Arc::from(DEFAULT_REALM),
+            scope: None,
+            retry_after: DEFAULT_RETRY_AFTER,
+        }
+    }
+
+    /// An [`ErrorKind::InsufficientPermission`] rejection naming every permission the route
+    /// needs (sent as `scope`, space-separated).
+    ///
+    /// ```
+    /// use mka1_auth::Rejection;
+    ///
+    /// let rejection = Rejection::insufficient(["agent:read", "agent:write"]);
+    /// assert_eq!(rejection.scope(), Some("agent:read agent:write"));
+    /// assert_eq!(rejection.status(), http::StatusCode::FORBIDDEN);
+    /// ```
+    pub fn insufficient<'a>(needed: impl IntoIterator<Item = &'a str>) -> Self {
+        let scope = needed.into_iter().collect::<Vec<_>>().join(" ");
+        Rejection::new(Error::new(ErrorKind::InsufficientPermission)).with_scope(scope)
+    }
+
+    /// Name this realm in `WWW-Authenticate`.
+    #[must_use]
+    pub fn with_realm(mut self, realm: impl Into<Arc<str>>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// Send these permissions (space-separated) as `scope` on an `insufficient_scope` answer.
+    #[must_use]
+    pub fn with_scope(mut self, scope: impl Into<Arc<str>>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Ask the client to wait this long on a 503 answer (rounded up to whole seconds).
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// Why the request was refused.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// Take the error out.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+
+    /// The realm named in `WWW-Authenticate`.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The permissions the route needs, for `insufficient_scope` answers.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The `Retry-After` delay, sent only on 503 answers.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// The status code RFC 6750 asks for (see the [module docs](self)).
+    pub fn status(&self) -> StatusCode {
+        match self.error.kind() {
+            ErrorKind::MissingCredentials => StatusCode::UNAUTHORIZED,
+            ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::InsufficientPermission | ErrorKind::OnBehalfOfMismatch => {
+                StatusCode::FORBIDDEN
+            }
+            ErrorKind::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            kind if kind.is_invalid_token() => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The OAuth error code for the body's `error` member (and `WWW-Authenticate`, when the
+    /// RFC gives one).
+    pub fn error_code(&self) -> &'static str {
+        match self.error.kind() {
+            ErrorKind::MissingCredentials => "missing_credentials",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::InsufficientPermission => "insufficient_scope",
+            ErrorKind::OnBehalfOfMismatch => "invalid_token",
+            ErrorKind::KeysUnavailable => "temporarily_unavailable",
+            kind if kind.is_invalid_token() => "invalid_token",
+            _ => "server_error",
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge, or `None` for 5xx answers.
+    ///
+    /// Quotes and backslashes in the realm and scope are escaped; in the description (where
+    /// RFC 6750 forbids them) they become `'`, and anything outside printable ASCII is dropped.
+    pub fn www_authenticate(&self) -> Option<HeaderValue> {
+        if self.status().is_server_error() {
+            return None;
+        }
+        let mut value = String::with_capacity(96);
+        value.push_str("Bearer realm=\"");
+        push_escaped(&mut value, &self.realm);
+        value.push('"');
+        if self.error.kind() != ErrorKind::MissingCredentials {
+            let _ = write!(value, ", error=\"{}\"", self.error_code());
+            value.push_str(", error_description=\"");
+            push_description(&mut value, &self.error.to_string());
+            value.push('"');
+            if let (ErrorKind::InsufficientPermission, Some(scope)) =
+                (self.error.kind(), &self.scope)
+            {
+                value.push_str(", scope=\"");
+                push_escaped(&mut value, scope);
+                value.push('"');
+            }
+        }
+        // Every byte pushed is printable ASCII, so this cannot fail; fall back to the bare
+        // scheme rather than panic.
+        Some(HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("Bearer")))
+    }
+
+    /// The JSON body: `{"error": …, "error_description": …}`, plus `scope` when known.
+    pub fn json_body(&self) -> String {
+        let mut body = serde_json::json!({
+            "error": self.error_code(),
+            "error_description": self.error.to_string(),
+        });
+        if let (ErrorKind::InsufficientPermission, Some(scope)) = (self.error.kind(), &self.scope) {
+            body["scope"] = serde_json::Value::from(&**scope);
+        }
+        body.to_string()
+    }
+
+    /// The standard answer: status, `WWW-Authenticate` or `Retry-After`, JSON body, and the
+    /// [`Error`] in the response extensions.
+    ///
+    /// Any body type that can be made from a `String` works: axum's `Body`,
+    /// `http_body_util::Full<Bytes>`, `String` itself.
+    pub fn into_http_response<B: From<String>>(self) -> Response<B> {
+        let mut response = Response::new(B::from(self.json_body()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(challenge) = self.www_authenticate() {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if self.error.kind() == ErrorKind::KeysUnavailable {
+            let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response.extensions_mut().insert(self.error);
+        response
+    }
+
+    /// Emit the tracing event for this rejection: the error kind, never the token.
+    pub(crate) fn trace(&self) {
+        let kind = self.error.kind();
+        let status = self.status().as_u16();
+        if self.status().is_server_error() {
+            tracing::warn!(?kind, status, error = %self.error, "mka1-auth rejected a request");
+        } else {
+            tracing::debug!(?kind, status, error = %self.error, "mka1-auth rejected a request");
+        }
+    }
+}
+
+/// Answer `rejection` with `reject`: emit the tracing event, build the response, and put the
+/// [`Error`] in its extensions.
+pub(crate) fn respond<B, R: Reject<B> + ?Sized>(reject: &R, rejection: Rejection) -> Response<B> {
+    rejection.trace();
+    let error = rejection.error().clone();
+    let mut response = reject.reject(rejection);
+    response.extensions_mut().insert(error);
+    response
+}
+
+/// Quoted-string content: `"` and `\` escaped, anything not printable ASCII dropped.
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => {}
+        }
+    }
+}
+
+/// RFC 6750 `error_description`: printable ASCII except `"` and `\`.
+fn push_description(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => out.push('\''),
+            ' '..='~' => out.push(c),
+            _ => {}
+        }
+    }
+}
+
+/// Builds the response for a refused request. Implement it to replace the standard answer;
+/// any `Fn(Rejection) -> http::Response<B>` closure already does.
+///
+/// Whatever it returns, the layer adds the [`Error`] to the response extensions.
+///
+/// ```
+/// use http::{Response, StatusCode};
+/// use mka1_auth::{Mka1AuthLayer, Rejection, Verifier};
+///
+/// # fn demo(verifier: Verifier) {
+/// // Plain-text answers, keeping the standard status and WWW-Authenticate header.
+/// let layer = Mka1AuthLayer::new(verifier).reject_with(|rejection: Rejection| {
+///     let mut response = Response::new(rejection.error().to_string());
+///     *response.status_mut() = rejection.status();
+///     if let Some(challenge) = rejection.www_authenticate() {
+///         response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
+///     }
+///     response
+/// });
+/// # let _ = layer;
+/// # }
+/// ```
+pub trait Reject<B> {
+    /// The response to send instead of calling the inner service.
+    fn reject(&self, rejection: Rejection) -> Response<B>;
+}
+
+impl<B, F> Reject<B> for F
+where
+    F: Fn(Rejection) -> Response<B>,
+{
+    fn reject(&self, rejection: Rejection) -> Response<B> {
+        self(rejection)
+    }
+}
+
+/// The standard answer: [`Rejection::into_http_response`], for any body made from a `String`.
+///
+/// ```
+/// use mka1_auth::{Error, ErrorKind, Reject, Rejection, StandardReject};
+///
+/// let response: http::Response<String> =
+///     StandardReject.reject(Rejection::new(Error::new(ErrorKind::MissingCredentials)));
+/// assert_eq!(response.status(), 401);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StandardReject;
+
+impl<B: From<String>> Reject<B> for StandardReject {
+    fn reject(&self, rejection: Rejection) -> Response<B> {
+        rejection.into_http_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(r: &Rejection) -> String {
+        r.www_authenticate()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_kind_maps_to_a_status_and_code() {
+        let cases = [
+            (ErrorKind::MissingCredentials, 401, "missing_credentials"),
+            (ErrorKind::InvalidRequest, 400, "invalid_request"),
+            (ErrorKind::Expired, 401, "invalid_token"),
+            (ErrorKind::InvalidSignature, 401, "invalid_token"),
+            (ErrorKind::InsufficientPermission, 403, "insufficient_scope"),
+            (ErrorKind::OnBehalfOfMismatch, 403, "invalid_token"),
+            (ErrorKind::KeysUnavailable, 503, "temporarily_unavailable"),
+            (ErrorKind::MissingLayer, 500, "server_error"),
+        ];
+        for (kind, status, code) in cases {
+            let r = Rejection::new(Error::new(kind));
+            assert_eq!(r.status().as_u16(), status, "{kind:?}");
+            assert_eq!(r.error_code(), code, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn challenge_escapes_and_sanitizes() {
+        let r = Rejection::new(Error::with_detail(
+            ErrorKind::InvalidClaim,
+            "a \"quoted\" \\ thing\u{e9}\n",
+        ))
+        .with_realm("my \"realm\"");
+        assert_eq!(
+            header(&r),
+            r#"Bearer realm="my \"realm\"", error="invalid_token", error_description="token has an invalid claim: a 'quoted' ' thing""#
+        );
+    }
+
+    #[test]
+    fn missing_credentials_has_no_error_code() {
+        let r = Rejection::new(Error::new(ErrorKind::MissingCredentials));
+        assert_eq!(header(&r), r#"Bearer realm="mka1""#);
+    }
+
+    #[test]
+    fn server_errors_have_no_challenge_and_503_has_retry_after() {
+        let r = Rejection::new(Error::new(ErrorKind::KeysUnavailable))
+            .with_retry_after(Duration::from_millis(1500));
+        assert!(r.www_authenticate().is_none());
+        let response: Response<String> = r.into_http_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
+        assert_eq!(
+            response.extensions().get::<Error>().unwrap().kind(),
+            ErrorKind::KeysUnavailable
+        );
+        assert!(Rejection::new(Error::new(ErrorKind::MissingLayer))
+            .www_authenticate()
+            .is_none());
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scope() {
+        let r = Rejection::insufficient(["agent:read", "a\"b"]);
+        assert_eq!(
+            header(&r),
+            r#"Bearer realm="mka1", error="insufficient_scope", error_description="token lacks a required permission", scope="agent:read a\"b""#
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.json_body()).unwrap();
+        assert_eq!(body["scope"], "agent:read a\"b");
+        assert_eq!(body["error"], "insufficient_scope");
+    }
+}
