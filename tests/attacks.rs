@@ -8,13 +8,22 @@
 mod common;
 
 use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::*;
-use mka1_auth::{Algorithm, ErrorKind, ManualClock, Verifier};
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderValue, Request, Response};
+use mka1_auth::{
+    Algorithm, Error, ErrorKind, ManualClock, Mka1AuthLayer, VerifiedToken, Verifier,
+    X_ON_BEHALF_OF,
+};
 use serde_json::{json, Value};
+use tower::{service_fn, Layer, ServiceExt};
 
 /// Which verifier a case runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,6 +113,22 @@ struct Case {
     kind: Option<ErrorKind>,
     /// The HTTP status the layer must answer with (200 for a positive control).
     status: u16,
+    /// Where the layer's answer differs from the verifier's: HTTP strips or refuses the
+    /// whitespace some cases put around or inside the token.
+    via_layer: ViaLayer,
+}
+
+/// What the layer must make of a case, when that is not what the verifier makes of it.
+#[derive(Clone, Copy, Debug)]
+enum ViaLayer {
+    /// The same kind and status as the verifier.
+    Same,
+    /// Accepted (200): the layer trims the spaces around a header value, as HTTP does.
+    Accept,
+    /// Refused with this kind and status.
+    Reject(ErrorKind, u16),
+    /// The token cannot travel in a header value at all (CR, LF).
+    Unsendable,
 }
 
 struct Table(Vec<Case>);
@@ -127,7 +152,13 @@ impl Table {
             token,
             kind: Some(kind),
             status,
+            via_layer: ViaLayer::Same,
         });
+    }
+
+    /// Set what the layer must make of the case added last.
+    fn via_layer(&mut self, expect: ViaLayer) {
+        self.0.last_mut().expect("a case was added").via_layer = expect;
     }
 
     fn accept(&mut self, name: impl Into<String>, token: String) {
@@ -137,6 +168,7 @@ impl Table {
             token,
             kind: None,
             status: 200,
+            via_layer: ViaLayer::Same,
         });
     }
 }
@@ -696,24 +728,43 @@ fn malformed_attacks(t: &mut Table, f: &Fixture, claims: &Value) {
             Malformed
         };
         t.reject(what, bad, kind, 401);
+        match what {
+            "empty token" | "space inside the header" => {
+                t.via_layer(ViaLayer::Reject(InvalidRequest, 400))
+            }
+            "leading space" => t.via_layer(ViaLayer::Accept),
+            _ => {}
+        }
     }
     // Whitespace the signer never wrote. The signature segment is compared as bytes and
     // the signature covers the header and payload text exactly, so these are refused as bad
     // signatures (the payload is not even decoded).
-    for (what, bad) in [
-        ("trailing space", format!("{token} ")),
-        ("trailing newline", format!("{token}\n")),
-        ("trailing crlf", format!("{token}\r\n")),
+    let whitespace_in_token = ViaLayer::Reject(InvalidRequest, 400);
+    for (what, bad, via_layer) in [
+        ("trailing space", format!("{token} "), ViaLayer::Accept),
+        (
+            "trailing newline",
+            format!("{token}\n"),
+            ViaLayer::Unsendable,
+        ),
+        (
+            "trailing crlf",
+            format!("{token}\r\n"),
+            ViaLayer::Unsendable,
+        ),
         (
             "tab inside the payload",
             format!("{h}.{}\t{}.{s}", &p[..4], &p[4..]),
+            whitespace_in_token,
         ),
         (
             "space inside the signature",
             format!("{h}.{p}.{} {}", &s[..4], &s[4..]),
+            whitespace_in_token,
         ),
     ] {
         t.reject(what, bad, InvalidSignature, 401);
+        t.via_layer(via_layer);
     }
 
     // Broken headers (signed, although the header is refused before the signature).
@@ -846,6 +897,7 @@ fn malformed_attacks(t: &mut Table, f: &Fixture, claims: &Value) {
         Malformed,
         401,
     );
+    t.via_layer(ViaLayer::Reject(InvalidRequest, 400));
 
     // Duplicate claim names: the first and the last value must not be told apart.
     for name in ["sub", "exp", "aud", "iss", "permissions", "iat"] {
@@ -1252,4 +1304,292 @@ fn rsa_pem_helper_matches_the_jwk() {
         pem.starts_with("-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA")
     );
     assert!(pem.ends_with("\n-----END PUBLIC KEY-----\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Through the layer.
+
+type Reply = Pin<Box<dyn Future<Output = Result<Response<String>, Infallible>> + Send>>;
+
+/// The protected service: answers with the verified subject.
+fn protected(req: Request<String>) -> Reply {
+    let subject = req
+        .extensions()
+        .get::<VerifiedToken>()
+        .map(|t| t.subject().to_owned());
+    let header = req.headers().get(X_ON_BEHALF_OF).cloned();
+    Box::pin(async move {
+        let subject = subject.expect("the layer let an unverified request through");
+        assert_eq!(header.unwrap(), subject.as_str());
+        Ok(Response::new(subject))
+    })
+}
+
+/// What a refusal from the layer says, checked: status, kind, and no echo of the token.
+fn refusal_problems(
+    response: &Response<String>,
+    token: &str,
+    kind: ErrorKind,
+    status: u16,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if response.status().as_u16() != status {
+        problems.push(format!("status {} (expected {status})", response.status()));
+    }
+    match response.extensions().get::<Error>() {
+        Some(e) if e.kind() == kind => {}
+        Some(e) => problems.push(format!("kind {:?} (expected {kind:?})", e.kind())),
+        None => problems.push("no error in the response extensions".into()),
+    }
+    let headers: Vec<String> = response
+        .headers()
+        .values()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    if echoes_token(response.body(), token) || headers.iter().any(|h| echoes_token(h, token)) {
+        problems.push("the response echoes the token".into());
+    }
+    problems
+}
+
+async fn send(layer: &Mka1AuthLayer, req: Request<String>) -> Response<String> {
+    layer
+        .layer(service_fn(protected))
+        .oneshot(req)
+        .await
+        .expect("auth failures are responses, not service errors")
+}
+
+#[tokio::test]
+async fn attack_table_through_the_layer() {
+    let fixture = Fixture::new();
+    let table = attack_table(&fixture);
+    let layer_for = |setup| Mka1AuthLayer::new(fixture.verifier(setup));
+    let layers = [Setup::Strict, Setup::NoIssuer, Setup::BigTokens].map(|s| (s, layer_for(s)));
+
+    let mut failures = Vec::new();
+    let mut tasks = Vec::new();
+    let total = table.0.len();
+    for case in table.0 {
+        let expect_unsendable = matches!(case.via_layer, ViaLayer::Unsendable);
+        let value = match HeaderValue::from_str(&format!("Bearer {}", case.token)) {
+            Ok(_) if expect_unsendable => {
+                failures.push(format!("{}: expected to be unsendable", case.name));
+                continue;
+            }
+            Ok(value) => value,
+            Err(_) if expect_unsendable => continue,
+            Err(e) => {
+                failures.push(format!("{}: cannot build the header: {e}", case.name));
+                continue;
+            }
+        };
+        let layer = layers
+            .iter()
+            .find(|(s, _)| *s == case.setup)
+            .unwrap()
+            .1
+            .clone();
+        let req = Request::builder()
+            .uri("/orders")
+            .header(AUTHORIZATION, value)
+            .body(String::new())
+            .unwrap();
+        let task = tokio::spawn(async move { send(&layer, req).await });
+        tasks.push((case, task));
+    }
+    assert!(tasks.len() > 250, "only {} cases were sent", tasks.len());
+    for (case, task) in tasks {
+        let response = match task.await {
+            Ok(response) => response,
+            Err(e) => {
+                failures.push(format!("{}: PANIC {e}", case.name));
+                continue;
+            }
+        };
+        let expected = match (case.via_layer, case.kind) {
+            (ViaLayer::Accept, _) | (ViaLayer::Same, None) => None,
+            (ViaLayer::Reject(kind, status), _) => Some((kind, status)),
+            (ViaLayer::Same, Some(kind)) => Some((kind, case.status)),
+            (ViaLayer::Unsendable, _) => unreachable!(),
+        };
+        match expected {
+            None if response.status() == 200 && !response.body().is_empty() => {}
+            None => failures.push(format!(
+                "{}: expected 200, got {} {:?}",
+                case.name,
+                response.status(),
+                response.extensions().get::<Error>()
+            )),
+            Some((kind, status)) => {
+                for problem in refusal_problems(&response, &case.token, kind, status) {
+                    failures.push(format!("{}: {problem}", case.name));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed through the layer:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Tricks with the request rather than the token.
+#[tokio::test]
+async fn header_tricks_through_the_layer() {
+    let fixture = Fixture::new();
+    let layer = Mka1AuthLayer::new(fixture.verifier(Setup::Strict));
+    let token = fixture.ed.sign(&claims_at(NOW));
+    let other = fixture.ec.sign(&claims_set("sub", json!("someone-else")));
+    let get = |uri: &str| Request::builder().uri(uri);
+    let bearer = format!("Bearer {token}");
+
+    use ErrorKind::*;
+    let cases: Vec<(&str, http::request::Builder, Option<(ErrorKind, u16)>)> = vec![
+        (
+            "control: one bearer header",
+            get("/").header(AUTHORIZATION, &bearer),
+            None,
+        ),
+        (
+            "control: scheme in lower case",
+            get("/").header(AUTHORIZATION, format!("bearer {token}")),
+            None,
+        ),
+        (
+            "two authorization headers, same token",
+            get("/")
+                .header(AUTHORIZATION, &bearer)
+                .header(AUTHORIZATION, &bearer),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "two authorization headers, two users",
+            get("/")
+                .header(AUTHORIZATION, &bearer)
+                .header(AUTHORIZATION, format!("Bearer {other}")),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "two authorization headers, basic then bearer",
+            get("/")
+                .header(AUTHORIZATION, "Basic dXNlcjpwYXNz")
+                .header(AUTHORIZATION, &bearer),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "two tokens in one header, comma-joined",
+            get("/").header(AUTHORIZATION, format!("{bearer}, Bearer {other}")),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "basic credentials",
+            get("/").header(AUTHORIZATION, "Basic dXNlcjpwYXNz"),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "the token under the basic scheme",
+            get("/").header(AUTHORIZATION, format!("Basic {token}")),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "the token without a scheme",
+            get("/").header(AUTHORIZATION, token.as_str()),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "scheme `Bearer:`",
+            get("/").header(AUTHORIZATION, format!("Bearer: {token}")),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "scheme `JWT`",
+            get("/").header(AUTHORIZATION, format!("JWT {token}")),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "bare `Bearer`",
+            get("/").header(AUTHORIZATION, "Bearer"),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "`Bearer` and spaces",
+            get("/").header(AUTHORIZATION, "Bearer    "),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "empty authorization",
+            get("/").header(AUTHORIZATION, ""),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "bearer token and trailing words",
+            get("/").header(AUTHORIZATION, format!("{bearer} admin")),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "non-ascii in the header",
+            get("/").header(
+                AUTHORIZATION,
+                HeaderValue::from_bytes(format!("Bearer {token}\u{e9}").as_bytes()).unwrap(),
+            ),
+            Some((InvalidRequest, 400)),
+        ),
+        (
+            "token in the query string only (ignored)",
+            get(&format!("/?access_token={token}")),
+            Some((MissingCredentials, 401)),
+        ),
+        (
+            "token in the query string under other names (ignored)",
+            get(&format!(
+                "/?token={token}&jwt={token}&authorization=Bearer%20{token}"
+            )),
+            Some((MissingCredentials, 401)),
+        ),
+        (
+            "token in a cookie, no cookie configured (ignored)",
+            get("/").header(COOKIE, format!("token={token}; mka1_token={token}")),
+            Some((MissingCredentials, 401)),
+        ),
+        (
+            "token in proxy-authorization (ignored)",
+            get("/").header("proxy-authorization", &bearer),
+            Some((MissingCredentials, 401)),
+        ),
+        (
+            "token in x-access-token (ignored)",
+            get("/").header("x-access-token", token.as_str()),
+            Some((MissingCredentials, 401)),
+        ),
+        (
+            "query token beside a bad header: the header decides",
+            get(&format!("/?access_token={token}")).header(AUTHORIZATION, "Bearer a.b.c"),
+            Some((Malformed, 401)),
+        ),
+        (
+            "x-on-behalf-of naming another user",
+            get("/")
+                .header(AUTHORIZATION, &bearer)
+                .header(X_ON_BEHALF_OF, "admin"),
+            Some((OnBehalfOfMismatch, 403)),
+        ),
+    ];
+
+    let mut failures = Vec::new();
+    for (name, req, expected) in cases {
+        let response = send(&layer, req.body(String::new()).unwrap()).await;
+        match expected {
+            None if response.status() == 200 && response.body() == "user-42" => {}
+            None => failures.push(format!("{name}: expected 200, got {}", response.status())),
+            Some((kind, status)) => {
+                for problem in refusal_problems(&response, &token, kind, status) {
+                    failures.push(format!("{name}: {problem}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
