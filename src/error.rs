@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What went wrong, in a form code can match on.
 ///
@@ -161,6 +162,7 @@ pub struct Error {
     kind: ErrorKind,
     detail: Option<Cow<'static, str>>,
     source: Option<Source>,
+    retry_after: Option<Duration>,
 }
 
 impl Error {
@@ -170,6 +172,7 @@ impl Error {
             kind,
             detail: None,
             source: None,
+            retry_after: None,
         }
     }
 
@@ -181,6 +184,7 @@ impl Error {
             kind,
             detail: Some(detail.into()),
             source: None,
+            retry_after: None,
         }
     }
 
@@ -188,6 +192,29 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self
+    }
+
+    /// Suggest when a retry may succeed (for [`ErrorKind::KeysUnavailable`]: when the key
+    /// set will next be fetched).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// How long a client should wait before retrying, when the error is temporary.
+    ///
+    /// Set on [`ErrorKind::KeysUnavailable`] errors from a remote key set: the time until
+    /// the next fetch may be attempted, at least one second. A response layer turns it into
+    /// `Retry-After`. `None` for errors a retry will not fix.
+    ///
+    /// ```
+    /// use mka1_auth::{Error, ErrorKind};
+    ///
+    /// assert_eq!(Error::new(ErrorKind::Expired).retry_after(), None);
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// What went wrong.
@@ -226,6 +253,9 @@ impl fmt::Debug for Error {
         }
         if let Some(source) = &self.source {
             d.field("source", &format_args!("{source}"));
+        }
+        if let Some(after) = &self.retry_after {
+            d.field("retry_after", after);
         }
         d.finish()
     }

@@ -363,9 +363,11 @@ impl<R> Shared<R> {
     where
         R: Reject<B>,
     {
+        // The key source knows when its next fetch is allowed; the configured value is the fallback.
+        let retry_after = error.retry_after().unwrap_or(self.retry_after);
         let rejection = Rejection::new(error)
             .with_realm(Arc::clone(&self.realm))
-            .with_retry_after(self.retry_after);
+            .with_retry_after(retry_after);
         respond(&*self.reject, rejection)
     }
 }

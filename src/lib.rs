@@ -93,6 +93,9 @@ pub use claims::{BearerToken, OnBehalfOf, Permissions, VerifiedToken, X_ON_BEHAL
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error, ErrorKind};
 pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "remote")]
+pub use jwks::remote::RemoteJwksConfig;
+pub use jwks::KeySetStatus;
 pub use layer::{Mka1Auth, Mka1AuthLayer};
 pub use permissions::{RequirePermissions, RequirePermissionsLayer};
 pub use rejection::{Reject, Rejection, StandardReject};

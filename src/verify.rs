@@ -35,7 +35,7 @@ use serde_json::Value;
 use crate::claims::{validate_end_user_id, Inner, OnBehalfOf, Permissions, VerifiedToken};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{ConfigError, Error, ErrorKind};
-use crate::jwks::{self, b64url_decode, KeySet, KeySource, Lookup, VerificationKey};
+use crate::jwks::{self, b64url_decode, KeySet, KeySetStatus, KeySource, Lookup, VerificationKey};
 use crate::token_cache::{self, TokenCache};
 
 /// Default clock skew tolerated on every time check.
@@ -427,6 +427,26 @@ impl Verifier {
                 }
             }
         }
+    }
+
+    /// Where the key set stands: key count, last fetch success and error, next refresh.
+    /// For health endpoints; see [`KeySetStatus`].
+    ///
+    /// ```
+    /// use mka1_auth::Verifier;
+    ///
+    /// let verifier = Verifier::builder()
+    ///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+    ///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+    ///     .audience("https://api.example.com")
+    ///     .build()?;
+    /// let status = verifier.key_set_status();
+    /// assert!(status.usable);
+    /// assert_eq!(status.key_count, 1);
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn key_set_status(&self) -> KeySetStatus {
+        self.inner.keys.status()
     }
 
     /// Verify with what is held now; never waits.

@@ -791,7 +791,6 @@ async fn the_readied_service_is_the_one_called() {
 /// The slow path: the first token names a key the remote key set must fetch first.
 #[cfg(feature = "remote")]
 #[tokio::test]
-#[ignore = "needs the remote JWKS (issue 3); the placeholder never finds a key"]
 async fn a_key_fetched_on_first_use_admits_the_request() {
     let key = TestKey::ed25519("ed-1");
     let doc = jwks(&[&key]).to_string();

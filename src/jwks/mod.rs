@@ -10,6 +10,7 @@ pub mod remote;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -549,9 +550,83 @@ impl KeySource {
         }
     }
 
+    /// Where the key set stands, for health endpoints.
+    pub(crate) fn status(&self) -> KeySetStatus {
+        match self {
+            KeySource::Static(set) => KeySetStatus {
+                remote: false,
+                key_count: set.len(),
+                skipped_keys: set.skipped().len(),
+                usable: true,
+                stale: false,
+                fetching: false,
+                last_success: None,
+                last_error: None,
+                last_error_at: None,
+                consecutive_failures: 0,
+                next_refresh: None,
+            },
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.status(),
+        }
+    }
+
     /// Whether `key` is still the key held for its `kid` (a key that left the set, or was
     /// replaced, takes its cached tokens with it).
     pub(crate) fn still_holds(&self, key: &Arc<VerificationKey>) -> bool {
         matches!(self.lookup(&key.kid), Lookup::Found(k) if Arc::ptr_eq(&k, key))
     }
+}
+
+/// A snapshot of where a verifier's key set stands, from
+/// [`Verifier::key_set_status`](crate::Verifier::key_set_status): for health and readiness
+/// endpoints.
+///
+/// A static key set is always usable and never refreshed. A remote one reports its last
+/// fetch outcomes; `usable` turns false only when no key set is held at all, or the last good
+/// one has outlived its stale-if-error window.
+///
+/// ```
+/// use mka1_auth::Verifier;
+///
+/// let verifier = Verifier::builder()
+///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+///     .audience("https://api.example.com")
+///     .build()?;
+/// let status = verifier.key_set_status();
+/// assert!(status.usable && !status.remote);
+/// assert_eq!(status.key_count, 1);
+/// assert_eq!(status.next_refresh, None);
+/// # Ok::<(), mka1_auth::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeySetStatus {
+    /// Whether the keys come from a JWKS URL (false for a static set).
+    pub remote: bool,
+    /// How many usable keys the held set has (0 before the first successful fetch).
+    pub key_count: usize,
+    /// How many keys the held set skipped as unusable.
+    pub skipped_keys: usize,
+    /// Whether verification can use the held set now. False before the first successful
+    /// fetch and after the stale-if-error window has run out; tokens then fail with
+    /// [`ErrorKind::KeysUnavailable`].
+    pub usable: bool,
+    /// Whether the held set is past its max-age and served only because refreshing failed
+    /// (or has not run yet).
+    pub stale: bool,
+    /// Whether a fetch is in flight.
+    pub fetching: bool,
+    /// When the key set was last fetched successfully.
+    pub last_success: Option<SystemTime>,
+    /// Why the most recent failed fetch failed (never contains a key or a secret). Kept after
+    /// a later success; compare `last_error_at` with `last_success`.
+    pub last_error: Option<String>,
+    /// When the most recent failed fetch failed.
+    pub last_error_at: Option<SystemTime>,
+    /// Failed fetches since the last success.
+    pub consecutive_failures: u32,
+    /// When the next background refresh (or, after a failure, retry) is due.
+    pub next_refresh: Option<SystemTime>,
 }

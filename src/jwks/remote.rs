@@ -1,35 +1,1215 @@
-//! Remote JWKS (feature `remote`). NOT IMPLEMENTED YET: issue 3 replaces this placeholder.
+//! Remote JWKS (feature `remote`): fetch the issuer's key set over HTTPS and keep it fresh
+//! without ever making a request wait for I/O it does not need.
+//!
+//! Set it up with [`VerifierBuilder::jwks_url`](crate::VerifierBuilder::jwks_url) and tune it
+//! with [`RemoteJwksConfig`]. What it does:
+//!
+//! - **Snapshot reads.** Keys live in a shared snapshot that verification reads without
+//!   waiting: a token whose `kid` is held never waits for a fetch, even while one hangs.
+//! - **Freshness.** A fetched set is fresh for the response's `Cache-Control: max-age`
+//!   (clamped to 1 minute ..= 24 hours; 10 minutes without one). At 80% of that age the next
+//!   verification starts a background refresh; requests keep using the held set meanwhile.
+//! - **Unknown `kid`.** One refetch at a time (concurrent requests for unknown keys share it),
+//!   then a cooldown (30 s) during which unknown keys fail fast with
+//!   [`ErrorKind::UnknownKeyId`] without fetching. A rotated-in key is accepted as soon as
+//!   that one refetch sees it; a removed key stops verifying after the next successful fetch.
+//! - **Cold start.** Building the verifier does no I/O. The first requests wait for the one
+//!   in-flight fetch, bounded by the fetch timeout (5 s).
+//! - **Outage.** A failed fetch keeps the last good set, served for up to 24 hours past its
+//!   max-age (stale-if-error), and is retried with exponential backoff. With no usable set,
+//!   verification fails with [`ErrorKind::KeysUnavailable`] and
+//!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run.
+//! - **Limits.** The whole fetch is bounded by the timeout; the body by a size cap (256 KiB);
+//!   redirects are followed only to the same host; `https` is required except for loopback
+//!   hosts or an explicit opt-in. A non-200 status, a body that is not a JWKS document, one
+//!   over the cap, or one with no usable key is a failed fetch.
+//! - **Observability.** `tracing` events for fetch start, success (key and skipped counts),
+//!   failure (reason) and cooldown hits;
+//!   [`Verifier::key_set_status`](crate::Verifier::key_set_status) for health endpoints.
+//!
+//! Time for freshness, cooldown and stale windows comes from the verifier's
+//! [`Clock`](crate::Clock); only the fetch itself waits on real time.
+//!
+//! ```
+//! use std::time::Duration;
+//! use mka1_auth::jwks::remote::RemoteJwksConfig;
+//! use mka1_auth::Verifier;
+//!
+//! let verifier = Verifier::builder()
+//!     .jwks_url("https://apigw.mka1.com/api/v1/authentication/jwks")
+//!     .jwks_options(RemoteJwksConfig::default().fetch_timeout(Duration::from_secs(3)))
+//!     .audience("https://api.example.com")
+//!     .build()?;
+//! // Nothing has been fetched yet: the first token that needs a key triggers the fetch.
+//! assert!(!verifier.key_set_status().usable);
+//! # Ok::<(), mka1_auth::ConfigError>(())
+//! ```
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Algorithm;
+use reqwest::header::{HeaderMap, ACCEPT, CACHE_CONTROL};
+use reqwest::{redirect, Url};
+use serde_json::Value;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
 
-use super::{Lookup, VerificationKey};
+use super::{JwksDocument, KeySet, KeySetStatus, Lookup, VerificationKey};
 use crate::clock::SharedClock;
 use crate::error::{ConfigError, Error, ErrorKind};
 
-/// Options for fetching and caching a remote JWKS.
-#[derive(Debug, Clone, Default)]
-pub struct RemoteJwksConfig {}
+/// Default bound on a whole fetch: connect, request, response and body.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on the size of a JWKS response body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Default pause after a refetch for an unknown `kid` before another may run.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+/// Default freshness of a key set whose response has no `Cache-Control: max-age`.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(10 * 60);
+/// Default lower bound applied to a response's `max-age`.
+pub const DEFAULT_MIN_MAX_AGE: Duration = Duration::from_secs(60);
+/// Default upper bound applied to a response's `max-age`.
+pub const DEFAULT_MAX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default time the last good key set keeps serving past its max-age while fetches fail.
+pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default first delay before retrying a failed fetch (doubled on each further failure).
+pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(30);
+/// Default longest delay between retries of a failing fetch.
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 
+/// Same-host redirects followed before a fetch counts as failed.
+const MAX_REDIRECTS: usize = 3;
+
+/// Options for fetching and caching a remote JWKS; give them to
+/// [`VerifierBuilder::jwks_options`](crate::VerifierBuilder::jwks_options).
+///
+/// Every setting has a safe default (see the `DEFAULT_*` constants of this module).
+///
+/// ```
+/// use std::time::Duration;
+/// use mka1_auth::jwks::remote::RemoteJwksConfig;
+///
+/// let config = RemoteJwksConfig::default()
+///     .fetch_timeout(Duration::from_secs(2))
+///     .max_body_bytes(64 * 1024)
+///     .cooldown(Duration::from_secs(10))
+///     .default_max_age(Duration::from_secs(300))
+///     .max_age_bounds(Duration::from_secs(30), Duration::from_secs(3600))
+///     .stale_if_error(Duration::from_secs(6 * 3600))
+///     .retry_backoff(Duration::from_secs(5), Duration::from_secs(120));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+pub struct RemoteJwksConfig {
+    fetch_timeout: Duration,
+    max_body_bytes: usize,
+    cooldown: Duration,
+    default_max_age: Duration,
+    min_max_age: Duration,
+    max_max_age: Duration,
+    stale_if_error: Duration,
+    retry_initial: Duration,
+    retry_max: Duration,
+    allow_http: bool,
+    client: Option<reqwest::Client>,
+}
+
+impl Default for RemoteJwksConfig {
+    fn default() -> Self {
+        RemoteJwksConfig {
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            cooldown: DEFAULT_COOLDOWN,
+            default_max_age: DEFAULT_MAX_AGE,
+            min_max_age: DEFAULT_MIN_MAX_AGE,
+            max_max_age: DEFAULT_MAX_MAX_AGE,
+            stale_if_error: DEFAULT_STALE_IF_ERROR,
+            retry_initial: DEFAULT_RETRY_INITIAL,
+            retry_max: DEFAULT_RETRY_MAX,
+            allow_http: false,
+            client: None,
+        }
+    }
+}
+
+impl RemoteJwksConfig {
+    /// Bound on a whole fetch, from connecting to the last body byte (default 5 s). Requests
+    /// waiting for a key that is not held wait at most this long.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
+    /// let config = RemoteJwksConfig::default().fetch_timeout(Duration::from_secs(2));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// Largest response body accepted, in bytes (default 256 KiB); a larger one is a failed
+    /// fetch.
+    ///
+    /// ```
+    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
+    /// let config = RemoteJwksConfig::default().max_body_bytes(32 * 1024);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
+    /// After a refetch made for an unknown `kid` (or at a cold start) completes, how long
+    /// unknown keys fail fast without another fetch (default 30 s). This bounds what a flood
+    /// of made-up `kid`s can cost: one fetch per cooldown.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
+    /// let config = RemoteJwksConfig::default().cooldown(Duration::from_secs(60));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// How long a fetched set stays fresh when the response has no `Cache-Control: max-age`
+    /// (default 10 minutes). Clamped to [`max_age_bounds`](Self::max_age_bounds) too.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
+    /// let config = RemoteJwksConfig::default().default_max_age(Duration::from_secs(300));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn default_max_age(mut self, max_age: Duration) -> Self {
+        self.default_max_age = max_age;
+        self
+    }
+
+    /// The range a response's `max-age` is clamped to (default 1 minute ..= 24 hours).
+    /// `no-cache` and `no-store` count as `max-age=0`, so they get the lower bound.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
+    /// let config = RemoteJwksConfig::default()
+    ///     .max_age_bounds(Duration::from_secs(30), Duration::from_secs(3600));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn max_age_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.min_max_age = min;
+        self.max_max_age = max;
+        self
+    }
+
+    /// How long past its max-age the last good set keeps serving while fetches fail
+    /// (default 24 hours). After that, verification fails with
+    /// [`ErrorKind::KeysUnavailable`] until a fetch succeeds.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
+    /// let config = RemoteJwksConfig::default().stale_if_error(Duration::from_secs(3600));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = window;
+        self
+    }
+
+    /// Delay before retrying a failed fetch: `initial`, doubled after each further failure,
+    /// at most `max` (default 30 s up to 5 minutes). Unknown-`kid` refetches wait for it too.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
+    /// let config = RemoteJwksConfig::default()
+    ///     .retry_backoff(Duration::from_secs(5), Duration::from_secs(60));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.retry_initial = initial;
+        self.retry_max = max;
+        self
+    }
+
+    /// Allow a plain `http` JWKS URL for any host (default: only for loopback hosts). Keys
+    /// fetched over plain http can be swapped by anyone on the network path; use this only
+    /// inside a trusted network.
+    ///
+    /// ```
+    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
+    /// let config = RemoteJwksConfig::default().allow_http(true);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// Fetch with this client instead of one built for the purpose (for proxies or custom
+    /// roots). The fetch timeout and body cap still apply. Its own redirect policy applies,
+    /// but a response that ended on another host is refused; the built-in client does not
+    /// follow such redirects at all.
+    ///
+    /// ```
+    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
+    /// let config = RemoteJwksConfig::default().http_client(reqwest::Client::new());
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |name, reason: &str| {
+            Err(ConfigError::InvalidSetting {
+                name,
+                reason: reason.into(),
+            })
+        };
+        if self.fetch_timeout.is_zero() {
+            return invalid("fetch_timeout", "must be above zero");
+        }
+        if self.max_body_bytes == 0 {
+            return invalid("max_body_bytes", "must be above zero");
+        }
+        if self.min_max_age.is_zero() || self.min_max_age > self.max_max_age {
+            return invalid("max_age_bounds", "need 0 < min <= max");
+        }
+        if self.retry_initial.is_zero() || self.retry_initial > self.retry_max {
+            return invalid("retry_backoff", "need 0 < initial <= max");
+        }
+        Ok(())
+    }
+
+    fn clamp_max_age(&self, max_age: Duration) -> Duration {
+        max_age.clamp(self.min_max_age, self.max_max_age)
+    }
+
+    /// The retry delay after `failures` consecutive failures (1 or more).
+    fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(20);
+        self.retry_initial
+            .saturating_mul(factor)
+            .min(self.retry_max)
+    }
+}
+
+/// A remote key set: shared, cheap to clone.
 #[derive(Clone)]
-pub(crate) struct RemoteJwks {}
+pub(crate) struct RemoteJwks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: Url,
+    config: RemoteJwksConfig,
+    client: reqwest::Client,
+    clock: SharedClock,
+    algorithms: Vec<Algorithm>,
+    /// What verification reads; replaced whole on each successful fetch.
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Fetch bookkeeping; never held across an await.
+    state: Mutex<State>,
+    /// Bumped after every fetch; waiters for an in-flight fetch watch it.
+    completed: watch::Sender<u64>,
+    /// When the next background refresh is due (Unix milliseconds), for a lock-free check
+    /// on the hot path. `u64::MAX` when none is scheduled.
+    refresh_due_ms: AtomicU64,
+}
+
+struct Snapshot {
+    keys: Arc<KeySet>,
+    /// The JWK entries of the usable keys, to keep an unchanged key's identity across
+    /// refreshes (tokens cached against it stay cached).
+    entries: HashMap<Box<str>, Value>,
+    /// Past this the set is stale: still served, but a refresh is overdue.
+    expires_at: SystemTime,
+    /// Past this the set is not used at all (max-age plus the stale-if-error window).
+    usable_until: SystemTime,
+}
+
+#[derive(Default)]
+struct State {
+    fetching: bool,
+    /// Someone waits on the in-flight fetch for an unknown `kid` (or a cold start): the
+    /// cooldown starts when it completes.
+    on_demand: bool,
+    cooldown_until: Option<SystemTime>,
+    retry_at: Option<SystemTime>,
+    failures: u32,
+    last_success: Option<SystemTime>,
+    last_error: Option<(SystemTime, String)>,
+    next_refresh: Option<SystemTime>,
+}
+
+impl State {
+    /// The earliest time an on-demand fetch may start.
+    fn gate(&self) -> Option<SystemTime> {
+        self.cooldown_until.max(self.retry_at)
+    }
+}
+
+/// Why a fetch failed. Messages are lowercase and never contain key material.
+#[derive(Debug)]
+enum FetchError {
+    Timeout(Duration),
+    Transport(String),
+    Status(u16),
+    Redirect(u16),
+    OtherHost,
+    TooLarge(usize),
+    NotJwks(String),
+    NoUsableKeys { skipped: usize },
+    Abandoned,
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Timeout(t) => write!(f, "no complete response within {t:?}"),
+            FetchError::Transport(e) => write!(f, "request failed: {e}"),
+            FetchError::Status(s) => write!(f, "unexpected http status {s}"),
+            FetchError::Redirect(s) => write!(
+                f,
+                "redirect not followed (status {s}): only same-host redirects are followed"
+            ),
+            FetchError::OtherHost => f.write_str("the response came from another host"),
+            FetchError::TooLarge(cap) => write!(f, "the body exceeds the {cap}-byte cap"),
+            FetchError::NotJwks(e) => write!(f, "the body is not a jwks document: {e}"),
+            FetchError::NoUsableKeys { skipped } => {
+                write!(f, "the key set holds no usable key ({skipped} skipped)")
+            }
+            FetchError::Abandoned => f.write_str("the fetch task ended without a result"),
+        }
+    }
+}
+
+/// A successfully fetched and parsed key set.
+struct Fetched {
+    keys: KeySet,
+    entries: HashMap<Box<str>, Value>,
+    max_age: Duration,
+}
 
 impl RemoteJwks {
+    /// Check the URL and options; no I/O, callable outside a runtime.
     pub(crate) fn new(
-        _url: &str,
-        _config: RemoteJwksConfig,
-        _clock: SharedClock,
-        _algorithms: Vec<Algorithm>,
+        url: &str,
+        config: RemoteJwksConfig,
+        clock: SharedClock,
+        algorithms: Vec<Algorithm>,
     ) -> Result<Self, ConfigError> {
-        Ok(RemoteJwks {})
+        config.check()?;
+        let url = check_url(url, config.allow_http)?;
+        let client = match &config.client {
+            Some(client) => client.clone(),
+            None => build_client()?,
+        };
+        let (completed, _) = watch::channel(0);
+        Ok(RemoteJwks {
+            inner: Arc::new(Inner {
+                url,
+                config,
+                client,
+                clock,
+                algorithms,
+                snapshot: RwLock::new(None),
+                state: Mutex::new(State::default()),
+                completed,
+                refresh_due_ms: AtomicU64::new(u64::MAX),
+            }),
+        })
     }
 
-    pub(crate) fn lookup(&self, _kid: &str) -> Lookup {
-        Lookup::Missing
+    /// Look `kid` up in the held set without waiting. Starts a background refresh when one
+    /// is due and a Tokio runtime is at hand.
+    pub(crate) fn lookup(&self, kid: &str) -> Lookup {
+        let now = self.inner.clock.now();
+        let Some(snapshot) = self.usable_snapshot(now) else {
+            return Lookup::Missing;
+        };
+        if unix_millis(now) >= self.inner.refresh_due_ms.load(Ordering::Acquire) {
+            self.refresh_in_background(now);
+        }
+        match snapshot.keys.get(kid) {
+            Some(key) => Lookup::Found(key.clone()),
+            None => Lookup::Missing,
+        }
     }
 
-    pub(crate) async fn resolve_missing(&self, _kid: &str) -> Result<Arc<VerificationKey>, Error> {
-        Err(Error::new(ErrorKind::KeysUnavailable))
+    /// After a miss: join the in-flight fetch or start one (unless the cooldown or retry
+    /// backoff forbids it), then look again.
+    pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
+        let mut launch = None;
+        let mut done = {
+            let mut state = self.state();
+            let now = self.inner.clock.now();
+            if let Some(key) = self.held_key(kid, now) {
+                return Ok(key);
+            }
+            if !state.fetching {
+                if let Some(gate) = self.pending_gate(&state, now) {
+                    tracing::debug!(
+                        host = self.host(),
+                        path = self.inner.url.path(),
+                        wait_ms = millis(gate.duration_since(now).unwrap_or_default()),
+                        "jwks refetch cooldown: not fetching for an unknown kid"
+                    );
+                    return Err(self.miss_error(&state, now));
+                }
+                let Ok(runtime) = Handle::try_current() else {
+                    return Err(Error::with_detail(
+                        ErrorKind::KeysUnavailable,
+                        "fetching keys needs a tokio runtime",
+                    )
+                    .with_retry_after(self.inner.config.cooldown.max(Duration::from_secs(1))));
+                };
+                let reason = if state.last_success.is_none() {
+                    "cold start"
+                } else {
+                    "unknown kid"
+                };
+                launch = Some(self.claim_fetch(&mut state, runtime, reason));
+            }
+            state.on_demand = true;
+            self.inner.completed.subscribe()
+        };
+        if let Some(launch) = launch {
+            launch.spawn();
+        }
+        // The sender lives as long as `self`; the fetch task always reports (or its guard
+        // does when it is dropped), so this wait ends within the fetch timeout.
+        let _ = done.changed().await;
+        let now = self.inner.clock.now();
+        if let Some(key) = self.held_key(kid, now) {
+            return Ok(key);
+        }
+        Err(self.miss_error(&self.state(), now))
+    }
+
+    /// Where the key set stands.
+    pub(crate) fn status(&self) -> KeySetStatus {
+        let now = self.inner.clock.now();
+        let state = self.state();
+        let snapshot = self.snapshot();
+        KeySetStatus {
+            remote: true,
+            key_count: snapshot.as_ref().map_or(0, |s| s.keys.len()),
+            skipped_keys: snapshot.as_ref().map_or(0, |s| s.keys.skipped().len()),
+            usable: snapshot.as_ref().is_some_and(|s| now < s.usable_until),
+            stale: snapshot.as_ref().is_some_and(|s| now >= s.expires_at),
+            fetching: state.fetching,
+            last_success: state.last_success,
+            last_error: state.last_error.as_ref().map(|(_, e)| e.clone()),
+            last_error_at: state.last_error.as_ref().map(|(at, _)| *at),
+            consecutive_failures: state.failures,
+            next_refresh: state.next_refresh,
+        }
+    }
+
+    fn host(&self) -> &str {
+        self.inner.url.host_str().unwrap_or("")
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.inner
+            .snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn usable_snapshot(&self, now: SystemTime) -> Option<Arc<Snapshot>> {
+        self.snapshot().filter(|s| now < s.usable_until)
+    }
+
+    fn held_key(&self, kid: &str, now: SystemTime) -> Option<Arc<VerificationKey>> {
+        self.usable_snapshot(now)?.keys.get(kid).cloned()
+    }
+
+    /// The error for a key that is still missing: unknown when a usable set is held,
+    /// otherwise the keys are unavailable until the next allowed fetch.
+    fn miss_error(&self, state: &State, now: SystemTime) -> Error {
+        if self.usable_snapshot(now).is_some() {
+            return Error::new(ErrorKind::UnknownKeyId);
+        }
+        let wait = self
+            .pending_gate(state, now)
+            .and_then(|gate| gate.duration_since(now).ok())
+            .unwrap_or_default();
+        // Whole seconds, rounded up, at least one.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let detail = match &state.last_error {
+            Some(_) if state.last_success.is_none() => "the jwks endpoint could not be fetched",
+            Some(_) => "the jwks endpoint has failed for longer than the stale-if-error window",
+            None => "no key set has been fetched yet",
+        };
+        Error::with_detail(ErrorKind::KeysUnavailable, detail)
+            .with_retry_after(Duration::from_secs(secs.max(1)))
+    }
+
+    /// When the cooldown or retry backoff still forbids an on-demand fetch. A gate further
+    /// ahead than either could set means the clock was moved back; it is ignored rather than
+    /// blocking fetches for as long as the clock jumped.
+    fn pending_gate(&self, state: &State, now: SystemTime) -> Option<SystemTime> {
+        let config = &self.inner.config;
+        let longest = config.cooldown.max(config.retry_max);
+        state.gate().filter(|gate| {
+            gate.duration_since(now)
+                .is_ok_and(|wait| !wait.is_zero() && wait <= longest)
+        })
+    }
+
+    fn refresh_in_background(&self, now: SystemTime) {
+        let Ok(runtime) = Handle::try_current() else {
+            return;
+        };
+        let launch = {
+            let mut state = self.state();
+            let due = state.next_refresh.is_some_and(|at| now >= at);
+            if !due || state.fetching {
+                return;
+            }
+            let reason = if state.failures > 0 {
+                "retry"
+            } else {
+                "refresh due"
+            };
+            self.claim_fetch(&mut state, runtime, reason)
+        };
+        launch.spawn();
+    }
+
+    /// Claim the one fetch slot; the caller holds the state lock and has checked it is free.
+    /// The returned launch must be spawned after the lock is released (a task that cannot be
+    /// spawned reports through its guard, which takes the lock).
+    fn claim_fetch(&self, state: &mut State, runtime: Handle, reason: &'static str) -> Launch {
+        state.fetching = true;
+        tracing::debug!(
+            host = self.host(),
+            path = self.inner.url.path(),
+            reason,
+            "jwks fetch started"
+        );
+        Launch {
+            guard: FetchGuard(Some(self.clone())),
+            runtime,
+        }
+    }
+
+    async fn fetch(&self) -> Result<Fetched, FetchError> {
+        let inner = &*self.inner;
+        let mut response = inner
+            .client
+            .get(inner.url.clone())
+            .header(ACCEPT, "application/json, application/jwk-set+json")
+            .send()
+            .await
+            .map_err(transport_error)?;
+        if response.url().host_str() != inner.url.host_str() {
+            return Err(FetchError::OtherHost);
+        }
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(FetchError::Redirect(status.as_u16()));
+        }
+        if status != reqwest::StatusCode::OK {
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        let cap = inner.config.max_body_bytes;
+        if response
+            .content_length()
+            .is_some_and(|len| len > cap as u64)
+        {
+            return Err(FetchError::TooLarge(cap));
+        }
+        let max_age = inner.config.clamp_max_age(
+            cache_max_age(response.headers()).unwrap_or(inner.config.default_max_age),
+        );
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > cap {
+                return Err(FetchError::TooLarge(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let (keys, entries) = parse_document(&body, &inner.algorithms)?;
+        Ok(Fetched {
+            keys,
+            entries,
+            max_age,
+        })
+    }
+
+    /// Record a finished fetch, publish its keys, and wake everyone waiting on it.
+    fn complete(&self, result: Result<Fetched, FetchError>) {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let mut state = self.state();
+        match result {
+            Ok(fetched) => {
+                let key_count = fetched.keys.len();
+                let skipped = fetched.keys.skipped().len();
+                let max_age = fetched.max_age;
+                let snapshot = self.next_snapshot(fetched, now);
+                *inner
+                    .snapshot
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snapshot));
+                state.last_success = Some(now);
+                state.failures = 0;
+                state.retry_at = None;
+                // Refresh at 80% of the max-age, so the set never goes stale while the
+                // endpoint answers.
+                state.next_refresh = Some(later(now, max_age / 5 * 4));
+                tracing::info!(
+                    host = self.host(),
+                    path = inner.url.path(),
+                    key_count,
+                    skipped,
+                    max_age_secs = max_age.as_secs(),
+                    "jwks fetched"
+                );
+            }
+            Err(error) => {
+                state.failures = state.failures.saturating_add(1);
+                let backoff = inner.config.backoff(state.failures);
+                state.retry_at = Some(later(now, backoff));
+                state.next_refresh = state.retry_at;
+                let serving_stale = self.usable_snapshot(now).is_some();
+                tracing::warn!(
+                    host = self.host(),
+                    path = inner.url.path(),
+                    reason = %error,
+                    failures = state.failures,
+                    retry_in_secs = backoff.as_secs(),
+                    serving_stale,
+                    "jwks fetch failed"
+                );
+                state.last_error = Some((now, error.to_string()));
+            }
+        }
+        if state.on_demand {
+            state.cooldown_until = Some(later(now, inner.config.cooldown));
+        }
+        state.fetching = false;
+        state.on_demand = false;
+        inner.refresh_due_ms.store(
+            state.next_refresh.map_or(u64::MAX, unix_millis),
+            Ordering::Release,
+        );
+        drop(state);
+        inner.completed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The snapshot for a fresh fetch, keeping the identity of keys whose JWK is unchanged.
+    fn next_snapshot(&self, fetched: Fetched, now: SystemTime) -> Snapshot {
+        let Fetched {
+            mut keys,
+            entries,
+            max_age,
+        } = fetched;
+        if let Some(previous) = self.snapshot() {
+            for (kid, key) in keys.keys.iter_mut() {
+                if let Some(old) = previous.keys.get(kid) {
+                    if previous.entries.get(kid) == entries.get(kid) {
+                        *key = old.clone();
+                    }
+                }
+            }
+        }
+        let expires_at = later(now, max_age);
+        Snapshot {
+            keys: Arc::new(keys),
+            entries,
+            expires_at,
+            usable_until: later(expires_at, self.inner.config.stale_if_error),
+        }
+    }
+}
+
+/// A claimed fetch, ready to spawn.
+struct Launch {
+    guard: FetchGuard,
+    runtime: Handle,
+}
+
+impl Launch {
+    fn spawn(self) {
+        let Launch { guard, runtime } = self;
+        let Some(this) = guard.0.clone() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let timeout = this.inner.config.fetch_timeout;
+            let result = tokio::time::timeout(timeout, this.fetch())
+                .await
+                .unwrap_or(Err(FetchError::Timeout(timeout)));
+            guard.report(result);
+        });
+    }
+}
+
+/// Reports the fetch's outcome exactly once: normally with its result, or as abandoned when
+/// the task is dropped first (runtime shutting down, a panic), so no waiter is stranded.
+struct FetchGuard(Option<RemoteJwks>);
+
+impl FetchGuard {
+    fn report(mut self, result: Result<Fetched, FetchError>) {
+        if let Some(jwks) = self.0.take() {
+            jwks.complete(result);
+        }
+    }
+}
+
+impl Drop for FetchGuard {
+    fn drop(&mut self) {
+        if let Some(jwks) = self.0.take() {
+            jwks.complete(Err(FetchError::Abandoned));
+        }
+    }
+}
+
+/// Parse a fetched body into a key set, plus the JWK entries of its usable keys.
+fn parse_document(
+    body: &[u8],
+    algorithms: &[Algorithm],
+) -> Result<(KeySet, HashMap<Box<str>, Value>), FetchError> {
+    let document: JwksDocument =
+        serde_json::from_slice(body).map_err(|e| FetchError::NotJwks(e.to_string()))?;
+    let mut by_kid: HashMap<Box<str>, Value> = document
+        .keys
+        .iter()
+        .filter_map(|entry| Some((Box::from(entry.get("kid")?.as_str()?), entry.clone())))
+        .collect();
+    let keys = KeySet::from_entries(document.keys, algorithms);
+    if keys.is_empty() {
+        return Err(FetchError::NoUsableKeys {
+            skipped: keys.skipped().len(),
+        });
+    }
+    by_kid.retain(|kid, _| keys.get(kid).is_some());
+    Ok((keys, by_kid))
+}
+
+fn build_client() -> Result<reqwest::Client, ConfigError> {
+    let policy = redirect::Policy::custom(|attempt| {
+        let previous = attempt.previous();
+        let same_host = previous
+            .first()
+            .is_some_and(|first| same_host_no_downgrade(first, attempt.url()));
+        if same_host && previous.len() <= MAX_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    reqwest::Client::builder()
+        .redirect(policy)
+        .build()
+        .map_err(|e| ConfigError::HttpClient(e.to_string()))
+}
+
+fn same_host_no_downgrade(from: &Url, to: &Url) -> bool {
+    from.host_str() == to.host_str() && !(from.scheme() == "https" && to.scheme() != "https")
+}
+
+fn transport_error(error: reqwest::Error) -> FetchError {
+    use std::error::Error as _;
+    // The url is dropped (it may carry a query string); the causes name what failed.
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    FetchError::Transport(message)
+}
+
+/// Parse and check a JWKS URL: `https`, or `http` for loopback hosts or when allowed.
+fn check_url(url: &str, allow_http: bool) -> Result<Url, ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidJwksUrl(reason.into());
+    let parsed = Url::parse(url).map_err(|e| ConfigError::InvalidJwksUrl(e.to_string()))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| invalid("the url has no host"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_http || is_loopback(host) => {}
+        "http" => {
+            return Err(invalid(
+                "https is required for a non-loopback host (or allow plain http explicitly)",
+            ))
+        }
+        _ => return Err(invalid("the scheme must be https")),
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid("credentials in the url are not supported"));
+    }
+    Ok(parsed)
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The smallest `max-age` in the `Cache-Control` headers; `no-cache` and `no-store` count
+/// as zero. `None` when no directive says anything about freshness.
+fn cache_max_age(headers: &HeaderMap) -> Option<Duration> {
+    let mut found: Option<u64> = None;
+    let directives = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','));
+    for directive in directives {
+        let (name, argument) = match directive.split_once('=') {
+            Some((name, argument)) => (name.trim(), Some(argument.trim())),
+            None => (directive.trim(), None),
+        };
+        let secs = if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store")
+        {
+            Some(0)
+        } else if name.eq_ignore_ascii_case("max-age") {
+            argument.and_then(delta_seconds)
+        } else {
+            None
+        };
+        if let Some(secs) = secs {
+            found = Some(found.map_or(secs, |f| f.min(secs)));
+        }
+    }
+    found.map(Duration::from_secs)
+}
+
+/// RFC 9111 delta-seconds (quotes tolerated); too large a number saturates.
+fn delta_seconds(argument: &str) -> Option<u64> {
+    let digits = argument
+        .strip_prefix('"')
+        .and_then(|a| a.strip_suffix('"'))
+        .unwrap_or(argument);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u64::MAX))
+}
+
+/// `time + after`, saturating far in the future instead of overflowing.
+fn later(time: SystemTime, after: Duration) -> SystemTime {
+    time.checked_add(after)
+        .or_else(|| time.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(time)
+}
+
+fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, millis)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Clock;
+    use reqwest::header::HeaderValue;
+    use std::future::Future;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(CACHE_CONTROL, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    fn max_age(values: &[&str]) -> Option<u64> {
+        cache_max_age(&headers(values)).map(|d| d.as_secs())
+    }
+
+    #[test]
+    fn cache_control_max_age_is_read() {
+        assert_eq!(max_age(&["max-age=300"]), Some(300));
+        assert_eq!(
+            max_age(&["public, max-age=120, must-revalidate"]),
+            Some(120)
+        );
+        assert_eq!(max_age(&["Max-Age = 45"]), Some(45));
+        assert_eq!(max_age(&["max-age=\"90\""]), Some(90));
+        assert_eq!(max_age(&["max-age=600", "max-age=60"]), Some(60));
+        assert_eq!(
+            max_age(&["max-age=99999999999999999999999"]),
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn cache_control_without_freshness_is_none() {
+        assert_eq!(max_age(&[]), None);
+        assert_eq!(max_age(&["public"]), None);
+        assert_eq!(max_age(&["max-age="]), None);
+        assert_eq!(max_age(&["max-age=-5"]), None);
+        assert_eq!(max_age(&["max-age=1.5"]), None);
+        assert_eq!(max_age(&["s-maxage=100"]), None);
+    }
+
+    #[test]
+    fn no_cache_and_no_store_count_as_zero() {
+        assert_eq!(max_age(&["no-cache"]), Some(0));
+        assert_eq!(max_age(&["max-age=600, no-store"]), Some(0));
+    }
+
+    #[test]
+    fn max_age_is_clamped_to_the_bounds() {
+        let config = RemoteJwksConfig::default();
+        let clamp = |s| config.clamp_max_age(Duration::from_secs(s)).as_secs();
+        assert_eq!(clamp(0), 60);
+        assert_eq!(clamp(59), 60);
+        assert_eq!(clamp(600), 600);
+        assert_eq!(clamp(86_401), 86_400);
+        assert_eq!(clamp(u64::MAX), 86_400);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let config = RemoteJwksConfig::default();
+        let secs: Vec<u64> = (1..=6).map(|n| config.backoff(n).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 300, 300]);
+        assert_eq!(config.backoff(u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn urls_need_https_unless_loopback_or_allowed() {
+        for ok in [
+            "https://apigw.mka1.com/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://127.5.6.7/jwks",
+            "http://localhost/jwks",
+            "http://[::1]:9000/jwks",
+        ] {
+            assert!(check_url(ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://apigw.mka1.com/jwks",
+            "http://10.0.0.1/jwks",
+            "ftp://example.com/jwks",
+            "file:///etc/jwks.json",
+            "not a url",
+            "https://user:pass@example.com/jwks",
+        ] {
+            let err = check_url(bad, false).unwrap_err();
+            assert!(matches!(err, ConfigError::InvalidJwksUrl(_)), "{bad}");
+        }
+        assert!(check_url("http://jwks.internal/keys", true).is_ok());
+    }
+
+    #[test]
+    fn url_errors_never_echo_credentials() {
+        let err = check_url("https://user:hunter2@example.com/jwks", false).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn redirects_stay_on_the_host_without_downgrade() {
+        let u = |s| Url::parse(s).unwrap();
+        assert!(same_host_no_downgrade(
+            &u("https://a.com/x"),
+            &u("https://a.com/y")
+        ));
+        assert!(same_host_no_downgrade(
+            &u("http://a.com/x"),
+            &u("https://a.com/y")
+        ));
+        assert!(!same_host_no_downgrade(
+            &u("https://a.com/x"),
+            &u("http://a.com/y")
+        ));
+        assert!(!same_host_no_downgrade(
+            &u("https://a.com/x"),
+            &u("https://b.com/x")
+        ));
+        assert!(!same_host_no_downgrade(
+            &u("https://a.com/x"),
+            &u("https://a.com.evil/x")
+        ));
+    }
+
+    #[test]
+    fn bad_settings_are_config_errors() {
+        let zero = Duration::ZERO;
+        let second = Duration::from_secs(1);
+        for config in [
+            RemoteJwksConfig::default().fetch_timeout(zero),
+            RemoteJwksConfig::default().max_body_bytes(0),
+            RemoteJwksConfig::default().max_age_bounds(zero, second),
+            RemoteJwksConfig::default().max_age_bounds(second * 2, second),
+            RemoteJwksConfig::default().retry_backoff(zero, second),
+            RemoteJwksConfig::default().retry_backoff(second * 2, second),
+        ] {
+            assert!(matches!(
+                config.check(),
+                Err(ConfigError::InvalidSetting { .. })
+            ));
+        }
+        assert!(RemoteJwksConfig::default().check().is_ok());
+    }
+
+    const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    const ED_X2: &str = "fUHyO2pRMfO5fIG7XwY-6rmyg4TDn5S4EaE3PK5nUH0";
+
+    fn jwks_at(unix: u64) -> (RemoteJwks, Arc<crate::ManualClock>) {
+        let clock = Arc::new(crate::ManualClock::at_unix(unix));
+        let jwks = RemoteJwks::new(
+            "https://jwks.example.com/keys",
+            RemoteJwksConfig::default(),
+            clock.clone(),
+            vec![Algorithm::EdDSA],
+        )
+        .unwrap();
+        (jwks, clock)
+    }
+
+    fn fetched(body: &str) -> Result<Fetched, FetchError> {
+        let (keys, entries) = parse_document(body.as_bytes(), &[Algorithm::EdDSA])?;
+        Ok(Fetched {
+            keys,
+            entries,
+            max_age: DEFAULT_MAX_AGE,
+        })
+    }
+
+    fn key(jwks: &RemoteJwks, kid: &str) -> Arc<VerificationKey> {
+        match jwks.lookup(kid) {
+            Lookup::Found(key) => key,
+            Lookup::Missing => panic!("{kid} is not held"),
+        }
+    }
+
+    #[test]
+    fn documents_that_are_not_usable_jwks_are_refused() {
+        let parse = |body: &str| parse_document(body.as_bytes(), &[Algorithm::EdDSA]).map(|_| ());
+        assert!(matches!(parse("<html>"), Err(FetchError::NotJwks(_))));
+        assert!(matches!(
+            parse(r#"{"keys": {}}"#),
+            Err(FetchError::NotJwks(_))
+        ));
+        assert!(matches!(parse("[]"), Err(FetchError::NotJwks(_))));
+        assert!(matches!(
+            parse(r#"{"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}"#),
+            Err(FetchError::NoUsableKeys { skipped: 1 })
+        ));
+        let ok = format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"a","x":"{ED_X}"}}]}}"#);
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn an_unchanged_key_keeps_its_identity_across_refreshes() {
+        let (jwks, clock) = jwks_at(1_800_000_000);
+        let doc = |x: &str| {
+            format!(
+                r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"a","x":"{ED_X}"}},
+                    {{"kty":"OKP","crv":"Ed25519","kid":"b","x":"{x}"}}]}}"#
+            )
+        };
+        jwks.complete(fetched(&doc(ED_X)));
+        let (a, b) = (key(&jwks, "a"), key(&jwks, "b"));
+        clock.advance(Duration::from_secs(600));
+        jwks.complete(fetched(&doc(ED_X2)));
+        // `a` is unchanged, so tokens cached against it stay valid; `b` was replaced.
+        assert!(Arc::ptr_eq(&a, &key(&jwks, "a")));
+        assert!(!Arc::ptr_eq(&b, &key(&jwks, "b")));
+    }
+
+    #[test]
+    fn a_failed_fetch_keeps_the_set_and_schedules_a_retry() {
+        let (jwks, clock) = jwks_at(1_800_000_000);
+        let doc = format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"a","x":"{ED_X}"}}]}}"#);
+        jwks.complete(fetched(&doc));
+        let a = key(&jwks, "a");
+        clock.advance(Duration::from_secs(480));
+        jwks.complete(Err(FetchError::Status(503)));
+        assert!(Arc::ptr_eq(&a, &key(&jwks, "a")));
+        let status = jwks.status();
+        assert_eq!(status.consecutive_failures, 1);
+        assert_eq!(
+            status.last_error.as_deref(),
+            Some("unexpected http status 503")
+        );
+        assert_eq!(
+            status.next_refresh,
+            Some(clock.now() + DEFAULT_RETRY_INITIAL)
+        );
+    }
+
+    #[test]
+    fn a_fetch_that_cannot_be_spawned_reports_instead_of_hanging() {
+        let (jwks, _clock) = jwks_at(1_800_000_000);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        drop(runtime);
+        // A context whose runtime is gone: the spawned fetch is dropped at once.
+        let _context = handle.enter();
+        let mut resolve = std::pin::pin!(jwks.resolve_missing("k1"));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(result) = resolve.as_mut().poll(&mut cx) else {
+            panic!("an abandoned fetch must wake its waiters");
+        };
+        assert_eq!(result.unwrap_err().kind(), ErrorKind::KeysUnavailable);
+        let status = jwks.status();
+        assert!(!status.fetching);
+        assert_eq!(
+            status.last_error.as_deref(),
+            Some("the fetch task ended without a result")
+        );
+    }
+
+    #[test]
+    fn new_does_no_io_and_needs_no_runtime() {
+        let jwks = RemoteJwks::new(
+            "https://jwks.example.com/keys",
+            RemoteJwksConfig::default(),
+            Arc::new(crate::clock::SystemClock),
+            vec![Algorithm::EdDSA],
+        )
+        .unwrap();
+        assert!(matches!(jwks.lookup("k1"), Lookup::Missing));
+        let status = jwks.status();
+        assert!(!status.usable && !status.fetching);
+        assert_eq!(status.next_refresh, None);
     }
 }

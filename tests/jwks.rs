@@ -1,0 +1,1027 @@
+//! Remote JWKS behaviour against a JWKS server on 127.0.0.1 with a request counter and
+//! switchable faults. Freshness, cooldown and stale windows move with a `ManualClock`; the
+//! only real waits are for the local server's I/O (and, in the hanging-endpoint tests, a
+//! fetch timeout of a few hundred milliseconds).
+#![cfg(feature = "remote")]
+
+mod common;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::*;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use mka1_auth::jwks::remote::RemoteJwksConfig;
+use mka1_auth::{Clock, ConfigError, Error, ErrorKind, ManualClock, Verifier};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+
+// ---------------------------------------------------------------------------------------
+// The JWKS server.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Serve the document.
+    Serve,
+    /// Serve the document once the test releases a permit.
+    Hold,
+    /// Close connections without answering.
+    Down,
+    /// Answer 500.
+    Error500,
+    /// Accept the request and never answer.
+    Hang,
+    /// A valid document padded past 64 KiB, with a `Content-Length`.
+    Oversized,
+    /// The same, chunked, with no length announced.
+    OversizedChunked,
+    /// Redirect to `localhost` (another host), which would serve the document.
+    RedirectOtherHost,
+    /// Redirect `/jwks` to `/moved` on the same host, which serves the document.
+    RedirectSameHost,
+    /// A truncated JSON body.
+    Malformed,
+    /// An HTML error page with status 200.
+    Html,
+    /// `{"keys": []}`.
+    Empty,
+}
+
+struct ServerState {
+    addr: SocketAddr,
+    mode: Mutex<Mode>,
+    document: Mutex<Value>,
+    cache_control: Mutex<Option<String>>,
+    requests: AtomicUsize,
+    connections: AtomicUsize,
+    hosts: Mutex<Vec<String>>,
+    release: Semaphore,
+    arrived: Notify,
+}
+
+struct JwksServer {
+    state: Arc<ServerState>,
+}
+
+impl JwksServer {
+    async fn start(document: Value) -> JwksServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = Arc::new(ServerState {
+            addr: listener.local_addr().unwrap(),
+            mode: Mutex::new(Mode::Serve),
+            document: Mutex::new(document),
+            cache_control: Mutex::new(None),
+            requests: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            hosts: Mutex::new(Vec::new()),
+            release: Semaphore::new(0),
+            arrived: Notify::new(),
+        });
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                if shared.mode() == Mode::Down {
+                    drop(stream);
+                    continue;
+                }
+                let per_conn = shared.clone();
+                let service = service_fn(move |req| handle(per_conn.clone(), req));
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        JwksServer { state }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/jwks", self.state.addr)
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    fn serve(&self, document: Value) {
+        *self.state.document.lock().unwrap() = document;
+        self.set_mode(Mode::Serve);
+    }
+
+    fn cache_control(&self, value: &str) {
+        *self.state.cache_control.lock().unwrap() = Some(value.to_owned());
+    }
+
+    /// HTTP requests answered or held (not connections dropped in `Down` mode).
+    fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        self.state.hosts.lock().unwrap().clone()
+    }
+}
+
+impl ServerState {
+    fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap()
+    }
+
+    fn document_response(&self, padding: usize, sized: bool) -> Response<Chunks> {
+        let mut document = self.document.lock().unwrap().clone();
+        if padding > 0 {
+            document["padding"] = Value::String("x".repeat(padding));
+        }
+        let mut response = Response::builder()
+            .status(200)
+            .header("content-type", "application/json");
+        if let Some(cc) = &*self.cache_control.lock().unwrap() {
+            response = response.header("cache-control", cc.as_str());
+        }
+        response
+            .body(Chunks::new(document.to_string().into_bytes(), sized))
+            .unwrap()
+    }
+}
+
+async fn handle(
+    state: Arc<ServerState>,
+    req: Request<Incoming>,
+) -> Result<Response<Chunks>, std::io::Error> {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    state.hosts.lock().unwrap().push(host.clone());
+    state.arrived.notify_one();
+    let text = |status: u16, body: &str| {
+        Response::builder()
+            .status(status)
+            .body(Chunks::new(body.as_bytes().to_vec(), true))
+            .unwrap()
+    };
+    let redirect = |location: String| {
+        Response::builder()
+            .status(302)
+            .header("location", location)
+            .body(Chunks::new(Vec::new(), true))
+            .unwrap()
+    };
+    Ok(match state.mode() {
+        Mode::Serve => state.document_response(0, true),
+        // On a kept-alive connection: close it without an answer.
+        Mode::Down => return Err(std::io::ErrorKind::ConnectionAborted.into()),
+        Mode::Hold => {
+            state.release.acquire().await.unwrap().forget();
+            state.document_response(0, true)
+        }
+        Mode::Error500 => text(500, "internal error"),
+        Mode::Hang => std::future::pending().await,
+        Mode::Oversized => state.document_response(64 * 1024, true),
+        Mode::OversizedChunked => state.document_response(64 * 1024, false),
+        Mode::RedirectOtherHost if host.starts_with("localhost") => {
+            state.document_response(0, true)
+        }
+        Mode::RedirectOtherHost => redirect(format!("http://localhost:{}/jwks", state.addr.port())),
+        Mode::RedirectSameHost if req.uri().path() == "/moved" => state.document_response(0, true),
+        Mode::RedirectSameHost => redirect("/moved".into()),
+        Mode::Malformed => text(200, r#"{"keys": [{"kty": "OKP","#),
+        Mode::Html => text(200, "<html><body>maintenance</body></html>"),
+        Mode::Empty => text(200, r#"{"keys": []}"#),
+    })
+}
+
+/// A response body sent in 1 KiB frames, with or without an exact length.
+struct Chunks {
+    frames: VecDeque<Bytes>,
+    len: u64,
+    sized: bool,
+}
+
+impl Chunks {
+    fn new(bytes: Vec<u8>, sized: bool) -> Chunks {
+        let len = bytes.len() as u64;
+        let frames = bytes.chunks(1024).map(Bytes::copy_from_slice).collect();
+        Chunks { frames, len, sized }
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(
+            self.get_mut()
+                .frames
+                .pop_front()
+                .map(|f| Ok(Frame::data(f))),
+        )
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.sized {
+            SizeHint::with_exact(self.len)
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+fn config() -> RemoteJwksConfig {
+    RemoteJwksConfig::default().fetch_timeout(Duration::from_secs(5))
+}
+
+fn verifier(url: &str, clock: &ManualClock, config: RemoteJwksConfig) -> Verifier {
+    Verifier::builder()
+        .jwks_url(url)
+        .jwks_options(config)
+        .audience(AUDIENCE)
+        .clock(clock.clone())
+        // Every verification goes through the key lookup, not the verified-token cache.
+        .token_cache_capacity(0)
+        .build()
+        .unwrap()
+}
+
+/// A token from `key`, issued at the clock's current time.
+fn token(key: &TestKey, clock: &ManualClock) -> String {
+    key.sign(&claims_at(clock.now_unix()))
+}
+
+/// A token whose header names `kid` (the signature is `key`'s, which does not matter: the
+/// key lookup comes first).
+fn token_with_kid(key: &TestKey, kid: &str, clock: &ManualClock) -> String {
+    let header = json!({"alg": key.alg, "kid": kid, "typ": "JWT"});
+    key.sign_with_header(&header, &claims_at(clock.now_unix()))
+}
+
+fn kind(result: Result<mka1_auth::VerifiedToken, Error>) -> ErrorKind {
+    result.expect_err("expected an error").kind()
+}
+
+/// Poll a future exactly once.
+fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
+    let mut future = pin!(future);
+    future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Wait (for the local server's I/O, in 1 ms steps) until no fetch is in flight.
+async fn until_idle(verifier: &Verifier) {
+    for _ in 0..10_000 {
+        if !verifier.key_set_status().fetching {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the fetch did not finish");
+}
+
+fn secs_since(clock: &ManualClock, at: std::time::SystemTime) -> i64 {
+    let at = at.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    at - clock.now_unix() as i64
+}
+
+/// A server publishing one Ed25519 key, and a verifier for it with a clock at `NOW`.
+struct Fixture {
+    key: TestKey,
+    clock: ManualClock,
+    server: JwksServer,
+    verifier: Verifier,
+}
+
+impl Fixture {
+    /// Nothing fetched yet; the server answers in `mode`.
+    async fn cold(mode: Mode, config: RemoteJwksConfig) -> Fixture {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let server = JwksServer::start(jwks(&[&key])).await;
+        server.set_mode(mode);
+        let verifier = verifier(&server.url(), &clock, config);
+        Fixture {
+            key,
+            clock,
+            server,
+            verifier,
+        }
+    }
+
+    fn parts(self) -> (TestKey, ManualClock, JwksServer, Verifier) {
+        (self.key, self.clock, self.server, self.verifier)
+    }
+
+    /// The key set fetched once, successfully.
+    async fn warm(config: RemoteJwksConfig) -> Fixture {
+        let f = Fixture::cold(Mode::Serve, config).await;
+        f.verifier.verify(&token(&f.key, &f.clock)).await.unwrap();
+        assert_eq!(f.server.requests(), 1);
+        f
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Cold start.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_cold_requests_cause_one_fetch() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Hold, config()).await.parts();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let verifier = verifier.clone();
+            let token = token(&key, &clock);
+            tokio::spawn(async move { verifier.verify(&token).await })
+        })
+        .collect();
+    server.state.arrived.notified().await;
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        tasks.iter().all(|t| !t.is_finished()),
+        "cold requests must wait for the one fetch"
+    );
+    assert!(verifier.key_set_status().fetching);
+    server.state.release.add_permits(1);
+    for task in tasks {
+        let verified = task.await.unwrap().unwrap();
+        assert_eq!(verified.subject(), "user-42");
+    }
+    assert_eq!(server.requests(), 1);
+    let status = verifier.key_set_status();
+    assert!(status.usable && !status.fetching);
+    assert_eq!(status.key_count, 1);
+    assert_eq!(status.last_success, Some(clock.now()));
+}
+
+#[tokio::test]
+async fn builds_while_the_endpoint_is_down_and_fails_with_keys_unavailable() {
+    // A port nothing listens on.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let clock = ManualClock::at_unix(NOW);
+    let verifier = verifier(&format!("http://127.0.0.1:{port}/jwks"), &clock, config());
+    let key = TestKey::ed25519("k1");
+    let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    let status = verifier.key_set_status();
+    assert!(!status.usable);
+    assert_eq!(status.consecutive_failures, 1);
+    assert!(status.last_error.unwrap().starts_with("request failed"));
+}
+
+#[tokio::test]
+async fn a_cold_start_recovers_once_the_endpoint_is_back() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Down, config()).await.parts();
+
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+    assert_eq!(server.connections(), 1);
+    // Inside the cooldown: fail fast, no connection.
+    clock.advance(Duration::from_secs(29));
+    let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+    assert_eq!(server.connections(), 1);
+
+    server.set_mode(Mode::Serve);
+    clock.advance(Duration::from_secs(1));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert_eq!(server.connections(), 2);
+    let status = verifier.key_set_status();
+    assert!(status.usable);
+    assert_eq!(status.consecutive_failures, 0);
+    assert!(status.last_error.is_some() && status.last_error_at < status.last_success);
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_bounds_a_cold_start_by_the_fetch_timeout() {
+    let Fixture {
+        key,
+        clock,
+        server: _server,
+        verifier,
+    } = Fixture::cold(
+        Mode::Hang,
+        config().fetch_timeout(Duration::from_millis(150)),
+    )
+    .await;
+    let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+    let reason = verifier.key_set_status().last_error.unwrap();
+    assert!(reason.contains("no complete response within"), "{reason}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Unknown kids, cooldown.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_random_kids_in_one_cooldown_cause_at_most_one_fetch() {
+    let (key, clock, server, verifier) = Fixture::warm(config()).await.parts();
+    clock.advance(Duration::from_secs(31));
+
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let verifier = verifier.clone();
+            let token = token_with_kid(&key, &format!("random-{i}"), &clock);
+            tokio::spawn(async move { verifier.verify(&token).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(kind(task.await.unwrap()), ErrorKind::UnknownKeyId);
+    }
+    assert_eq!(server.requests(), 2, "one refetch for the whole flood");
+
+    // The known key is unaffected, and the next cooldown allows exactly one more.
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    clock.advance(Duration::from_secs(29));
+    for i in 0..100 {
+        let t = token_with_kid(&key, &format!("again-{i}"), &clock);
+        assert_eq!(kind(verifier.verify(&t).await), ErrorKind::UnknownKeyId);
+    }
+    assert_eq!(server.requests(), 2);
+    clock.advance(Duration::from_secs(2));
+    for i in 0..100 {
+        let t = token_with_kid(&key, &format!("later-{i}"), &clock);
+        assert_eq!(kind(verifier.verify(&t).await), ErrorKind::UnknownKeyId);
+    }
+    assert_eq!(server.requests(), 3);
+}
+
+#[tokio::test]
+async fn the_cooldown_is_configurable() {
+    let (key, clock, server, verifier) = Fixture::warm(config().cooldown(Duration::from_secs(5)))
+        .await
+        .parts();
+    clock.advance(Duration::from_secs(5));
+    let t = token_with_kid(&key, "other", &clock);
+    assert_eq!(kind(verifier.verify(&t).await), ErrorKind::UnknownKeyId);
+    assert_eq!(server.requests(), 2);
+    assert_eq!(kind(verifier.verify(&t).await), ErrorKind::UnknownKeyId);
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_500_counts_as_failed_and_starts_the_cooldown() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Error500, config()).await.parts();
+    for _ in 0..20 {
+        let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+        assert!(err
+            .retry_after()
+            .is_some_and(|d| d >= Duration::from_secs(1)));
+    }
+    assert_eq!(server.requests(), 1);
+    assert_eq!(
+        verifier.key_set_status().last_error.as_deref(),
+        Some("unexpected http status 500")
+    );
+    clock.advance(Duration::from_secs(30));
+    server.serve(jwks(&[&key]));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_clock_moved_back_does_not_stretch_the_cooldown() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Error500, config()).await.parts();
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+    clock.set_unix(NOW - 3600);
+    server.serve(jwks(&[&key]));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad documents and limits: each is a failed fetch that keeps the last good set.
+
+async fn assert_failed_refresh_keeps_last_good_set(
+    mode: Mode,
+    reason: &str,
+    config: RemoteJwksConfig,
+) {
+    let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
+    server.set_mode(mode);
+    clock.advance(Duration::from_secs(8 * 60));
+    // Due for refresh: this verification starts it in the background and does not wait.
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    until_idle(&verifier).await;
+    assert_eq!(server.requests(), 2, "{mode:?}");
+
+    let status = verifier.key_set_status();
+    let error = status.last_error.unwrap();
+    assert!(error.contains(reason), "{mode:?}: {error}");
+    assert_eq!(status.consecutive_failures, 1);
+    assert_eq!(status.key_count, 1);
+    assert!(status.usable && !status.stale);
+    assert_eq!(secs_since(&clock, status.next_refresh.unwrap()), 30);
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_500_keeps_the_last_good_set() {
+    assert_failed_refresh_keeps_last_good_set(Mode::Error500, "status 500", config()).await;
+}
+
+#[tokio::test]
+async fn malformed_json_keeps_the_last_good_set() {
+    assert_failed_refresh_keeps_last_good_set(Mode::Malformed, "not a jwks document", config())
+        .await;
+}
+
+#[tokio::test]
+async fn an_html_page_keeps_the_last_good_set() {
+    assert_failed_refresh_keeps_last_good_set(Mode::Html, "not a jwks document", config()).await;
+}
+
+#[tokio::test]
+async fn an_empty_set_keeps_the_last_good_set() {
+    assert_failed_refresh_keeps_last_good_set(Mode::Empty, "no usable key", config()).await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_keeps_the_last_good_set() {
+    let capped = config().max_body_bytes(16 * 1024);
+    assert_failed_refresh_keeps_last_good_set(Mode::Oversized, "16384-byte cap", capped.clone())
+        .await;
+    assert_failed_refresh_keeps_last_good_set(Mode::OversizedChunked, "16384-byte cap", capped)
+        .await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_keeps_the_last_good_set() {
+    assert_failed_refresh_keeps_last_good_set(Mode::Down, "request failed", config()).await;
+}
+
+#[tokio::test]
+async fn a_hanging_refresh_keeps_the_last_good_set() {
+    let short = config().fetch_timeout(Duration::from_millis(150));
+    assert_failed_refresh_keeps_last_good_set(Mode::Hang, "no complete response", short).await;
+}
+
+#[tokio::test]
+async fn the_body_cap_default_is_256_kib() {
+    // A 64 KiB document is within the default cap.
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Oversized, config()).await.parts();
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_set_with_no_usable_key_is_a_failed_fetch() {
+    let clock = ManualClock::at_unix(NOW);
+    let server = JwksServer::start(json!({"keys": [
+        {"kty": "oct", "kid": "h", "k": "c2VjcmV0"},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "short", "x": "AAAA"},
+    ]}))
+    .await;
+    let verifier = verifier(&server.url(), &clock, config());
+    let key = TestKey::ed25519("h");
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+    let status = verifier.key_set_status();
+    assert_eq!(
+        status.last_error.as_deref(),
+        Some("the key set holds no usable key (2 skipped)")
+    );
+}
+
+#[tokio::test]
+async fn skipped_keys_are_counted_in_the_status() {
+    let key = TestKey::ed25519("k1");
+    let clock = ManualClock::at_unix(NOW);
+    let mut document = jwks(&[&key]);
+    document["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "oct", "kid": "h", "k": "c2VjcmV0"}));
+    let server = JwksServer::start(document).await;
+    let verifier = verifier(&server.url(), &clock, config());
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    let status = verifier.key_set_status();
+    assert_eq!((status.key_count, status.skipped_keys), (1, 1));
+}
+
+// ---------------------------------------------------------------------------------------
+// Redirects.
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::RedirectOtherHost, config())
+        .await
+        .parts();
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+    assert!(server.hosts().iter().all(|h| h.starts_with("127.0.0.1")));
+    let reason = verifier.key_set_status().last_error.unwrap();
+    assert!(
+        reason.contains("redirect not followed (status 302)"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_client_that_follows_redirects_still_cannot_leave_the_host() {
+    let client = reqwest::Client::builder().build().unwrap();
+    let (key, clock, _server, verifier) =
+        Fixture::cold(Mode::RedirectOtherHost, config().http_client(client))
+            .await
+            .parts();
+    // Had the other host's answer been used, this token would verify.
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_on_the_same_host_is_followed() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::RedirectSameHost, config())
+        .await
+        .parts();
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Freshness.
+
+#[tokio::test]
+async fn refreshes_in_the_background_at_80_percent_of_max_age() {
+    let key = TestKey::ed25519("k1");
+    let clock = ManualClock::at_unix(NOW);
+    let server = JwksServer::start(jwks(&[&key])).await;
+    server.cache_control("public, max-age=100");
+    let verifier = verifier(&server.url(), &clock, config());
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    let status = verifier.key_set_status();
+    assert_eq!(secs_since(&clock, status.next_refresh.unwrap()), 80);
+
+    clock.advance(Duration::from_secs(79));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert!(!verifier.key_set_status().fetching);
+    assert_eq!(server.requests(), 1);
+
+    clock.advance(Duration::from_secs(1));
+    server.cache_control("max-age=600");
+    let ready = poll_once(verifier.verify(&token(&key, &clock)));
+    assert!(
+        matches!(ready, Poll::Ready(Ok(_))),
+        "the refresh must not delay the request"
+    );
+    until_idle(&verifier).await;
+    assert_eq!(server.requests(), 2);
+    let status = verifier.key_set_status();
+    assert_eq!(status.last_success, Some(clock.now()));
+    assert_eq!(secs_since(&clock, status.next_refresh.unwrap()), 480);
+}
+
+#[tokio::test]
+async fn max_age_defaults_to_ten_minutes_and_is_clamped() {
+    let key = TestKey::ed25519("k1");
+    let clock = ManualClock::at_unix(NOW);
+    for (cache_control, refresh_in) in [
+        (None, 480),
+        (Some("max-age=5"), 48),
+        (Some("no-store"), 48),
+        (Some("max-age=999999999"), 69_120),
+    ] {
+        let server = JwksServer::start(jwks(&[&key])).await;
+        if let Some(cc) = cache_control {
+            server.cache_control(cc);
+        }
+        let verifier = verifier(&server.url(), &clock, config());
+        verifier.verify(&token(&key, &clock)).await.unwrap();
+        let next = verifier.key_set_status().next_refresh.unwrap();
+        assert_eq!(secs_since(&clock, next), refresh_in, "{cache_control:?}");
+    }
+}
+
+#[tokio::test]
+async fn custom_max_age_settings_apply() {
+    let Fixture {
+        clock,
+        server,
+        verifier,
+        ..
+    } = Fixture::warm(
+        config()
+            .default_max_age(Duration::from_secs(50))
+            .max_age_bounds(Duration::from_secs(10), Duration::from_secs(100)),
+    )
+    .await;
+    assert_eq!(
+        secs_since(&clock, verifier.key_set_status().next_refresh.unwrap()),
+        40
+    );
+    assert_eq!(server.requests(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// A hanging endpoint never delays a held key.
+
+#[tokio::test]
+async fn a_hanging_endpoint_never_delays_a_cached_kid() {
+    let (key, clock, server, verifier) =
+        Fixture::warm(config().fetch_timeout(Duration::from_millis(300)))
+            .await
+            .parts();
+    server.set_mode(Mode::Hang);
+    clock.advance(Duration::from_secs(8 * 60));
+
+    // The refresh is due: this verification starts it, and is ready on its first poll.
+    assert!(matches!(
+        poll_once(verifier.verify(&token(&key, &clock))),
+        Poll::Ready(Ok(_))
+    ));
+    assert!(verifier.key_set_status().fetching);
+    server.state.arrived.notified().await;
+
+    // A request for an unknown key waits on the hanging fetch ...
+    let waiting = {
+        let verifier = verifier.clone();
+        let t = token_with_kid(&key, "rotated-in", &clock);
+        tokio::spawn(async move { verifier.verify(&t).await })
+    };
+    tokio::task::yield_now().await;
+    // ... while requests for the held key still finish on their first poll.
+    for _ in 0..10 {
+        assert!(matches!(
+            poll_once(verifier.verify(&token(&key, &clock))),
+            Poll::Ready(Ok(_))
+        ));
+    }
+    assert_eq!(kind(waiting.await.unwrap()), ErrorKind::UnknownKeyId);
+    assert_eq!(server.requests(), 2);
+    assert!(!verifier.key_set_status().fetching);
+}
+
+// ---------------------------------------------------------------------------------------
+// Outage: stale-if-error, backoff, then KeysUnavailable.
+
+#[tokio::test]
+async fn an_outage_serves_the_last_good_set_then_keys_unavailable() {
+    let (key, clock, server, verifier) =
+        Fixture::warm(config().stale_if_error(Duration::from_secs(3600)))
+            .await
+            .parts();
+    server.set_mode(Mode::Down);
+
+    // Past max-age: the set is stale but still serves; the refresh fails.
+    clock.advance(Duration::from_secs(601));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    until_idle(&verifier).await;
+    let status = verifier.key_set_status();
+    assert!(status.usable && status.stale);
+    assert_eq!(status.consecutive_failures, 1);
+    assert_eq!(secs_since(&clock, status.next_refresh.unwrap()), 30);
+
+    // Retries back off: nothing before the retry time, then 30 s, 60 s, 120 s ...
+    let connections = server.connections();
+    clock.advance(Duration::from_secs(29));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert_eq!(server.connections(), connections);
+    for (failures, backoff) in [(2, 60), (3, 120), (4, 240), (5, 300), (6, 300)] {
+        clock.set_unix(
+            verifier
+                .key_set_status()
+                .next_refresh
+                .unwrap()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
+        verifier.verify(&token(&key, &clock)).await.unwrap();
+        until_idle(&verifier).await;
+        let status = verifier.key_set_status();
+        assert_eq!(status.consecutive_failures, failures);
+        assert_eq!(secs_since(&clock, status.next_refresh.unwrap()), backoff);
+    }
+    // Unknown kids do not fetch while a retry is pending.
+    let connections = server.connections();
+    let t = token_with_kid(&key, "other", &clock);
+    assert_eq!(kind(verifier.verify(&t).await), ErrorKind::UnknownKeyId);
+    assert_eq!(server.connections(), connections);
+
+    // Past max-age plus the stale window: no usable keys, a distinct error with a retry time.
+    clock.set_unix(NOW + 600 + 3600);
+    let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+    assert!(err
+        .retry_after()
+        .is_some_and(|d| d >= Duration::from_secs(1)));
+    assert!(!verifier.key_set_status().usable);
+
+    // The endpoint comes back: the next allowed fetch restores service.
+    server.serve(jwks(&[&key]));
+    clock.advance(err.retry_after().unwrap());
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    let status = verifier.key_set_status();
+    assert!(status.usable && !status.stale);
+    assert_eq!(status.consecutive_failures, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Rotation.
+
+#[tokio::test]
+async fn a_rotated_in_kid_is_accepted_on_the_one_refetch_and_a_removed_one_is_dropped() {
+    let (old, clock, server, verifier) = Fixture::warm(config()).await.parts();
+    let new = TestKey::es256("new");
+
+    clock.advance(Duration::from_secs(31));
+    server.serve(jwks(&[&old, &new]));
+    verifier.verify(&token(&new, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 2);
+
+    // `old` is withdrawn: it keeps verifying until the next successful refresh ...
+    server.serve(jwks(&[&new]));
+    verifier.verify(&token(&old, &clock)).await.unwrap();
+    clock.advance(Duration::from_secs(8 * 60));
+    verifier.verify(&token(&old, &clock)).await.unwrap();
+    until_idle(&verifier).await;
+    assert_eq!(server.requests(), 3);
+    // ... and not after it.
+    assert_eq!(
+        kind(verifier.verify(&token(&old, &clock)).await),
+        ErrorKind::UnknownKeyId
+    );
+    verifier.verify(&token(&new, &clock)).await.unwrap();
+    assert_eq!(verifier.key_set_status().key_count, 1);
+}
+
+#[tokio::test]
+async fn a_replaced_key_under_the_same_kid_stops_verifying_old_tokens() {
+    let first = TestKey::ed25519("k1");
+    let second = TestKey::ed25519("k1");
+    let clock = ManualClock::at_unix(NOW);
+    let server = JwksServer::start(jwks(&[&first])).await;
+    // With the verified-token cache on: a token cached against the old key must not survive.
+    let verifier = Verifier::builder()
+        .jwks_url(server.url())
+        .audience(AUDIENCE)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let old_token = token(&first, &clock);
+    verifier.verify(&old_token).await.unwrap();
+    server.serve(jwks(&[&second]));
+    clock.advance(Duration::from_secs(8 * 60));
+    verifier.verify(&old_token).await.unwrap();
+    until_idle(&verifier).await;
+    assert_eq!(
+        kind(verifier.verify(&old_token).await),
+        ErrorKind::InvalidSignature
+    );
+    verifier.verify(&token(&second, &clock)).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Observability.
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything traced by this test binary. A global subscriber, since a thread-local one
+/// races with other tests over `tracing`'s per-callsite interest cache.
+fn traced() -> &'static Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        captured
+    })
+}
+
+#[tokio::test]
+async fn fetches_and_cooldown_hits_are_traced_without_tokens() {
+    let captured = traced();
+    let Fixture {
+        key, clock, server, ..
+    } = Fixture::cold(Mode::Error500, config()).await;
+    // A path of its own, to pick this test's events out of the shared log.
+    let url = server.url().replace("/jwks", "/traced-jwks");
+    let verifier = verifier(&url, &clock, config());
+    let t = token(&key, &clock);
+    verifier.verify(&t).await.unwrap_err();
+    verifier.verify(&t).await.unwrap_err();
+    server.serve(jwks(&[&key]));
+    clock.advance(Duration::from_secs(30));
+    verifier.verify(&t).await.unwrap();
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log: String = log
+        .lines()
+        .filter(|l| l.contains("path=\"/traced-jwks\""))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines("jwks fetch started"), 2, "{log}");
+    assert_eq!(lines("reason=\"cold start\""), 2, "{log}");
+    assert_eq!(lines("jwks fetch failed"), 1, "{log}");
+    assert_eq!(lines("unexpected http status 500"), 1, "{log}");
+    assert_eq!(lines("jwks refetch cooldown"), 1, "{log}");
+    assert_eq!(lines("jwks fetched"), 1, "{log}");
+    assert!(log.contains("key_count=1 skipped=0"), "{log}");
+    assert!(!log.contains(&t) && !log.contains(t.split('.').nth(2).unwrap()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration.
+
+#[test]
+fn plain_http_needs_a_loopback_host_or_an_explicit_opt_in() {
+    let build = |url: &str, config: RemoteJwksConfig| {
+        Verifier::builder()
+            .jwks_url(url)
+            .jwks_options(config)
+            .audience(AUDIENCE)
+            .build()
+    };
+    assert!(matches!(
+        build("http://jwks.example.com/keys", config()),
+        Err(ConfigError::InvalidJwksUrl(_))
+    ));
+    assert!(build("http://jwks.example.com/keys", config().allow_http(true)).is_ok());
+    assert!(build("http://127.0.0.1:1/keys", config()).is_ok());
+    assert!(build("https://jwks.example.com/keys", config()).is_ok());
+    assert!(matches!(
+        build(
+            "https://jwks.example.com/keys",
+            config().fetch_timeout(Duration::ZERO)
+        ),
+        Err(ConfigError::InvalidSetting {
+            name: "fetch_timeout",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn verifying_outside_a_runtime_fails_cleanly() {
+    let clock = ManualClock::at_unix(NOW);
+    let verifier = verifier("http://127.0.0.1:1/jwks", &clock, config());
+    let key = TestKey::ed25519("k1");
+    let t = token(&key, &clock);
+    // A runtime without a Tokio context: the future polls to an error, never a panic.
+    let result = match poll_once(verifier.verify(&t)) {
+        Poll::Ready(result) => result,
+        Poll::Pending => panic!("no fetch can start without a runtime"),
+    };
+    assert_eq!(kind(result), ErrorKind::KeysUnavailable);
+}
