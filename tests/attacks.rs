@@ -1593,3 +1593,258 @@ async fn header_tricks_through_the_layer() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Against a remote JWKS on 127.0.0.1: what a flood of made-up kids costs, and whether a
+// token can make the verifier contact an address it names.
+
+#[cfg(feature = "remote")]
+mod remote {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A JWKS endpoint on 127.0.0.1 that counts the requests it answers.
+    pub struct JwksServer {
+        pub url: String,
+        requests: Arc<AtomicUsize>,
+    }
+
+    impl JwksServer {
+        pub async fn start(document: Value) -> JwksServer {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+            let requests = Arc::new(AtomicUsize::new(0));
+            let count = Arc::clone(&requests);
+            let body = Bytes::from(document.to_string());
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (count, body) = (Arc::clone(&count), body.clone());
+                    let service = hyper::service::service_fn(move |_req| {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let response = Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(body.clone()))
+                            .unwrap();
+                        async move { Ok::<_, Infallible>(response) }
+                    });
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service),
+                    );
+                }
+            });
+            JwksServer { url, requests }
+        }
+
+        pub fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+    }
+
+    /// An address an attacker controls: a listener that never accepts, so any connection
+    /// attempt, however brief, waits in its backlog to be counted.
+    pub struct Attacker {
+        listener: std::net::TcpListener,
+        pub base: String,
+    }
+
+    impl Attacker {
+        pub fn start() -> Attacker {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            Attacker { listener, base }
+        }
+
+        /// How many connections reached the attacker (drains the backlog).
+        pub fn connections(&self) -> usize {
+            std::iter::from_fn(|| self.listener.accept().ok()).count()
+        }
+    }
+
+    fn remote_verifier(url: &str, max_token_bytes: usize) -> Verifier {
+        Verifier::builder()
+            .jwks_url(url)
+            .audience(AUDIENCE)
+            .issuer(ISSUER)
+            .algorithms(ALL_ALGORITHMS)
+            .max_token_bytes(max_token_bytes)
+            .clock(ManualClock::at_unix(NOW))
+            .build()
+            .unwrap()
+    }
+
+    fn bearer_request(token: &str) -> Request<String> {
+        Request::builder()
+            .uri("/")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(String::new())
+            .unwrap()
+    }
+
+    /// Send every token at once; return each response's status and error kind.
+    async fn flood(layer: &Mka1AuthLayer, tokens: &[String]) -> Vec<(u16, Option<ErrorKind>)> {
+        let tasks: Vec<_> = tokens
+            .iter()
+            .map(|t| {
+                let (layer, req) = (layer.clone(), bearer_request(t));
+                tokio::spawn(async move { send(&layer, req).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for task in tasks {
+            let response = task.await.expect("no panic");
+            let kind = response.extensions().get::<Error>().map(Error::kind);
+            out.push((response.status().as_u16(), kind));
+        }
+        out
+    }
+
+    /// Tokens under kids nobody published, in every shape the table tries, each unique.
+    fn made_up_kid_tokens(f: &Fixture, n: usize) -> Vec<String> {
+        let claims = claims_at(NOW);
+        let shapes = [
+            "no-such-key-{i}".to_owned(),
+            "../../dev/null/{i}".to_owned(),
+            "' OR '1'='1' -- {i}".to_owned(),
+            "http://127.0.0.1:9/{i}".to_owned(),
+            "ed-1\u{0}{i}".to_owned(),
+            format!("{}{{i}}", "k".repeat(5 * 1024)),
+        ];
+        (0..n)
+            .map(|i| {
+                let kid = shapes[i % shapes.len()].replace("{i}", &i.to_string());
+                f.attacker
+                    .sign_with_header(&json!({"alg": "EdDSA", "kid": kid}), &claims)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn kid_flood_on_a_cold_verifier_costs_one_fetch() {
+        let f = Fixture::new();
+        let server = JwksServer::start(f.jwks()).await;
+        let layer = Mka1AuthLayer::new(remote_verifier(&server.url, 16 * 1024));
+        let tokens = made_up_kid_tokens(&f, 60);
+        let answers = flood(&layer, &tokens).await;
+        assert!(
+            answers
+                .iter()
+                .all(|a| *a == (401, Some(ErrorKind::UnknownKeyId))),
+            "{answers:?}"
+        );
+        assert_eq!(server.requests(), 1, "one shared fetch for the whole flood");
+        // The keys that one fetch brought are in use: a genuine token passes, no refetch.
+        let ok = flood(&layer, &[f.ed.sign(&claims_at(NOW))]).await;
+        assert_eq!(ok, vec![(200, None)]);
+        assert_eq!(server.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn kid_flood_on_a_warm_verifier_costs_at_most_one_refetch() {
+        let f = Fixture::new();
+        let server = JwksServer::start(f.jwks()).await;
+        let layer = Mka1AuthLayer::new(remote_verifier(&server.url, 16 * 1024));
+        let warm = flood(&layer, &[f.rsa.sign(&claims_at(NOW))]).await;
+        assert_eq!(warm, vec![(200, None)]);
+        assert_eq!(server.requests(), 1);
+
+        for round in 0..3 {
+            let answers = flood(&layer, &made_up_kid_tokens(&f, 40)).await;
+            assert!(
+                answers
+                    .iter()
+                    .all(|a| *a == (401, Some(ErrorKind::UnknownKeyId))),
+                "round {round}: {answers:?}"
+            );
+        }
+        assert!(
+            server.requests() <= 2,
+            "{} fetches: a kid flood must cost at most one refetch per cooldown",
+            server.requests()
+        );
+        // Kids that are not strings, or empty, never even ask.
+        let before = server.requests();
+        let claims = claims_at(NOW);
+        let no_kid: Vec<String> = [json!(""), json!(7), json!(null), json!(["ed-1"])]
+            .into_iter()
+            .map(|kid| {
+                f.attacker
+                    .sign_with_header(&json!({"alg": "EdDSA", "kid": kid}), &claims)
+            })
+            .collect();
+        let answers = flood(&layer, &no_kid).await;
+        assert!(answers
+            .iter()
+            .all(|a| *a == (401, Some(ErrorKind::MissingKeyId))));
+        assert_eq!(server.requests(), before);
+        // Genuine tokens still pass, whatever the flood did.
+        let ok = flood(&layer, &[f.ec.sign(&claims_at(NOW))]).await;
+        assert_eq!(ok, vec![(200, None)]);
+    }
+
+    #[tokio::test]
+    async fn injected_key_locations_are_never_contacted() {
+        let f = Fixture::new();
+        let server = JwksServer::start(f.jwks()).await;
+        let attacker = Attacker::start();
+        let evil_jwks = format!("{}/.well-known/jwks.json", attacker.base);
+        let claims = claims_at(NOW);
+        let mut tokens = Vec::new();
+        for kid in ["attacker", "ed-1", evil_jwks.as_str()] {
+            for (member, value) in [
+                ("jku", json!(evil_jwks)),
+                ("x5u", json!(format!("{}/cert.pem", attacker.base))),
+                ("jwk", {
+                    let mut jwk = f.attacker.jwk();
+                    jwk["kid"] = json!(kid);
+                    jwk
+                }),
+                ("x5c", json!([STANDARD.encode(b"attacker certificate")])),
+            ] {
+                let mut header = json!({"alg": "EdDSA", "kid": kid});
+                header[member] = value;
+                tokens.push(f.attacker.sign_with_header(&header, &claims));
+            }
+            let all = json!({"alg": "EdDSA", "kid": kid, "jku": evil_jwks,
+                "x5u": format!("{}/c.pem", attacker.base), "jwk": f.attacker.jwk()});
+            tokens.push(f.attacker.sign_with_header(&all, &claims));
+        }
+
+        for (label, verifier) in [
+            ("remote", remote_verifier(&server.url, 16 * 1024)),
+            ("static", f.verifier(Setup::Strict)),
+        ] {
+            let answers = flood(&Mka1AuthLayer::new(verifier), &tokens).await;
+            for (token, (status, kind)) in tokens.iter().zip(&answers) {
+                assert_eq!(*status, 401, "{label}: {token}");
+                assert!(
+                    matches!(
+                        kind,
+                        Some(ErrorKind::UnknownKeyId | ErrorKind::InvalidSignature)
+                    ),
+                    "{label}: {kind:?}"
+                );
+            }
+        }
+        assert_eq!(
+            attacker.connections(),
+            0,
+            "the attacker's address was contacted"
+        );
+        assert!(
+            server.requests() >= 1,
+            "the remote verifier never asked its own jwks"
+        );
+        // The counter works: a connection to the attacker is seen.
+        drop(std::net::TcpStream::connect(attacker.base.trim_start_matches("http://")).unwrap());
+        assert_eq!(attacker.connections(), 1);
+    }
+}

@@ -10,14 +10,18 @@
 
 mod common;
 
+use std::convert::Infallible;
 use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
-use mka1_auth::{ManualClock, Verifier};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
+use mka1_auth::{BearerToken, Error, ManualClock, Mka1AuthLayer, Verifier};
 use proptest::prelude::*;
 use serde_json::json;
+use tower::{service_fn, Layer, ServiceExt};
 
 struct Fixture {
     verifier: Verifier,
@@ -70,6 +74,49 @@ impl Fixture {
     fn verify(&self, token: &str) -> Result<mka1_auth::VerifiedToken, mka1_auth::Error> {
         self.runtime.block_on(self.verifier.verify(token))
     }
+
+    /// Send one `Authorization` value through the layer; the protected service answers
+    /// with the bearer token it was handed.
+    fn through_layer(&self, authorization: HeaderValue) -> Response<String> {
+        let service = service_fn(|req: Request<String>| async move {
+            let token = req
+                .extensions()
+                .get::<BearerToken>()
+                .unwrap()
+                .expose()
+                .to_owned();
+            Ok::<_, Infallible>(Response::new(token))
+        });
+        let req = Request::builder()
+            .uri("/")
+            .header(AUTHORIZATION, authorization)
+            .body(String::new())
+            .unwrap();
+        let layer = Mka1AuthLayer::new(self.verifier.clone());
+        self.runtime
+            .block_on(layer.layer(service).oneshot(req))
+            .unwrap()
+    }
+}
+
+/// The layer's answer to one `Authorization` value: refused with a clean 400 or 401, or
+/// passed on with a token the trusted keys really signed.
+fn check_layer(authorization: &[u8]) -> Result<(), TestCaseError> {
+    let Ok(value) = HeaderValue::from_bytes(authorization) else {
+        return Ok(()); // Not something HTTP can carry.
+    };
+    let f = fixture();
+    let response = f.through_layer(value);
+    match response.status().as_u16() {
+        200 => prop_assert!(
+            f.tokens.iter().any(|t| t == response.body()),
+            "the layer passed on a token nobody signed: {}",
+            response.body()
+        ),
+        400 | 401 => prop_assert!(response.extensions().get::<Error>().is_some()),
+        other => prop_assert!(false, "unexpected status {other}"),
+    }
+    Ok(())
 }
 
 /// The strictly decoded segments of a token, when it has exactly three that decode.
@@ -292,6 +339,29 @@ proptest! {
             token = apply(&token, m);
         }
         assert_refused_unless_genuine(&f.tokens, original, &token)?;
+    }
+
+    /// Arbitrary `Authorization` values through the layer.
+    #[test]
+    fn arbitrary_authorization_headers_through_the_layer(
+        value in prop::collection::vec(any::<u8>(), 0..600),
+    ) {
+        check_layer(&value)?;
+    }
+
+    /// `Bearer ` plus a mutated valid token, through the layer.
+    #[test]
+    fn mutated_tokens_through_the_layer(
+        which in any::<usize>(),
+        scheme in prop::sample::select(vec!["Bearer ", "bearer ", "BEARER  ", "Basic ", "", "Bearer"]),
+        mutations in prop::collection::vec(mutation(), 0..3),
+    ) {
+        let f = fixture();
+        let mut token = f.tokens[which % f.tokens.len()].clone();
+        for m in &mutations {
+            token = apply(&token, m);
+        }
+        check_layer(format!("{scheme}{token}").as_bytes())?;
     }
 }
 
