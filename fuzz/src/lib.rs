@@ -72,7 +72,10 @@ pub fn fixture() -> &'static Fixture {
         })
         .to_string();
         let token = fixture.sign(header.as_bytes(), claims.as_bytes());
-        assert!(fixture.verify(&token).is_ok(), "the genuine token must verify");
+        assert!(
+            fixture.verify(&token).is_ok(),
+            "the genuine token must verify"
+        );
         fixture.genuine.push(token);
         fixture
     })
