@@ -78,12 +78,19 @@
 
 pub mod claims;
 mod clock;
+#[cfg(feature = "dev-issuer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dev-issuer")))]
+pub mod dev_issuer;
 mod error;
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub mod exchange;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod jwks;
 pub mod layer;
+pub mod outbound;
 pub mod permissions;
 pub mod rejection;
 mod token_cache;
@@ -91,12 +98,17 @@ mod verify;
 
 pub use claims::{BearerToken, OnBehalfOf, Permissions, VerifiedToken, X_ON_BEHALF_OF};
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "dev-issuer")]
+pub use dev_issuer::DevIssuer;
 pub use error::{ConfigError, Error, ErrorKind};
+#[cfg(feature = "remote")]
+pub use exchange::{ExchangeClient, ExchangeError, ExchangeRequest};
 pub use jsonwebtoken::Algorithm;
 #[cfg(feature = "remote")]
 pub use jwks::remote::RemoteJwksConfig;
 pub use jwks::KeySetStatus;
 pub use layer::{Mka1Auth, Mka1AuthLayer};
+pub use outbound::{ApiKey, ForwardToken, Outbound, OutboundError, OutboundLayer};
 pub use permissions::{RequirePermissions, RequirePermissionsLayer};
 pub use rejection::{Reject, Rejection, StandardReject};
 pub use verify::{

@@ -788,6 +788,7 @@ impl Shared {
         let key = match self.keys.lookup(kid) {
             Lookup::Found(key) => key,
             Lookup::Missing => return Err(Miss::Key(Box::from(&**kid))),
+            Lookup::Absent => return Err(Error::new(ErrorKind::UnknownKeyId).into()),
         };
         if !key.accepts(alg) {
             return Err(Error::new(ErrorKind::AlgorithmMismatch).into());

@@ -530,6 +530,8 @@ pub(crate) enum Lookup {
     Found(Arc<VerificationKey>),
     /// Not held; a refetch may find it (or it is not worth one: the source decides).
     Missing,
+    /// Not held, and nothing could find it (a static set): fail at once, no slow path.
+    Absent,
 }
 
 /// Where a verifier's keys come from.
@@ -548,7 +550,7 @@ impl KeySource {
         match self {
             KeySource::Static(set) => match set.get(kid) {
                 Some(k) => Lookup::Found(k.clone()),
-                None => Lookup::Missing,
+                None => Lookup::Absent,
             },
             #[cfg(feature = "remote")]
             KeySource::Remote(remote) => remote.lookup(kid),
@@ -557,6 +559,7 @@ impl KeySource {
 
     /// After a miss: try to obtain `kid` (remote: one guarded refetch). Returns the key, or
     /// `UnknownKeyId` / `KeysUnavailable`.
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
         #[cfg(not(feature = "remote"))]
         let _ = kid;

@@ -1,0 +1,119 @@
+//! Call a downstream service on an end user's behalf with a token MKA1 mints for it.
+//!
+//! ```text
+//! MKA1_SERVER_URL=https://apigw.mka1.com MKA1_API_KEY=mk_... \
+//! TARGET_URL=http://127.0.0.1:3000 TARGET_AUDIENCE=http://127.0.0.1:3000 END_USER=user-42 \
+//!     cargo run --example call_downstream
+//! ```
+//!
+//! It exchanges the API key for a token for `END_USER` and `TARGET_AUDIENCE`, then calls
+//! `TARGET_URL/whoami` through the outbound layer (which takes the token from the exchange
+//! client's cache and adds `X-On-Behalf-Of`), and prints the answer. `TARGET_AUDIENCE`
+//! defaults to `TARGET_URL`. The target can be the `protected_api` example.
+//!
+//! With `LISTEN_ADDR` set it instead serves [`onward_router`]: the shape of an axum handler
+//! that calls onward with the user its own request was verified for.
+
+use std::error::Error;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Extension, Router};
+use http::Request;
+use http_body_util::BodyExt;
+use mka1_auth::exchange::{ExchangeClient, ExchangeRequest, ExchangeSource};
+use mka1_auth::outbound::{Outbound, OutboundLayer, ReqwestService};
+use mka1_auth::OnBehalfOf;
+use tower::{Layer, ServiceExt};
+
+/// The outbound client: reqwest, with credentials for the target's origin only.
+type Client = Outbound<ReqwestService, ExchangeSource>;
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("set {name} (see the example's docs)"))
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> Result<String, Box<dyn Error>> {
+    let uri: http::Uri = url.parse()?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(format!("{url} is not an absolute url").into());
+    };
+    Ok(format!("{scheme}://{authority}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let exchange = ExchangeClient::builder()
+        .base_url(env("MKA1_SERVER_URL")?)
+        .api_key(env("MKA1_API_KEY")?)
+        .build()?;
+    let target = env("TARGET_URL")?.trim_end_matches('/').to_owned();
+    let audience = env("TARGET_AUDIENCE").unwrap_or_else(|_| target.clone());
+
+    if let Ok(addr) = env("LISTEN_ADDR") {
+        let client = OutboundLayer::builder(exchange.source(&audience))
+            .allow_origin(origin_of(&target)?)
+            .build()?
+            .layer(ReqwestService::new()?);
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        println!("calling {target} onward from http://{addr}/onward");
+        axum::serve(listener, onward_router(client, target)).await?;
+        return Ok(());
+    }
+
+    let end_user = env("END_USER")?;
+    // Exchanging directly shows what was minted; the layer below reuses the cached token.
+    let token = exchange
+        .token(&ExchangeRequest::new(&audience, &end_user))
+        .await?;
+    println!(
+        "exchanged a token for {end_user} (audience {audience}), valid until {}",
+        token.expires_at()
+    );
+
+    let user = end_user.clone();
+    let client = OutboundLayer::builder(exchange.source(&audience))
+        .allow_origin(origin_of(&target)?)
+        .end_user_from(move |_| Some(user.clone()))
+        .build()?
+        .layer(ReqwestService::new()?);
+    let req = Request::get(format!("{target}/whoami")).body(String::new())?;
+    let res = client.oneshot(req).await?;
+    let status = res.status();
+    let body = res.into_body().collect().await?.to_bytes();
+    println!("{status}: {}", String::from_utf8_lossy(&body));
+    Ok(())
+}
+
+/// An axum app whose handler calls onward for the user it received.
+///
+/// Put the inbound authentication layer in front of it (see the `protected_api` example): it
+/// verifies the caller's token and leaves the [`OnBehalfOf`] in the request extensions, which
+/// the handler hands to the outgoing request. A client cannot forge it: a spoofed
+/// `X-On-Behalf-Of` header is never what the upstream sees.
+fn onward_router(client: Client, target: String) -> Router {
+    async fn onward(
+        State((client, target)): State<(Client, String)>,
+        Extension(user): Extension<OnBehalfOf>,
+    ) -> Result<String, (StatusCode, String)> {
+        let mut req = Request::get(format!("{target}/whoami"))
+            .body(String::new())
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        req.extensions_mut().insert(user);
+        let res = client
+            .oneshot(req)
+            .await
+            .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))?;
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))?;
+        Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+    }
+    Router::new()
+        .route("/onward", get(onward))
+        .with_state((client, target))
+}
