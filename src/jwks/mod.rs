@@ -561,8 +561,6 @@ impl KeySource {
     /// `UnknownKeyId` / `KeysUnavailable`.
     #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
-        #[cfg(not(feature = "remote"))]
-        let _ = kid;
         match self {
             KeySource::Static(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
             #[cfg(feature = "remote")]
