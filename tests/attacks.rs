@@ -1272,6 +1272,7 @@ async fn attack_table_through_verify() {
         failures.join("\n")
     );
     assert!(total > 250, "the table shrank to {total} cases");
+    println!("{total} cases through Verifier::verify");
 }
 
 #[test]
@@ -1390,6 +1391,7 @@ async fn attack_table_through_the_layer() {
         tasks.push((case, task));
     }
     assert!(tasks.len() > 250, "only {} cases were sent", tasks.len());
+    println!("{} of {total} cases sent through the layer", tasks.len());
     for (case, task) in tasks {
         let response = match task.await {
             Ok(response) => response,
