@@ -357,8 +357,23 @@ impl fmt::Debug for KeySet {
     }
 }
 
-/// Every algorithm the crate can verify.
-pub(crate) const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
+/// Every algorithm the crate can verify (asymmetric only), for an allow-list that accepts
+/// them all.
+///
+/// ```
+/// use mka1_auth::jwks::SUPPORTED_ALGORITHMS;
+/// use mka1_auth::{Algorithm, Verifier};
+///
+/// assert!(!SUPPORTED_ALGORITHMS.contains(&Algorithm::HS256));
+/// let verifier = Verifier::builder()
+///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+///     .audience("https://api.example.com")
+///     .algorithms(SUPPORTED_ALGORITHMS)
+///     .build();
+/// assert!(verifier.is_ok());
+/// ```
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
     Algorithm::ES256,
     Algorithm::ES384,
