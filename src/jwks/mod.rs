@@ -529,6 +529,7 @@ pub(crate) enum Lookup {
     /// The key is held.
     Found(Arc<VerificationKey>),
     /// Not held; a refetch may find it (or it is not worth one: the source decides).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     Missing,
     /// Not held, and nothing could find it (a static set): fail at once, no slow path.
     Absent,
