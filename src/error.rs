@@ -31,8 +31,9 @@ pub enum ErrorKind {
     InvalidRequest,
     /// The token is longer than the configured maximum; nothing of it was parsed.
     TokenTooLarge,
-    /// The token is not a compact JWS: wrong number of segments, invalid base64url, or a header
-    /// or payload that is not a JSON object.
+    /// The token is not a compact JWS: wrong number of segments, a header or payload that is
+    /// not strict base64url, or not a JSON object. (A signature segment that does not decode
+    /// is reported as [`InvalidSignature`](Self::InvalidSignature).)
     Malformed,
     /// The header has no `kid`, or a `kid` that is not a non-empty string.
     MissingKeyId,

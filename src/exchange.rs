@@ -57,18 +57,10 @@ use crate::error::{ConfigError, Error, ErrorKind};
 use crate::jwks::b64url_decode;
 use crate::outbound::{is_loopback_host, ApiKey, Credential, CredentialSource, OutboundContext};
 
-/// MKA1's API gateway, the default base URL.
-pub const DEFAULT_BASE_URL: &str = "https://apigw.mka1.com";
-/// The exchange endpoint's path.
-pub const EXCHANGE_PATH: &str = "/api/v1/authentication/api-keys/exchange-token";
-/// The older path of the same endpoint, for [`ExchangeClientBuilder::endpoint_path`].
-pub const LEGACY_EXCHANGE_PATH: &str = "/api/v1/authentication/api-key/exchange-token";
-/// The shortest lifetime MKA1 mints, in seconds.
-pub const MIN_EXPIRES_IN: u64 = 300;
-/// The longest lifetime MKA1 mints, in seconds (30 days).
-pub const MAX_EXPIRES_IN: u64 = 2_592_000;
-/// The lifetime asked for when none is given, in seconds.
-pub const DEFAULT_EXPIRES_IN: u64 = 3600;
+pub use crate::protocol::{
+    DEFAULT_BASE_URL, DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH,
+    MAX_EXPIRES_IN, MIN_EXPIRES_IN,
+};
 /// How many tokens the cache keeps by default.
 pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 /// How long before `exp` a cached token is renewed by default.
@@ -453,7 +445,7 @@ impl ExchangeClientBuilder {
         self
     }
 
-    /// The endpoint's path (default [`EXCHANGE_PATH`]; [`LEGACY_EXCHANGE_PATH`] for older
+    /// The endpoint's path (default [`EXCHANGE_TOKEN_PATH`]; [`LEGACY_EXCHANGE_TOKEN_PATH`] for older
     /// deployments).
     pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
@@ -683,7 +675,7 @@ impl ExchangeClient {
     pub fn builder() -> ExchangeClientBuilder {
         ExchangeClientBuilder {
             base_url: DEFAULT_BASE_URL.to_owned(),
-            path: EXCHANGE_PATH.to_owned(),
+            path: EXCHANGE_TOKEN_PATH.to_owned(),
             api_key: None,
             clock: None,
             capacity: DEFAULT_CACHE_CAPACITY,
@@ -1211,15 +1203,15 @@ mod tests {
 
     #[test]
     fn endpoint_urls() {
-        let url = endpoint_url("https://apigw.mka1.com/", EXCHANGE_PATH).unwrap();
+        let url = endpoint_url("https://apigw.mka1.com/", EXCHANGE_TOKEN_PATH).unwrap();
         assert_eq!(
             url.as_str(),
             "https://apigw.mka1.com/api/v1/authentication/api-keys/exchange-token"
         );
-        assert!(endpoint_url("http://127.0.0.1:9/", EXCHANGE_PATH).is_ok());
-        assert!(endpoint_url("http://apigw.mka1.com", EXCHANGE_PATH).is_err());
-        assert!(endpoint_url("https://k:s@apigw.mka1.com", EXCHANGE_PATH).is_err());
-        assert!(endpoint_url("nonsense", EXCHANGE_PATH).is_err());
+        assert!(endpoint_url("http://127.0.0.1:9/", EXCHANGE_TOKEN_PATH).is_ok());
+        assert!(endpoint_url("http://apigw.mka1.com", EXCHANGE_TOKEN_PATH).is_err());
+        assert!(endpoint_url("https://k:s@apigw.mka1.com", EXCHANGE_TOKEN_PATH).is_err());
+        assert!(endpoint_url("nonsense", EXCHANGE_TOKEN_PATH).is_err());
         assert!(endpoint_url("https://apigw.mka1.com", "api").is_err());
     }
 }

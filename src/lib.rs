@@ -78,6 +78,9 @@
 
 pub mod claims;
 mod clock;
+#[cfg(feature = "dev-issuer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dev-issuer")))]
+pub mod dev_issuer;
 mod error;
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
@@ -89,12 +92,15 @@ pub mod jwks;
 pub mod layer;
 pub mod outbound;
 pub mod permissions;
+pub mod protocol;
 pub mod rejection;
 mod token_cache;
 mod verify;
 
 pub use claims::{BearerToken, OnBehalfOf, Permissions, VerifiedToken, X_ON_BEHALF_OF};
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "dev-issuer")]
+pub use dev_issuer::DevIssuer;
 pub use error::{ConfigError, Error, ErrorKind};
 #[cfg(feature = "remote")]
 pub use exchange::{ExchangeClient, ExchangeError, ExchangeRequest};

@@ -41,7 +41,7 @@ use crate::token_cache::{self, TokenCache};
 /// Default clock skew tolerated on every time check.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Default longest lifetime a token may claim: 30 days, MKA1's largest `expiresIn`.
-pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(2_592_000);
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(crate::protocol::MAX_EXPIRES_IN);
 /// Default largest token accepted, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Default claim holding the permissions.
@@ -788,6 +788,7 @@ impl Shared {
         let key = match self.keys.lookup(kid) {
             Lookup::Found(key) => key,
             Lookup::Missing => return Err(Miss::Key(Box::from(&**kid))),
+            Lookup::Absent => return Err(Error::new(ErrorKind::UnknownKeyId).into()),
         };
         if !key.accepts(alg) {
             return Err(Error::new(ErrorKind::AlgorithmMismatch).into());

@@ -8,7 +8,7 @@ mod mock_mka1;
 use std::time::Duration;
 
 use mka1_auth::exchange::{
-    ExchangeError, ExchangeErrorKind, ExchangeRequest, LEGACY_EXCHANGE_PATH,
+    ExchangeError, ExchangeErrorKind, ExchangeRequest, LEGACY_EXCHANGE_TOKEN_PATH,
 };
 use mka1_auth::{Error, ErrorKind, ExchangeClient, ManualClock};
 use mock_mka1::{payload, MockMka1, Reply, API_KEY};
@@ -91,11 +91,11 @@ async fn legacy_path_can_be_chosen() {
     let mka1 = mock().await;
     let client = mka1
         .client()
-        .endpoint_path(LEGACY_EXCHANGE_PATH)
+        .endpoint_path(LEGACY_EXCHANGE_TOKEN_PATH)
         .build()
         .unwrap();
     client.token(&req("u")).await.unwrap();
-    assert_eq!(mka1.calls()[0].path, LEGACY_EXCHANGE_PATH);
+    assert_eq!(mka1.calls()[0].path, LEGACY_EXCHANGE_TOKEN_PATH);
 }
 
 #[tokio::test]

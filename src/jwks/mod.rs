@@ -357,8 +357,23 @@ impl fmt::Debug for KeySet {
     }
 }
 
-/// Every algorithm the crate can verify.
-pub(crate) const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
+/// Every algorithm the crate can verify (asymmetric only), for an allow-list that accepts
+/// them all.
+///
+/// ```
+/// use mka1_auth::jwks::SUPPORTED_ALGORITHMS;
+/// use mka1_auth::{Algorithm, Verifier};
+///
+/// assert!(!SUPPORTED_ALGORITHMS.contains(&Algorithm::HS256));
+/// let verifier = Verifier::builder()
+///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+///     .audience("https://api.example.com")
+///     .algorithms(SUPPORTED_ALGORITHMS)
+///     .build();
+/// assert!(verifier.is_ok());
+/// ```
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
     Algorithm::ES256,
     Algorithm::ES384,
@@ -514,7 +529,10 @@ pub(crate) enum Lookup {
     /// The key is held.
     Found(Arc<VerificationKey>),
     /// Not held; a refetch may find it (or it is not worth one: the source decides).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     Missing,
+    /// Not held, and nothing could find it (a static set): fail at once, no slow path.
+    Absent,
 }
 
 /// Where a verifier's keys come from.
@@ -533,7 +551,7 @@ impl KeySource {
         match self {
             KeySource::Static(set) => match set.get(kid) {
                 Some(k) => Lookup::Found(k.clone()),
-                None => Lookup::Missing,
+                None => Lookup::Absent,
             },
             #[cfg(feature = "remote")]
             KeySource::Remote(remote) => remote.lookup(kid),
@@ -542,6 +560,7 @@ impl KeySource {
 
     /// After a miss: try to obtain `kid` (remote: one guarded refetch). Returns the key, or
     /// `UnknownKeyId` / `KeysUnavailable`.
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
         match self {
             KeySource::Static(_) => Err(Error::new(ErrorKind::UnknownKeyId)),

@@ -1113,7 +1113,7 @@ mod tests {
     fn key(jwks: &RemoteJwks, kid: &str) -> Arc<VerificationKey> {
         match jwks.lookup(kid) {
             Lookup::Found(key) => key,
-            Lookup::Missing => panic!("{kid} is not held"),
+            Lookup::Missing | Lookup::Absent => panic!("{kid} is not held"),
         }
     }
 

@@ -1,0 +1,243 @@
+//! The main job: an API that accepts only MKA1 tokens.
+//!
+//! ```text
+//! cargo run --example protected_api
+//! ```
+//!
+//! With nothing configured it starts an embedded [`DevIssuer`] (a local MKA1 stand-in),
+//! protects itself with [`Mka1AuthLayer`] against the issuer's JWKS, and prints, one per line:
+//! `MKA1_SERVER_URL=...`, `MKA1_API_KEY=...`, `MKA1_AUDIENCE=...`, a ready-to-paste `curl`
+//! that calls `/whoami` with a freshly minted token, and last `listening on http://<addr>`.
+//!
+//! Configured by environment instead (a real MKA1 deployment):
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `MKA1_JWKS_URL` | where MKA1's public keys are served; setting it turns the dev issuer off | (dev issuer) |
+//! | `MKA1_AUDIENCE` | this service's URL, as tokens name it in `aud` | `http://<BIND>` |
+//! | `MKA1_ISSUER` | required `iss`, if any | none |
+//! | `BIND` | address to listen on | `127.0.0.1:3000` |
+//! | `UPSTREAM_URL` | where `/proxy/<path>` forwards to | none (`/proxy` answers 502) |
+//!
+//! Routes: `GET /healthz` (no auth), `GET /whoami`, `GET /agents` (needs `agent:read`),
+//! and any method on `/proxy/<path>`, forwarded to `UPSTREAM_URL/<path>` with the caller's
+//! token and `X-On-Behalf-Of` set to the verified user.
+
+use std::error::Error;
+use std::io::Write;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use mka1_auth::dev_issuer::{DevIssuer, Mint};
+use mka1_auth::outbound::{carry_identity, Outbound, ReqwestService};
+use mka1_auth::{
+    ForwardToken, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, VerifiedToken, Verifier,
+};
+use serde_json::json;
+use tower::{Layer, ServiceExt};
+
+/// The onward client: reqwest behind the outbound layer, forwarding the caller's token.
+type Upstream = Outbound<ReqwestService, ForwardToken>;
+
+#[derive(Clone)]
+struct AppState {
+    upstream: Option<(String, Upstream)>,
+}
+
+async fn whoami(token: VerifiedToken) -> Json<serde_json::Value> {
+    Json(json!({
+        "sub": token.subject(),
+        "permissions": token.permissions().iter().collect::<Vec<_>>(),
+        "exp": token.expires_at(),
+        "iat": token.issued_at(),
+        "iss": token.issuer(),
+        "aud": token.audiences().collect::<Vec<_>>(),
+    }))
+}
+
+async fn agents(user: OnBehalfOf) -> Json<serde_json::Value> {
+    Json(json!({ "agents": [], "visible_to": user.as_str() }))
+}
+
+async fn proxy(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    request: Request<Body>,
+) -> Response {
+    let Some((base, client)) = state.upstream else {
+        return (StatusCode::BAD_GATEWAY, "no UPSTREAM_URL configured\n").into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let mut onward = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{base}/{path}{query}"));
+    for (name, value) in &parts.headers {
+        // Credentials and the user are set by the outbound layer; hop-by-hop headers stay here.
+        if !matches!(
+            name.as_str(),
+            "host"
+                | "authorization"
+                | "x-on-behalf-of"
+                | "connection"
+                | "content-length"
+                | "transfer-encoding"
+        ) {
+            onward = onward.header(name, value);
+        }
+    }
+    // Buffered for simplicity (capped); a streaming proxy would wrap the body instead.
+    let Ok(body) = axum::body::to_bytes(body, 10 * 1024 * 1024).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large to forward\n",
+        )
+            .into_response();
+    };
+    let Ok(mut onward) = onward.body(body) else {
+        return (StatusCode::BAD_REQUEST, "cannot forward this request\n").into_response();
+    };
+    carry_identity(&parts.extensions, onward.extensions_mut());
+    match client.oneshot(onward).await {
+        Ok(response) => response.map(Body::new).into_response(),
+        Err(err) => (
+            StatusCode::BAD_GATEWAY,
+            format!("upstream call failed: {err}\n"),
+        )
+            .into_response(),
+    }
+}
+
+fn app(verifier: Verifier, state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/whoami", get(whoami))
+        .route(
+            "/agents",
+            get(agents).route_layer(RequirePermissionsLayer::new(["agent:read"])),
+        )
+        .route("/proxy/{*path}", any(proxy))
+        .layer(Mka1AuthLayer::new(verifier));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(protected)
+        .with_state(state)
+}
+
+fn upstream_client(url: &str) -> Result<(String, Upstream), Box<dyn Error>> {
+    let base = url.trim_end_matches('/').to_owned();
+    let uri: http::Uri = base.parse()?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(format!("UPSTREAM_URL {url} is not an absolute url").into());
+    };
+    let client = Outbound::layer(ForwardToken, [format!("{scheme}://{authority}")])?
+        .layer(ReqwestService::new()?);
+    Ok((base, client))
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// What the demo runs with; [`Config::from_env`] reads it from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `BIND`, default `127.0.0.1:3000`.
+    pub bind: Option<SocketAddr>,
+    /// `MKA1_JWKS_URL`; none starts the embedded dev issuer.
+    pub jwks_url: Option<String>,
+    /// `MKA1_AUDIENCE`, default the server's own URL.
+    pub audience: Option<String>,
+    /// `MKA1_ISSUER`, optional.
+    pub issuer: Option<String>,
+    /// `UPSTREAM_URL`, optional.
+    pub upstream_url: Option<String>,
+}
+
+impl Config {
+    /// Read the configuration from the environment.
+    pub fn from_env() -> Result<Config, Box<dyn Error>> {
+        Ok(Config {
+            bind: var("BIND").map(|b| b.parse()).transpose()?,
+            jwks_url: var("MKA1_JWKS_URL"),
+            audience: var("MKA1_AUDIENCE"),
+            issuer: var("MKA1_ISSUER"),
+            upstream_url: var("UPSTREAM_URL"),
+        })
+    }
+}
+
+/// A started demo.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The embedded issuer, when no JWKS URL was configured.
+    pub dev_issuer: Option<DevIssuer>,
+    /// The server task.
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Bind, print the start-up lines to `out`, and serve in a background task.
+pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<dyn Error>> {
+    let bind = config
+        .bind
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    let audience = config.audience.unwrap_or_else(|| format!("http://{addr}"));
+
+    let mut dev_issuer = None;
+    let mut builder = Verifier::builder().audience(&audience);
+    match config.jwks_url {
+        Some(jwks_url) => {
+            builder = builder.jwks_url(jwks_url);
+            if let Some(issuer) = config.issuer {
+                builder = builder.issuer(issuer);
+            }
+        }
+        None => {
+            let issuer = DevIssuer::start().await?;
+            builder = builder.jwks_url(issuer.jwks_url()).issuer(issuer.issuer());
+            let token = issuer.mint(Mint::new(&audience, "user-42").permissions(["agent:read"]));
+            writeln!(out, "MKA1_SERVER_URL={}", issuer.base_url())?;
+            writeln!(out, "MKA1_API_KEY={}", issuer.api_key())?;
+            writeln!(out, "MKA1_AUDIENCE={audience}")?;
+            writeln!(
+                out,
+                "curl -s -H 'Authorization: Bearer {token}' http://{addr}/whoami"
+            )?;
+            dev_issuer = Some(issuer);
+        }
+    }
+    // Builds without I/O: the service starts even when the JWKS endpoint is down.
+    let verifier = builder.build()?;
+    let upstream = config
+        .upstream_url
+        .map(|u| upstream_client(&u))
+        .transpose()?;
+
+    let router = app(verifier, AppState { upstream });
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    Ok(Running {
+        addr,
+        dev_issuer,
+        server,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let running = start(Config::from_env()?, &mut std::io::stdout()).await?;
+    running.server.await??;
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The main job, `cargo run --example protected_api`, run in-process: its start-up lines, its
+//! routes, the printed curl, the proxy route and a JWKS endpoint that is down.
+
+#[allow(dead_code)]
+#[path = "../examples/protected_api.rs"]
+mod protected_api;
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use axum::routing::any;
+use axum::Router;
+use mka1_auth::dev_issuer::Mint;
+use protected_api::{start, Config, Running};
+use serde_json::Value;
+
+fn loopback_config() -> Config {
+    Config {
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::default()
+    }
+}
+
+async fn start_demo(config: Config) -> (Running, Vec<String>) {
+    let mut out = Vec::new();
+    let running = start(config, &mut out).await.unwrap();
+    let lines = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (running, lines)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+#[tokio::test]
+async fn prints_the_start_up_lines_and_the_curl_works() {
+    let (running, lines) = start_demo(loopback_config()).await;
+    let addr = running.addr;
+    let issuer = running.dev_issuer.as_ref().unwrap();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0], format!("MKA1_SERVER_URL={}", issuer.base_url()));
+    assert_eq!(lines[1], format!("MKA1_API_KEY={}", issuer.api_key()));
+    assert_eq!(lines[2], format!("MKA1_AUDIENCE=http://{addr}"));
+    assert!(
+        lines[3].starts_with("curl -s -H 'Authorization: Bearer "),
+        "{}",
+        lines[3]
+    );
+    assert!(lines[3].ends_with(&format!("' http://{addr}/whoami")));
+    assert_eq!(lines[4], format!("listening on http://{addr}"));
+
+    // Do what the printed curl does.
+    let token = lines[3]
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let response = client()
+        .get(format!("http://{addr}/whoami"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["sub"], "user-42");
+    assert_eq!(body["permissions"], serde_json::json!(["agent:read"]));
+    assert!(body["exp"].as_u64().unwrap() > 0);
+
+    // Routes: health without auth, agents needs agent:read, nothing without a token.
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client().get(format!("http://{addr}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("/healthz", None).await, 200);
+    assert_eq!(get("/whoami", None).await, 401);
+    assert_eq!(get("/agents", Some(token)).await, 200);
+    let no_read = issuer
+        .mint(Mint::new(format!("http://{addr}"), "user-7").permissions(Vec::<String>::new()));
+    assert_eq!(get("/whoami", Some(&no_read)).await, 200);
+    assert_eq!(get("/agents", Some(&no_read)).await, 403);
+    let elsewhere = issuer.mint(Mint::new("https://other.example", "user-7"));
+    assert_eq!(get("/whoami", Some(&elsewhere)).await, 401);
+    // Without UPSTREAM_URL the proxy route says so.
+    assert_eq!(get("/proxy/anything", Some(token)).await, 502);
+    running.server.abort();
+}
+
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(String, HeaderMap)>>>);
+
+#[tokio::test]
+async fn proxy_forwards_the_token_and_the_verified_user() {
+    let seen = Seen::default();
+    let recorder = seen.clone();
+    let upstream = Router::new().fallback(any(move |uri: axum::http::Uri, headers: HeaderMap| {
+        let recorder = recorder.clone();
+        async move {
+            recorder.0.lock().unwrap().push((uri.to_string(), headers));
+            "from upstream"
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = listener.local_addr().unwrap();
+    let upstream_task = tokio::spawn(async move { axum::serve(listener, upstream).await });
+
+    let (running, lines) = start_demo(Config {
+        upstream_url: Some(format!("http://{upstream_addr}/base")),
+        ..loopback_config()
+    })
+    .await;
+    let addr = running.addr;
+    let token = lines[3]
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let response = client()
+        .post(format!("http://{addr}/proxy/agents/run?x=1"))
+        .bearer_auth(&token)
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "from upstream");
+    {
+        let seen = seen.0.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let (uri, headers) = &seen[0];
+        assert_eq!(uri, "/base/agents/run?x=1");
+        let auth: Vec<_> = headers.get_all("authorization").iter().collect();
+        assert_eq!(auth, vec![format!("Bearer {token}").as_str()]);
+        let user: Vec<_> = headers.get_all("x-on-behalf-of").iter().collect();
+        assert_eq!(user, vec!["user-42"]);
+    }
+
+    // A caller claiming to act for someone else is refused and the upstream never hears of it.
+    let spoofed = client()
+        .get(format!("http://{addr}/proxy/agents"))
+        .bearer_auth(&token)
+        .header("x-on-behalf-of", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 403);
+    assert_eq!(seen.0.lock().unwrap().len(), 1);
+    running.server.abort();
+    upstream_task.abort();
+}
+
+#[tokio::test]
+async fn starts_when_the_jwks_endpoint_is_down() {
+    // A loopback port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_url = format!("http://{}/jwks", closed.local_addr().unwrap());
+    drop(closed);
+    let (running, lines) = start_demo(Config {
+        jwks_url: Some(jwks_url),
+        audience: Some("https://api.example.test".into()),
+        ..loopback_config()
+    })
+    .await;
+    let addr = running.addr;
+    assert!(running.dev_issuer.is_none());
+    assert_eq!(lines, vec![format!("listening on http://{addr}")]);
+    let health = client()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let who = client()
+        .get(format!("http://{addr}/whoami"))
+        .bearer_auth("eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1In0.c2ln")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(who.status(), 503);
+    assert!(who.headers().contains_key("retry-after"));
+    running.server.abort();
+}
