@@ -5,23 +5,24 @@
 //! key that leaves the key set takes its tokens with it; expiry and `nbf` are still checked on
 //! every hit with the verifier's clock. A hit does no base64, no JSON and no signature work.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 
 use crate::claims::VerifiedToken;
-use crate::jwks::VerificationKey;
 
 /// How many verified tokens are kept by default.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
 
 pub(crate) type Digest = [u8; 32];
 
+/// Cloned on every hit, so it holds nothing shared by all entries (an `Arc` of the key
+/// would be a reference count every thread bumps).
 #[derive(Clone)]
 pub(crate) struct Entry {
     pub(crate) token: VerifiedToken,
-    pub(crate) key: Arc<VerificationKey>,
+    /// The [serial](crate::jwks::VerificationKey) of the key that verified the token.
+    pub(crate) key_serial: u64,
     /// How long the entry may live: until `exp` plus leeway, as seen at insertion.
     pub(crate) ttl: Duration,
 }
@@ -70,13 +71,18 @@ impl TokenCache {
         &self,
         digest: Digest,
         token: VerifiedToken,
-        key: Arc<VerificationKey>,
+        key_serial: u64,
         ttl: Duration,
     ) {
         if ttl.is_zero() {
             return;
         }
-        self.cache.insert(digest, Entry { token, key, ttl });
+        let entry = Entry {
+            token,
+            key_serial,
+            ttl,
+        };
+        self.cache.insert(digest, entry);
     }
 
     pub(crate) fn remove(&self, digest: &Digest) {
@@ -93,18 +99,10 @@ impl TokenCache {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::claims::{Inner, OnBehalfOf, Permissions};
-    use crate::jwks::KeySet;
-
-    fn key() -> Arc<VerificationKey> {
-        let set = KeySet::from_json(
-            r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
-            "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#,
-        )
-        .unwrap();
-        set.get("k1").unwrap().clone()
-    }
 
     fn token(sub: &str) -> VerifiedToken {
         VerifiedToken::new(Inner {
@@ -126,7 +124,7 @@ mod tests {
     fn entries_expire_after_their_own_ttl() {
         let entry = Entry {
             token: token("u"),
-            key: key(),
+            key_serial: 0,
             ttl: Duration::from_secs(3660),
         };
         let expiry = UntilExpiry;
@@ -137,10 +135,9 @@ mod tests {
     #[test]
     fn capacity_bounds_the_entry_count() {
         let cache = TokenCache::new(8);
-        let key = key();
         for i in 0..100u32 {
             let digest = TokenCache::digest(&format!("token-{i}"));
-            cache.insert(digest, token("u"), key.clone(), Duration::from_secs(60));
+            cache.insert(digest, token("u"), 0, Duration::from_secs(60));
         }
         let count = cache.entry_count();
         assert!((1..=8).contains(&count), "{count} entries held");
@@ -150,9 +147,9 @@ mod tests {
     fn a_zero_ttl_is_not_stored() {
         let cache = TokenCache::new(8);
         let digest = TokenCache::digest("t");
-        cache.insert(digest, token("u"), key(), Duration::ZERO);
+        cache.insert(digest, token("u"), 0, Duration::ZERO);
         assert!(cache.get(&digest).is_none());
-        cache.insert(digest, token("u"), key(), Duration::from_secs(1));
+        cache.insert(digest, token("u"), 0, Duration::from_secs(1));
         assert!(cache.get(&digest).is_some());
         cache.remove(&digest);
         assert!(cache.get(&digest).is_none());

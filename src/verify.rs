@@ -462,7 +462,7 @@ impl Verifier {
             .map(|cache| (cache, TokenCache::digest(token)));
         if let Some((cache, digest)) = &digest {
             if let Some(entry) = cache.get(digest) {
-                if s.keys.still_holds(&entry.key) {
+                if s.keys.still_holds(entry.token.key_id(), entry.key_serial) {
                     let t = &entry.token;
                     return Attempt::Done(
                         s.check_times(now, t.expires_at(), t.not_before(), t.issued_at())
@@ -476,7 +476,8 @@ impl Verifier {
             Ok((verified, key)) => {
                 if let Some((cache, digest)) = digest {
                     let ttl = (verified.expires_at() + s.leeway).saturating_sub(now);
-                    cache.insert(digest, verified.clone(), key, Duration::from_secs(ttl));
+                    let ttl = Duration::from_secs(ttl);
+                    cache.insert(digest, verified.clone(), key.serial(), ttl);
                 }
                 Attempt::Done(Ok(verified))
             }

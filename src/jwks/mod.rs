@@ -9,6 +9,7 @@ pub mod remote;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -123,12 +124,23 @@ fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn sig::Verificati
 /// ```
 pub struct VerificationKey {
     kid: Box<str>,
+    /// Unique among all keys this process loads: names this key for the token cache, which
+    /// must not confuse it with a later key (a later key may reuse its address).
+    serial: u64,
     key_type: KeyType,
     /// One parsed key per algorithm this key may verify.
     parsed: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
+/// The next [`VerificationKey::serial`].
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
+
 impl VerificationKey {
+    /// This key's serial number, never shared with another key.
+    pub(crate) fn serial(&self) -> u64 {
+        self.serial
+    }
+
     /// The key's `kid`.
     pub fn kid(&self) -> &str {
         &self.kid
@@ -508,6 +520,7 @@ fn parse_key(
     }
     Ok(VerificationKey {
         kid,
+        serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         key_type,
         parsed,
     })
@@ -590,10 +603,17 @@ impl KeySource {
         }
     }
 
-    /// Whether `key` is still the key held for its `kid` (a key that left the set, or was
-    /// replaced, takes its cached tokens with it).
-    pub(crate) fn still_holds(&self, key: &Arc<VerificationKey>) -> bool {
-        matches!(self.lookup(&key.kid), Lookup::Found(k) if Arc::ptr_eq(&k, key))
+    /// Whether the key held for `kid` is still the one with this serial (a key that left
+    /// the set, or was replaced, takes its cached tokens with it). For a static set this
+    /// touches no shared counter, so threads answering cache hits do not slow each other.
+    pub(crate) fn still_holds(&self, kid: &str, serial: u64) -> bool {
+        match self {
+            KeySource::Static(set) => set.get(kid).is_some_and(|k| k.serial == serial),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => {
+                matches!(remote.lookup(kid), Lookup::Found(k) if k.serial == serial)
+            }
+        }
     }
 }
 
