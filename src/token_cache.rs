@@ -40,20 +40,41 @@ impl moka::Expiry<Digest, Entry> for UntilExpiry {
     }
 }
 
+/// Most shards a cache is split into.
+const MAX_SHARDS: u64 = 16;
+/// Fewest entries a shard is given: smaller caches are not split.
+const MIN_SHARD_CAPACITY: u64 = 1024;
+
 /// A bounded map from token digest to verified token.
+///
+/// It is split into shards by digest, each its own moka cache with its own log of reads and
+/// its own housekeeping, so threads answering hits for different users rarely touch the
+/// same shard (one shared cache would have every hit of every thread append to one log).
 #[derive(Clone)]
 pub(crate) struct TokenCache {
-    cache: moka::sync::Cache<Digest, Entry>,
+    shards: Box<[moka::sync::Cache<Digest, Entry>]>,
 }
 
 impl TokenCache {
+    /// A cache of at most `capacity` entries in all.
     pub(crate) fn new(capacity: u64) -> Self {
+        // A power of two, so a digest byte picks the shard without bias.
+        let shards = (capacity / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS);
+        let shards = 1 << shards.ilog2();
         TokenCache {
-            cache: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExpiry)
-                .build(),
+            shards: (0..shards)
+                .map(|_| {
+                    moka::sync::Cache::builder()
+                        .max_capacity(capacity / shards)
+                        .expire_after(UntilExpiry)
+                        .build()
+                })
+                .collect(),
         }
+    }
+
+    fn shard(&self, digest: &Digest) -> &moka::sync::Cache<Digest, Entry> {
+        &self.shards[usize::from(digest[0]) % self.shards.len()]
     }
 
     pub(crate) fn digest(token: &str) -> Digest {
@@ -64,7 +85,7 @@ impl TokenCache {
     }
 
     pub(crate) fn get(&self, digest: &Digest) -> Option<Entry> {
-        self.cache.get(digest)
+        self.shard(digest).get(digest)
     }
 
     pub(crate) fn insert(
@@ -82,18 +103,23 @@ impl TokenCache {
             key_serial,
             ttl,
         };
-        self.cache.insert(digest, entry);
+        self.shard(&digest).insert(digest, entry);
     }
 
     pub(crate) fn remove(&self, digest: &Digest) {
-        self.cache.invalidate(digest);
+        self.shard(digest).invalidate(digest);
     }
 
     #[cfg(test)]
     #[allow(dead_code)] // for the cache's unit tests
     pub(crate) fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard.run_pending_tasks();
+                shard.entry_count()
+            })
+            .sum()
     }
 }
 
@@ -141,6 +167,29 @@ mod tests {
         }
         let count = cache.entry_count();
         assert!((1..=8).contains(&count), "{count} entries held");
+    }
+
+    #[test]
+    fn a_large_cache_is_sharded_within_its_capacity() {
+        let cache = TokenCache::new(10_000);
+        assert_eq!(cache.shards.len(), 8);
+        let total: u64 = cache
+            .shards
+            .iter()
+            .map(|s| s.policy().max_capacity().unwrap())
+            .sum();
+        assert!(total <= 10_000);
+        assert_eq!(TokenCache::new(100_000).shards.len(), 16);
+        assert_eq!(TokenCache::new(2_048).shards.len(), 2);
+        assert_eq!(TokenCache::new(1_000).shards.len(), 1);
+
+        for i in 0..2_000u32 {
+            let digest = TokenCache::digest(&format!("token-{i}"));
+            cache.insert(digest, token("u"), 0, Duration::from_secs(60));
+        }
+        assert_eq!(cache.entry_count(), 2_000);
+        let busy = cache.shards.iter().filter(|s| s.entry_count() > 0).count();
+        assert_eq!(busy, 8, "digests spread over every shard");
     }
 
     #[test]

@@ -261,8 +261,12 @@ impl VerifierBuilder {
         self
     }
 
-    /// How many verified tokens to remember (default 10,000; about 1 KiB each). `0` turns
-    /// the verified-token cache off.
+    /// How many verified tokens to remember at most (default 10,000; under 1 KiB each). `0`
+    /// turns the verified-token cache off.
+    ///
+    /// A large cache is split by token into shards (8 for the default, up to 16), each
+    /// holding its share, so that threads answering repeated tokens contend less; a nearly
+    /// full cache may therefore evict a little before it holds `capacity` tokens in all.
     pub fn token_cache_capacity(mut self, capacity: u64) -> Self {
         self.cache_capacity = capacity;
         self
