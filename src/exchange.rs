@@ -55,7 +55,8 @@ use crate::claims::validate_end_user_id;
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::jwks::b64url_decode;
-use crate::outbound::{is_loopback_host, ApiKey, Credential, CredentialSource, OutboundContext};
+use crate::net::is_loopback_host;
+use crate::outbound::{ApiKey, Credential, CredentialSource, OutboundContext};
 
 pub use crate::protocol::{
     DEFAULT_BASE_URL, DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH,

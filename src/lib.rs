@@ -90,6 +90,7 @@ pub mod exchange;
 pub mod extract;
 pub mod jwks;
 pub mod layer;
+mod net;
 pub mod outbound;
 pub mod permissions;
 pub mod protocol;

@@ -77,6 +77,7 @@ use crate::claims::{
     X_ON_BEHALF_OF,
 };
 use crate::error::{ConfigError, Error, ErrorKind};
+use crate::net::is_loopback_host;
 
 /// A bearer credential ready to go into `Authorization`: an API key or a token.
 ///
@@ -331,15 +332,6 @@ impl crate::Verifier {
         let verified = self.verify(token).await?;
         Ok((verified, BearerToken::new(token)))
     }
-}
-
-/// Whether a URL host (`localhost`, an IP address, `[::1]`) is a loopback address.
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// One allowed origin: scheme, lowercase host, port.

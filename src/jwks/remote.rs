@@ -47,7 +47,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -62,6 +61,7 @@ use tokio::sync::watch;
 use super::{JwksDocument, KeySet, KeySetStatus, Lookup, VerificationKey};
 use crate::clock::SharedClock;
 use crate::error::{ConfigError, Error, ErrorKind};
+use crate::net::is_loopback_host;
 
 /// Default bound on a whole fetch: connect, request, response and body.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -864,7 +864,7 @@ fn check_url(url: &str, allow_http: bool) -> Result<Url, ConfigError> {
         .ok_or_else(|| invalid("the url has no host"))?;
     match parsed.scheme() {
         "https" => {}
-        "http" if allow_http || is_loopback(host) => {}
+        "http" if allow_http || is_loopback_host(host) => {}
         "http" => {
             return Err(invalid(
                 "https is required for a non-loopback host (or allow plain http explicitly)",
@@ -876,12 +876,6 @@ fn check_url(url: &str, allow_http: bool) -> Result<Url, ConfigError> {
         return Err(invalid("credentials in the url are not supported"));
     }
     Ok(parsed)
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The smallest `max-age` in the `Cache-Control` headers; `no-cache` and `no-store` count
