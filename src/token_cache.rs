@@ -125,25 +125,24 @@ impl TokenCache {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::claims::{Inner, OnBehalfOf, Permissions};
+    use crate::claims::{Fields, Permissions};
 
     fn token(sub: &str) -> VerifiedToken {
-        VerifiedToken::new(Inner {
-            subject: OnBehalfOf::from_verified(Arc::from(sub)),
-            audiences: vec![Box::from("https://api.example.test")].into_boxed_slice(),
+        VerifiedToken::new(Fields {
+            raw_claims: "{}".into(),
+            subject: sub,
+            audiences: &[Box::from("https://api.example.test")],
             issuer: None,
+            jti: None,
+            key_id: "k1",
             expires_at: 1_800_003_600,
             issued_at: None,
             not_before: None,
-            jti: None,
-            key_id: Box::from("k1"),
             algorithm: jsonwebtoken::Algorithm::EdDSA,
             permissions: Permissions::default(),
-            raw_claims: Box::from("{}"),
         })
+        .unwrap()
     }
 
     #[test]

@@ -32,7 +32,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::claims::{validate_end_user_id, Inner, OnBehalfOf, Permissions, VerifiedToken};
+use crate::claims::{validate_end_user_id, Fields, Permissions, VerifiedToken};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::jwks::{self, b64url_decode, KeySet, KeySetStatus, KeySource, Lookup, VerificationKey};
@@ -719,14 +719,14 @@ fn permissions(value: Option<Value>) -> Result<Permissions, Error> {
     };
     let names = match value {
         None => Vec::new(),
-        Some(Value::String(s)) => s.split(' ').map(Box::<str>::from).collect(),
+        Some(Value::String(s)) => return Ok(Permissions::from_names(s.split(' '))),
         Some(Value::Array(items)) => items
             .into_iter()
             .map(|v| match v {
-                Value::String(s) => Ok(s.into_boxed_str()),
+                Value::String(s) => Ok(s),
                 _ => Err(wrong()),
             })
-            .collect::<Result<_, _>>()?,
+            .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(wrong()),
     };
     Ok(Permissions::from_names(names))
@@ -893,10 +893,10 @@ impl Shared {
         }
 
         // 8. Subject.
-        let subject: Arc<str> = match claims.sub {
+        let subject = match claims.sub {
             Some(Value::String(s)) => {
                 validate_end_user_id(&s)?;
-                Arc::from(s)
+                s
             }
             None => {
                 return Err(Error::with_detail(ErrorKind::InvalidSubject, "no `sub` claim").into())
@@ -912,19 +912,19 @@ impl Shared {
         // 9. Permissions.
         let permissions = permissions(claims.permissions)?;
 
-        let verified = VerifiedToken::new(Inner {
-            subject: OnBehalfOf::from_verified(subject),
-            audiences,
-            issuer,
+        let verified = VerifiedToken::new(Fields {
+            raw_claims: payload,
+            subject: &subject,
+            audiences: &audiences,
+            issuer: issuer.as_deref(),
+            jti: jti.as_deref(),
+            key_id: key.kid(),
             expires_at: exp,
             issued_at: iat,
             not_before: nbf,
-            jti,
-            key_id: Box::from(key.kid()),
             algorithm: alg,
             permissions,
-            raw_claims: payload.into_boxed_str(),
-        });
+        })?;
         Ok((verified, key))
     }
 }
