@@ -1086,6 +1086,55 @@ mod cache_tests {
     }
 
     #[test]
+    fn a_front_hit_still_rechecks_times_and_the_key() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let mut v = verifier(&key, &clock, 16);
+        let token = key.sign(&claims_at(NOW));
+        let digest = TokenCache::digest(&token);
+        let first = check(&v, &token).unwrap();
+        assert!(cache(&v).in_front(&digest));
+        assert!(same(&first, &check(&v, &token).unwrap()));
+
+        clock.set_unix(NOW + 3600 + DEFAULT_LEEWAY.as_secs());
+        assert_eq!(check(&v, &token).unwrap_err().kind(), ErrorKind::Expired);
+        clock.set_unix(NOW);
+        assert!(same(&first, &check(&v, &token).unwrap()));
+
+        replace_keys(&mut v, &[&TestKey::ed25519("k2")]);
+        assert!(cache(&v).in_front(&digest));
+        let err = check(&v, &token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownKeyId);
+        assert!(!cache(&v).in_front(&digest), "the front entry was dropped");
+    }
+
+    #[test]
+    fn verifiers_never_answer_from_each_others_entries() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let ours = verifier(&key, &clock, 16);
+        // The same key, but another service: our tokens are not for it.
+        let theirs = Verifier::builder()
+            .jwks(jwks(&[&key]))
+            .audience("https://other.example.test")
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let token = key.sign(&claims_at(NOW));
+        check(&ours, &token).unwrap();
+        assert!(cache(&ours).in_front(&TokenCache::digest(&token)));
+        for _ in 0..2 {
+            let err = check(&theirs, &token).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidAudience);
+        }
+        // A clone shares the cache.
+        assert!(same(
+            &check(&ours, &token).unwrap(),
+            &check(&ours.clone(), &token).unwrap()
+        ));
+    }
+
+    #[test]
     fn the_cache_holds_at_most_its_capacity() {
         let key = TestKey::ed25519("k1");
         let clock = ManualClock::at_unix(NOW);
