@@ -1,7 +1,7 @@
 //! What a verified token says: [`VerifiedToken`], the end user it acts for ([`OnBehalfOf`]),
 //! its [`Permissions`], and the rule an end-user id must follow.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -152,9 +152,8 @@ impl Permissions {
         let mut packed = String::new();
         for name in &names {
             let name = name.as_ref();
-            packed.push_str(&name.len().to_string());
-            packed.push(':');
-            packed.push_str(name);
+            // Writing to a String cannot fail.
+            let _ = write!(packed, "{}:{name}", name.len());
         }
         Permissions(packed.into_boxed_str())
     }
@@ -273,7 +272,17 @@ impl VerifiedToken {
         debug_assert!(validate_end_user_id(fields.subject).is_ok());
         let mut text = fields.raw_claims;
         let raw_len = text.len();
-        // Most strings are found in the claims as they are (the JSON needed no escapes).
+        // Most strings are found in the claims as they are (the JSON needed no escapes); the
+        // rest (the key id, at least) go after them, with one exact reservation.
+        let extra: usize = [fields.subject, fields.key_id]
+            .into_iter()
+            .chain(fields.issuer)
+            .chain(fields.jti)
+            .chain(fields.audiences.iter().map(|a| &**a))
+            .filter(|s| !text.contains(*s))
+            .map(str::len)
+            .sum();
+        text.reserve_exact(extra);
         let mut place = |s: &str| match text[..raw_len].find(s) {
             Some(start) => (start, s.len()),
             None => {
@@ -446,4 +455,49 @@ pub(crate) fn bearer_header_value(secret: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static(""));
     value.set_sensitive(true);
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_keep_names_that_look_like_the_packing() {
+        let perms = Permissions::from_names(["b:1", "12:x", "", "a", "b:1", "é:2"]);
+        let names: Vec<_> = perms.iter().collect();
+        assert_eq!(names, ["12:x", "a", "b:1", "é:2"]);
+        assert_eq!(perms.len(), 4);
+        assert!(perms.contains("12:x") && perms.contains("é:2"));
+        assert!(!perms.contains("x") && !perms.contains("12") && !perms.contains(""));
+        assert_eq!(perms, Permissions::from_names(["a", "é:2", "12:x", "b:1"]));
+        assert!(Permissions::from_names([""]).is_empty());
+    }
+
+    #[test]
+    fn packed_strings_read_back_whether_or_not_the_claims_hold_them_verbatim() {
+        let raw =
+            r#"{"sub":"u\/1","aud":["https://a.test","https:\/\/b.test"],"iss":"i","jti":"j"}"#;
+        let token = VerifiedToken::new(Fields {
+            raw_claims: raw.into(),
+            subject: "u/1",
+            audiences: &[Box::from("https://a.test"), Box::from("https://b.test")],
+            issuer: Some("i"),
+            jti: Some("j"),
+            key_id: "key-9",
+            expires_at: 2,
+            issued_at: Some(1),
+            not_before: None,
+            algorithm: jsonwebtoken::Algorithm::EdDSA,
+            permissions: Permissions::default(),
+        })
+        .unwrap();
+        assert_eq!(token.raw_claims(), raw);
+        assert_eq!(token.subject(), "u/1");
+        assert_eq!(token.on_behalf_of().as_str(), "u/1");
+        let audiences: Vec<_> = token.audiences().collect();
+        assert_eq!(audiences, ["https://a.test", "https://b.test"]);
+        assert_eq!((token.issuer(), token.jti()), (Some("i"), Some("j")));
+        assert_eq!(token.key_id(), "key-9");
+        assert_eq!(token.on_behalf_of(), &token.clone().on_behalf_of().clone());
+    }
 }
