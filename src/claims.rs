@@ -1,7 +1,7 @@
 //! What a verified token says: [`VerifiedToken`], the end user it acts for ([`OnBehalfOf`]),
 //! its [`Permissions`], and the rule an end-user id must follow.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -56,6 +56,9 @@ pub fn validate_end_user_id(id: &str) -> Result<(), Error> {
 /// always a valid end-user id (see [`validate_end_user_id`]) and so always a valid header
 /// value.
 ///
+/// Cheap to clone: it shares the verified token's memory (one reference count), and it
+/// compares, hashes and prints as the id alone.
+///
 /// ```
 /// # async fn demo(verifier: mka1_auth::Verifier, token: &str) -> Result<(), mka1_auth::Error> {
 /// let verified = verifier.verify(token).await?;
@@ -64,50 +67,58 @@ pub fn validate_end_user_id(id: &str) -> Result<(), Error> {
 /// assert_eq!(user.as_str(), verified.subject());
 /// # Ok(()) }
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct OnBehalfOf(Arc<str>);
+#[derive(Clone)]
+pub struct OnBehalfOf(Arc<Inner>);
 
 impl OnBehalfOf {
-    /// Wrap an id that already passed [`validate_end_user_id`].
-    pub(crate) fn from_verified(id: Arc<str>) -> Self {
-        debug_assert!(validate_end_user_id(&id).is_ok());
-        OnBehalfOf(id)
-    }
-
     /// The end-user id.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.get(self.0.subject)
     }
 
     /// The id as a header value, for `X-On-Behalf-Of`.
     pub fn to_header_value(&self) -> HeaderValue {
         // Printable ASCII only, checked when the token was verified.
-        HeaderValue::from_str(&self.0).expect("end-user ids are printable ascii")
+        HeaderValue::from_str(self.as_str()).expect("end-user ids are printable ascii")
+    }
+}
+
+impl PartialEq for OnBehalfOf {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for OnBehalfOf {}
+
+impl std::hash::Hash for OnBehalfOf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
 impl Deref for OnBehalfOf {
     type Target = str;
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl AsRef<str> for OnBehalfOf {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl fmt::Display for OnBehalfOf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for OnBehalfOf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("OnBehalfOf").field(&&*self.0).finish()
+        f.debug_tuple("OnBehalfOf").field(&self.as_str()).finish()
     }
 }
 
@@ -123,21 +134,33 @@ impl fmt::Debug for OnBehalfOf {
 /// for p in perms.iter() { println!("{p}"); }
 /// # }
 /// ```
+// The sorted, distinct names in one string, each written as its length in bytes (decimal),
+// `:`, then the name: one allocation for them all, none when there are none. The form is
+// canonical, so the derived equality compares the sets.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Permissions(Box<[Box<str>]>);
+pub struct Permissions(Box<str>);
 
 impl Permissions {
     /// Build from permission names; empty names are dropped, duplicates collapse.
-    pub(crate) fn from_names(mut names: Vec<Box<str>>) -> Self {
-        names.retain(|n| !n.is_empty());
-        names.sort_unstable();
-        names.dedup();
-        Permissions(names.into_boxed_slice())
+    pub(crate) fn from_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
+        let mut names: Vec<S> = names
+            .into_iter()
+            .filter(|n| !n.as_ref().is_empty())
+            .collect();
+        names.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        names.dedup_by(|a, b| a.as_ref() == b.as_ref());
+        let mut packed = String::new();
+        for name in &names {
+            let name = name.as_ref();
+            // Writing to a String cannot fail.
+            let _ = write!(packed, "{}:{name}", name.len());
+        }
+        Permissions(packed.into_boxed_str())
     }
 
     /// Whether the permission is present (exact, case-sensitive match).
     pub fn contains(&self, permission: &str) -> bool {
-        self.0.binary_search_by(|p| (**p).cmp(permission)).is_ok()
+        self.iter().any(|p| p == permission)
     }
 
     /// Whether every one of `permissions` is present.
@@ -147,12 +170,18 @@ impl Permissions {
 
     /// The permissions, sorted.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0.iter().map(|p| &**p)
+        let mut rest = &*self.0;
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_once(':')?;
+            let (name, tail) = tail.split_at_checked(len.parse().ok()?)?;
+            rest = tail;
+            Some(name)
+        })
     }
 
     /// How many distinct permissions there are.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     /// Whether there are none.
@@ -185,97 +214,192 @@ impl fmt::Debug for Permissions {
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct VerifiedToken(Arc<Inner>);
+pub struct VerifiedToken(OnBehalfOf);
 
+/// Where a string lies in [`Inner::text`]: its start and length in bytes.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// A verified token's contents, packed: every string is a span of one text, so a cached
+/// token is three allocations (this, the text, the audience spans) plus its permissions.
 pub(crate) struct Inner {
-    pub(crate) subject: OnBehalfOf,
-    pub(crate) audiences: Box<[Box<str>]>,
-    pub(crate) issuer: Option<Box<str>>,
+    /// The claims exactly as signed, then any string below that does not occur in them
+    /// verbatim (one written with JSON escapes, or the key id).
+    text: Box<str>,
+    raw_len: u32,
+    subject: Span,
+    key_id: Span,
+    issuer: Option<Span>,
+    jti: Option<Span>,
+    audiences: Box<[Span]>,
+    permissions: Permissions,
+    expires_at: u64,
+    issued_at: Option<u64>,
+    not_before: Option<u64>,
+    algorithm: jsonwebtoken::Algorithm,
+}
+
+impl Inner {
+    fn get(&self, span: Span) -> &str {
+        let start = span.start as usize;
+        &self.text[start..start + span.len as usize]
+    }
+}
+
+/// What a verified token is built from.
+pub(crate) struct Fields<'a> {
+    /// The claims as signed.
+    pub(crate) raw_claims: String,
+    /// Already checked with [`validate_end_user_id`].
+    pub(crate) subject: &'a str,
+    pub(crate) audiences: &'a [Box<str>],
+    pub(crate) issuer: Option<&'a str>,
+    pub(crate) jti: Option<&'a str>,
+    pub(crate) key_id: &'a str,
     pub(crate) expires_at: u64,
     pub(crate) issued_at: Option<u64>,
     pub(crate) not_before: Option<u64>,
-    pub(crate) jti: Option<Box<str>>,
-    pub(crate) key_id: Box<str>,
     pub(crate) algorithm: jsonwebtoken::Algorithm,
     pub(crate) permissions: Permissions,
-    pub(crate) raw_claims: Box<str>,
 }
 
 impl VerifiedToken {
-    pub(crate) fn new(inner: Inner) -> Self {
-        VerifiedToken(Arc::new(inner))
+    /// Pack the fields. Fails only for claims beyond 4 GiB, which no sane limit lets in.
+    pub(crate) fn new(fields: Fields<'_>) -> Result<Self, Error> {
+        debug_assert!(validate_end_user_id(fields.subject).is_ok());
+        let mut text = fields.raw_claims;
+        let raw_len = text.len();
+        // Most strings are found in the claims as they are (the JSON needed no escapes); the
+        // rest (the key id, at least) go after them, with one exact reservation.
+        let extra: usize = [fields.subject, fields.key_id]
+            .into_iter()
+            .chain(fields.issuer)
+            .chain(fields.jti)
+            .chain(fields.audiences.iter().map(|a| &**a))
+            .filter(|s| !text.contains(*s))
+            .map(str::len)
+            .sum();
+        text.reserve_exact(extra);
+        let mut place = |s: &str| match text[..raw_len].find(s) {
+            Some(start) => (start, s.len()),
+            None => {
+                text.push_str(s);
+                (text.len() - s.len(), s.len())
+            }
+        };
+        let subject = place(fields.subject);
+        let key_id = place(fields.key_id);
+        let issuer = fields.issuer.map(&mut place);
+        let jti = fields.jti.map(&mut place);
+        let audiences: Vec<_> = fields.audiences.iter().map(|a| place(a)).collect();
+        let too_large = || Error::new(ErrorKind::TokenTooLarge);
+        u32::try_from(text.len()).map_err(|_| too_large())?;
+        // Every span lies within `text`, whose length fits a u32.
+        let span = |(start, len): (usize, usize)| Span {
+            start: start as u32,
+            len: len as u32,
+        };
+        let inner = Inner {
+            raw_len: raw_len as u32,
+            text: text.into_boxed_str(),
+            subject: span(subject),
+            key_id: span(key_id),
+            issuer: issuer.map(span),
+            jti: jti.map(span),
+            audiences: audiences.into_iter().map(span).collect(),
+            permissions: fields.permissions,
+            expires_at: fields.expires_at,
+            issued_at: fields.issued_at,
+            not_before: fields.not_before,
+            algorithm: fields.algorithm,
+        };
+        Ok(VerifiedToken(OnBehalfOf(Arc::new(inner))))
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.0 .0
     }
 
     /// The end-user id (`sub`).
     pub fn subject(&self) -> &str {
-        self.0.subject.as_str()
+        self.0.as_str()
     }
 
     /// The end user as an [`OnBehalfOf`].
     pub fn on_behalf_of(&self) -> &OnBehalfOf {
-        &self.0.subject
+        &self.0
     }
 
     /// Every audience in `aud` (at least one of them was a configured audience).
     pub fn audiences(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0.audiences.iter().map(|a| &**a)
+        let inner = self.inner();
+        inner.audiences.iter().map(|a| inner.get(*a))
     }
 
     /// The issuer (`iss`), when present.
     pub fn issuer(&self) -> Option<&str> {
-        self.0.issuer.as_deref()
+        self.inner().issuer.map(|s| self.inner().get(s))
     }
 
     /// Expiry (`exp`) in seconds since the Unix epoch.
     pub fn expires_at(&self) -> u64 {
-        self.0.expires_at
+        self.inner().expires_at
     }
 
     /// Issue time (`iat`) in seconds since the Unix epoch, when present.
     pub fn issued_at(&self) -> Option<u64> {
-        self.0.issued_at
+        self.inner().issued_at
     }
 
     /// Not-before (`nbf`) in seconds since the Unix epoch, when present.
     pub fn not_before(&self) -> Option<u64> {
-        self.0.not_before
+        self.inner().not_before
     }
 
     /// The token id (`jti`), when present.
     pub fn jti(&self) -> Option<&str> {
-        self.0.jti.as_deref()
+        self.inner().jti.map(|s| self.inner().get(s))
     }
 
     /// The `kid` of the key that signed the token.
     pub fn key_id(&self) -> &str {
-        &self.0.key_id
+        self.inner().get(self.inner().key_id)
     }
 
     /// The algorithm the token was signed with.
     pub fn algorithm(&self) -> jsonwebtoken::Algorithm {
-        self.0.algorithm
+        self.inner().algorithm
     }
 
     /// The token's permissions.
     pub fn permissions(&self) -> &Permissions {
-        &self.0.permissions
+        &self.inner().permissions
     }
 
     /// Whether the token carries `permission`.
     pub fn has_permission(&self, permission: &str) -> bool {
-        self.0.permissions.contains(permission)
+        self.inner().permissions.contains(permission)
     }
 
     /// The whole claims set as JSON text, exactly as signed.
     pub fn raw_claims(&self) -> &str {
-        &self.0.raw_claims
+        &self.inner().text[..self.inner().raw_len as usize]
     }
 
     /// Deserialize the claims into your own type (for claims this crate does not model).
     ///
     /// Use `serde_json::Value` for an untyped view.
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(&self.0.raw_claims)
+        serde_json::from_str(self.raw_claims())
+    }
+
+    /// Whether two handles share one verified token (for the cache's tests).
+    #[cfg(test)]
+    pub(crate) fn same(&self, other: &VerifiedToken) -> bool {
+        Arc::ptr_eq(&self.0 .0, &other.0 .0)
     }
 }
 
@@ -284,11 +408,11 @@ impl fmt::Debug for VerifiedToken {
         // The signed token itself is never held here; claims are not secret.
         f.debug_struct("VerifiedToken")
             .field("sub", &self.subject())
-            .field("aud", &self.0.audiences)
-            .field("iss", &self.0.issuer)
-            .field("exp", &self.0.expires_at)
-            .field("kid", &self.0.key_id)
-            .field("permissions", &self.0.permissions)
+            .field("aud", &self.audiences().collect::<Vec<_>>())
+            .field("iss", &self.issuer())
+            .field("exp", &self.expires_at())
+            .field("kid", &self.key_id())
+            .field("permissions", self.permissions())
             .finish_non_exhaustive()
     }
 }
@@ -331,4 +455,49 @@ pub(crate) fn bearer_header_value(secret: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static(""));
     value.set_sensitive(true);
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_keep_names_that_look_like_the_packing() {
+        let perms = Permissions::from_names(["b:1", "12:x", "", "a", "b:1", "é:2"]);
+        let names: Vec<_> = perms.iter().collect();
+        assert_eq!(names, ["12:x", "a", "b:1", "é:2"]);
+        assert_eq!(perms.len(), 4);
+        assert!(perms.contains("12:x") && perms.contains("é:2"));
+        assert!(!perms.contains("x") && !perms.contains("12") && !perms.contains(""));
+        assert_eq!(perms, Permissions::from_names(["a", "é:2", "12:x", "b:1"]));
+        assert!(Permissions::from_names([""]).is_empty());
+    }
+
+    #[test]
+    fn packed_strings_read_back_whether_or_not_the_claims_hold_them_verbatim() {
+        let raw =
+            r#"{"sub":"u\/1","aud":["https://a.test","https:\/\/b.test"],"iss":"i","jti":"j"}"#;
+        let token = VerifiedToken::new(Fields {
+            raw_claims: raw.into(),
+            subject: "u/1",
+            audiences: &[Box::from("https://a.test"), Box::from("https://b.test")],
+            issuer: Some("i"),
+            jti: Some("j"),
+            key_id: "key-9",
+            expires_at: 2,
+            issued_at: Some(1),
+            not_before: None,
+            algorithm: jsonwebtoken::Algorithm::EdDSA,
+            permissions: Permissions::default(),
+        })
+        .unwrap();
+        assert_eq!(token.raw_claims(), raw);
+        assert_eq!(token.subject(), "u/1");
+        assert_eq!(token.on_behalf_of().as_str(), "u/1");
+        let audiences: Vec<_> = token.audiences().collect();
+        assert_eq!(audiences, ["https://a.test", "https://b.test"]);
+        assert_eq!((token.issuer(), token.jti()), (Some("i"), Some("j")));
+        assert_eq!(token.key_id(), "key-9");
+        assert_eq!(token.on_behalf_of(), &token.clone().on_behalf_of().clone());
+    }
 }

@@ -32,7 +32,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::claims::{validate_end_user_id, Inner, OnBehalfOf, Permissions, VerifiedToken};
+use crate::claims::{validate_end_user_id, Fields, Permissions, VerifiedToken};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::jwks::{self, b64url_decode, KeySet, KeySetStatus, KeySource, Lookup, VerificationKey};
@@ -267,6 +267,10 @@ impl VerifierBuilder {
     /// A large cache is split by token into shards (8 for the default, up to 16), each
     /// holding its share, so that threads answering repeated tokens contend less; a nearly
     /// full cache may therefore evict a little before it holds `capacity` tokens in all.
+    /// Each thread that verifies also remembers the last tokens it saw (128 slots, shared by
+    /// all verifiers on that thread, each entry tagged with its verifier's cache), so a hit
+    /// usually touches nothing other threads write; those entries pass the same checks on
+    /// every hit and do not count against `capacity`. `0` turns these off too.
     pub fn token_cache_capacity(mut self, capacity: u64) -> Self {
         self.cache_capacity = capacity;
         self
@@ -719,14 +723,14 @@ fn permissions(value: Option<Value>) -> Result<Permissions, Error> {
     };
     let names = match value {
         None => Vec::new(),
-        Some(Value::String(s)) => s.split(' ').map(Box::<str>::from).collect(),
+        Some(Value::String(s)) => return Ok(Permissions::from_names(s.split(' '))),
         Some(Value::Array(items)) => items
             .into_iter()
             .map(|v| match v {
-                Value::String(s) => Ok(s.into_boxed_str()),
+                Value::String(s) => Ok(s),
                 _ => Err(wrong()),
             })
-            .collect::<Result<_, _>>()?,
+            .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(wrong()),
     };
     Ok(Permissions::from_names(names))
@@ -893,10 +897,10 @@ impl Shared {
         }
 
         // 8. Subject.
-        let subject: Arc<str> = match claims.sub {
+        let subject = match claims.sub {
             Some(Value::String(s)) => {
                 validate_end_user_id(&s)?;
-                Arc::from(s)
+                s
             }
             None => {
                 return Err(Error::with_detail(ErrorKind::InvalidSubject, "no `sub` claim").into())
@@ -912,19 +916,19 @@ impl Shared {
         // 9. Permissions.
         let permissions = permissions(claims.permissions)?;
 
-        let verified = VerifiedToken::new(Inner {
-            subject: OnBehalfOf::from_verified(subject),
-            audiences,
-            issuer,
+        let verified = VerifiedToken::new(Fields {
+            raw_claims: payload,
+            subject: &subject,
+            audiences: &audiences,
+            issuer: issuer.as_deref(),
+            jti: jti.as_deref(),
+            key_id: key.kid(),
             expires_at: exp,
             issued_at: iat,
             not_before: nbf,
-            jti,
-            key_id: Box::from(key.kid()),
             algorithm: alg,
             permissions,
-            raw_claims: payload.into_boxed_str(),
-        });
+        })?;
         Ok((verified, key))
     }
 }
@@ -1083,6 +1087,55 @@ mod cache_tests {
     fn a_key_replaced_under_the_same_kid_takes_its_tokens_with_it() {
         let (old, new) = (TestKey::ed25519("k1"), TestKey::ed25519("k1"));
         assert_eq!(after_key_change(&old, &[&new]), ErrorKind::InvalidSignature);
+    }
+
+    #[test]
+    fn a_front_hit_still_rechecks_times_and_the_key() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let mut v = verifier(&key, &clock, 16);
+        let token = key.sign(&claims_at(NOW));
+        let digest = TokenCache::digest(&token);
+        let first = check(&v, &token).unwrap();
+        assert!(cache(&v).in_front(&digest));
+        assert!(same(&first, &check(&v, &token).unwrap()));
+
+        clock.set_unix(NOW + 3600 + DEFAULT_LEEWAY.as_secs());
+        assert_eq!(check(&v, &token).unwrap_err().kind(), ErrorKind::Expired);
+        clock.set_unix(NOW);
+        assert!(same(&first, &check(&v, &token).unwrap()));
+
+        replace_keys(&mut v, &[&TestKey::ed25519("k2")]);
+        assert!(cache(&v).in_front(&digest));
+        let err = check(&v, &token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownKeyId);
+        assert!(!cache(&v).in_front(&digest), "the front entry was dropped");
+    }
+
+    #[test]
+    fn verifiers_never_answer_from_each_others_entries() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let ours = verifier(&key, &clock, 16);
+        // The same key, but another service: our tokens are not for it.
+        let theirs = Verifier::builder()
+            .jwks(jwks(&[&key]))
+            .audience("https://other.example.test")
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let token = key.sign(&claims_at(NOW));
+        check(&ours, &token).unwrap();
+        assert!(cache(&ours).in_front(&TokenCache::digest(&token)));
+        for _ in 0..2 {
+            let err = check(&theirs, &token).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidAudience);
+        }
+        // A clone shares the cache.
+        assert!(same(
+            &check(&ours, &token).unwrap(),
+            &check(&ours.clone(), &token).unwrap()
+        ));
     }
 
     #[test]
