@@ -32,6 +32,18 @@ async fn start_demo(config: Config) -> (Running, Vec<String>) {
     (running, lines)
 }
 
+/// The token in the printed curl line.
+fn printed_token(lines: &[String]) -> String {
+    let curl = &lines[3];
+    curl.split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
@@ -54,13 +66,7 @@ async fn prints_the_start_up_lines_and_the_curl_works() {
     assert_eq!(lines[4], format!("listening on http://{addr}"));
 
     // Do what the printed curl does.
-    let token = lines[3]
-        .split("Bearer ")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap();
+    let token = &printed_token(&lines);
     let response = client()
         .get(format!("http://{addr}/whoami"))
         .bearer_auth(token)
@@ -119,14 +125,7 @@ async fn proxy_forwards_the_token_and_the_verified_user() {
     })
     .await;
     let addr = running.addr;
-    let token = lines[3]
-        .split("Bearer ")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = printed_token(&lines);
 
     let response = client()
         .post(format!("http://{addr}/proxy/agents/run?x=1"))

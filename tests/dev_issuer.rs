@@ -648,14 +648,7 @@ async fn dropping_the_handle_stops_the_server() {
     drop(issuer);
     // On a current-thread runtime the server task runs only when this one yields; give it
     // a bounded number of turns to see the signal and close the listener.
-    let mut closed = false;
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-        if tokio::net::TcpStream::connect(addr).await.is_err() {
-            closed = true;
-            break;
-        }
-    }
+    let closed = listener_closes(addr).await;
     assert!(closed, "the listener is still open after drop");
 }
 
@@ -684,14 +677,7 @@ async fn shutdown_lets_an_in_flight_exchange_finish() {
     // Half the body is in; now ask the server to stop, and wait (a bounded number of turns
     // on this single thread) until it no longer accepts connections.
     let stopping = tokio::spawn(issuer.shutdown());
-    let mut closed = false;
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-        if tokio::net::TcpStream::connect(addr).await.is_err() {
-            closed = true;
-            break;
-        }
-    }
+    let closed = listener_closes(addr).await;
     assert!(closed, "the listener is still open during shutdown");
     assert!(
         !stopping.is_finished(),
@@ -715,4 +701,16 @@ fn the_handle_can_be_shared_across_tasks() {
     fn send_sync<T: Send + Sync + 'static>() {}
     send_sync::<DevIssuer>();
     send_sync::<Mint>();
+}
+
+/// Whether the listener at `addr` stops accepting within a bounded number of turns of this
+/// (current-thread) runtime: the server task only runs when the test yields.
+async fn listener_closes(addr: std::net::SocketAddr) -> bool {
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return true;
+        }
+    }
+    false
 }

@@ -26,12 +26,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let key = TestKey::ed25519("ed-1");
     let clock = ManualClock::at_unix(NOW);
-    let verifier = Verifier::builder()
-        .jwks(jwks(&[&key]))
-        .audience(AUDIENCE)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let verifier = verifier_with_clock(&[&key], &clock);
     Fixture {
         key,
         clock,

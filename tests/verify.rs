@@ -608,12 +608,7 @@ async fn leeway_and_lifetime_are_configurable() {
 async fn cached_tokens_still_expire_with_the_clock() {
     let key = TestKey::rs256("rsa-1");
     let clock = ManualClock::at_unix(NOW);
-    let verifier = Verifier::builder()
-        .jwks(jwks(&[&key]))
-        .audience(AUDIENCE)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let verifier = verifier_with_clock(&[&key], &clock);
     let token = key.sign(&claims_with(json!({"exp": NOW + 300, "nbf": NOW})));
     assert!(verifier.verify(&token).await.is_ok());
     assert!(verifier.verify(&token).await.is_ok());

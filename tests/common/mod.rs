@@ -139,6 +139,19 @@ impl TestKey {
     }
 }
 
+/// A verifier for [`AUDIENCE`] over these keys' JWKS, reading time from `clock`.
+pub fn verifier_with_clock(
+    keys: &[&TestKey],
+    clock: &mka1_auth::ManualClock,
+) -> mka1_auth::Verifier {
+    mka1_auth::Verifier::builder()
+        .jwks(jwks(keys))
+        .audience(AUDIENCE)
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
 /// A JWKS document holding these keys' public halves.
 pub fn jwks(keys: &[&TestKey]) -> Value {
     json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() })
