@@ -604,15 +604,14 @@ impl KeySource {
     }
 
     /// Whether the key held for `kid` is still the one with this serial (a key that left
-    /// the set, or was replaced, takes its cached tokens with it). For a static set this
-    /// touches no shared counter, so threads answering cache hits do not slow each other.
+    /// the set, or was replaced, takes its cached tokens with it). This touches no shared
+    /// reference count, so threads answering cache hits do not slow each other (a remote set
+    /// takes its snapshot's read lock).
     pub(crate) fn still_holds(&self, kid: &str, serial: u64) -> bool {
         match self {
             KeySource::Static(set) => set.get(kid).is_some_and(|k| k.serial == serial),
             #[cfg(feature = "remote")]
-            KeySource::Remote(remote) => {
-                matches!(remote.lookup(kid), Lookup::Found(k) if k.serial == serial)
-            }
+            KeySource::Remote(remote) => remote.holds(kid, serial),
         }
     }
 }

@@ -538,6 +538,30 @@ impl RemoteJwks {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The cache-hit check: whether the usable set still holds `kid` with this serial. Reads
+    /// under the snapshot lock without cloning anything shared (no reference counts bumped on
+    /// the hot path), and starts a due refresh as [`lookup`](Self::lookup) does.
+    pub(crate) fn holds(&self, kid: &str, serial: u64) -> bool {
+        let now = self.inner.clock.now();
+        let held = {
+            let guard = self
+                .inner
+                .snapshot
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            match guard.as_ref() {
+                Some(s) if now < s.usable_until => {
+                    s.keys.get(kid).is_some_and(|k| k.serial == serial)
+                }
+                _ => return false,
+            }
+        };
+        if unix_millis(now) >= self.inner.refresh_due_ms.load(Ordering::Acquire) {
+            self.refresh_in_background(now);
+        }
+        held
+    }
+
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.inner
             .snapshot
