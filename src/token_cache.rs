@@ -6,7 +6,8 @@
 //! every hit with the verifier's clock. A hit does no base64, no JSON and no signature work.
 //!
 //! In front of the shared moka cache, each thread keeps a few recent entries of its own
-//! ([`FRONT_SLOTS`], direct-mapped by digest): a repeated token is then answered without
+//! ([`FRONT_SLOTS`], in sets of [`FRONT_WAYS`] chosen by digest, the least recently used
+//! giving way): a repeated token is then answered without
 //! touching anything another thread writes, so hits scale with threads. A front entry is
 //! the same entry moka holds and goes through the same checks on every hit (key still held,
 //! times against the clock); it names the cache it came from, so two verifiers never see
@@ -56,6 +57,9 @@ const MIN_SHARD_CAPACITY: u64 = 1024;
 
 /// How many entries each thread keeps in front of the shared cache.
 const FRONT_SLOTS: usize = 128;
+/// How many slots a digest may use (one set): with four, 32 tokens in turn all stay in
+/// front, where one slot per digest would lose a few to collisions.
+const FRONT_WAYS: usize = 4;
 
 /// One slot of a thread's front cache.
 struct FrontEntry {
@@ -63,11 +67,37 @@ struct FrontEntry {
     cache: u64,
     digest: Digest,
     entry: Entry,
+    /// When the entry was last used, on the thread's own [`Front::tick`].
+    used: u64,
+}
+
+/// A thread's front cache.
+#[derive(Default)]
+struct Front {
+    /// [`FRONT_SLOTS`] slots once used, in sets of [`FRONT_WAYS`].
+    slots: Box<[Option<FrontEntry>]>,
+    /// Counts uses, to find a set's least recently used slot.
+    tick: u64,
+}
+
+impl Front {
+    /// The set `digest` belongs to, and a fresh use stamp.
+    fn set(&mut self, digest: &Digest) -> (&mut [Option<FrontEntry>], u64) {
+        if self.slots.is_empty() {
+            self.slots = (0..FRONT_SLOTS).map(|_| None).collect();
+        }
+        self.tick += 1;
+        // Bytes the shard choice does not use.
+        let set =
+            usize::from(u16::from_le_bytes([digest[1], digest[2]])) % (FRONT_SLOTS / FRONT_WAYS);
+        let set = &mut self.slots[set * FRONT_WAYS..(set + 1) * FRONT_WAYS];
+        (set, self.tick)
+    }
 }
 
 thread_local! {
-    /// This thread's front cache: [`FRONT_SLOTS`] slots once used, shared by every cache.
-    static FRONT: RefCell<Box<[Option<FrontEntry>]>> = RefCell::new(Box::default());
+    /// This thread's front cache, shared by every cache.
+    static FRONT: RefCell<Front> = RefCell::new(Front::default());
 }
 
 /// The next [`TokenCache::id`].
@@ -116,47 +146,57 @@ impl TokenCache {
         out
     }
 
-    /// Run `f` on this thread's front slot for `digest`; `None` while the thread is being torn
-    /// down (its thread-locals are gone).
-    fn front<R>(digest: &Digest, f: impl FnOnce(&mut Option<FrontEntry>) -> R) -> Option<R> {
+    /// Run `f` on this thread's front set for `digest`, with a fresh use stamp; `None` while
+    /// the thread is being torn down (its thread-locals are gone).
+    fn front<R>(digest: &Digest, f: impl FnOnce(&mut [Option<FrontEntry>], u64) -> R) -> Option<R> {
         FRONT
             .try_with(|front| {
                 let mut front = front.try_borrow_mut().ok()?;
-                if front.is_empty() {
-                    *front = (0..FRONT_SLOTS).map(|_| None).collect();
-                }
-                // Bytes the shard choice does not use.
-                let slot = usize::from(u16::from_le_bytes([digest[1], digest[2]])) % FRONT_SLOTS;
-                Some(f(&mut front[slot]))
+                let (set, now) = front.set(digest);
+                Some(f(set, now))
             })
             .ok()
             .flatten()
     }
 
-    /// Whether a front slot holds this cache's entry for `digest`.
-    fn owns(&self, slot: &Option<FrontEntry>, digest: &Digest) -> bool {
-        slot.as_ref()
-            .is_some_and(|s| s.cache == self.id && s.digest == *digest)
+    /// The slot of a front set that holds this cache's entry for `digest`.
+    fn owned<'s>(
+        &self,
+        set: &'s mut [Option<FrontEntry>],
+        digest: &Digest,
+    ) -> Option<&'s mut Option<FrontEntry>> {
+        set.iter_mut().find(|slot| {
+            slot.as_ref()
+                .is_some_and(|s| s.cache == self.id && s.digest == *digest)
+        })
     }
 
-    /// Put an entry in this thread's front slot, replacing whatever was there.
+    /// Put an entry in this thread's front: in the slot that already holds it, else an empty
+    /// slot of its set, else the set's least recently used.
     fn remember(&self, digest: &Digest, entry: &Entry) {
-        Self::front(digest, |slot| {
-            *slot = Some(FrontEntry {
+        Self::front(digest, |set, now| {
+            let fresh = Some(FrontEntry {
                 cache: self.id,
                 digest: *digest,
                 entry: entry.clone(),
+                used: now,
             });
+            if let Some(slot) = self.owned(set, digest) {
+                *slot = fresh;
+            } else if let Some(slot) = set
+                .iter_mut()
+                .min_by_key(|slot| slot.as_ref().map_or(0, |s| s.used))
+            {
+                *slot = fresh;
+            }
         });
     }
 
     pub(crate) fn get(&self, digest: &Digest) -> Option<Entry> {
-        let front = Self::front(digest, |slot| {
-            if self.owns(slot, digest) {
-                slot.as_ref().map(|s| s.entry.clone())
-            } else {
-                None
-            }
+        let front = Self::front(digest, |set, now| {
+            let held = self.owned(set, digest)?.as_mut()?;
+            held.used = now;
+            Some(held.entry.clone())
         });
         if let Some(Some(entry)) = front {
             return Some(entry);
@@ -188,8 +228,8 @@ impl TokenCache {
     /// Drop the entry, from the shared cache and from this thread's front. Other threads'
     /// fronts may still hold it; they drop it on their next hit, which fails the same check.
     pub(crate) fn remove(&self, digest: &Digest) {
-        Self::front(digest, |slot| {
-            if self.owns(slot, digest) {
+        Self::front(digest, |set, _| {
+            if let Some(slot) = self.owned(set, digest) {
                 *slot = None;
             }
         });
@@ -199,7 +239,7 @@ impl TokenCache {
     /// Whether this thread's front holds this cache's entry for `digest`.
     #[cfg(test)]
     pub(crate) fn in_front(&self, digest: &Digest) -> bool {
-        Self::front(digest, |slot| self.owns(slot, digest)) == Some(true)
+        Self::front(digest, |set, _| self.owned(set, digest).is_some()) == Some(true)
     }
 
     #[cfg(test)]
@@ -340,13 +380,42 @@ mod tests {
         a.insert(digest, for_a.clone(), 0, Duration::from_secs(60));
         assert!(a.in_front(&digest) && !b.in_front(&digest));
         assert!(b.get(&digest).is_none());
-        // Same digest, same slot: b's entry takes the slot, a still answers from moka.
+        // Same digest, same set: each cache finds its own entry, never the other's.
         b.insert(digest, for_b.clone(), 0, Duration::from_secs(60));
+        assert!(a.in_front(&digest) && b.in_front(&digest));
         assert!(b.get(&digest).unwrap().token.same(&for_b));
         assert!(a.get(&digest).unwrap().token.same(&for_a));
-        assert!(b.get(&digest).unwrap().token.same(&for_b));
-        // The slot is b's now; a clone of b shares its cache, front entries included.
-        assert!(b.clone().in_front(&digest) && !a.in_front(&digest));
+        // A clone of b shares its cache, front entries included; removing from b leaves a's.
+        assert!(b.clone().in_front(&digest));
+        b.remove(&digest);
+        assert!(!b.in_front(&digest) && a.in_front(&digest));
+        assert!(b.get(&digest).is_none());
+        assert!(a.get(&digest).unwrap().token.same(&for_a));
+    }
+
+    #[test]
+    fn a_full_front_set_gives_up_its_least_recently_used_entry() {
+        let cache = TokenCache::new(8);
+        // Digests that differ only in bytes the set choice does not read: all one set.
+        let digests: Vec<Digest> = (0..=FRONT_WAYS as u8)
+            .map(|i| {
+                let mut d = [7; 32];
+                d[31] = i;
+                d
+            })
+            .collect();
+        for d in &digests[..FRONT_WAYS] {
+            cache.insert(*d, token("u"), 0, Duration::from_secs(60));
+        }
+        assert!(digests[..FRONT_WAYS].iter().all(|d| cache.in_front(d)));
+        // Use the first again: the second is now the least recently used, and gives way.
+        assert!(cache.get(&digests[0]).is_some());
+        cache.insert(digests[FRONT_WAYS], token("u"), 0, Duration::from_secs(60));
+        let held: Vec<bool> = digests.iter().map(|d| cache.in_front(d)).collect();
+        assert_eq!(held, [true, false, true, true, true]);
+        // It is still in the shared cache, and a hit brings it back to the front.
+        assert!(cache.get(&digests[1]).is_some());
+        assert!(cache.in_front(&digests[1]));
     }
 
     #[test]

@@ -35,7 +35,7 @@ use serde_json::Value;
 use crate::claims::{validate_end_user_id, Fields, Permissions, VerifiedToken};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{ConfigError, Error, ErrorKind};
-use crate::jwks::{self, b64url_decode, KeySet, KeySetStatus, KeySource, Lookup, VerificationKey};
+use crate::jwks::{self, b64url_decode, KeySet, KeySetStatus, KeySource, Lookup};
 use crate::token_cache::{self, TokenCache};
 
 /// Default clock skew tolerated on every time check.
@@ -481,11 +481,11 @@ impl Verifier {
             }
         }
         match s.verify_uncached(token, now) {
-            Ok((verified, key)) => {
+            Ok((verified, key_serial)) => {
                 if let Some((cache, digest)) = digest {
                     let ttl = (verified.expires_at() + s.leeway).saturating_sub(now);
                     let ttl = Duration::from_secs(ttl);
-                    cache.insert(digest, verified.clone(), key.serial(), ttl);
+                    cache.insert(digest, verified.clone(), key_serial, ttl);
                 }
                 Attempt::Done(Ok(verified))
             }
@@ -757,11 +757,7 @@ impl Shared {
         Ok(())
     }
 
-    fn verify_uncached(
-        &self,
-        token: &str,
-        now: u64,
-    ) -> Result<(VerifiedToken, Arc<VerificationKey>), Miss> {
+    fn verify_uncached(&self, token: &str, now: u64) -> Result<(VerifiedToken, u64), Miss> {
         // 1. Shape.
         let (header_b64, rest) = token
             .split_once('.')
@@ -929,7 +925,7 @@ impl Shared {
             algorithm: alg,
             permissions,
         })?;
-        Ok((verified, key))
+        Ok((verified, key.serial()))
     }
 }
 

@@ -434,6 +434,38 @@ async fn header_alg_must_match_the_keys_type() {
 }
 
 #[tokio::test]
+async fn rfc_9864_ed25519_header_is_eddsa_with_an_ed25519_key_only() {
+    let ed = TestKey::ed25519("ed-1");
+    let ec = TestKey::es256("ec-1");
+    let verifier = verifier_for(&[&ed, &ec]);
+    let header = |kid: &str| json!({"alg": "Ed25519", "kid": kid});
+    let token = ed.sign_with_header(&header("ed-1"), &claims_at(NOW));
+    let verified = verifier.verify(&token).await.unwrap();
+    assert_eq!(verified.algorithm(), Algorithm::EdDSA);
+    // Named for an EC key: refused before any signature check.
+    let token = ed.sign_with_header(&header("ec-1"), &claims_at(NOW));
+    let err = verifier.verify(&token).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlgorithmMismatch);
+    // Not allowed where EdDSA is not.
+    let es_only = Verifier::builder()
+        .jwks(jwks(&[&ed, &ec]))
+        .audience(AUDIENCE)
+        .algorithms([Algorithm::ES256])
+        .clock(ManualClock::at_unix(NOW))
+        .build()
+        .unwrap();
+    let token = ed.sign_with_header(&header("ed-1"), &claims_at(NOW));
+    let err = es_only.verify(&token).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlgorithmNotAllowed);
+    // Exact and case-sensitive, like every other name.
+    for name in ["ed25519", "ED25519", "Ed25519 "] {
+        let token = ed.sign_with_header(&json!({"alg": name, "kid": "ed-1"}), &claims_at(NOW));
+        let err = verifier.verify(&token).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlgorithmNotAllowed, "{name}");
+    }
+}
+
+#[tokio::test]
 async fn allow_list_narrows_the_algorithms() {
     let ed = TestKey::ed25519("ed-1");
     let rsa = TestKey::rs256("rsa-1");

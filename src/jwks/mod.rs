@@ -7,6 +7,7 @@
 #[cfg(feature = "remote")]
 pub mod remote;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,10 +32,12 @@ pub(crate) fn is_supported(alg: Algorithm) -> bool {
     !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
-/// Parse a JOSE `alg` name, exactly (case-sensitive, as RFC 7515 says).
+/// Parse a JOSE `alg` name, exactly (case-sensitive, as RFC 7515 says). RFC 9864's
+/// fully-specified `Ed25519` is EdDSA over Ed25519, the only EdDSA curve supported: it is
+/// allowed by allowing EdDSA and verified only with an Ed25519 key.
 pub(crate) fn parse_alg(name: &str) -> Option<Algorithm> {
     Some(match name {
-        "EdDSA" => Algorithm::EdDSA,
+        "EdDSA" | "Ed25519" => Algorithm::EdDSA,
         "ES256" => Algorithm::ES256,
         "ES384" => Algorithm::ES384,
         "RS256" => Algorithm::RS256,
@@ -432,8 +435,6 @@ fn parse_key(
     // The JWK's own `alg`, when set, pins the key to that one algorithm.
     let pinned = match jwk.alg.as_deref() {
         None => None,
-        // RFC 9864's fully-specified name for EdDSA over Ed25519.
-        Some("Ed25519") => Some(Algorithm::EdDSA),
         Some(name) => match parse_alg(name) {
             Some(a) if is_supported(a) => Some(a),
             _ => return Err(SkipReason::UnsupportedAlgorithm),
@@ -538,9 +539,12 @@ fn verification_rsa(alg: Algorithm) -> &'static sig::RsaParameters {
 }
 
 /// The outcome of looking a `kid` up without doing any I/O.
-pub(crate) enum Lookup {
+///
+/// A static set lends its key: a fresh verification then writes to no memory that another
+/// thread's verification also writes (no shared reference count), so threads scale.
+pub(crate) enum Lookup<'a> {
     /// The key is held.
-    Found(Arc<VerificationKey>),
+    Found(Cow<'a, Arc<VerificationKey>>),
     /// Not held; a refetch may find it (or it is not worth one: the source decides).
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     Missing,
@@ -560,10 +564,10 @@ pub(crate) enum KeySource {
 
 impl KeySource {
     /// Look a key up in what is held now, without waiting on I/O.
-    pub(crate) fn lookup(&self, kid: &str) -> Lookup {
+    pub(crate) fn lookup(&self, kid: &str) -> Lookup<'_> {
         match self {
             KeySource::Static(set) => match set.get(kid) {
-                Some(k) => Lookup::Found(k.clone()),
+                Some(k) => Lookup::Found(Cow::Borrowed(k)),
                 None => Lookup::Absent,
             },
             #[cfg(feature = "remote")]

@@ -45,6 +45,7 @@
 //! # Ok::<(), mka1_auth::ConfigError>(())
 //! ```
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -443,7 +444,7 @@ impl RemoteJwks {
 
     /// Look `kid` up in the held set without waiting. Starts a background refresh when one
     /// is due and a Tokio runtime is at hand.
-    pub(crate) fn lookup(&self, kid: &str) -> Lookup {
+    pub(crate) fn lookup(&self, kid: &str) -> Lookup<'static> {
         let now = self.inner.clock.now();
         let Some(snapshot) = self.usable_snapshot(now) else {
             return Lookup::Missing;
@@ -452,7 +453,7 @@ impl RemoteJwks {
             self.refresh_in_background(now);
         }
         match snapshot.keys.get(kid) {
-            Some(key) => Lookup::Found(key.clone()),
+            Some(key) => Lookup::Found(Cow::Owned(key.clone())),
             None => Lookup::Missing,
         }
     }
@@ -1130,7 +1131,7 @@ mod tests {
 
     fn key(jwks: &RemoteJwks, kid: &str) -> Arc<VerificationKey> {
         match jwks.lookup(kid) {
-            Lookup::Found(key) => key,
+            Lookup::Found(key) => key.into_owned(),
             Lookup::Missing | Lookup::Absent => panic!("{kid} is not held"),
         }
     }
