@@ -303,10 +303,10 @@ impl<R> Shared<R> {
                 return Step::Admit;
             }
             Ok(None) => return Step::Refuse(Error::new(ErrorKind::MissingCredentials)),
-            Ok(Some(token)) => match self.verifier.verify_now(token) {
-                Attempt::Done(Ok(verified)) => (verified, BearerToken::new(token)),
+            Ok(Some((header, token))) => match self.verifier.verify_now(token) {
+                Attempt::Done(Ok(verified)) => (verified, BearerToken::within(header, token)),
                 Attempt::Done(Err(e)) => return Step::Refuse(e),
-                Attempt::NeedKey(_) => return Step::Fetch(BearerToken::new(token)),
+                Attempt::NeedKey(_) => return Step::Fetch(BearerToken::within(header, token)),
             },
         };
         match self.admit(req, verified.0, verified.1) {
@@ -506,14 +506,20 @@ where
     }
 }
 
+/// A token found in a request: the header it is in, and the token text within it.
+type Found<'h> = (&'h HeaderValue, &'h str);
+
 /// The bearer token in `headers`, `Ok(None)` when there are no credentials at all.
-fn find_token<'h>(headers: &'h HeaderMap, cookie: Option<&str>) -> Result<Option<&'h str>, Error> {
+fn find_token<'h>(
+    headers: &'h HeaderMap,
+    cookie: Option<&str>,
+) -> Result<Option<Found<'h>>, Error> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     if let Some(value) = values.next() {
         if values.next().is_some() {
             return Err(invalid_request("more than one `authorization` header"));
         }
-        return parse_bearer(value).map(Some);
+        return parse_bearer(value).map(|token| Some((value, token)));
     }
     match cookie {
         Some(name) => find_cookie(headers, name),
@@ -525,24 +531,46 @@ fn invalid_request(detail: &'static str) -> Error {
     Error::with_detail(ErrorKind::InvalidRequest, detail)
 }
 
-/// `Bearer <token>`: scheme case-insensitive (RFC 7235), one or more spaces, one token.
+/// `Bearer <token>`: scheme case-insensitive (RFC 7235), one or more spaces, one token of
+/// visible ASCII. One pass over bytes that compiles to vector code: this runs on every
+/// request, and a token is hundreds of bytes.
 fn parse_bearer(value: &HeaderValue) -> Result<&str, Error> {
-    let value = value
-        .to_str()
-        .map_err(|_| invalid_request("the `authorization` header is not visible ascii"))?;
-    let value = value.trim_matches([' ', '\t']);
-    let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t');
+    let value = value.as_bytes();
+    let start = value
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    let value = &value[start..end];
+    let (scheme, token) = match value.iter().position(is_space) {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(invalid_request("the authorization scheme is not `Bearer`"));
     }
-    let token = token.trim_start_matches([' ', '\t']);
+    let skip = token.iter().take_while(|b| is_space(b)).count();
+    let token = &token[skip..];
     if token.is_empty() {
         return Err(invalid_request("the bearer token is empty"));
     }
-    if token.contains([' ', '\t']) {
-        return Err(invalid_request("the bearer token contains whitespace"));
+    // Visible ASCII only, so no space, tab or byte past 0x7e.
+    if !token
+        .iter()
+        .fold(true, |ok, b| ok & (0x21..=0x7e).contains(b))
+    {
+        return Err(if token.iter().any(is_space) {
+            invalid_request("the bearer token contains whitespace")
+        } else {
+            invalid_request("the `authorization` header is not visible ascii")
+        });
     }
-    Ok(token)
+    std::str::from_utf8(token)
+        .map_err(|_| invalid_request("the `authorization` header is not visible ascii"))
 }
 
 /// RFC 6265 `cookie-name`: a token (visible ASCII except separators).
@@ -554,7 +582,7 @@ fn is_cookie_name(name: &str) -> bool {
 }
 
 /// The value of the cookie `name` across every `Cookie` header; a name seen twice is refused.
-fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Error> {
+fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<Found<'h>>, Error> {
     let mut found = None;
     for header in headers.get_all(COOKIE) {
         for pair in header.as_bytes().split(|b| *b == b';') {
@@ -572,14 +600,14 @@ fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>
                 .strip_prefix(b"\"")
                 .and_then(|r| r.strip_suffix(b"\""))
                 .unwrap_or(raw);
-            found = Some(raw);
+            found = Some((header, raw));
         }
     }
     match found {
         None => Ok(None),
-        Some([]) => Err(invalid_request("the token cookie is empty")),
-        Some(raw) => std::str::from_utf8(raw)
-            .map(Some)
+        Some((_, [])) => Err(invalid_request("the token cookie is empty")),
+        Some((header, raw)) => std::str::from_utf8(raw)
+            .map(|token| Some((header, token)))
             .map_err(|_| invalid_request("the token cookie is not ascii")),
     }
 }
@@ -632,6 +660,15 @@ mod tests {
         result.unwrap_err().kind()
     }
 
+    /// The token text `find_token` finds, checking that it lies in the header it names.
+    fn token<'h>(headers: &'h HeaderMap, cookie: Option<&str>) -> Result<Option<&'h str>, Error> {
+        Ok(find_token(headers, cookie)?.map(|(header, token)| {
+            let within = BearerToken::within(header, token);
+            assert_eq!(within.expose(), token);
+            token
+        }))
+    }
+
     #[test]
     fn bearer_scheme_is_case_insensitive_and_spaces_are_tolerated() {
         for value in [
@@ -641,7 +678,7 @@ mod tests {
             "bEaReR\ta.b.c ",
         ] {
             let h = headers(&[("authorization", value)]);
-            assert_eq!(find_token(&h, None).unwrap(), Some("a.b.c"), "{value}");
+            assert_eq!(token(&h, None).unwrap(), Some("a.b.c"), "{value}");
         }
     }
 
@@ -657,46 +694,64 @@ mod tests {
         ] {
             let h = headers(&[("authorization", value)]);
             assert_eq!(
-                kind(find_token(&h, None)),
+                kind(token(&h, None)),
                 ErrorKind::InvalidRequest,
                 "{value:?}"
             );
         }
         let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer a")]);
-        assert_eq!(kind(find_token(&h, None)), ErrorKind::InvalidRequest);
+        assert_eq!(kind(token(&h, None)), ErrorKind::InvalidRequest);
         let mut h = HeaderMap::new();
         h.insert(
             AUTHORIZATION,
             HeaderValue::from_bytes(b"Bearer caf\xc3\xa9").unwrap(),
         );
-        assert_eq!(kind(find_token(&h, None)), ErrorKind::InvalidRequest);
+        assert_eq!(kind(token(&h, None)), ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn each_malformed_bearer_says_what_was_wrong() {
+        let detail = |value: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+            token(&h, None).unwrap_err().detail().unwrap().to_owned()
+        };
+        assert!(detail(b"Token a").contains("not `Bearer`"));
+        assert!(detail(b"Bearer \t ").contains("empty"));
+        assert!(detail(b"Bearer a.b\tc").contains("whitespace"));
+        assert!(detail(b"Bearer a.b c").contains("whitespace"));
+        assert!(detail(b"Bearer a.\xffb").contains("visible ascii"));
+        assert!(detail(b"Bearer \x80").contains("visible ascii"));
+        // Both bounds of visible ASCII are token bytes.
+        let h = headers(&[("authorization", "Bearer !~")]);
+        assert_eq!(token(&h, None).unwrap(), Some("!~"));
     }
 
     #[test]
     fn no_credentials_is_none() {
-        assert_eq!(find_token(&HeaderMap::new(), None).unwrap(), None);
+        assert_eq!(token(&HeaderMap::new(), None).unwrap(), None);
         let h = headers(&[("cookie", "tok=a.b.c")]);
-        assert_eq!(find_token(&h, None).unwrap(), None, "cookie not configured");
+        assert_eq!(token(&h, None).unwrap(), None, "cookie not configured");
     }
 
     #[test]
     fn cookie_is_found_across_headers_and_header_wins() {
         let h = headers(&[("cookie", "x=1; tok=a.b.c"), ("cookie", "y=2")]);
-        assert_eq!(find_token(&h, Some("tok")).unwrap(), Some("a.b.c"));
+        assert_eq!(token(&h, Some("tok")).unwrap(), Some("a.b.c"));
         let h = headers(&[("cookie", "tok=\"a.b.c\"")]);
-        assert_eq!(find_token(&h, Some("tok")).unwrap(), Some("a.b.c"));
+        assert_eq!(token(&h, Some("tok")).unwrap(), Some("a.b.c"));
         let h = headers(&[("cookie", "tok=a.b.c"), ("authorization", "Bearer d.e.f")]);
-        assert_eq!(find_token(&h, Some("tok")).unwrap(), Some("d.e.f"));
+        assert_eq!(token(&h, Some("tok")).unwrap(), Some("d.e.f"));
         let h = headers(&[("cookie", "xtok=a.b.c; tokx=1")]);
-        assert_eq!(find_token(&h, Some("tok")).unwrap(), None);
+        assert_eq!(token(&h, Some("tok")).unwrap(), None);
     }
 
     #[test]
     fn duplicate_or_empty_cookie_is_an_invalid_request() {
         let h = headers(&[("cookie", "tok=a"), ("cookie", "tok=b")]);
-        assert_eq!(kind(find_token(&h, Some("tok"))), ErrorKind::InvalidRequest);
+        assert_eq!(kind(token(&h, Some("tok"))), ErrorKind::InvalidRequest);
         let h = headers(&[("cookie", "tok=")]);
-        assert_eq!(kind(find_token(&h, Some("tok"))), ErrorKind::InvalidRequest);
+        assert_eq!(kind(token(&h, Some("tok"))), ErrorKind::InvalidRequest);
     }
 
     #[test]

@@ -1,18 +1,20 @@
 //! The verified-token cache: a token verified once is answered from memory until its `exp`.
 //!
-//! Entries are keyed by the SHA-256 digest of the whole token (32 bytes, collision resistant,
-//! and the token text itself is not kept). Each entry remembers the key that verified it, so a
-//! key that leaves the key set takes its tokens with it; expiry and `nbf` are still checked on
-//! every hit with the verifier's clock. A hit does no base64, no JSON and no signature work.
+//! The shared cache (moka, split into shards) is keyed by the SHA-256 digest of the whole
+//! token (32 bytes, collision resistant, and the token text itself is not kept). Each entry
+//! remembers the key that verified it, so a key that leaves the key set takes its tokens with
+//! it; expiry and `nbf` are still checked on every hit with the verifier's clock. A hit does
+//! no base64, no JSON and no signature work.
 //!
-//! In front of the shared moka cache, each thread keeps a few recent entries of its own
-//! ([`FRONT_SLOTS`], in sets of [`FRONT_WAYS`] chosen by digest, the least recently used
-//! giving way): a repeated token is then answered without
-//! touching anything another thread writes, so hits scale with threads. A front entry is
-//! the same entry moka holds and goes through the same checks on every hit (key still held,
-//! times against the clock); it names the cache it came from, so two verifiers never see
-//! each other's entries.
-
+//! In front of it, each thread keeps its most recent tokens ([`FRONT_SLOTS`], in sets of
+//! [`FRONT_WAYS`], the least recently used giving way), each with its text: a repeated token
+//! is found by comparing its text, with no hashing at all, and without touching anything
+//! another thread writes, so hits scale with threads. The set is chosen by the token's last
+//! bytes (signature bytes, random for any real token); that choice needs no collision
+//! resistance, since only an exact match of the whole text answers, and only verified tokens
+//! are ever put in front. A front entry is the same entry moka holds and goes through the same
+//! checks on every hit (key still held, times against the clock); it names the cache it came
+//! from, so two verifiers never see each other's entries.
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -57,15 +59,19 @@ const MIN_SHARD_CAPACITY: u64 = 1024;
 
 /// How many entries each thread keeps in front of the shared cache.
 const FRONT_SLOTS: usize = 128;
-/// How many slots a digest may use (one set): with four, 32 tokens in turn all stay in
-/// front, where one slot per digest would lose a few to collisions.
+/// How many slots a token may use (one set): with four, 32 tokens in turn all stay in
+/// front, where one slot per token would lose a few to collisions.
 const FRONT_WAYS: usize = 4;
+/// Longer tokens are not kept in front (they still are in the shared cache): this bounds a
+/// thread's front to [`FRONT_SLOTS`] times this many bytes of token text.
+const FRONT_MAX_TOKEN_BYTES: usize = 2048;
 
 /// One slot of a thread's front cache.
 struct FrontEntry {
     /// The [`TokenCache::id`] of the cache the entry belongs to.
     cache: u64,
-    digest: Digest,
+    /// The whole token, compared on every lookup.
+    token: Box<str>,
     entry: Entry,
     /// When the entry was last used, on the thread's own [`Front::tick`].
     used: u64,
@@ -81,18 +87,26 @@ struct Front {
 }
 
 impl Front {
-    /// The set `digest` belongs to, and a fresh use stamp.
-    fn set(&mut self, digest: &Digest) -> (&mut [Option<FrontEntry>], u64) {
+    /// The set `token` belongs to, and a fresh use stamp.
+    fn set(&mut self, token: &str) -> (&mut [Option<FrontEntry>], u64) {
         if self.slots.is_empty() {
             self.slots = (0..FRONT_SLOTS).map(|_| None).collect();
         }
         self.tick += 1;
-        // Bytes the shard choice does not use.
-        let set =
-            usize::from(u16::from_le_bytes([digest[1], digest[2]])) % (FRONT_SLOTS / FRONT_WAYS);
+        let set = set_of(token);
         let set = &mut self.slots[set * FRONT_WAYS..(set + 1) * FRONT_WAYS];
         (set, self.tick)
     }
+}
+
+/// Which front set a token belongs to: a mix of its last eight bytes.
+fn set_of(token: &str) -> usize {
+    let tail = &token.as_bytes()[token.len().saturating_sub(8)..];
+    let mut word = [0u8; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    let mixed = u64::from_le_bytes(word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // The top bits are the best mixed; FRONT_SLOTS / FRONT_WAYS is a power of two.
+    (mixed >> (64 - (FRONT_SLOTS / FRONT_WAYS).trailing_zeros())) as usize
 }
 
 thread_local! {
@@ -103,7 +117,7 @@ thread_local! {
 /// The next [`TokenCache::id`].
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-/// A bounded map from token digest to verified token.
+/// A bounded map from token to verified token.
 ///
 /// It is split into shards by digest, each its own moka cache with its own log of reads and
 /// its own housekeeping, so threads answering hits for different users rarely touch the
@@ -146,42 +160,45 @@ impl TokenCache {
         out
     }
 
-    /// Run `f` on this thread's front set for `digest`, with a fresh use stamp; `None` while
+    /// Run `f` on this thread's front set for `token`, with a fresh use stamp; `None` while
     /// the thread is being torn down (its thread-locals are gone).
-    fn front<R>(digest: &Digest, f: impl FnOnce(&mut [Option<FrontEntry>], u64) -> R) -> Option<R> {
+    fn front<R>(token: &str, f: impl FnOnce(&mut [Option<FrontEntry>], u64) -> R) -> Option<R> {
         FRONT
             .try_with(|front| {
                 let mut front = front.try_borrow_mut().ok()?;
-                let (set, now) = front.set(digest);
+                let (set, now) = front.set(token);
                 Some(f(set, now))
             })
             .ok()
             .flatten()
     }
 
-    /// The slot of a front set that holds this cache's entry for `digest`.
+    /// The slot of a front set that holds this cache's entry for `token`.
     fn owned<'s>(
         &self,
         set: &'s mut [Option<FrontEntry>],
-        digest: &Digest,
+        token: &str,
     ) -> Option<&'s mut Option<FrontEntry>> {
         set.iter_mut().find(|slot| {
             slot.as_ref()
-                .is_some_and(|s| s.cache == self.id && s.digest == *digest)
+                .is_some_and(|s| s.cache == self.id && *s.token == *token)
         })
     }
 
     /// Put an entry in this thread's front: in the slot that already holds it, else an empty
     /// slot of its set, else the set's least recently used.
-    fn remember(&self, digest: &Digest, entry: &Entry) {
-        Self::front(digest, |set, now| {
+    fn remember(&self, token: &str, entry: &Entry) {
+        if token.len() > FRONT_MAX_TOKEN_BYTES {
+            return;
+        }
+        Self::front(token, |set, now| {
             let fresh = Some(FrontEntry {
                 cache: self.id,
-                digest: *digest,
+                token: Box::from(token),
                 entry: entry.clone(),
                 used: now,
             });
-            if let Some(slot) = self.owned(set, digest) {
+            if let Some(slot) = self.owned(set, token) {
                 *slot = fresh;
             } else if let Some(slot) = set
                 .iter_mut()
@@ -192,24 +209,27 @@ impl TokenCache {
         });
     }
 
-    pub(crate) fn get(&self, digest: &Digest) -> Option<Entry> {
-        let front = Self::front(digest, |set, now| {
-            let held = self.owned(set, digest)?.as_mut()?;
+    /// The entry for `token`: from this thread's front, else from the shared cache (which
+    /// then puts it in front).
+    pub(crate) fn get(&self, token: &str) -> Option<Entry> {
+        let front = Self::front(token, |set, now| {
+            let held = self.owned(set, token)?.as_mut()?;
             held.used = now;
             Some(held.entry.clone())
         });
         if let Some(Some(entry)) = front {
             return Some(entry);
         }
-        let entry = self.shard(digest).get(digest)?;
-        self.remember(digest, &entry);
+        let digest = Self::digest(token);
+        let entry = self.shard(&digest).get(&digest)?;
+        self.remember(token, &entry);
         Some(entry)
     }
 
     pub(crate) fn insert(
         &self,
-        digest: Digest,
-        token: VerifiedToken,
+        token: &str,
+        verified: VerifiedToken,
         key_serial: u64,
         ttl: Duration,
     ) {
@@ -217,29 +237,31 @@ impl TokenCache {
             return;
         }
         let entry = Entry {
-            token,
+            token: verified,
             key_serial,
             ttl,
         };
-        self.remember(&digest, &entry);
+        self.remember(token, &entry);
+        let digest = Self::digest(token);
         self.shard(&digest).insert(digest, entry);
     }
 
     /// Drop the entry, from the shared cache and from this thread's front. Other threads'
     /// fronts may still hold it; they drop it on their next hit, which fails the same check.
-    pub(crate) fn remove(&self, digest: &Digest) {
-        Self::front(digest, |set, _| {
-            if let Some(slot) = self.owned(set, digest) {
+    pub(crate) fn remove(&self, token: &str) {
+        Self::front(token, |set, _| {
+            if let Some(slot) = self.owned(set, token) {
                 *slot = None;
             }
         });
-        self.shard(digest).invalidate(digest);
+        let digest = Self::digest(token);
+        self.shard(&digest).invalidate(&digest);
     }
 
-    /// Whether this thread's front holds this cache's entry for `digest`.
+    /// Whether this thread's front holds this cache's entry for `token`.
     #[cfg(test)]
-    pub(crate) fn in_front(&self, digest: &Digest) -> bool {
-        Self::front(digest, |set, _| self.owned(set, digest).is_some()) == Some(true)
+    pub(crate) fn in_front(&self, token: &str) -> bool {
+        Self::front(token, |set, _| self.owned(set, token).is_some()) == Some(true)
     }
 
     #[cfg(test)]
@@ -289,12 +311,15 @@ mod tests {
         assert_eq!(ttl, Some(Duration::from_secs(3660)));
     }
 
+    fn cache_one(cache: &TokenCache, token_text: &str) {
+        cache.insert(token_text, token("u"), 0, Duration::from_secs(60));
+    }
+
     #[test]
     fn capacity_bounds_the_entry_count() {
         let cache = TokenCache::new(8);
         for i in 0..100u32 {
-            let digest = TokenCache::digest(&format!("token-{i}"));
-            cache.insert(digest, token("u"), 0, Duration::from_secs(60));
+            cache_one(&cache, &format!("token-{i}"));
         }
         let count = cache.entry_count();
         assert!((1..=8).contains(&count), "{count} entries held");
@@ -315,8 +340,7 @@ mod tests {
         assert_eq!(TokenCache::new(1_000).shards.len(), 1);
 
         for i in 0..2_000u32 {
-            let digest = TokenCache::digest(&format!("token-{i}"));
-            cache.insert(digest, token("u"), 0, Duration::from_secs(60));
+            cache_one(&cache, &format!("token-{i}"));
         }
         assert_eq!(cache.entry_count(), 2_000);
         let busy = cache.shards.iter().filter(|s| s.entry_count() > 0).count();
@@ -326,48 +350,82 @@ mod tests {
     #[test]
     fn a_zero_ttl_is_not_stored() {
         let cache = TokenCache::new(8);
-        let digest = TokenCache::digest("t");
-        cache.insert(digest, token("u"), 0, Duration::ZERO);
-        assert!(cache.get(&digest).is_none());
-        cache.insert(digest, token("u"), 0, Duration::from_secs(1));
-        assert!(cache.get(&digest).is_some());
-        cache.remove(&digest);
-        assert!(cache.get(&digest).is_none());
+        cache.insert("t", token("u"), 0, Duration::ZERO);
+        assert!(cache.get("t").is_none());
+        cache.insert("t", token("u"), 0, Duration::from_secs(1));
+        assert!(cache.get("t").is_some());
+        cache.remove("t");
+        assert!(cache.get("t").is_none());
     }
 
     #[test]
     fn the_front_answers_this_threads_recent_tokens() {
         let cache = TokenCache::new(8);
-        let digest = TokenCache::digest("t");
-        cache.insert(digest, token("u"), 7, Duration::from_secs(60));
-        assert!(cache.in_front(&digest));
+        cache.insert("t", token("u"), 7, Duration::from_secs(60));
+        assert!(cache.in_front("t"));
         // Gone from the shared cache, but this thread still remembers it.
+        let digest = TokenCache::digest("t");
         cache.shard(&digest).invalidate(&digest);
-        let entry = cache.get(&digest).unwrap();
+        let entry = cache.get("t").unwrap();
         assert_eq!((entry.token.subject(), entry.key_serial), ("u", 7));
         // Another thread has a front of its own, and asks the shared cache.
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(!cache.in_front(&digest));
-                assert!(cache.get(&digest).is_none());
+                assert!(!cache.in_front("t"));
+                assert!(cache.get("t").is_none());
             });
         });
-        cache.remove(&digest);
-        assert!(!cache.in_front(&digest));
-        assert!(cache.get(&digest).is_none());
+        cache.remove("t");
+        assert!(!cache.in_front("t"));
+        assert!(cache.get("t").is_none());
+    }
+
+    #[test]
+    fn only_the_whole_token_answers_from_the_front() {
+        let cache = TokenCache::new(8);
+        let held = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+        cache_one(&cache, held);
+        // Same set (same last bytes), same length, one byte apart; and shorter or longer.
+        let twin = held.replacen("eyJzdWIiOiJhIn0", "eyJzdWIiOiJiIn0", 1);
+        let others = [
+            twin.as_str(),
+            &held[1..],
+            &held[..held.len() - 1],
+            &format!("x{held}"),
+        ];
+        for other in others {
+            assert_eq!(set_of(other) == set_of(held), other.ends_with("bmF0dXJl"));
+            assert!(cache.get(other).is_none(), "{other}");
+            assert!(!cache.in_front(other), "{other}");
+        }
+        assert!(cache.get(held).is_some());
+    }
+
+    #[test]
+    fn long_tokens_skip_the_front_but_are_cached() {
+        let cache = TokenCache::new(8);
+        let long = "a".repeat(FRONT_MAX_TOKEN_BYTES + 1);
+        let longest_kept = "b".repeat(FRONT_MAX_TOKEN_BYTES);
+        cache_one(&cache, &long);
+        cache_one(&cache, &longest_kept);
+        assert!(!cache.in_front(&long) && cache.in_front(&longest_kept));
+        assert!(cache.get(&long).is_some());
+        assert!(
+            !cache.in_front(&long),
+            "a shared hit does not bring it to the front"
+        );
     }
 
     #[test]
     fn a_shared_hit_fills_the_front_of_the_thread_that_asked() {
         let cache = TokenCache::new(8);
-        let digest = TokenCache::digest("t");
         let held = token("u");
-        cache.insert(digest, held.clone(), 0, Duration::from_secs(60));
+        cache.insert("t", held.clone(), 0, Duration::from_secs(60));
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(!cache.in_front(&digest));
-                assert!(cache.get(&digest).unwrap().token.same(&held));
-                assert!(cache.in_front(&digest));
+                assert!(!cache.in_front("t"));
+                assert!(cache.get("t").unwrap().token.same(&held));
+                assert!(cache.in_front("t"));
             });
         });
     }
@@ -375,47 +433,52 @@ mod tests {
     #[test]
     fn caches_never_see_each_others_front_entries() {
         let (a, b) = (TokenCache::new(8), TokenCache::new(8));
-        let digest = TokenCache::digest("t");
         let (for_a, for_b) = (token("a"), token("b"));
-        a.insert(digest, for_a.clone(), 0, Duration::from_secs(60));
-        assert!(a.in_front(&digest) && !b.in_front(&digest));
-        assert!(b.get(&digest).is_none());
-        // Same digest, same set: each cache finds its own entry, never the other's.
-        b.insert(digest, for_b.clone(), 0, Duration::from_secs(60));
-        assert!(a.in_front(&digest) && b.in_front(&digest));
-        assert!(b.get(&digest).unwrap().token.same(&for_b));
-        assert!(a.get(&digest).unwrap().token.same(&for_a));
+        a.insert("t", for_a.clone(), 0, Duration::from_secs(60));
+        assert!(a.in_front("t") && !b.in_front("t"));
+        assert!(b.get("t").is_none());
+        // Same token, same set: each cache finds its own entry, never the other's.
+        b.insert("t", for_b.clone(), 0, Duration::from_secs(60));
+        assert!(a.in_front("t") && b.in_front("t"));
+        assert!(b.get("t").unwrap().token.same(&for_b));
+        assert!(a.get("t").unwrap().token.same(&for_a));
         // A clone of b shares its cache, front entries included; removing from b leaves a's.
-        assert!(b.clone().in_front(&digest));
-        b.remove(&digest);
-        assert!(!b.in_front(&digest) && a.in_front(&digest));
-        assert!(b.get(&digest).is_none());
-        assert!(a.get(&digest).unwrap().token.same(&for_a));
+        assert!(b.clone().in_front("t"));
+        b.remove("t");
+        assert!(!b.in_front("t") && a.in_front("t"));
+        assert!(b.get("t").is_none());
+        assert!(a.get("t").unwrap().token.same(&for_a));
     }
 
     #[test]
     fn a_full_front_set_gives_up_its_least_recently_used_entry() {
         let cache = TokenCache::new(8);
-        // Digests that differ only in bytes the set choice does not read: all one set.
-        let digests: Vec<Digest> = (0..=FRONT_WAYS as u8)
-            .map(|i| {
-                let mut d = [7; 32];
-                d[31] = i;
-                d
-            })
+        // Tokens that differ only before their last eight bytes: all one set.
+        let tokens: Vec<String> = (0..=FRONT_WAYS)
+            .map(|i| format!("{i}.payload.signature"))
             .collect();
-        for d in &digests[..FRONT_WAYS] {
-            cache.insert(*d, token("u"), 0, Duration::from_secs(60));
+        assert!(tokens.iter().all(|t| set_of(t) == set_of(&tokens[0])));
+        for t in &tokens[..FRONT_WAYS] {
+            cache_one(&cache, t);
         }
-        assert!(digests[..FRONT_WAYS].iter().all(|d| cache.in_front(d)));
+        assert!(tokens[..FRONT_WAYS].iter().all(|t| cache.in_front(t)));
         // Use the first again: the second is now the least recently used, and gives way.
-        assert!(cache.get(&digests[0]).is_some());
-        cache.insert(digests[FRONT_WAYS], token("u"), 0, Duration::from_secs(60));
-        let held: Vec<bool> = digests.iter().map(|d| cache.in_front(d)).collect();
+        assert!(cache.get(&tokens[0]).is_some());
+        cache_one(&cache, &tokens[FRONT_WAYS]);
+        let held: Vec<bool> = tokens.iter().map(|t| cache.in_front(t)).collect();
         assert_eq!(held, [true, false, true, true, true]);
         // It is still in the shared cache, and a hit brings it back to the front.
-        assert!(cache.get(&digests[1]).is_some());
-        assert!(cache.in_front(&digests[1]));
+        assert!(cache.get(&tokens[1]).is_some());
+        assert!(cache.in_front(&tokens[1]));
+    }
+
+    #[test]
+    fn sets_spread_over_the_whole_front() {
+        let sets: std::collections::HashSet<usize> = (0..1000)
+            .map(|i| set_of(&format!("a.b.sig{i:05}")))
+            .collect();
+        assert_eq!(sets.len(), FRONT_SLOTS / FRONT_WAYS);
+        assert!(set_of("") < FRONT_SLOTS / FRONT_WAYS);
     }
 
     #[test]
