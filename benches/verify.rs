@@ -13,11 +13,18 @@
 //!
 //! Two threads are timed by the wall clock, from the moment both are ready (a barrier, so
 //! starting a thread is not counted) until the later one finishes. On a virtual machine
-//! whose host is busy, bursts of a few tens of milliseconds slow every block they fall on,
-//! and a two-thread block is hit by a burst on either core; so besides the median "as
-//! loaded", the figure judged against the target is taken from each side's least disturbed
-//! block (outside load only ever slows a block; contention inside the verifier would slow
-//! every block, the best one too). In the same run and measured the same way:
+//! whose host is busy, one of the two vCPUs sometimes does not run for seconds at a time
+//! (seen here: a control sharing nothing got 0.96x from two threads for a whole pair), and
+//! then two threads measure the host, not the code. So besides the median over all rounds
+//! ("as loaded"), the figure judged against the target is the median over the rounds in
+//! which the machine did give two cores: each round is bracketed by raw
+//! `jsonwebtoken::decode` (the same signature work, sharing nothing between threads) on two
+//! threads, and counts only when both of those blocks reached 1.8x its typical one-thread
+//! throughput. Contention inside the verifier is not filtered out by this: it slows the
+//! verifier's blocks, not the reference's. Arithmetic alone is not a strict enough gate: it
+//! has scaled 1.9x through whole seconds in which signature work scaled 1.1x (two vCPUs on
+//! one physical core's hyperthreads would do that). In the same run and measured the same
+//! way:
 //!
 //! - two controls (arithmetic sharing nothing; one latency-bound, one bound by the
 //!   multiplier, as signature arithmetic is) show how many cores the machine gave;
@@ -57,7 +64,7 @@ fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
         );
     }
     // Thread pairs: more, shorter rounds, so that bursts of load from elsewhere on a shared
-    // machine spoil fewer of them, and the least disturbed blocks are found.
+    // machine spoil fewer of them; each gated (see `Gate`).
     let (rounds, block) = (101, Duration::from_millis(10));
     let controls: [(&str, ForUsers); 2] = [
         ("arithmetic sharing nothing", arithmetic),
@@ -72,11 +79,6 @@ fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
                     "throughput, wall clock (cores given)",
                     wall_throughput,
                     Goal::Control,
-                )
-                .best_figure(
-                    "throughput, wall clock, best blocks",
-                    wall_throughput,
-                    Goal::Info,
                 ),
         );
     }
@@ -90,8 +92,12 @@ fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
                 wall_throughput,
                 Goal::Info,
             )
-            .best_figure(
-                "throughput, wall clock, best blocks",
+            .two_cores_figure(
+                Gate {
+                    two: two_threads(arithmetic),
+                    one: arithmetic(ALL),
+                },
+                "throughput, two cores free for arithmetic",
                 wall_throughput,
                 Goal::Info,
             ),
@@ -107,8 +113,12 @@ fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
                     wall_throughput,
                     Goal::Info,
                 )
-                .best_figure(
-                    "throughput, wall clock, best blocks",
+                .two_cores_figure(
+                    Gate {
+                        two: two_threads(|u| ed.decode_raw_of(u)),
+                        one: ed.decode_raw(),
+                    },
+                    "throughput, two cores free for signatures",
                     wall_throughput,
                     Goal::AtLeast(1.8),
                 ),
