@@ -102,9 +102,22 @@ fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
                 Goal::Info,
             ),
     );
-    for (cached, what) in [(false, "fresh"), (true, "cache_hit")] {
+    let remote = |users| ed.verify_with(&ed.remote, users);
+    let cases: [(&str, Routine<'_>, Routine<'_>); 3] = [
+        ("fresh", ed.verify_two_threads(false), ed.verify(false, ALL)),
+        (
+            "cache_hit",
+            ed.verify_two_threads(true),
+            ed.verify(true, ALL),
+        ),
+        (
+            "cache_hit, keys from a JWKS URL",
+            two_threads(remote),
+            remote(ALL),
+        ),
+    ];
+    for (what, two, one) in cases {
         let name = format!("threads/{}/{what}: two threads / one", ed.alg);
-        let (two, one) = (ed.verify_two_threads(cached), ed.verify(cached, ALL));
         pairs.push(
             Pair::new(name, two, one)
                 .blocks(rounds, block)
@@ -146,6 +159,8 @@ fn criterion_benches(c: &mut Criterion, fixtures: &[Fixture]) {
     let mut hit = c.benchmark_group("cache_hit");
     for f in fixtures {
         bench(&mut hit, format!("{}/verify", f.alg), f.verify(true, ALL));
+        let remote = f.verify_with(&f.remote, ALL);
+        bench(&mut hit, format!("{}/verify, jwks url", f.alg), remote);
     }
     hit.finish();
 

@@ -48,6 +48,8 @@ pub struct Fixture {
     pub tokens: Vec<String>,
     pub uncached: Verifier,
     pub cached: Verifier,
+    /// Cache on, keys from a JWKS URL (a loopback server), as most services run.
+    pub remote: Verifier,
     pub decoding: DecodingKey,
     pub validation: Validation,
 }
@@ -77,6 +79,11 @@ impl Fixture {
                 .build()
                 .unwrap()
         };
+        let remote = Verifier::builder()
+            .jwks_url(serve_jwks(jwks(&[&key]).to_string()))
+            .audience(AUDIENCE)
+            .build()
+            .unwrap();
         let jwk: Jwk = serde_json::from_value(key.jwk()).unwrap();
         let mut validation = Validation::new(key.alg.parse().unwrap());
         validation.set_audience(&[AUDIENCE]);
@@ -85,11 +92,23 @@ impl Fixture {
             tokens,
             uncached: verifier(0),
             cached: verifier(10_000),
+            remote,
             decoding: DecodingKey::from_jwk(&jwk).unwrap(),
             validation,
         };
+        // The first verification fetches the key set, which needs a runtime; after it every
+        // verification is answered from what is held, without one.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(fixture.remote.verify(&fixture.tokens[0]))
+            .unwrap();
         // Both sides must accept every token, or the numbers mean nothing.
         for (i, token) in fixture.tokens.iter().enumerate() {
+            let held = ready(fixture.remote.verify(token));
+            assert_eq!(held.unwrap().subject(), format!("user-{i}"));
             let user = format!("user-{i}");
             assert_eq!(
                 ready(fixture.uncached.verify(token)).unwrap().subject(),
@@ -110,6 +129,11 @@ impl Fixture {
     /// `verify` of the tokens of `users`, in turn, with the cache on or off.
     pub fn verify(&self, cached: bool, users: Range<usize>) -> Routine<'_> {
         let verifier = if cached { &self.cached } else { &self.uncached };
+        self.verify_with(verifier, users)
+    }
+
+    /// `verify` by `verifier` of the tokens of `users`, in turn.
+    pub fn verify_with<'a>(&'a self, verifier: &'a Verifier, users: Range<usize>) -> Routine<'a> {
         let tokens = &self.tokens[users];
         Box::new(move |n| {
             timed(|| {
@@ -142,6 +166,31 @@ impl Fixture {
     pub fn verify_two_threads(&self, cached: bool) -> Routine<'_> {
         two_threads(move |users| self.verify(cached, users))
     }
+}
+
+/// Serve `body` as a JWKS document on loopback, from a thread of its own, for as long as the
+/// bench runs; returns its URL.
+pub fn serve_jwks(body: String) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            // The request head ends with an empty line.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
 }
 
 /// `n` runs of the routine `make` builds, split over two threads, each given half the users.

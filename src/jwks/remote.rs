@@ -46,6 +46,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -329,6 +330,12 @@ struct Inner {
     algorithms: Vec<Algorithm>,
     /// What verification reads; replaced whole on each successful fetch.
     snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Unique to this key source (and its clones), never reused: what [`SEEN`] entries are
+    /// tagged with.
+    id: u64,
+    /// Bumped after each replacement of `snapshot`, so a thread can tell whether the
+    /// snapshot it read last is still the current one without taking the lock.
+    generation: AtomicU64,
     /// Fetch bookkeeping; never held across an await.
     state: Mutex<State>,
     /// Bumped after every fetch; waiters for an in-flight fetch watch it.
@@ -336,6 +343,27 @@ struct Inner {
     /// When the next background refresh is due (Unix milliseconds), for a lock-free check
     /// on the hot path. `u64::MAX` when none is scheduled.
     refresh_due_ms: AtomicU64,
+}
+
+/// The next [`Inner::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// How many key sources a thread remembers a snapshot of.
+const SEEN_SLOTS: usize = 4;
+
+/// The snapshot a thread read last from one key source, and at which generation.
+struct Seen {
+    source: u64,
+    generation: u64,
+    snapshot: Option<Arc<Snapshot>>,
+}
+
+thread_local! {
+    /// Each thread's last read snapshot per key source (by `id % SEEN_SLOTS`). A cache hit
+    /// checks its key against it after one atomic load of the generation: taking the read
+    /// lock instead writes to the lock's shared cache line on every hit, and two threads
+    /// answering hits then spend their time handing that line back and forth.
+    static SEEN: RefCell<[Option<Seen>; SEEN_SLOTS]> = const { RefCell::new([const { None }; SEEN_SLOTS]) };
 }
 
 struct Snapshot {
@@ -435,6 +463,8 @@ impl RemoteJwks {
                 clock,
                 algorithms,
                 snapshot: RwLock::new(None),
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                generation: AtomicU64::new(0),
                 state: Mutex::new(State::default()),
                 completed,
                 refresh_due_ms: AtomicU64::new(u64::MAX),
@@ -544,23 +574,50 @@ impl RemoteJwks {
     /// the hot path), and starts a due refresh as [`lookup`](Self::lookup) does.
     pub(crate) fn holds(&self, kid: &str, serial: u64) -> bool {
         let now = self.inner.clock.now();
-        let held = {
-            let guard = self
-                .inner
-                .snapshot
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            match guard.as_ref() {
-                Some(s) if now < s.usable_until => {
-                    s.keys.get(kid).is_some_and(|k| k.serial == serial)
-                }
-                _ => return false,
+        let held = self.with_current(|snapshot| match snapshot {
+            Some(s) if now < s.usable_until => {
+                Some(s.keys.get(kid).is_some_and(|k| k.serial == serial))
             }
+            _ => None,
+        });
+        let Some(held) = held else {
+            return false;
         };
         if unix_millis(now) >= self.inner.refresh_due_ms.load(Ordering::Acquire) {
             self.refresh_in_background(now);
         }
         held
+    }
+
+    /// Run `f` on the current snapshot: the one this thread read last when no new one has
+    /// been published since (no lock, no shared write), else read afresh under the lock and
+    /// remembered for next time.
+    fn with_current<R>(&self, f: impl Fn(Option<&Snapshot>) -> R) -> R {
+        let inner = &*self.inner;
+        // Read before the snapshot: if a new one is published in between, the generation
+        // remembered is already behind, and the next call reads again.
+        let generation = inner.generation.load(Ordering::Acquire);
+        let fast = SEEN.try_with(|seen| {
+            let mut seen = seen.try_borrow_mut().ok()?;
+            let slot = &mut seen[(inner.id % SEEN_SLOTS as u64) as usize];
+            let current = slot
+                .as_ref()
+                .is_some_and(|s| s.source == inner.id && s.generation == generation);
+            if !current {
+                *slot = Some(Seen {
+                    source: inner.id,
+                    generation,
+                    snapshot: self.snapshot(),
+                });
+            }
+            let snapshot = slot.as_ref().and_then(|s| s.snapshot.as_deref());
+            Some(f(snapshot))
+        });
+        match fast {
+            Ok(Some(out)) => out,
+            // The thread is being torn down, or (never, today) re-entered: use the lock.
+            _ => f(self.snapshot().as_deref()),
+        }
     }
 
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
@@ -708,6 +765,8 @@ impl RemoteJwks {
                     .snapshot
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snapshot));
+                // After the snapshot: a thread that sees the new generation reads the new set.
+                inner.generation.fetch_add(1, Ordering::Release);
                 state.last_success = Some(now);
                 state.failures = 0;
                 state.retry_at = None;
@@ -1169,6 +1228,43 @@ mod tests {
         // `a` is unchanged, so tokens cached against it stay valid; `b` was replaced.
         assert!(Arc::ptr_eq(&a, &key(&jwks, "a")));
         assert!(!Arc::ptr_eq(&b, &key(&jwks, "b")));
+    }
+
+    #[test]
+    fn a_thread_sees_each_new_set_at_once_though_it_remembers_the_last() {
+        let (jwks, clock) = jwks_at(1_800_000_000);
+        let doc = |x: &str| {
+            format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"a","x":"{x}"}}]}}"#)
+        };
+        assert!(!jwks.holds("a", 0), "nothing fetched yet");
+        jwks.complete(fetched(&doc(ED_X)));
+        let old = key(&jwks, "a").serial;
+        assert!(
+            jwks.holds("a", old) && jwks.holds("a", old),
+            "read, then remembered"
+        );
+        assert!(!jwks.holds("a", old + 1_000_000) && !jwks.holds("b", old));
+        // Another key under the same kid: the remembered set is not used any more.
+        clock.advance(Duration::from_secs(600));
+        jwks.complete(fetched(&doc(ED_X2)));
+        let new = key(&jwks, "a").serial;
+        assert_ne!(old, new);
+        assert!(!jwks.holds("a", old) && jwks.holds("a", new));
+        // A clone is the same source; another source with the same keys is not.
+        assert!(jwks.clone().holds("a", new));
+        let (other, _) = jwks_at(1_800_000_600);
+        assert!(!other.holds("a", new));
+        assert!(
+            jwks.holds("a", new),
+            "the other source took no slot of ours"
+        );
+        // Another thread reads for itself, and sees the same.
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(!jwks.holds("a", old) && jwks.holds("a", new)));
+        });
+        // Past the stale-if-error window the set is not used, remembered or not.
+        clock.advance(DEFAULT_MAX_AGE + RemoteJwksConfig::default().stale_if_error);
+        assert!(!jwks.holds("a", new));
     }
 
     #[test]
