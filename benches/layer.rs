@@ -16,6 +16,7 @@ mod support;
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::ops::Range;
+use std::time::Duration;
 
 use axum07::body::Body;
 use criterion::Criterion;
@@ -56,6 +57,7 @@ impl Layers {
         layers.check(layers.mka1(false));
         layers.check(layers.mka1(true));
         layers.check(layers.jwt_authorizer());
+        layers.check(Mka1AuthLayer::new(layers.fixture.remote.clone()).layer(service_fn(trivial)));
         layers
     }
 
@@ -151,6 +153,35 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
             Goal::AtLeast(10.0),
         ));
     }
+    // Two threads through one layer (a clone each, one verifier and cache), repeated tokens,
+    // on keys from a JWKS URL as most services run: measured and gated as in the verify bench.
+    let l = &all[0];
+    let remote = |users| {
+        let svc = Mka1AuthLayer::new(l.fixture.remote.clone()).layer(service_fn(trivial));
+        l.per_request(svc, users)
+    };
+    let name = format!(
+        "layer/{}/repeated, jwks url: two threads / one",
+        l.fixture.alg
+    );
+    pairs.push(
+        Pair::new(name, two_threads(remote), remote(ALL))
+            .blocks(101, Duration::from_millis(10))
+            .figure(
+                "throughput, wall clock (as loaded)",
+                wall_throughput,
+                Goal::Info,
+            )
+            .two_cores_figure(
+                Gate {
+                    two: two_threads(|u| l.fixture.decode_raw_of(u)),
+                    one: l.fixture.decode_raw(),
+                },
+                "throughput, two cores free for signatures",
+                wall_throughput,
+                Goal::Info,
+            ),
+    );
     pairs
 }
 
