@@ -268,9 +268,10 @@ impl VerifierBuilder {
     /// holding its share, so that threads answering repeated tokens contend less; a nearly
     /// full cache may therefore evict a little before it holds `capacity` tokens in all.
     /// Each thread that verifies also remembers the last tokens it saw (128 slots, shared by
-    /// all verifiers on that thread, each entry tagged with its verifier's cache), so a hit
-    /// usually touches nothing other threads write; those entries pass the same checks on
-    /// every hit and do not count against `capacity`. `0` turns these off too.
+    /// all verifiers on that thread, each entry tagged with its verifier's cache, and holding
+    /// the token's text, when at most 2 KiB, to find it by), so a hit usually does no hashing
+    /// and touches nothing other threads write; those entries pass the same checks on every
+    /// hit and do not count against `capacity`. `0` turns these off too.
     pub fn token_cache_capacity(mut self, capacity: u64) -> Self {
         self.cache_capacity = capacity;
         self
