@@ -16,7 +16,6 @@ mod support;
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::ops::Range;
-use std::time::Duration;
 
 use axum07::body::Body;
 use criterion::Criterion;
@@ -164,24 +163,15 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
         "layer/{}/repeated, jwks url: two threads / one",
         l.fixture.alg
     );
-    pairs.push(
-        Pair::new(name, two_threads(remote), remote(ALL))
-            .blocks(101, Duration::from_millis(10))
-            .figure(
-                "throughput, wall clock (as loaded)",
-                wall_throughput,
-                Goal::Info,
-            )
-            .two_cores_figure(
-                Gate {
-                    two: two_threads(|u| l.fixture.decode_raw_of(u)),
-                    one: l.fixture.decode_raw(),
-                },
-                "throughput, two cores free for signatures",
-                wall_throughput,
-                Goal::Info,
-            ),
-    );
+    let label = "throughput, two cores free for signatures";
+    let routines = (two_threads(remote), remote(ALL));
+    pairs.push(thread_pair(
+        name,
+        routines,
+        l.fixture.signature_gate(),
+        label,
+        Goal::Info,
+    ));
     pairs
 }
 

@@ -63,9 +63,7 @@ fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
             ),
         );
     }
-    // Thread pairs: more, shorter rounds, so that bursts of load from elsewhere on a shared
-    // machine spoil fewer of them; each gated (see `Gate`).
-    let (rounds, block) = (101, Duration::from_millis(10));
+    // Thread pairs, each gated (see `Gate`).
     let controls: [(&str, ForUsers); 2] = [
         ("arithmetic sharing nothing", arithmetic),
         ("multiplier-bound arithmetic", multiplications),
@@ -74,7 +72,7 @@ fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
         let name = format!("threads/control: {what}, two threads / one");
         pairs.push(
             Pair::new(name, two_threads(control), control(ALL))
-                .blocks(rounds, block)
+                .blocks(101, Duration::from_millis(10))
                 .figure(
                     "throughput, wall clock (cores given)",
                     wall_throughput,
@@ -84,24 +82,19 @@ fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
     }
     let ed = &fixtures[0];
     let name = format!("threads/{}/raw jsonwebtoken: two threads / one", ed.alg);
-    pairs.push(
-        Pair::new(name, two_threads(|u| ed.decode_raw_of(u)), ed.decode_raw())
-            .blocks(rounds, block)
-            .figure(
-                "throughput, wall clock (as loaded)",
-                wall_throughput,
-                Goal::Info,
-            )
-            .two_cores_figure(
-                Gate {
-                    two: two_threads(arithmetic),
-                    one: arithmetic(ALL),
-                },
-                "throughput, two cores free for arithmetic",
-                wall_throughput,
-                Goal::Info,
-            ),
-    );
+    let arithmetic_gate = Gate {
+        two: two_threads(arithmetic),
+        one: arithmetic(ALL),
+    };
+    let label = "throughput, two cores free for arithmetic";
+    let raw = ed.signature_gate();
+    pairs.push(thread_pair(
+        name,
+        (raw.two, raw.one),
+        arithmetic_gate,
+        label,
+        Goal::Info,
+    ));
     let remote = |users| ed.verify_with(&ed.remote, users);
     let cases: [(&str, Routine<'_>, Routine<'_>); 3] = [
         ("fresh", ed.verify_two_threads(false), ed.verify(false, ALL)),
@@ -118,24 +111,14 @@ fn pairs(fixtures: &[Fixture]) -> Vec<Pair<'_>> {
     ];
     for (what, two, one) in cases {
         let name = format!("threads/{}/{what}: two threads / one", ed.alg);
-        pairs.push(
-            Pair::new(name, two, one)
-                .blocks(rounds, block)
-                .figure(
-                    "throughput, wall clock (as loaded)",
-                    wall_throughput,
-                    Goal::Info,
-                )
-                .two_cores_figure(
-                    Gate {
-                        two: two_threads(|u| ed.decode_raw_of(u)),
-                        one: ed.decode_raw(),
-                    },
-                    "throughput, two cores free for signatures",
-                    wall_throughput,
-                    Goal::AtLeast(1.8),
-                ),
-        );
+        let label = "throughput, two cores free for signatures";
+        pairs.push(thread_pair(
+            name,
+            (two, one),
+            ed.signature_gate(),
+            label,
+            Goal::AtLeast(1.8),
+        ));
     }
     pairs
 }

@@ -23,6 +23,20 @@ fn verifier_for(keys: &[&TestKey]) -> Verifier {
         .unwrap()
 }
 
+/// A verifier for `keys` that allows only `algorithms`.
+fn verifier_allowing(
+    keys: &[&TestKey],
+    algorithms: impl IntoIterator<Item = Algorithm>,
+) -> Verifier {
+    Verifier::builder()
+        .jwks(jwks(keys))
+        .audience(AUDIENCE)
+        .algorithms(algorithms)
+        .clock(ManualClock::at_unix(NOW))
+        .build()
+        .unwrap()
+}
+
 /// One row of the table: a token and what verifying it must give.
 struct Case {
     name: String,
@@ -447,13 +461,7 @@ async fn rfc_9864_ed25519_header_is_eddsa_with_an_ed25519_key_only() {
     let err = verifier.verify(&token).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlgorithmMismatch);
     // Not allowed where EdDSA is not.
-    let es_only = Verifier::builder()
-        .jwks(jwks(&[&ed, &ec]))
-        .audience(AUDIENCE)
-        .algorithms([Algorithm::ES256])
-        .clock(ManualClock::at_unix(NOW))
-        .build()
-        .unwrap();
+    let es_only = verifier_allowing(&[&ed, &ec], [Algorithm::ES256]);
     let token = ed.sign_with_header(&header("ed-1"), &claims_at(NOW));
     let err = es_only.verify(&token).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlgorithmNotAllowed);
@@ -469,13 +477,7 @@ async fn rfc_9864_ed25519_header_is_eddsa_with_an_ed25519_key_only() {
 async fn allow_list_narrows_the_algorithms() {
     let ed = TestKey::ed25519("ed-1");
     let rsa = TestKey::rs256("rsa-1");
-    let verifier = Verifier::builder()
-        .jwks(jwks(&[&ed, &rsa]))
-        .audience(AUDIENCE)
-        .algorithms([Algorithm::EdDSA])
-        .clock(ManualClock::at_unix(NOW))
-        .build()
-        .unwrap();
+    let verifier = verifier_allowing(&[&ed, &rsa], [Algorithm::EdDSA]);
     assert!(verifier.verify(&ed.sign(&claims_at(NOW))).await.is_ok());
     let err = verifier
         .verify(&rsa.sign(&claims_at(NOW)))

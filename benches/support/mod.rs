@@ -166,6 +166,36 @@ impl Fixture {
     pub fn verify_two_threads(&self, cached: bool) -> Routine<'_> {
         two_threads(move |users| self.verify(cached, users))
     }
+
+    /// The gate for thread pairs: raw `jsonwebtoken::decode` of these tokens, which shares
+    /// nothing between threads, does the same signature work as the verifier.
+    pub fn signature_gate(&self) -> Gate<'_> {
+        Gate {
+            two: two_threads(|users| self.decode_raw_of(users)),
+            one: self.decode_raw(),
+        }
+    }
+}
+
+/// A pair of `two` threads against `one`, in 101 rounds of blocks of about 10 ms: more,
+/// shorter rounds than other pairs, so that bursts of load from elsewhere spoil fewer of
+/// them. It reports wall-clock throughput over all rounds ("as loaded", for information) and
+/// over the rounds `gate` lets through (`label`), judged against `goal`.
+pub fn thread_pair<'a>(
+    name: String,
+    (two, one): (Routine<'a>, Routine<'a>),
+    gate: Gate<'a>,
+    label: &'static str,
+    goal: Goal,
+) -> Pair<'a> {
+    Pair::new(name, two, one)
+        .blocks(101, Duration::from_millis(10))
+        .figure(
+            "throughput, wall clock (as loaded)",
+            wall_throughput,
+            Goal::Info,
+        )
+        .two_cores_figure(gate, label, wall_throughput, goal)
 }
 
 /// Serve `body` as a JWKS document on loopback, from a thread of its own, for as long as the
