@@ -14,7 +14,10 @@
 //! resistance, since only an exact match of the whole text answers, and only verified tokens
 //! are ever put in front. A front entry is the same entry moka holds and goes through the same
 //! checks on every hit (key still held, times against the clock); it names the cache it came
-//! from, so two verifiers never see each other's entries.
+//! from, so two verifiers never see each other's entries. Moka drops an entry at its `exp`
+//! (plus leeway); a hit that finds its token expired drops it from the thread's front too,
+//! and a front entry nobody asks for again stays (unusable) until a newer token takes its
+//! slot, so a thread's front holds at most 128 entries whatever their age.
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

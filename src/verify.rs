@@ -469,10 +469,15 @@ impl Verifier {
             if let Some(entry) = cache.get(token) {
                 if s.keys.still_holds(entry.token.key_id(), entry.key_serial) {
                     let t = &entry.token;
-                    return Attempt::Done(
-                        s.check_times(now, t.expires_at(), t.not_before(), t.issued_at())
-                            .map(|()| entry.token),
-                    );
+                    let checked = s.check_times(now, t.expires_at(), t.not_before(), t.issued_at());
+                    if checked
+                        .as_ref()
+                        .is_err_and(|e| e.kind() == ErrorKind::Expired)
+                    {
+                        // Moka drops it at `exp` too; this thread's front would keep it.
+                        cache.remove(token);
+                    }
+                    return Attempt::Done(checked.map(|()| entry.token));
                 }
                 cache.remove(token);
             }
@@ -1092,8 +1097,13 @@ mod cache_tests {
         assert!(cache(&v).in_front(&token));
         assert!(same(&first, &check(&v, &token).unwrap()));
 
-        clock.set_unix(NOW + 3600 + DEFAULT_LEEWAY.as_secs());
-        assert_eq!(check(&v, &token).unwrap_err().kind(), ErrorKind::Expired);
+        // Not yet valid (a clock set back): refused, and still held for when it is.
+        clock.set_unix(NOW - DEFAULT_LEEWAY.as_secs() - 1);
+        assert_eq!(
+            check(&v, &token).unwrap_err().kind(),
+            ErrorKind::IssuedInFuture
+        );
+        assert!(cache(&v).in_front(&token));
         clock.set_unix(NOW);
         assert!(same(&first, &check(&v, &token).unwrap()));
 
@@ -1102,6 +1112,26 @@ mod cache_tests {
         let err = check(&v, &token).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnknownKeyId);
         assert!(!cache(&v).in_front(&token), "the front entry was dropped");
+    }
+
+    #[test]
+    fn an_expired_hit_drops_the_entry() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 16);
+        let token = key.sign(&claims_at(NOW));
+        let first = check(&v, &token).unwrap();
+        assert!(cache(&v).in_front(&token));
+        clock.set_unix(NOW + 3600 + DEFAULT_LEEWAY.as_secs());
+        assert!(
+            cache(&v).get(&token).is_some(),
+            "held until a hit finds it expired"
+        );
+        assert_eq!(check(&v, &token).unwrap_err().kind(), ErrorKind::Expired);
+        assert!(!cache(&v).in_front(&token) && cache(&v).get(&token).is_none());
+        // Had the clock been wrong, the token is verified afresh, not answered from memory.
+        clock.set_unix(NOW);
+        assert!(!same(&first, &check(&v, &token).unwrap()));
     }
 
     #[test]
