@@ -476,14 +476,18 @@ impl RemoteJwks {
     /// is due and a Tokio runtime is at hand.
     pub(crate) fn lookup(&self, kid: &str) -> Lookup<'static> {
         let now = self.inner.clock.now();
-        let Some(snapshot) = self.usable_snapshot(now) else {
+        let found = self.with_current(|snapshot| match snapshot {
+            Some(s) if now < s.usable_until => Some(s.keys.get(kid).cloned()),
+            _ => None,
+        });
+        let Some(found) = found else {
             return Lookup::Missing;
         };
         if unix_millis(now) >= self.inner.refresh_due_ms.load(Ordering::Acquire) {
             self.refresh_in_background(now);
         }
-        match snapshot.keys.get(kid) {
-            Some(key) => Lookup::Found(Cow::Owned(key.clone())),
+        match found {
+            Some(key) => Lookup::Found(Cow::Owned(key)),
             None => Lookup::Missing,
         }
     }
