@@ -8,7 +8,8 @@
 //!
 //! In front of it, each thread keeps its most recent tokens ([`FRONT_SLOTS`], in sets of
 //! [`FRONT_WAYS`], the least recently used giving way), each with its text: a repeated token
-//! is found by comparing its text, with no hashing at all, and without touching anything
+//! is found by comparing its text (its last bytes first, then all of it in time that depends
+//! only on its length), with no hashing at all, and without touching anything
 //! another thread writes, so hits scale with threads. The set is chosen by the token's last
 //! bytes (signature bytes, random for any real token); that choice needs no collision
 //! resistance, since only an exact match of the whole text answers, and only verified tokens
@@ -18,6 +19,7 @@
 //! (plus leeway); a hit that finds its token expired drops it from the thread's front too,
 //! and a front entry nobody asks for again stays (unusable) until a newer token takes its
 //! slot, so a thread's front holds at most 128 entries whatever their age.
+
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -114,6 +116,27 @@ fn tail(token: &str) -> u64 {
     u64::from_le_bytes(word)
 }
 
+/// Whether two tokens are the same text, in time that depends only on their length: no
+/// early exit at the first difference, so the time a lookup takes says nothing about how
+/// much of a held token a probe got right. (A probe reaches this only with a held token's
+/// [`tail`] already right, 48 bits of its signature.)
+fn same_text(held: &str, probe: &str) -> bool {
+    let (held, probe) = (held.as_bytes(), probe.as_bytes());
+    if held.len() != probe.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        u64::from_ne_bytes(w)
+    };
+    let differ = held
+        .chunks(8)
+        .zip(probe.chunks(8))
+        .fold(0u64, |acc, (a, b)| acc | (word(a) ^ word(b)));
+    differ == 0
+}
+
 /// Which front set a token belongs to: a mix of its [`tail`].
 fn set_of(token: &str) -> usize {
     let mixed = tail(token).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -194,7 +217,7 @@ impl TokenCache {
         let tail = tail(token);
         set.iter_mut().find(|slot| {
             slot.as_ref()
-                .is_some_and(|s| s.tail == tail && s.cache == self.id && *s.token == *token)
+                .is_some_and(|s| s.tail == tail && s.cache == self.id && same_text(&s.token, token))
         })
     }
 
@@ -413,6 +436,25 @@ mod tests {
             assert!(!cache.in_front(other), "{other}");
         }
         assert!(cache.get(held).is_some());
+    }
+
+    #[test]
+    fn same_text_compares_every_byte() {
+        let token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+        assert!(same_text(token, token) && same_text("", ""));
+        for i in 0..token.len() {
+            let mut other = token.as_bytes().to_vec();
+            other[i] ^= 1;
+            assert!(
+                !same_text(token, std::str::from_utf8(&other).unwrap()),
+                "byte {i}"
+            );
+        }
+        assert!(!same_text(token, &token[..token.len() - 1]));
+        assert!(
+            !same_text("abcdefgh", "abcdefgh\0"),
+            "a shorter text is not padded to match"
+        );
     }
 
     #[test]
