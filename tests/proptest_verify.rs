@@ -25,6 +25,8 @@ use tower::{service_fn, Layer, ServiceExt};
 
 struct Fixture {
     verifier: Verifier,
+    /// The same verifier with its token cache off: the reference the cache must agree with.
+    uncached: Verifier,
     runtime: tokio::runtime::Runtime,
     /// Valid tokens: each key, a few claim sets.
     tokens: Vec<String>,
@@ -40,13 +42,16 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let keys = TestKey::all();
         let refs: Vec<&TestKey> = keys.iter().collect();
-        let verifier = Verifier::builder()
-            .jwks(jwks(&refs))
-            .audience(AUDIENCE)
-            .issuer(ISSUER)
-            .clock(ManualClock::at_unix(NOW))
-            .build()
-            .unwrap();
+        let verifier = |cache| {
+            Verifier::builder()
+                .jwks(jwks(&refs))
+                .audience(AUDIENCE)
+                .issuer(ISSUER)
+                .clock(ManualClock::at_unix(NOW))
+                .token_cache_capacity(cache)
+                .build()
+                .unwrap()
+        };
         let mut tokens = Vec::new();
         for key in &keys {
             tokens.push(key.sign(&claims_at(NOW)));
@@ -57,7 +62,8 @@ fn fixture() -> &'static Fixture {
             .build()
             .unwrap();
         let fixture = Fixture {
-            verifier,
+            verifier: verifier(10_000),
+            uncached: verifier(0),
             runtime,
             tokens,
             attacker: TestKey::ed25519("ed-1"),
@@ -339,6 +345,30 @@ proptest! {
             token = apply(&token, m);
         }
         assert_refused_unless_genuine(&f.tokens, original, &token)?;
+    }
+
+    /// The cache never changes an answer: runs of valid and mutated tokens (many sharing a
+    /// valid token's last bytes, so its front set and tail) verify through the caching
+    /// verifier exactly as through one without a cache.
+    #[test]
+    fn the_cache_answers_as_a_fresh_verification_would(
+        picks in prop::collection::vec((any::<usize>(), prop::option::of(mutation())), 1..12),
+    ) {
+        let f = fixture();
+        for (which, mutation) in &picks {
+            let original = &f.tokens[which % f.tokens.len()];
+            let token = match mutation {
+                Some(m) => apply(original, m),
+                None => original.clone(),
+            };
+            let cached = f.verify(&token);
+            let fresh = f.runtime.block_on(f.uncached.verify(&token));
+            match (cached, fresh) {
+                (Ok(c), Ok(u)) => prop_assert_eq!(c.raw_claims(), u.raw_claims()),
+                (Err(c), Err(u)) => prop_assert_eq!(c.kind(), u.kind()),
+                (c, u) => prop_assert!(false, "cached {:?} but fresh {:?}", c.is_ok(), u.is_ok()),
+            }
+        }
     }
 
     /// Arbitrary `Authorization` values through the layer.
