@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Algorithm;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -464,10 +464,14 @@ impl Verifier {
         if token.len() > s.max_token_bytes {
             return Attempt::Done(Err(Error::new(ErrorKind::TokenTooLarge)));
         }
-        let now = s.clock.now_unix();
+        // One reading of the clock for every check of this verification.
+        let at = s.clock.now();
+        let now = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if let Some(cache) = &s.cache {
             if let Some(entry) = cache.get(token) {
-                if s.keys.still_holds(entry.token.key_id(), entry.key_serial) {
+                if s.keys
+                    .still_holds(entry.token.key_id(), entry.key_serial, at)
+                {
                     let t = &entry.token;
                     let checked = s.check_times(now, t.expires_at(), t.not_before(), t.issued_at());
                     if checked
@@ -482,7 +486,7 @@ impl Verifier {
                 cache.remove(token);
             }
         }
-        match s.verify_uncached(token, now) {
+        match s.verify_uncached(token, at, now) {
             Ok((verified, key_serial)) => {
                 if let Some(cache) = &s.cache {
                     let ttl = (verified.expires_at() + s.leeway).saturating_sub(now);
@@ -759,7 +763,12 @@ impl Shared {
         Ok(())
     }
 
-    fn verify_uncached(&self, token: &str, now: u64) -> Result<(VerifiedToken, u64), Miss> {
+    fn verify_uncached(
+        &self,
+        token: &str,
+        at: SystemTime,
+        now: u64,
+    ) -> Result<(VerifiedToken, u64), Miss> {
         // 1. Shape.
         let (header_b64, rest) = token
             .split_once('.')
@@ -792,7 +801,7 @@ impl Shared {
             Some(KidValue::Str(k)) if !k.is_empty() => k,
             _ => return Err(Error::new(ErrorKind::MissingKeyId).into()),
         };
-        let key = match self.keys.lookup(kid) {
+        let key = match self.keys.lookup(kid, at) {
             Lookup::Found(key) => key,
             Lookup::Missing => return Err(Miss::Key(Box::from(&**kid))),
             Lookup::Absent => return Err(Error::new(ErrorKind::UnknownKeyId).into()),

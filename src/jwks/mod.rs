@@ -563,15 +563,17 @@ pub(crate) enum KeySource {
 }
 
 impl KeySource {
-    /// Look a key up in what is held now, without waiting on I/O.
-    pub(crate) fn lookup(&self, kid: &str) -> Lookup<'_> {
+    /// Look a key up in what is held at `now` (the verification's one clock reading),
+    /// without waiting on I/O.
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
+    pub(crate) fn lookup(&self, kid: &str, now: SystemTime) -> Lookup<'_> {
         match self {
             KeySource::Static(set) => match set.get(kid) {
                 Some(k) => Lookup::Found(Cow::Borrowed(k)),
                 None => Lookup::Absent,
             },
             #[cfg(feature = "remote")]
-            KeySource::Remote(remote) => remote.lookup(kid),
+            KeySource::Remote(remote) => remote.lookup(kid, now),
         }
     }
 
@@ -607,15 +609,16 @@ impl KeySource {
         }
     }
 
-    /// Whether the key held for `kid` is still the one with this serial (a key that left
-    /// the set, or was replaced, takes its cached tokens with it). This touches no shared
-    /// reference count, so threads answering cache hits do not slow each other (a remote set
-    /// takes its snapshot's read lock).
-    pub(crate) fn still_holds(&self, kid: &str, serial: u64) -> bool {
+    /// Whether the key held for `kid` at `now` is still the one with this serial (a key that
+    /// left the set, or was replaced, takes its cached tokens with it). This writes nothing
+    /// shared, so threads answering cache hits do not slow each other (a remote set reads the
+    /// snapshot the thread remembers, after one atomic load).
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
+    pub(crate) fn still_holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
         match self {
             KeySource::Static(set) => set.get(kid).is_some_and(|k| k.serial == serial),
             #[cfg(feature = "remote")]
-            KeySource::Remote(remote) => remote.holds(kid, serial),
+            KeySource::Remote(remote) => remote.holds(kid, serial, now),
         }
     }
 }

@@ -474,8 +474,7 @@ impl RemoteJwks {
 
     /// Look `kid` up in the held set without waiting. Starts a background refresh when one
     /// is due and a Tokio runtime is at hand.
-    pub(crate) fn lookup(&self, kid: &str) -> Lookup<'static> {
-        let now = self.inner.clock.now();
+    pub(crate) fn lookup(&self, kid: &str, now: SystemTime) -> Lookup<'static> {
         let found = self.with_current(|snapshot| match snapshot {
             Some(s) if now < s.usable_until => Some(s.keys.get(kid).cloned()),
             _ => None,
@@ -576,8 +575,7 @@ impl RemoteJwks {
     /// The cache-hit check: whether the usable set still holds `kid` with this serial. Reads
     /// under the snapshot lock without cloning anything shared (no reference counts bumped on
     /// the hot path), and starts a due refresh as [`lookup`](Self::lookup) does.
-    pub(crate) fn holds(&self, kid: &str, serial: u64) -> bool {
-        let now = self.inner.clock.now();
+    pub(crate) fn holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
         let held = self.with_current(|snapshot| match snapshot {
             Some(s) if now < s.usable_until => {
                 Some(s.keys.get(kid).is_some_and(|k| k.serial == serial))
@@ -1192,8 +1190,13 @@ mod tests {
         })
     }
 
+    /// Whether `jwks` holds the key `kid` with this serial, at its clock's time.
+    fn holds(jwks: &RemoteJwks, kid: &str, serial: u64) -> bool {
+        jwks.holds(kid, serial, jwks.inner.clock.now())
+    }
+
     fn key(jwks: &RemoteJwks, kid: &str) -> Arc<VerificationKey> {
-        match jwks.lookup(kid) {
+        match jwks.lookup(kid, jwks.inner.clock.now()) {
             Lookup::Found(key) => key.into_owned(),
             Lookup::Missing | Lookup::Absent => panic!("{kid} is not held"),
         }
@@ -1240,35 +1243,35 @@ mod tests {
         let doc = |x: &str| {
             format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"a","x":"{x}"}}]}}"#)
         };
-        assert!(!jwks.holds("a", 0), "nothing fetched yet");
+        assert!(!holds(&jwks, "a", 0), "nothing fetched yet");
         jwks.complete(fetched(&doc(ED_X)));
         let old = key(&jwks, "a").serial;
         assert!(
-            jwks.holds("a", old) && jwks.holds("a", old),
+            holds(&jwks, "a", old) && holds(&jwks, "a", old),
             "read, then remembered"
         );
-        assert!(!jwks.holds("a", old + 1_000_000) && !jwks.holds("b", old));
+        assert!(!holds(&jwks, "a", old + 1_000_000) && !holds(&jwks, "b", old));
         // Another key under the same kid: the remembered set is not used any more.
         clock.advance(Duration::from_secs(600));
         jwks.complete(fetched(&doc(ED_X2)));
         let new = key(&jwks, "a").serial;
         assert_ne!(old, new);
-        assert!(!jwks.holds("a", old) && jwks.holds("a", new));
+        assert!(!holds(&jwks, "a", old) && holds(&jwks, "a", new));
         // A clone is the same source; another source with the same keys is not.
-        assert!(jwks.clone().holds("a", new));
+        assert!(holds(&jwks.clone(), "a", new));
         let (other, _) = jwks_at(1_800_000_600);
-        assert!(!other.holds("a", new));
+        assert!(!holds(&other, "a", new));
         assert!(
-            jwks.holds("a", new),
+            holds(&jwks, "a", new),
             "the other source took no slot of ours"
         );
         // Another thread reads for itself, and sees the same.
         std::thread::scope(|s| {
-            s.spawn(|| assert!(!jwks.holds("a", old) && jwks.holds("a", new)));
+            s.spawn(|| assert!(!holds(&jwks, "a", old) && holds(&jwks, "a", new)));
         });
         // Past the stale-if-error window the set is not used, remembered or not.
         clock.advance(DEFAULT_MAX_AGE + RemoteJwksConfig::default().stale_if_error);
-        assert!(!jwks.holds("a", new));
+        assert!(!holds(&jwks, "a", new));
     }
 
     #[test]
@@ -1326,7 +1329,10 @@ mod tests {
             vec![Algorithm::EdDSA],
         )
         .unwrap();
-        assert!(matches!(jwks.lookup("k1"), Lookup::Missing));
+        assert!(matches!(
+            jwks.lookup("k1", jwks.inner.clock.now()),
+            Lookup::Missing
+        ));
         let status = jwks.status();
         assert!(!status.usable && !status.fetching);
         assert_eq!(status.next_refresh, None);
