@@ -56,7 +56,9 @@ impl Layers {
         layers.check(layers.mka1(false));
         layers.check(layers.mka1(true));
         layers.check(layers.jwt_authorizer());
-        layers.check(Mka1AuthLayer::new(layers.fixture.remote.clone()).layer(service_fn(trivial)));
+        layers.check(
+            Mka1AuthLayer::new(layers.fixture.ours.remote.clone()).layer(service_fn(trivial)),
+        );
         layers
     }
 
@@ -82,9 +84,9 @@ impl Layers {
     /// The trivial service behind `Mka1AuthLayer`, its verifier's cache on or off.
     fn mka1(&self, cached: bool) -> impl Trivial {
         let verifier: &Verifier = if cached {
-            &self.fixture.cached
+            &self.fixture.ours.cached
         } else {
-            &self.fixture.uncached
+            &self.fixture.ours.uncached
         };
         Mka1AuthLayer::new(verifier.clone()).layer(service_fn(trivial))
     }
@@ -153,22 +155,35 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
         ));
     }
     // Two threads through one layer (a clone each, one verifier and cache), repeated tokens,
-    // on keys from a JWKS URL as most services run: measured and gated as in the verify bench.
+    // on keys from a JWKS URL as most services run; gated as in the verify bench, by two
+    // threads each behind a layer of its own (the twin verifier: nothing shared).
     let l = &all[0];
-    let remote = |users| {
-        let svc = Mka1AuthLayer::new(l.fixture.remote.clone()).layer(service_fn(trivial));
+    let through = |verifiers: &Verifiers, users| {
+        let svc = Mka1AuthLayer::new(verifiers.remote.clone()).layer(service_fn(trivial));
         l.per_request(svc, users)
+    };
+    let shared = move |users| through(&l.fixture.ours, users);
+    let apart = move |users: Range<usize>| {
+        let verifiers = if users.start == 0 {
+            &l.fixture.ours
+        } else {
+            &l.fixture.twin
+        };
+        through(verifiers, users)
     };
     let name = format!(
         "layer/{}/repeated, jwks url: two threads / one",
         l.fixture.alg
     );
-    let label = "throughput, two cores free for signatures";
-    let routines = (two_threads(remote), remote(ALL));
+    let label = "throughput, two cores free";
+    let gate = Gate {
+        two: two_threads(apart),
+        one: shared(ALL),
+    };
     pairs.push(thread_pair(
         name,
-        routines,
-        l.fixture.signature_gate(),
+        (two_threads(shared), shared(ALL)),
+        gate,
         label,
         Goal::Info,
     ));
