@@ -242,53 +242,28 @@ impl TokenCache {
         });
     }
 
-    /// The entry for `token`: from this thread's front, else from the shared cache (which
-    /// then puts it in front).
+    /// One token's dealings with this cache (see [`Probe`]).
+    pub(crate) fn probe<'a>(&'a self, token: &'a str) -> Probe<'a> {
+        Probe {
+            cache: self,
+            token,
+            digest: None,
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn get(&self, token: &str) -> Option<Entry> {
-        let front = Self::front(token, |set, now| {
-            let held = self.owned(set, token)?.as_mut()?;
-            held.used = now;
-            Some(held.entry.clone())
-        });
-        if let Some(Some(entry)) = front {
-            return Some(entry);
-        }
-        let digest = Self::digest(token);
-        let entry = self.shard(&digest).get(&digest)?;
-        self.remember(token, &entry);
-        Some(entry)
+        self.probe(token).get()
     }
 
-    pub(crate) fn insert(
-        &self,
-        token: &str,
-        verified: VerifiedToken,
-        key_serial: u64,
-        ttl: Duration,
-    ) {
-        if ttl.is_zero() {
-            return;
-        }
-        let entry = Entry {
-            token: verified,
-            key_serial,
-            ttl,
-        };
-        self.remember(token, &entry);
-        let digest = Self::digest(token);
-        self.shard(&digest).insert(digest, entry);
+    #[cfg(test)]
+    pub(crate) fn insert(&self, token: &str, verified: VerifiedToken, serial: u64, ttl: Duration) {
+        self.probe(token).insert(verified, serial, ttl);
     }
 
-    /// Drop the entry, from the shared cache and from this thread's front. Other threads'
-    /// fronts may still hold it; they drop it on their next hit, which fails the same check.
+    #[cfg(test)]
     pub(crate) fn remove(&self, token: &str) {
-        Self::front(token, |set, _| {
-            if let Some(slot) = self.owned(set, token) {
-                *slot = None;
-            }
-        });
-        let digest = Self::digest(token);
-        self.shard(&digest).invalidate(&digest);
+        self.probe(token).remove();
     }
 
     /// Whether this thread's front holds this cache's entry for `token`.
@@ -307,6 +282,70 @@ impl TokenCache {
                 shard.entry_count()
             })
             .sum()
+    }
+}
+
+/// One token's dealings with a [`TokenCache`] during one verification: look it up, drop it,
+/// or put it in. Its SHA-256 digest is computed at most once, and only when the shared cache
+/// is reached (a front hit needs none), so a token verified afresh is hashed once, not once
+/// for the lookup and again for the insert.
+pub(crate) struct Probe<'a> {
+    cache: &'a TokenCache,
+    token: &'a str,
+    digest: Option<Digest>,
+}
+
+impl Probe<'_> {
+    fn digest(&mut self) -> Digest {
+        *self
+            .digest
+            .get_or_insert_with(|| TokenCache::digest(self.token))
+    }
+
+    /// The entry for the token: from this thread's front, else from the shared cache (which
+    /// then puts it in front).
+    pub(crate) fn get(&mut self) -> Option<Entry> {
+        let (cache, token) = (self.cache, self.token);
+        let front = TokenCache::front(token, |set, now| {
+            let held = cache.owned(set, token)?.as_mut()?;
+            held.used = now;
+            Some(held.entry.clone())
+        });
+        if let Some(Some(entry)) = front {
+            return Some(entry);
+        }
+        let digest = self.digest();
+        let entry = cache.shard(&digest).get(&digest)?;
+        cache.remember(token, &entry);
+        Some(entry)
+    }
+
+    /// Keep the token, verified by the key with this serial, for `ttl` at most.
+    pub(crate) fn insert(&mut self, verified: VerifiedToken, key_serial: u64, ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        let entry = Entry {
+            token: verified,
+            key_serial,
+            ttl,
+        };
+        self.cache.remember(self.token, &entry);
+        let digest = self.digest();
+        self.cache.shard(&digest).insert(digest, entry);
+    }
+
+    /// Drop the entry, from the shared cache and from this thread's front. Other threads'
+    /// fronts may still hold it; they drop it on their next hit, which fails the same check.
+    pub(crate) fn remove(&mut self) {
+        let (cache, token) = (self.cache, self.token);
+        TokenCache::front(token, |set, _| {
+            if let Some(slot) = cache.owned(set, token) {
+                *slot = None;
+            }
+        });
+        let digest = self.digest();
+        cache.shard(&digest).invalidate(&digest);
     }
 }
 
@@ -432,6 +471,21 @@ mod tests {
             assert!(!cache.in_front(other), "{other}");
         }
         assert!(cache.get(held).is_some());
+    }
+
+    #[test]
+    fn a_probe_hashes_only_past_the_front_and_at_most_once() {
+        let cache = TokenCache::new(8);
+        let mut probe = cache.probe("t");
+        assert!(probe.get().is_none());
+        let digest = probe.digest.expect("a miss reached the shared cache");
+        probe.insert(token("u"), 0, Duration::from_secs(60));
+        assert_eq!(probe.digest, Some(digest));
+        assert_eq!(digest, TokenCache::digest("t"));
+        // A front hit computes no digest.
+        let mut probe = cache.probe("t");
+        assert!(probe.get().is_some());
+        assert!(probe.digest.is_none());
     }
 
     #[test]

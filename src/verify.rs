@@ -467,8 +467,9 @@ impl Verifier {
         // One reading of the clock for every check of this verification.
         let at = s.clock.now();
         let now = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if let Some(cache) = &s.cache {
-            if let Some(entry) = cache.get(token) {
+        let mut probe = s.cache.as_ref().map(|cache| cache.probe(token));
+        if let Some(probe) = &mut probe {
+            if let Some(entry) = probe.get() {
                 if s.keys
                     .still_holds(entry.token.key_id(), entry.key_serial, at)
                 {
@@ -479,19 +480,18 @@ impl Verifier {
                         .is_err_and(|e| e.kind() == ErrorKind::Expired)
                     {
                         // Moka drops it at `exp` too; this thread's front would keep it.
-                        cache.remove(token);
+                        probe.remove();
                     }
                     return Attempt::Done(checked.map(|()| entry.token));
                 }
-                cache.remove(token);
+                probe.remove();
             }
         }
         match s.verify_uncached(token, at, now) {
             Ok((verified, key_serial)) => {
-                if let Some(cache) = &s.cache {
+                if let Some(probe) = &mut probe {
                     let ttl = (verified.expires_at() + s.leeway).saturating_sub(now);
-                    let ttl = Duration::from_secs(ttl);
-                    cache.insert(token, verified.clone(), key_serial, ttl);
+                    probe.insert(verified.clone(), key_serial, Duration::from_secs(ttl));
                 }
                 Attempt::Done(Ok(verified))
             }
