@@ -363,7 +363,8 @@ thread_local! {
     /// checks its key against it after one atomic load of the generation: taking the read
     /// lock instead writes to the lock's shared cache line on every hit, and two threads
     /// answering hits then spend their time handing that line back and forth.
-    static SEEN: RefCell<[Option<Seen>; SEEN_SLOTS]> = const { RefCell::new([const { None }; SEEN_SLOTS]) };
+    static SEEN: RefCell<[Option<Seen>; SEEN_SLOTS]> =
+        const { RefCell::new([const { None }; SEEN_SLOTS]) };
 }
 
 struct Snapshot {
@@ -572,9 +573,10 @@ impl RemoteJwks {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The cache-hit check: whether the usable set still holds `kid` with this serial. Reads
-    /// under the snapshot lock without cloning anything shared (no reference counts bumped on
-    /// the hot path), and starts a due refresh as [`lookup`](Self::lookup) does.
+    /// The cache-hit check: whether the set usable at `now` still holds `kid` with this
+    /// serial. Reads the snapshot this thread remembers (see
+    /// [`with_current`](Self::with_current)), writing nothing shared, and starts a due
+    /// refresh as [`lookup`](Self::lookup) does.
     pub(crate) fn holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
         let held = self.with_current(|snapshot| match snapshot {
             Some(s) if now < s.usable_until => {
