@@ -21,33 +21,30 @@
 //!
 //! Routes: `GET /healthz` (no auth), `GET /whoami`, `GET /agents` (needs `agent:read`),
 //! and any method on `/proxy/<path>`, forwarded to `UPSTREAM_URL/<path>` with the caller's
-//! token and `X-On-Behalf-Of` set to the verified user.
+//! token and `X-On-Behalf-Of` set to the verified user. The forward
+//! ([`mka1_auth::outbound::forward`]) keeps the path under `UPSTREAM_URL`'s (dot segments in
+//! any spelling get 400), drops the caller's identity and hop-by-hop headers, and streams
+//! bodies (over 10 MiB gets 413).
 
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
 
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{Request, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
-use mka1_auth::outbound::{carry_identity, Outbound, ReqwestService};
+use mka1_auth::outbound::forward::{Forward, ForwardLayer};
+use mka1_auth::outbound::{Outbound, ReqwestService};
 use mka1_auth::{
     ForwardToken, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, VerifiedToken, Verifier,
 };
 use serde_json::json;
-use tower::{Layer, ServiceExt};
+use tower::Layer;
 
-/// The onward client: reqwest behind the outbound layer, forwarding the caller's token.
-type Upstream = Outbound<ReqwestService, ForwardToken>;
-
-#[derive(Clone)]
-struct AppState {
-    upstream: Option<(String, Upstream)>,
-}
+/// The proxy: a forward to `UPSTREAM_URL` over reqwest behind the outbound layer, which sends
+/// the caller's own token and `X-On-Behalf-Of` set to the verified user.
+type Upstream = Forward<Outbound<ReqwestService, ForwardToken>>;
 
 async fn whoami(token: VerifiedToken) -> Json<serde_json::Value> {
     Json(json!({
@@ -64,83 +61,32 @@ async fn agents(user: OnBehalfOf) -> Json<serde_json::Value> {
     Json(json!({ "agents": [], "visible_to": user.as_str() }))
 }
 
-async fn proxy(
-    State(state): State<AppState>,
-    Path(path): Path<String>,
-    request: Request<Body>,
-) -> Response {
-    let Some((base, client)) = state.upstream else {
-        return (StatusCode::BAD_GATEWAY, "no UPSTREAM_URL configured\n").into_response();
+fn app(verifier: Verifier, upstream: Option<Upstream>) -> Router {
+    // `/proxy/<path>` goes to `UPSTREAM_URL/<path>`, contained under its path, with the
+    // caller's token and verified user set by the outbound layer (see `upstream_client`).
+    let proxy = match upstream {
+        Some(upstream) => Router::new().nest_service("/proxy", upstream),
+        None => Router::new().route(
+            "/proxy/{*path}",
+            any(|| async { (StatusCode::BAD_GATEWAY, "no UPSTREAM_URL configured\n") }),
+        ),
     };
-    let (parts, body) = request.into_parts();
-    let query = parts
-        .uri
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    let mut onward = Request::builder()
-        .method(parts.method.clone())
-        .uri(format!("{base}/{path}{query}"));
-    for (name, value) in &parts.headers {
-        // Credentials and the user are set by the outbound layer; hop-by-hop headers stay here.
-        if !matches!(
-            name.as_str(),
-            "host"
-                | "authorization"
-                | "x-on-behalf-of"
-                | "connection"
-                | "content-length"
-                | "transfer-encoding"
-        ) {
-            onward = onward.header(name, value);
-        }
-    }
-    // Buffered for simplicity (capped); a streaming proxy would wrap the body instead.
-    let Ok(body) = axum::body::to_bytes(body, 10 * 1024 * 1024).await else {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large to forward\n",
-        )
-            .into_response();
-    };
-    let Ok(mut onward) = onward.body(body) else {
-        return (StatusCode::BAD_REQUEST, "cannot forward this request\n").into_response();
-    };
-    carry_identity(&parts.extensions, onward.extensions_mut());
-    match client.oneshot(onward).await {
-        Ok(response) => response.map(Body::new).into_response(),
-        Err(err) => (
-            StatusCode::BAD_GATEWAY,
-            format!("upstream call failed: {err}\n"),
-        )
-            .into_response(),
-    }
-}
-
-fn app(verifier: Verifier, state: AppState) -> Router {
-    let protected = Router::new()
+    let protected = proxy
         .route("/whoami", get(whoami))
         .route(
             "/agents",
             get(agents).route_layer(RequirePermissionsLayer::new(["agent:read"])),
         )
-        .route("/proxy/{*path}", any(proxy))
         .layer(Mka1AuthLayer::new(verifier));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(protected)
-        .with_state(state)
 }
 
-fn upstream_client(url: &str) -> Result<(String, Upstream), Box<dyn Error>> {
-    let base = url.trim_end_matches('/').to_owned();
-    let uri: http::Uri = base.parse()?;
-    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        return Err(format!("UPSTREAM_URL {url} is not an absolute url").into());
-    };
-    let client = Outbound::layer(ForwardToken, [format!("{scheme}://{authority}")])?
-        .layer(ReqwestService::new()?);
-    Ok((base, client))
+fn upstream_client(url: &str) -> Result<Upstream, Box<dyn Error>> {
+    let forward = ForwardLayer::to(url)?;
+    let client = Outbound::layer(ForwardToken, [forward.origin()])?.layer(ReqwestService::new()?);
+    Ok(forward.layer(client))
 }
 
 fn var(name: &str) -> Option<String> {
@@ -224,7 +170,7 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
         .map(|u| upstream_client(&u))
         .transpose()?;
 
-    let router = app(verifier, AppState { upstream });
+    let router = app(verifier, upstream);
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     writeln!(out, "listening on http://{addr}")?;
     out.flush()?;

@@ -8,7 +8,10 @@
 //! On success the request carries the [`VerifiedToken`], the [`OnBehalfOf`] and the
 //! [`BearerToken`] in its extensions, and exactly one `X-On-Behalf-Of` header holding the
 //! verified subject. A request whose own `X-On-Behalf-Of` names someone else is refused
-//! (403) unless [`Mka1AuthLayer::overwrite_on_behalf_of`] is set.
+//! (403) unless [`Mka1AuthLayer::overwrite_on_behalf_of`] is set. Every spelling of the
+//! header counts: case is ignored and `_` stands for `-` (`X_On_Behalf_Of` reaches a
+//! CGI-style application as the same variable), and no spelling but the layer's own
+//! `x-on-behalf-of` reaches the inner service.
 //!
 //! Refusals are answered by the layer (see [`rejection`](crate::rejection)); the inner
 //! service is not called and its error type is untouched.
@@ -31,6 +34,7 @@ use tower_service::Service;
 
 use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 use crate::error::{Error, ErrorKind};
+use crate::headers::{remove_every_spelling, variants_of};
 use crate::rejection::{respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
 use crate::verify::{Attempt, Verifier};
 
@@ -322,20 +326,27 @@ impl<R> Shared<R> {
         token: BearerToken,
     ) -> Result<(), Error> {
         let user = verified.on_behalf_of().clone();
-        if !self.overwrite_on_behalf_of
-            && req
-                .headers()
-                .get_all(X_ON_BEHALF_OF)
+        // `X_On_Behalf_Of` and other spellings count as the header itself (see `headers`).
+        let variants = variants_of(req.headers(), &X_ON_BEHALF_OF);
+        if !self.overwrite_on_behalf_of {
+            let headers = req.headers();
+            let disagrees = variants
                 .iter()
-                .any(|v| v.as_bytes() != user.as_bytes())
-        {
-            return Err(Error::with_detail(
-                ErrorKind::OnBehalfOfMismatch,
-                "the request acts for another user than its token",
-            ));
+                .chain(std::iter::once(&X_ON_BEHALF_OF))
+                .flat_map(|name| headers.get_all(name))
+                .any(|v| v.as_bytes() != user.as_bytes());
+            if disagrees {
+                return Err(Error::with_detail(
+                    ErrorKind::OnBehalfOfMismatch,
+                    "the request acts for another user than its token",
+                ));
+            }
         }
-        req.headers_mut()
-            .insert(X_ON_BEHALF_OF, user.to_header_value());
+        let headers = req.headers_mut();
+        for name in variants {
+            headers.remove(name);
+        }
+        headers.insert(X_ON_BEHALF_OF, user.to_header_value());
         let ext = req.extensions_mut();
         ext.insert(user);
         ext.insert(verified);
@@ -345,7 +356,7 @@ impl<R> Shared<R> {
     }
 
     fn admit_anonymous<B>(&self, req: &mut Request<B>) {
-        req.headers_mut().remove(X_ON_BEHALF_OF);
+        remove_every_spelling(req.headers_mut(), &X_ON_BEHALF_OF);
         let ext = req.extensions_mut();
         ext.remove::<OnBehalfOf>();
         ext.remove::<VerifiedToken>();
@@ -551,7 +562,7 @@ fn parse_bearer(value: &HeaderValue) -> Result<&str, Error> {
         None => (value, &[][..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(invalid_request("the authorization scheme is not `Bearer`"));
+        return Err(other_scheme(scheme));
     }
     let skip = token.iter().take_while(|b| is_space(b)).count();
     let token = &token[skip..];
@@ -571,6 +582,27 @@ fn parse_bearer(value: &HeaderValue) -> Result<&str, Error> {
     }
     std::str::from_utf8(token)
         .map_err(|_| invalid_request("the `authorization` header is not visible ascii"))
+}
+
+/// The answer to credentials under a scheme other than `Bearer`.
+///
+/// RFC 6750 section 3.1: a request that tried an unsupported authentication method lacks
+/// bearer credentials, so it is answered like one without any (401, a bare challenge), not
+/// as malformed. A word that is no scheme name at all (not an RFC 9110 token, or holding
+/// the `.` of a bare JWT, which no registered scheme name has) stays a malformed request.
+fn other_scheme(scheme: &[u8]) -> Error {
+    let is_scheme_name = !scheme.is_empty()
+        && scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-^_`|~".contains(b));
+    if is_scheme_name {
+        Error::with_detail(
+            ErrorKind::MissingCredentials,
+            "the authorization scheme is not `Bearer`",
+        )
+    } else {
+        invalid_request("the `authorization` header holds no authentication scheme")
+    }
 }
 
 /// RFC 6265 `cookie-name`: a token (visible ASCII except separators).
@@ -683,14 +715,33 @@ mod tests {
     }
 
     #[test]
+    fn other_schemes_are_missing_credentials() {
+        for value in [
+            "Basic dXNlcjpwdw==",
+            "basic eyJhbGciOiJFZERTQSJ9.e30.c2ln",
+            "Bearerx a",
+            "Negotiate",
+            "DPoP a.b.c",
+            "SCRAM-SHA-256 x",
+        ] {
+            let h = headers(&[("authorization", value)]);
+            assert_eq!(
+                kind(token(&h, None)),
+                ErrorKind::MissingCredentials,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_authorization_is_an_invalid_request() {
         for value in [
             "Bearer",
             "Bearer ",
-            "Basic dXNlcjpwdw==",
             "Bearer a b",
-            "Bearerx a",
             "",
+            "eyJhbGciOiJFZERTQSJ9.e30.c2ln",
+            "Bearer: a",
         ] {
             let h = headers(&[("authorization", value)]);
             assert_eq!(

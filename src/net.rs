@@ -11,9 +11,52 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The port an authority names, `Ok(None)` when it names none.
+///
+/// `http::uri::Authority::port` answers `None` both for no port and for one it cannot read,
+/// so `https://host:65536/` would look like port 443. Here a `:` after the host must be
+/// followed by 1 to 5 digits that fit a `u16`; anything else is an error.
+pub(crate) fn authority_port(authority: &http::uri::Authority) -> Result<Option<u16>, ()> {
+    let text = authority.as_str();
+    let host_and_port = text.rsplit_once('@').map_or(text, |(_, rest)| rest);
+    // An IPv6 literal holds colons of its own; the port comes after its `]`.
+    let after_host = match host_and_port.rfind(']') {
+        Some(end) => &host_and_port[end + 1..],
+        None => host_and_port,
+    };
+    let Some((_, port)) = after_host.rsplit_once(':') else {
+        return Ok(None);
+    };
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    port.parse().map(Some).map_err(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_loopback_host;
+    use super::{authority_port, is_loopback_host};
+
+    #[test]
+    fn ports_are_read_or_refused() {
+        let port = |s: &str| authority_port(&s.parse().unwrap());
+        assert_eq!(port("example.com"), Ok(None));
+        assert_eq!(port("example.com:443"), Ok(Some(443)));
+        assert_eq!(port("user:pw@example.com:8080"), Ok(Some(8080)));
+        assert_eq!(port("user:pw@example.com"), Ok(None));
+        assert_eq!(port("[::1]"), Ok(None));
+        assert_eq!(port("[::1]:65535"), Ok(Some(65535)));
+        assert_eq!(port("example.com:0"), Ok(Some(0)));
+        for bad in [
+            "example.com:65536",
+            "example.com:",
+            "example.com:123456",
+            "[::1]:70000",
+            "[::1]:",
+        ] {
+            assert_eq!(port(bad), Err(()), "{bad}");
+        }
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -2,7 +2,7 @@
 //!
 //! | situation | [`ErrorKind`] | status | `WWW-Authenticate` |
 //! |---|---|---|---|
-//! | no credentials | `MissingCredentials` | 401 | `Bearer realm="…"` |
+//! | no credentials, or another scheme (`Basic …`) | `MissingCredentials` | 401 | `Bearer realm="…"` |
 //! | malformed request | `InvalidRequest` | 400 | `… error="invalid_request"` |
 //! | token refused | any [`ErrorKind::is_invalid_token`] kind | 401 | `… error="invalid_token"` |
 //! | permission missing | `InsufficientPermission` | 403 | `… error="insufficient_scope", scope="…"` |

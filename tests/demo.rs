@@ -147,6 +147,18 @@ async fn proxy_forwards_the_token_and_the_verified_user() {
         assert_eq!(user, vec!["user-42"]);
     }
 
+    // A path that could climb out of `/base` is refused before it goes anywhere.
+    let escape = client()
+        .get(format!(
+            "http://{addr}/proxy/x/..%2f..%2finternal/secrets?id=1"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(escape.status(), 400);
+    assert_eq!(seen.0.lock().unwrap().len(), 1);
+
     // A caller claiming to act for someone else is refused and the upstream never hears of it.
     let spoofed = client()
         .get(format!("http://{addr}/proxy/agents"))

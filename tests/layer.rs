@@ -154,7 +154,6 @@ async fn malformed_requests_are_400_invalid_request() {
         bearer(&token).header(AUTHORIZATION, format!("Bearer {token}")),
         get().header(AUTHORIZATION, "Bearer"),
         get().header(AUTHORIZATION, "Bearer    "),
-        get().header(AUTHORIZATION, format!("Basic {token}")),
         get().header(AUTHORIZATION, format!("Bearer {token} {token}")),
     ];
     for (i, req) in requests.into_iter().enumerate() {
@@ -278,6 +277,98 @@ async fn overwrite_mode_replaces_a_disagreeing_on_behalf_of() {
     let seen = seen(&call(layer, req).await);
     assert_eq!(seen["header"], json!(["user-42"]));
     assert_eq!(seen["on_behalf_of"], "user-42");
+}
+
+/// Every header the inner service saw, as `name: value` lines in order.
+async fn header_lines(layer: Mka1AuthLayer, req: http::request::Builder) -> Response<String> {
+    let inner = service_fn(|req: Request<String>| async move {
+        let lines: Vec<String> = req
+            .headers()
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect();
+        Ok::<_, Infallible>(Response::new(lines.join("\n")))
+    });
+    let req = req.body(String::new()).unwrap();
+    layer.layer(inner).oneshot(req).await.unwrap()
+}
+
+#[tokio::test]
+async fn every_spelling_of_on_behalf_of_is_the_header_itself() {
+    let f = fixture();
+    let token = f.token();
+    let layer = Mka1AuthLayer::new(f.verifier.clone());
+    for name in [
+        "x_on_behalf_of",
+        "X_On_Behalf_Of",
+        "x-on_behalf-of",
+        "X-ON-BEHALF-OF",
+    ] {
+        // Another user under any spelling is a mismatch (oauth2-proxy CVE-2025-64484's class).
+        let response = call(layer.clone(), bearer(&token).header(name, "admin")).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(kind(&response), ErrorKind::OnBehalfOfMismatch, "{name}");
+
+        // The token's own user under any spelling passes, and only the layer's header remains.
+        let response = header_lines(layer.clone(), bearer(&token).header(name, "user-42")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{name}");
+        let on_behalf: Vec<&str> = response
+            .body()
+            .lines()
+            .filter(|l| l.starts_with("x-on-behalf-of") || l.starts_with("x_"))
+            .collect();
+        assert_eq!(on_behalf, ["x-on-behalf-of: user-42"], "{name}");
+    }
+
+    // Overwrite mode removes every spelling before it sets the verified user.
+    let layer = Mka1AuthLayer::new(f.verifier.clone()).overwrite_on_behalf_of(true);
+    let req = bearer(&token)
+        .header("x_on_behalf_of", "admin")
+        .header("x-on_behalf-of", "root")
+        .header(X_ON_BEHALF_OF, "user-7");
+    let response = header_lines(layer, req).await;
+    let on_behalf: Vec<&str> = response
+        .body()
+        .lines()
+        .filter(|l| l.contains("behalf"))
+        .collect();
+    assert_eq!(on_behalf, ["x-on-behalf-of: user-42"]);
+
+    // Anonymous requests in optional mode lose every spelling too.
+    let layer = Mka1AuthLayer::optional(f.verifier.clone());
+    let response = header_lines(layer, get().header("x_on_behalf_of", "admin")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!response.body().contains("behalf"), "{}", response.body());
+}
+
+#[tokio::test]
+async fn other_authorization_schemes_get_a_bare_401_challenge() {
+    // RFC 6750 section 3.1: an unsupported method is answered as no credentials at all.
+    let f = fixture();
+    for value in [
+        "Basic dXNlcjpwYXNz".to_owned(),
+        format!("Basic {}", f.token()),
+        "Negotiate".to_owned(),
+        "DPoP abc".to_owned(),
+    ] {
+        for layer in [
+            Mka1AuthLayer::new(f.verifier.clone()).realm("orders"),
+            // Credentials were presented, so optional mode refuses them too.
+            Mka1AuthLayer::optional(f.verifier.clone()).realm("orders"),
+        ] {
+            let response = call(layer, get().header(AUTHORIZATION, &value)).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{value}");
+            assert_eq!(challenge(&response), r#"Bearer realm="orders""#, "{value}");
+            assert_eq!(kind(&response), ErrorKind::MissingCredentials, "{value}");
+        }
+    }
+    // An empty bearer token stays a malformed request.
+    let response = call(
+        Mka1AuthLayer::new(f.verifier.clone()),
+        get().header(AUTHORIZATION, "Bearer "),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
 
 #[cfg(feature = "remote")]

@@ -110,6 +110,48 @@ async fn upstream_sees_exactly_the_verified_user_and_the_api_key() {
 }
 
 #[tokio::test]
+async fn every_spelling_of_the_identity_headers_is_replaced() {
+    let upstream = Upstream::start().await;
+    let alice = inbound("alice").await;
+    let layer = Outbound::layer(ApiKey::new(KEY).unwrap(), [upstream.origin()]).unwrap();
+    let client = layer.layer(hyper_client());
+    let spoof = |req: &mut Request<String>| {
+        let h = req.headers_mut();
+        for name in ["x_on_behalf_of", "x-on_behalf-of", "X_ON_BEHALF_OF"] {
+            h.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "mallory".parse().unwrap(),
+            );
+        }
+        h.append(AUTHORIZATION, "Bearer stolen".parse().unwrap());
+    };
+
+    // With an end user: only the layer's `x-on-behalf-of` arrives.
+    let mut req = get(&upstream.url("/whoami"));
+    spoof(&mut req);
+    req.extensions_mut().insert(user_of(&alice));
+    assert_eq!(client.clone().oneshot(req).await.unwrap().status(), 200);
+    // Without one (a backend-only call): none at all.
+    let mut req = get(&upstream.url("/backend"));
+    spoof(&mut req);
+    assert_eq!(client.oneshot(req).await.unwrap().status(), 200);
+
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2);
+    for (i, want) in [(0, vec!["x-on-behalf-of"]), (1, vec![])] {
+        let spellings: Vec<&str> = seen[i]
+            .headers
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| k.replace('_', "-") == "x-on-behalf-of")
+            .collect();
+        assert_eq!(spellings, want, "request {i}");
+        assert_eq!(seen[i].all("authorization"), [format!("Bearer {KEY}")]);
+    }
+    assert_eq!(seen[0].all("x-on-behalf-of"), ["alice"]);
+}
+
+#[tokio::test]
 async fn without_an_end_user_no_on_behalf_of_is_sent() {
     let upstream = Upstream::start().await;
     let layer = Outbound::layer(ApiKey::new(KEY).unwrap(), [upstream.origin()]).unwrap();

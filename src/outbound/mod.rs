@@ -13,8 +13,9 @@
 //! 3. asks its [`CredentialSource`] for a credential ([`ApiKey`], [`ForwardToken`], or an
 //!    exchanged token from [`ExchangeClient`](crate::exchange::ExchangeClient));
 //! 4. sets `Authorization: Bearer <credential>` and `X-On-Behalf-Of: <end user>`, replacing any
-//!    values already there (with no end user, `X-On-Behalf-Of` is removed: a backend-only
-//!    call). Both values are marked sensitive.
+//!    values already there under any spelling of either name (case is ignored and `_` counts
+//!    as `-`, as CGI-style servers read them); with no end user, every `X-On-Behalf-Of` is
+//!    removed: a backend-only call. Both values are marked sensitive.
 //!
 //! Refusals never reach the inner client: they come back as [`OutboundError::Refused`] with an
 //! [`Error`] whose [`kind`](Error::kind) is [`ErrorKind::HostNotAllowed`],
@@ -77,7 +78,8 @@ use crate::claims::{
     X_ON_BEHALF_OF,
 };
 use crate::error::{ConfigError, Error, ErrorKind};
-use crate::net::is_loopback_host;
+use crate::headers::remove_every_spelling;
+use crate::net::{authority_port, is_loopback_host};
 
 /// A bearer credential ready to go into `Authorization`: an API key or a token.
 ///
@@ -349,8 +351,14 @@ impl Origin {
             s if s.eq_ignore_ascii_case("http") => false,
             _ => return None,
         };
-        let host = uri.host().filter(|h| !h.is_empty())?;
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let authority = uri.authority()?;
+        let host = authority.host();
+        if host.is_empty() {
+            return None;
+        }
+        let port = authority_port(authority)
+            .ok()?
+            .unwrap_or(if https { 443 } else { 80 });
         Some(Origin {
             https,
             host: host.to_ascii_lowercase().into(),
@@ -381,7 +389,7 @@ impl Origin {
         };
         let default = if self.https { 443 } else { 80 };
         authority.host().eq_ignore_ascii_case(&self.host)
-            && authority.port_u16().unwrap_or(default) == self.port
+            && authority_port(&authority).is_ok_and(|p| p.unwrap_or(default) == self.port)
     }
 }
 
@@ -739,11 +747,13 @@ impl<C: CredentialSource> Shared<C> {
     }
 }
 
-/// Put the credential and end user on the request, replacing whatever was there.
+/// Put the credential and end user on the request, replacing whatever was there under any
+/// spelling of either name (case, and `_` for `-`: see `crate::headers`).
 fn apply<B>(req: &mut Request<B>, credential: &Credential, user: Option<&str>) {
     let headers = req.headers_mut();
+    remove_every_spelling(headers, &AUTHORIZATION);
+    remove_every_spelling(headers, &X_ON_BEHALF_OF);
     headers.insert(AUTHORIZATION, credential.authorization_value());
-    headers.remove(X_ON_BEHALF_OF);
     if let Some(user) = user {
         // Valid end-user ids are printable ASCII, so this cannot fail.
         if let Ok(mut value) = HeaderValue::from_str(user) {
@@ -887,133 +897,11 @@ where
     }
 }
 
+pub mod forward;
+#[cfg(feature = "remote")]
+mod reqwest_adapter;
 #[cfg(feature = "remote")]
 pub use self::reqwest_adapter::{same_origin_redirects, ReqwestFuture, ReqwestService};
-
-#[cfg(feature = "remote")]
-mod reqwest_adapter {
-    use super::*;
-
-    /// A reqwest redirect policy that follows a redirect (at most 10) only while it stays on
-    /// the origin (scheme, host and port) of the first request.
-    ///
-    /// Use it for any reqwest client that sends credentials set by hand or by this crate:
-    /// reqwest's default policy strips `Authorization` on a hop to another host but keeps
-    /// every other header, `X-On-Behalf-Of` included. A redirect it stops is returned to the
-    /// caller as the 3xx response.
-    ///
-    /// ```
-    /// let client = reqwest::Client::builder()
-    ///     .redirect(mka1_auth::outbound::same_origin_redirects())
-    ///     .build()?;
-    /// # let _ = client;
-    /// # Ok::<(), reqwest::Error>(())
-    /// ```
-    pub fn same_origin_redirects() -> reqwest::redirect::Policy {
-        reqwest::redirect::Policy::custom(|attempt| {
-            let first = attempt.previous().first().map(|u| u.origin());
-            if attempt.previous().len() > 10 || first != Some(attempt.url().origin()) {
-                attempt.stop()
-            } else {
-                attempt.follow()
-            }
-        })
-    }
-
-    /// reqwest's client as a `Service<http::Request<B>>`, so the outbound layer can wrap it.
-    ///
-    /// It always uses [`same_origin_redirects`]: whatever redirect policy the builder you
-    /// pass had is replaced, so headers set by the layer never follow a redirect to another
-    /// origin. Responses come back as `http::Response<reqwest::Body>`.
-    ///
-    /// ```
-    /// use mka1_auth::outbound::{ApiKey, Outbound, ReqwestService};
-    /// use tower::ServiceBuilder;
-    ///
-    /// let client = ServiceBuilder::new()
-    ///     .layer(Outbound::layer(ApiKey::new("mk_live_example")?, ["https://apigw.mka1.com"])?)
-    ///     .service(ReqwestService::new()?);
-    /// # let _ = client;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[derive(Debug, Clone)]
-    pub struct ReqwestService {
-        client: reqwest::Client,
-    }
-
-    impl ReqwestService {
-        /// A service over a reqwest client with default settings and
-        /// [`same_origin_redirects`].
-        pub fn new() -> Result<Self, ConfigError> {
-            Self::from_builder(reqwest::Client::builder())
-        }
-
-        /// A service over a client built from `builder`, with its redirect policy replaced by
-        /// [`same_origin_redirects`].
-        pub fn from_builder(builder: reqwest::ClientBuilder) -> Result<Self, ConfigError> {
-            let client = builder
-                .redirect(same_origin_redirects())
-                .build()
-                .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
-            Ok(ReqwestService { client })
-        }
-    }
-
-    impl<B: Into<reqwest::Body>> Service<Request<B>> for ReqwestService {
-        type Response = http::Response<reqwest::Body>;
-        type Error = reqwest::Error;
-        type Future = ReqwestFuture;
-
-        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, req: Request<B>) -> Self::Future {
-            let inner = match reqwest::Request::try_from(req) {
-                Ok(req) => Some(self.client.call(req)),
-                Err(e) => {
-                    return ReqwestFuture {
-                        inner: None,
-                        error: Some(e),
-                    }
-                }
-            };
-            ReqwestFuture { inner, error: None }
-        }
-    }
-
-    type ClientFuture = <reqwest::Client as Service<reqwest::Request>>::Future;
-
-    pin_project! {
-        /// The response future of [`ReqwestService`].
-        pub struct ReqwestFuture {
-            #[pin]
-            inner: Option<ClientFuture>,
-            error: Option<reqwest::Error>,
-        }
-    }
-
-    impl Future for ReqwestFuture {
-        type Output = Result<http::Response<reqwest::Body>, reqwest::Error>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let this = self.project();
-            match this.inner.as_pin_mut() {
-                Some(fut) => fut.poll(cx).map_ok(http::Response::from),
-                None => match this.error.take() {
-                    Some(e) => Poll::Ready(Err(e)),
-                    None => panic!("ReqwestFuture polled after completion"),
-                },
-            }
-        }
-    }
-
-    impl fmt::Debug for ReqwestFuture {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("ReqwestFuture").finish_non_exhaustive()
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -1036,6 +924,19 @@ mod tests {
             Some(o.clone())
         );
         assert!(Origin::of(&"/relative".parse().unwrap()).is_none());
+        // A port past 65535 is no port at all, not the scheme's default.
+        for bad in [
+            "https://apigw.mka1.com:65536/",
+            "https://apigw.mka1.com:99999999999/",
+            "https://apigw.mka1.com:/",
+            "https://apigw.mka1.com:44x/",
+            "http://[::1]:70000/",
+        ] {
+            assert!(Origin::of(&bad.parse().unwrap()).is_none(), "{bad}");
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+        assert!(!o.same_host("apigw.mka1.com:65979"));
+        assert!(!o.same_host("apigw.mka1.com:"));
         assert!(Origin::parse("https://apigw.mka1.com/api").is_err());
         assert!(Origin::parse("https://user@apigw.mka1.com").is_err());
         assert!(Origin::parse("ftp://apigw.mka1.com").is_err());

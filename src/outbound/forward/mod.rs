@@ -1,0 +1,588 @@
+//! Forwarding: pass an inbound request on to one upstream, on the verified user's behalf,
+//! without letting the caller steer where it goes or who it claims to be.
+//!
+//! [`ForwardLayer`] wraps the client that sends onward (normally an
+//! [`Outbound`](super::Outbound) client, which adds `Authorization` and `X-On-Behalf-Of`),
+//! and the resulting [`Forward`] service turns each inbound request into the onward one:
+//!
+//! - **The path stays under the upstream's prefix.** The onward path is the upstream base
+//!   URL's path followed by the raw, still-encoded inbound path (after
+//!   [`strip_prefix`](ForwardLayer::strip_prefix)). A segment that anyone downstream could
+//!   read as `.` or `..` is refused with 400: `..`, `%2e%2e` in any case, `..%2f`, `..%5c`,
+//!   `\`, double-encoded `%252e`, `..;params`, overlong UTF-8 (`%c0%ae`), full-width dots, as
+//!   are control characters and broken escapes. Nothing is decoded on the way: `%2F`, `%3F`
+//!   and `%23` stay encoded, and the query passes through as sent. A target in absolute form
+//!   (`GET http://elsewhere/x`) only lends its path; `CONNECT`, authority-form and `*` targets
+//!   are refused.
+//! - **Identity comes only from the outbound layer.** `Authorization`, `X-On-Behalf-Of` (in
+//!   any spelling: case is ignored and `_` counts as `-`), `Host` and `Proxy-Authorization`
+//!   are dropped, so the client under this layer sets credentials and the user afresh.
+//! - **Hop-by-hop headers stop here** (RFC 9110 section 7.6.1): `Connection` and every header
+//!   it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`,
+//!   `Upgrade`, in both directions (and `Proxy-Authenticate` on answers).
+//! - **`Forwarded`, `X-Forwarded-*` and `X-Real-IP` from the client are dropped** by default:
+//!   a client can write anything there. Keep them with
+//!   [`ForwardedHeaders::Keep`] when a proxy in front of you sets them and strips clients'.
+//! - **Bodies stream** both ways. A request body over the cap (default
+//!   [`DEFAULT_MAX_BODY_BYTES`]) is answered 413: at once when `Content-Length` says so, or
+//!   when the upstream call fails because the stream passed the cap.
+//! - **The upstream's answer passes back** with its status, headers (less hop-by-hop) and
+//!   body. When the forward answers itself (400, 404, 413, 502), the answer carries a
+//!   [`ForwardError`] in its extensions and leaves a `tracing` event with its kind and status.
+//!
+//! The inbound request's extensions travel with it, so the [`OnBehalfOf`](crate::OnBehalfOf)
+//! and [`BearerToken`](crate::BearerToken) that [`Mka1AuthLayer`](crate::Mka1AuthLayer)
+//! verified reach the outbound layer. Put the forward behind the inbound layer.
+//!
+//! ```
+//! # #[cfg(feature = "remote")]
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use axum::Router;
+//! use mka1_auth::outbound::forward::ForwardLayer;
+//! use mka1_auth::outbound::{ForwardToken, Outbound, ReqwestService};
+//! use tower::Layer;
+//!
+//! let forward = ForwardLayer::to("https://agents.internal.example/v1")?;
+//! let client = Outbound::layer(ForwardToken, [forward.origin()])?.layer(ReqwestService::new()?);
+//! // `/agents/x/run?y=1` goes to `https://agents.internal.example/v1/x/run?y=1`.
+//! let app: Router = Router::new().nest_service("/agents", forward.layer(client));
+//! // Then: `app.layer(Mka1AuthLayer::new(verifier))`.
+//! # let _ = app;
+//! # Ok(()) }
+//! # #[cfg(feature = "remote")]
+//! # demo().unwrap();
+//! ```
+
+mod body;
+mod path;
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use self::body::{BodyTooLarge, BoxError, CappedBody, ForwardBody};
+use crate::error::ConfigError;
+use crate::headers::{is_hop_by_hop, same_name};
+use crate::net::authority_port;
+
+/// The default cap on a forwarded request body: 10 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+
+/// What a forward does with `Forwarded`, `X-Forwarded-*` and `X-Real-IP` from the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardedHeaders {
+    /// Drop them (the default): any client can write them, so the upstream must not trust
+    /// them.
+    #[default]
+    Drop,
+    /// Pass them on as they came: only when a proxy in front of this service sets them and
+    /// removes whatever clients sent.
+    Keep,
+}
+
+/// What went wrong in a forward; see [`ForwardError::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForwardErrorKind {
+    /// The path could be read as leaving the upstream's prefix, or is not a plain path
+    /// (400).
+    PathRefused,
+    /// The request cannot be forwarded at all: `CONNECT`, or a target with no path (400).
+    NotForwardable,
+    /// The path is not under the configured [`strip_prefix`](ForwardLayer::strip_prefix)
+    /// (404).
+    NotFound,
+    /// The request body is over the cap (413).
+    BodyTooLarge,
+    /// The onward client failed or refused to send (502).
+    Upstream,
+}
+
+impl ForwardErrorKind {
+    /// The status the forward answers with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ForwardErrorKind::PathRefused | ForwardErrorKind::NotForwardable => {
+                StatusCode::BAD_REQUEST
+            }
+            ForwardErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ForwardErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ForwardErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ForwardErrorKind::PathRefused => "path_refused",
+            ForwardErrorKind::NotForwardable => "not_forwardable",
+            ForwardErrorKind::NotFound => "not_found",
+            ForwardErrorKind::BodyTooLarge => "body_too_large",
+            ForwardErrorKind::Upstream => "upstream",
+        }
+    }
+}
+
+/// Why a forward answered by itself. Its message never repeats the path, a header or a
+/// body.
+///
+/// ```
+/// use mka1_auth::outbound::forward::{ForwardErrorKind, ForwardLayer};
+///
+/// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
+/// let req = http::Request::get("/%2e%2e/admin").body(()).unwrap();
+/// let err = forward.onward_request(req).unwrap_err();
+/// assert_eq!(err.kind(), ForwardErrorKind::PathRefused);
+/// assert_eq!(err.kind().status(), 400);
+/// # Ok::<(), mka1_auth::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct ForwardError {
+    kind: ForwardErrorKind,
+    detail: Cow<'static, str>,
+}
+
+impl ForwardError {
+    fn new(kind: ForwardErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
+        ForwardError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ForwardErrorKind {
+        self.kind
+    }
+
+    /// The answer a forward gives for this error: its status, a one-line text body, and the
+    /// error in the extensions. Leaves a `tracing` event with the kind and status.
+    pub fn into_response<B>(self) -> Response<ForwardBody<B>> {
+        let status = self.kind.status();
+        tracing::info!(
+            kind = self.kind.as_str(),
+            status = status.as_u16(),
+            "forward refused or failed"
+        );
+        let mut response = Response::new(ForwardBody::text(format!("{self}\n")));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// The settings of a forward, shared by every clone.
+#[derive(Debug, Clone)]
+struct ForwardConfig {
+    scheme: Scheme,
+    authority: Authority,
+    /// The base URL's path: empty, or `/…` without a trailing `/`.
+    prefix: Box<str>,
+    /// Removed from the inbound path first: empty, or `/…` without a trailing `/`.
+    strip_prefix: Box<str>,
+    max_body_bytes: u64,
+    forwarded: ForwardedHeaders,
+}
+
+/// Builds [`Forward`] services that send every request to one upstream. See the
+/// [module docs](self).
+///
+/// ```
+/// use mka1_auth::outbound::forward::{ForwardLayer, ForwardedHeaders};
+///
+/// let forward = ForwardLayer::to("https://agents.internal.example/v1")?
+///     .strip_prefix("/proxy")?
+///     .max_body_bytes(1024 * 1024)
+///     .forwarded_headers(ForwardedHeaders::Drop);
+/// assert_eq!(forward.origin(), "https://agents.internal.example");
+///
+/// let req = http::Request::post("/proxy/runs/a%2Fb?page=2").body(()).unwrap();
+/// let onward = forward.onward_request(req).unwrap();
+/// assert_eq!(onward.uri(), "https://agents.internal.example/v1/runs/a%2Fb?page=2");
+/// # Ok::<(), mka1_auth::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ForwardLayer {
+    config: Arc<ForwardConfig>,
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidSetting {
+        name,
+        reason: reason.into(),
+    }
+}
+
+impl ForwardLayer {
+    /// Forward to `base`: an `http` or `https` URL with a host, an optional port and an
+    /// optional path prefix, and no user info, query or fragment. Every onward request goes
+    /// to this origin, under this path.
+    pub fn to(base: &str) -> Result<ForwardLayer, ConfigError> {
+        let invalid = |reason: &str| invalid("forward base url", reason);
+        let uri: Uri = base.parse().map_err(|_| invalid("it is not a valid url"))?;
+        let scheme = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => Scheme::HTTPS,
+            Some(s) if s.eq_ignore_ascii_case("http") => Scheme::HTTP,
+            _ => return Err(invalid("it needs an http or https scheme")),
+        };
+        let authority = uri
+            .authority()
+            .filter(|a| !a.host().is_empty())
+            .ok_or_else(|| invalid("it has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(invalid(
+                "it has user info; give credentials to the outbound layer",
+            ));
+        }
+        authority_port(authority).map_err(|()| invalid("its port is not a number 0-65535"))?;
+        if uri.query().is_some() || base.contains('#') {
+            return Err(invalid("it has a query or fragment"));
+        }
+        let prefix = uri.path().trim_end_matches('/');
+        path::check_path(prefix).map_err(invalid)?;
+        Ok(ForwardLayer {
+            config: Arc::new(ForwardConfig {
+                scheme,
+                authority: authority.clone(),
+                prefix: prefix.into(),
+                strip_prefix: "".into(),
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                forwarded: ForwardedHeaders::Drop,
+            }),
+        })
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut ForwardConfig)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Remove this prefix (`/proxy`) from the inbound path before it is joined to the base;
+    /// requests outside it get 404. Not needed under axum's `nest_service`, which strips its
+    /// own prefix. The prefix is compared with the raw path, whole segments only.
+    pub fn strip_prefix(self, prefix: &str) -> Result<Self, ConfigError> {
+        let prefix = prefix.trim_end_matches('/');
+        if !prefix.is_empty() && !prefix.starts_with('/') {
+            return Err(invalid("strip_prefix", "it must start with `/`"));
+        }
+        path::check_path(prefix).map_err(|r| invalid("strip_prefix", r))?;
+        Ok(self.edit(|c| c.strip_prefix = prefix.into()))
+    }
+
+    /// The largest request body passed on, in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
+    #[must_use]
+    pub fn max_body_bytes(self, max: u64) -> Self {
+        self.edit(|c| c.max_body_bytes = max)
+    }
+
+    /// What to do with `Forwarded`, `X-Forwarded-*` and `X-Real-IP` (default
+    /// [`ForwardedHeaders::Drop`]).
+    #[must_use]
+    pub fn forwarded_headers(self, policy: ForwardedHeaders) -> Self {
+        self.edit(|c| c.forwarded = policy)
+    }
+
+    /// The upstream's origin (`scheme://host[:port]`), for the outbound layer's allow-list.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.config.scheme, self.config.authority)
+    }
+
+    /// The onward request for `req`, or why there is none. This is the whole of what
+    /// [`Forward`] does before it calls its client, for code that sends requests itself.
+    ///
+    /// The request keeps its method and extensions; its URI, headers (see the
+    /// [module docs](self)) and version (HTTP/1.1, for the client to negotiate) are
+    /// replaced, and its body is capped.
+    pub fn onward_request<B>(
+        &self,
+        req: Request<B>,
+    ) -> Result<Request<CappedBody<B>>, ForwardError> {
+        let config = &*self.config;
+        let (mut parts, body) = req.into_parts();
+        parts.uri = config.onward_uri(&parts.method, &parts.uri)?;
+        if declared_length(&parts.headers).is_some_and(|len| len > config.max_body_bytes) {
+            return Err(ForwardError::new(
+                ForwardErrorKind::BodyTooLarge,
+                format!(
+                    "the request body exceeds the {}-byte cap",
+                    config.max_body_bytes
+                ),
+            ));
+        }
+        let forwarded = config.forwarded;
+        drop_headers(&mut parts.headers, |name, headers| {
+            is_hop_by_hop(name, headers)
+                || is_identity_header(name)
+                || (forwarded == ForwardedHeaders::Drop && is_forwarded_header(name))
+        });
+        parts.version = http::Version::HTTP_11;
+        Ok(Request::from_parts(
+            parts,
+            CappedBody::new(body, config.max_body_bytes),
+        ))
+    }
+
+    /// Remove hop-by-hop headers from an upstream's answer (what [`Forward`] does to every
+    /// answer it passes back).
+    pub fn clean_response<B>(&self, response: &mut Response<B>) {
+        drop_headers(response.headers_mut(), is_hop_by_hop);
+    }
+}
+
+impl ForwardConfig {
+    fn onward_uri(&self, method: &Method, inbound: &Uri) -> Result<Uri, ForwardError> {
+        let raw_path = inbound.path();
+        if method == Method::CONNECT || !raw_path.starts_with('/') {
+            return Err(ForwardError::new(
+                ForwardErrorKind::NotForwardable,
+                "only requests for a path can be forwarded",
+            ));
+        }
+        let rest = raw_path
+            .strip_prefix(&*self.strip_prefix)
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .ok_or_else(|| {
+                ForwardError::new(ForwardErrorKind::NotFound, "no upstream serves this path")
+            })?;
+        let joined = path::join(&self.prefix, rest, inbound.query())
+            .map_err(|reason| ForwardError::new(ForwardErrorKind::PathRefused, reason))?;
+        let path_and_query =
+            PathAndQuery::from_maybe_shared(Bytes::from(joined)).map_err(|_| {
+                ForwardError::new(
+                    ForwardErrorKind::PathRefused,
+                    "the path is not a valid uri path",
+                )
+            })?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|_| {
+            ForwardError::new(
+                ForwardErrorKind::PathRefused,
+                "the path is not a valid uri path",
+            )
+        })
+    }
+}
+
+/// The body length a request declares, when it declares one that can be read.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Headers that carry who is calling: only the outbound layer sets these.
+fn is_identity_header(name: &str) -> bool {
+    ["authorization", "x-on-behalf-of", "host"]
+        .iter()
+        .any(|h| same_name(name, h))
+}
+
+/// `Forwarded`, `X-Forwarded-*` and `X-Real-IP`, in any spelling.
+fn is_forwarded_header(name: &str) -> bool {
+    const FAMILY: &str = "x-forwarded-";
+    same_name(name, "forwarded")
+        || same_name(name, "x-real-ip")
+        || (name.len() > FAMILY.len()
+            && name.is_char_boundary(FAMILY.len())
+            && same_name(&name[..FAMILY.len()], FAMILY))
+}
+
+/// Remove every header whose name `doomed` picks (it also sees the whole map, for
+/// `Connection`). Allocates only when something is removed.
+fn drop_headers(headers: &mut HeaderMap, doomed: impl Fn(&str, &HeaderMap) -> bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| doomed(name.as_str(), headers))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+impl<S> Layer<S> for ForwardLayer {
+    type Service = Forward<S>;
+
+    fn layer(&self, inner: S) -> Forward<S> {
+        Forward {
+            inner,
+            layer: self.clone(),
+            unready: false,
+        }
+    }
+}
+
+/// A client wrapped by [`ForwardLayer`]: a service that answers each inbound request with
+/// the upstream's answer to its onward request. See the [module docs](self).
+///
+/// Its error type is [`Infallible`]: failures are answers (400, 404, 413, 502), so it can be
+/// mounted with axum's `nest_service` or `route_service` as it is.
+#[derive(Debug, Clone)]
+pub struct Forward<S> {
+    inner: S,
+    layer: ForwardLayer,
+    /// The client's `poll_ready` failed: answer the next call with 502 without calling it.
+    unready: bool,
+}
+
+impl Forward<()> {
+    /// The layer, like [`ForwardLayer::to`].
+    pub fn layer(base: &str) -> Result<ForwardLayer, ConfigError> {
+        ForwardLayer::to(base)
+    }
+}
+
+impl<S> Forward<S> {
+    /// The wrapped client.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Forward<S>
+where
+    S: Service<Request<CappedBody<B>>, Response = Response<RB>> + Clone,
+    S::Error: std::error::Error + 'static,
+{
+    type Response = Response<ForwardBody<RB>>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S::Future, RB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        match std::task::ready!(self.inner.poll_ready(cx)) {
+            Ok(()) => self.unready = false,
+            Err(error) => {
+                tracing::warn!(%error, "forward: the onward client is not ready");
+                self.unready = true;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let refused = |error: ForwardError| ResponseFuture {
+            state: State::Answered {
+                response: Some(error.into_response()),
+            },
+        };
+        if std::mem::take(&mut self.unready) {
+            return refused(ForwardError::new(
+                ForwardErrorKind::Upstream,
+                "the upstream cannot be reached",
+            ));
+        }
+        let onward = match self.layer.onward_request(req) {
+            Ok(onward) => onward,
+            Err(error) => return refused(error),
+        };
+        // Take the service that was driven to readiness; leave a clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture {
+            state: State::Calling {
+                future: inner.call(onward),
+                layer: self.layer.clone(),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Forward`].
+    pub struct ResponseFuture<F, RB> {
+        #[pin]
+        state: State<F, RB>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, RB> {
+        Calling {
+            #[pin]
+            future: F,
+            layer: ForwardLayer,
+        },
+        Answered {
+            response: Option<Response<ForwardBody<RB>>>,
+        },
+    }
+}
+
+impl<F, RB> fmt::Debug for ResponseFuture<F, RB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F, RB>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: std::error::Error + 'static,
+{
+    type Output = Result<Response<ForwardBody<RB>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Answered { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            StateProj::Calling { future, layer } => {
+                Poll::Ready(Ok(match std::task::ready!(future.poll(cx)) {
+                    Ok(mut response) => {
+                        layer.clean_response(&mut response);
+                        if !response.status().is_success() {
+                            tracing::debug!(
+                                status = response.status().as_u16(),
+                                "forward: the upstream answered"
+                            );
+                        }
+                        response.map(ForwardBody::upstream)
+                    }
+                    Err(error) => upstream_failure(&error, layer.config.max_body_bytes),
+                }))
+            }
+        }
+    }
+}
+
+/// The answer when the onward call failed: 413 when the body passed the cap on the way, else
+/// 502. The client's error is logged, not sent: it may name internal hosts.
+fn upstream_failure<RB>(
+    error: &(dyn std::error::Error + 'static),
+    limit: u64,
+) -> Response<ForwardBody<RB>> {
+    if body::caused_by_too_large(error) {
+        return ForwardError::new(
+            ForwardErrorKind::BodyTooLarge,
+            format!("the request body exceeds the {limit}-byte cap"),
+        )
+        .into_response();
+    }
+    tracing::warn!(%error, "forward: the upstream call failed");
+    ForwardError::new(ForwardErrorKind::Upstream, "the upstream call failed").into_response()
+}
