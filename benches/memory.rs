@@ -8,6 +8,10 @@
 //! breakdown, the same tokens are verified with the cache off while the results are kept:
 //! those are the bytes of the `VerifiedToken`s alone. Target: at most 1 KiB per token.
 //!
+//! Also counted: the allocations of one forwarded request's onward request
+//! (`ForwardLayer::onward_request`), beside building the same request's URI by hand with
+//! `format!` (issue 12: the forward allocates nothing beyond the onward request itself).
+//!
 //! Run with `cargo bench --bench memory`.
 
 mod support;
@@ -16,6 +20,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
+use mka1_auth::outbound::forward::ForwardLayer;
 use mka1_auth::{VerifiedToken, Verifier};
 use serde_json::json;
 use support::common::{claims_at, jwks, TestKey, AUDIENCE};
@@ -28,6 +33,8 @@ struct Counting;
 static BYTES: AtomicIsize = AtomicIsize::new(0);
 static BLOCKS: AtomicIsize = AtomicIsize::new(0);
 static CHUNKS: AtomicIsize = AtomicIsize::new(0);
+/// Allocations made, never decreased (reallocations count as one).
+static MADE: AtomicIsize = AtomicIsize::new(0);
 
 /// The size of glibc's chunk for a request: the size plus an 8-byte header, rounded up to
 /// 16, at least 32. Other allocators differ; this is an estimate of the real footprint.
@@ -36,6 +43,9 @@ fn chunk(size: usize) -> isize {
 }
 
 fn count(size: usize, sign: isize) {
+    if sign > 0 {
+        MADE.fetch_add(1, Ordering::Relaxed);
+    }
     BYTES.fetch_add(sign * size as isize, Ordering::Relaxed);
     BLOCKS.fetch_add(sign, Ordering::Relaxed);
     CHUNKS.fetch_add(sign * chunk(size), Ordering::Relaxed);
@@ -173,5 +183,46 @@ fn main() {
         "bytes held per cached token: {:.0} (target <= 1024: {verdict}); with malloc's \
          overhead about {:.0}",
         in_cache[0], in_cache[2]
+    );
+    forward_allocations();
+}
+
+/// Allocations per onward request, ours beside a URI built by hand, over the same requests.
+fn forward_allocations() {
+    let n = 1_000;
+    let forward = ForwardLayer::to("http://127.0.0.1:9000/base").unwrap();
+    let inbound = |i: usize| {
+        http::Request::post(format!("/agents/{i}/runs?page=2"))
+            .header("host", "api.example.com")
+            .header("authorization", "Bearer a.b.c")
+            .header("connection", "keep-alive")
+            .header("content-type", "application/json")
+            .header("accept", "*/*")
+            .header("x-request-id", "0123456789")
+            .body(())
+            .unwrap()
+    };
+    let made = |requests: Vec<http::Request<()>>, f: &dyn Fn(http::Request<()>)| {
+        let before = MADE.load(Ordering::Relaxed);
+        for req in requests {
+            f(req);
+        }
+        (MADE.load(Ordering::Relaxed) - before) as f64 / n as f64
+    };
+    let by_hand = made((0..n).map(inbound).collect(), &|req| {
+        let uri: http::Uri = format!(
+            "http://127.0.0.1:9000/base{}",
+            req.uri().path_and_query().unwrap()
+        )
+        .parse()
+        .unwrap();
+        std::hint::black_box((uri, req));
+    });
+    let ours = made((0..n).map(inbound).collect(), &|req| {
+        std::hint::black_box(forward.onward_request(req).unwrap());
+    });
+    println!(
+        "\nforward: {ours:.1} allocations per onward request (path, query, headers checked and \
+         cleaned); a URI built by hand with format!: {by_hand:.1}"
     );
 }

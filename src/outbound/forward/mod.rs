@@ -65,16 +65,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 pub use self::body::{BodyTooLarge, BoxError, CappedBody, ForwardBody};
 use crate::error::ConfigError;
-use crate::headers::{is_hop_by_hop, same_name};
+use crate::headers::{is_hop_by_hop, remove_every_spelling, same_name};
 use crate::net::authority_port;
 
 /// The default cap on a forwarded request body: 10 MiB.
@@ -411,17 +411,21 @@ fn is_forwarded_header(name: &str) -> bool {
             && same_name(&name[..FAMILY.len()], FAMILY))
 }
 
-/// Remove every header whose name `doomed` picks (it also sees the whole map, for
-/// `Connection`). Allocates only when something is removed.
+/// Remove every header whose name `doomed` picks (it also sees the whole map, for the
+/// names `Connection` lists), then every `Connection` header itself. Allocates nothing.
 fn drop_headers(headers: &mut HeaderMap, doomed: impl Fn(&str, &HeaderMap) -> bool) {
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| doomed(name.as_str(), headers))
-        .cloned()
-        .collect();
-    for name in names {
-        headers.remove(name);
+    loop {
+        // `Connection` goes last: until then it says which other headers to drop.
+        let next = headers
+            .keys()
+            .find(|n| !same_name(n.as_str(), "connection") && doomed(n.as_str(), headers))
+            .cloned();
+        match next {
+            Some(name) => drop(headers.remove(name)),
+            None => break,
+        }
     }
+    remove_every_spelling(headers, &CONNECTION);
 }
 
 impl<S> Layer<S> for ForwardLayer {
@@ -466,7 +470,7 @@ impl<S> Forward<S> {
 impl<S, B, RB> Service<Request<B>> for Forward<S>
 where
     S: Service<Request<CappedBody<B>>, Response = Response<RB>> + Clone,
-    S::Error: std::error::Error + 'static,
+    S::Error: Into<BoxError>,
 {
     type Response = Response<ForwardBody<RB>>;
     type Error = Infallible;
@@ -476,6 +480,7 @@ where
         match std::task::ready!(self.inner.poll_ready(cx)) {
             Ok(()) => self.unready = false,
             Err(error) => {
+                let error: BoxError = error.into();
                 tracing::warn!(%error, "forward: the onward client is not ready");
                 self.unready = true;
             }
@@ -542,7 +547,7 @@ impl<F, RB> fmt::Debug for ResponseFuture<F, RB> {
 impl<F, RB, E> Future for ResponseFuture<F, RB>
 where
     F: Future<Output = Result<Response<RB>, E>>,
-    E: std::error::Error + 'static,
+    E: Into<BoxError>,
 {
     type Output = Result<Response<ForwardBody<RB>>, Infallible>;
 
@@ -563,7 +568,7 @@ where
                         }
                         response.map(ForwardBody::upstream)
                     }
-                    Err(error) => upstream_failure(&error, layer.config.max_body_bytes),
+                    Err(error) => upstream_failure(&*error.into(), layer.config.max_body_bytes),
                 }))
             }
         }

@@ -27,7 +27,13 @@ pub(crate) fn join(prefix: &str, rest: &str, query: Option<&str>) -> Result<Stri
         check_segment(segment)?;
     }
     let query_len = query.map_or(0, |q| q.len() + 1);
-    let mut out = String::with_capacity(prefix.len() + rest.len().max(1) + query_len);
+    let rest_len = if rest.is_empty() && prefix.is_empty() {
+        1
+    } else {
+        rest.len()
+    };
+    // Exactly the capacity needed: `Bytes::from` then takes the buffer without copying it.
+    let mut out = String::with_capacity(prefix.len() + rest_len + query_len);
     out.push_str(prefix);
     if !rest.is_empty() {
         out.push_str(rest);
@@ -38,7 +44,7 @@ pub(crate) fn join(prefix: &str, rest: &str, query: Option<&str>) -> Result<Stri
         out.push('?');
         out.push_str(query);
     }
-    debug_assert!(out.starts_with(prefix));
+    debug_assert!(out.starts_with(prefix) && out.len() == out.capacity());
     Ok(out)
 }
 
