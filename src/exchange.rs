@@ -20,6 +20,9 @@
 //!   backoff and jitter, honouring `Retry-After` (seconds or an HTTP date) up to
 //!   [`max_retry_after`](ExchangeClientBuilder::max_retry_after): a longer wait is not
 //!   waited for, the error is returned at once with [`ExchangeError::retry_after`].
+//! - **Origin.** The API key is sent only to the configured endpoint: the client follows
+//!   no redirect, not even one within the same origin. A redirect answer (3xx) is a failed
+//!   exchange, [`ExchangeErrorKind::UnexpectedStatus`] with its status, and is not retried.
 //! - **Errors.** Every failure is an [`Error`] of kind [`ErrorKind::Exchange`] whose
 //!   [`ExchangeError`] (from [`ExchangeError::of`]) tells the status and what MKA1 refused,
 //!   including the `{"detail":[{"path","message"}]}` list of a 400. The API key never
@@ -235,7 +238,8 @@ pub enum ExchangeErrorKind {
     RateLimited,
     /// MKA1 answered 5xx on every attempt.
     Unavailable,
-    /// MKA1 answered another status.
+    /// MKA1 answered another status, a redirect included (redirects are never followed, so
+    /// the API key never leaves the configured origin).
     UnexpectedStatus,
     /// MKA1 could not be reached, or the connection failed.
     Transport,
@@ -441,6 +445,9 @@ impl fmt::Debug for ExchangeClientBuilder {
 impl ExchangeClientBuilder {
     /// MKA1's base URL (default [`DEFAULT_BASE_URL`]). `https` is required unless the host
     /// is loopback.
+    ///
+    /// The API key is sent to this origin (scheme, host and port) and nowhere else: a
+    /// redirect answer is not followed but fails the exchange.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into();
         self
@@ -517,6 +524,9 @@ impl ExchangeClientBuilder {
             Some(key) => ApiKey::new(key)?,
         };
         let endpoint = endpoint_url(&self.base_url, &self.path)?;
+        // No redirect is ever followed: the API key goes to the endpoint and nowhere else,
+        // and a 3xx comes back as the answer (a failed exchange). The client is private, so
+        // no other policy can be put in; every answer is the endpoint's own.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(self.timeout)
@@ -853,7 +863,16 @@ impl ExchangeClient {
             s if s.is_server_error() => ExchangeErrorKind::Unavailable,
             _ => ExchangeErrorKind::UnexpectedStatus,
         };
-        let mut error = self.parse_refusal(kind, &body);
+        let mut error = if status.is_redirection() {
+            // Whatever the body says, what matters is that it was not followed.
+            ExchangeError::new(kind).with_message(
+                "a redirect, which is not followed (the api key is sent only to the \
+                 configured origin)"
+                    .into(),
+            )
+        } else {
+            self.parse_refusal(kind, &body)
+        };
         error.status = Some(status.as_u16());
         error.retry_after = retry_after;
         Err(Failure {

@@ -8,10 +8,11 @@ mod mock_mka1;
 use std::time::Duration;
 
 use mka1_auth::exchange::{
-    ExchangeError, ExchangeErrorKind, ExchangeRequest, LEGACY_EXCHANGE_TOKEN_PATH,
+    ExchangeError, ExchangeErrorKind, ExchangeRequest, EXCHANGE_TOKEN_PATH,
+    LEGACY_EXCHANGE_TOKEN_PATH,
 };
 use mka1_auth::{Error, ErrorKind, ExchangeClient, ManualClock};
-use mock_mka1::{payload, MockMka1, Reply, API_KEY};
+use mock_mka1::{payload, MockMka1, Reply, Upstream, API_KEY};
 use serde_json::json;
 
 const NOW: u64 = 1_800_000_000;
@@ -333,6 +334,83 @@ async fn other_statuses_are_unexpected_and_not_retried() {
     assert_eq!(ex.status(), Some(404));
     assert_eq!(ex.attempts(), 1);
     assert_eq!(mka1.calls().len(), 1);
+}
+
+/// The exchange endpoint's answer: `status` pointing to `location`.
+fn redirect(status: u16, location: &str) -> Reply {
+    Reply::raw(status, "").header("location", location)
+}
+
+/// A redirect answer failed the exchange on its one attempt, said so, and did not show the
+/// key or the location.
+fn assert_redirect_refused(err: &Error, status: u16, location: &str) {
+    let ex = exchange_error(err);
+    assert_eq!(ex.kind(), ExchangeErrorKind::UnexpectedStatus, "{err}");
+    assert_eq!(ex.status(), Some(status), "{err}");
+    assert_eq!(ex.attempts(), 1, "a redirect is not retried: {err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "(status {status}): a redirect, which is not followed"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains(location) && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+    assert_no_key(err);
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_fails_the_exchange_and_the_key_never_gets_there() {
+    let mka1 = mock().await;
+    let elsewhere = Upstream::start().await;
+    let client = mka1.client().max_attempts(3).build().unwrap();
+    let (mka1_port, other_port) = (mka1.addr.port(), elsewhere.addr.port());
+    let locations = [
+        // Another port: a server that records everything it is sent.
+        format!("http://127.0.0.1:{other_port}{EXCHANGE_TOKEN_PATH}"),
+        // Another host name for MKA1's own socket: it would record a second call.
+        format!("http://localhost:{mka1_port}{EXCHANGE_TOKEN_PATH}"),
+        // Another scheme on MKA1's socket: following it would end in a transport error.
+        format!("https://127.0.0.1:{mka1_port}{EXCHANGE_TOKEN_PATH}"),
+    ];
+    let mut sent = 0;
+    for location in &locations {
+        for status in [301, 302, 303, 307, 308] {
+            mka1.script([redirect(status, location)]);
+            let err = client.token(&req("u")).await.unwrap_err();
+            assert_redirect_refused(&err, status, location);
+            sent += 1;
+        }
+    }
+    assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+    let calls = mka1.calls();
+    assert_eq!(
+        calls.len(),
+        sent,
+        "one request per exchange, none redirected"
+    );
+    assert!(calls.iter().all(|c| c.path == EXCHANGE_TOKEN_PATH));
+    // Nothing is left over: the next exchange works.
+    client.token(&req("u")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redirect_within_the_origin_is_not_followed_either() {
+    let mka1 = mock().await;
+    let client = mka1.client().build().unwrap();
+    // The legacy path, which this MKA1 stand-in would answer with a token.
+    let absolute = format!("{}{LEGACY_EXCHANGE_TOKEN_PATH}", mka1.base_url());
+    for location in [LEGACY_EXCHANGE_TOKEN_PATH, absolute.as_str()] {
+        mka1.script([redirect(307, location)]);
+        let err = client.token(&req("u")).await.unwrap_err();
+        assert_redirect_refused(&err, 307, location);
+    }
+    let calls = mka1.calls();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c.path == EXCHANGE_TOKEN_PATH));
 }
 
 #[tokio::test]

@@ -47,10 +47,9 @@ enum Mode {
     Oversized,
     /// The same, chunked, with no length announced.
     OversizedChunked,
-    /// Redirect to `localhost` (another host), which would serve the document.
-    RedirectOtherHost,
-    /// Redirect `/jwks` to `/moved` on the same host, which serves the document.
-    RedirectSameHost,
+    /// Answer 302 with the location set by [`JwksServer::redirect_to`], except on `/moved`,
+    /// which serves the document.
+    Redirect,
     /// A truncated JSON body.
     Malformed,
     /// An HTML error page with status 200.
@@ -67,6 +66,14 @@ struct ServerState {
     requests: AtomicUsize,
     connections: AtomicUsize,
     hosts: Mutex<Vec<String>>,
+    /// Where [`Mode::Redirect`] points.
+    location: Mutex<String>,
+    /// What a request naming another host than `127.0.0.1` in `Host` (such as `localhost`,
+    /// the same socket under another name) is served, in any mode, when set.
+    foreign: Mutex<Option<Value>>,
+    /// Connections that opened with a TLS handshake (a client that came here for `https`);
+    /// they are closed at once, so they are counted in `connections` but not `requests`.
+    tls_hellos: AtomicUsize,
     release: Semaphore,
     arrived: Notify,
 }
@@ -86,6 +93,9 @@ impl JwksServer {
             requests: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             hosts: Mutex::new(Vec::new()),
+            location: Mutex::new(String::new()),
+            foreign: Mutex::new(None),
+            tls_hellos: AtomicUsize::new(0),
             release: Semaphore::new(0),
             arrived: Notify::new(),
         });
@@ -98,11 +108,18 @@ impl JwksServer {
                     continue;
                 }
                 let per_conn = shared.clone();
-                let service = service_fn(move |req| handle(per_conn.clone(), req));
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service),
-                );
+                tokio::spawn(async move {
+                    // A TLS record starts with 0x16 (handshake); no HTTP request does.
+                    let mut first = [0u8; 1];
+                    if matches!(stream.peek(&mut first).await, Ok(1)) && first[0] == 0x16 {
+                        per_conn.tls_hellos.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    let service = service_fn(move |req| handle(per_conn.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
             }
         });
         JwksServer { state }
@@ -110,6 +127,21 @@ impl JwksServer {
 
     fn url(&self) -> String {
         format!("http://{}/jwks", self.state.addr)
+    }
+
+    fn port(&self) -> u16 {
+        self.state.addr.port()
+    }
+
+    /// Answer every path but `/moved` with a 302 to `location`.
+    fn redirect_to(&self, location: impl Into<String>) {
+        *self.state.location.lock().unwrap() = location.into();
+        self.set_mode(Mode::Redirect);
+    }
+
+    /// Serve `document` to requests that name another host than `127.0.0.1`.
+    fn serve_foreign(&self, document: Value) {
+        *self.state.foreign.lock().unwrap() = Some(document);
     }
 
     fn set_mode(&self, mode: Mode) {
@@ -137,6 +169,10 @@ impl JwksServer {
     fn hosts(&self) -> Vec<String> {
         self.state.hosts.lock().unwrap().clone()
     }
+
+    fn tls_hellos(&self) -> usize {
+        self.state.tls_hellos.load(Ordering::SeqCst)
+    }
 }
 
 impl ServerState {
@@ -145,7 +181,11 @@ impl ServerState {
     }
 
     fn document_response(&self, padding: usize, sized: bool) -> Response<Chunks> {
-        let mut document = self.document.lock().unwrap().clone();
+        let document = self.document.lock().unwrap().clone();
+        self.respond_with(document, padding, sized)
+    }
+
+    fn respond_with(&self, mut document: Value, padding: usize, sized: bool) -> Response<Chunks> {
         if padding > 0 {
             document["padding"] = Value::String("x".repeat(padding));
         }
@@ -180,13 +220,11 @@ async fn handle(
             .body(Chunks::new(body.as_bytes().to_vec(), true))
             .unwrap()
     };
-    let redirect = |location: String| {
-        Response::builder()
-            .status(302)
-            .header("location", location)
-            .body(Chunks::new(Vec::new(), true))
-            .unwrap()
-    };
+    if !host.starts_with("127.0.0.1") {
+        if let Some(document) = state.foreign.lock().unwrap().clone() {
+            return Ok(state.respond_with(document, 0, true));
+        }
+    }
     Ok(match state.mode() {
         Mode::Serve => state.document_response(0, true),
         // On a kept-alive connection: close it without an answer.
@@ -199,12 +237,12 @@ async fn handle(
         Mode::Hang => std::future::pending().await,
         Mode::Oversized => state.document_response(64 * 1024, true),
         Mode::OversizedChunked => state.document_response(64 * 1024, false),
-        Mode::RedirectOtherHost if host.starts_with("localhost") => {
-            state.document_response(0, true)
-        }
-        Mode::RedirectOtherHost => redirect(format!("http://localhost:{}/jwks", state.addr.port())),
-        Mode::RedirectSameHost if req.uri().path() == "/moved" => state.document_response(0, true),
-        Mode::RedirectSameHost => redirect("/moved".into()),
+        Mode::Redirect if req.uri().path() == "/moved" => state.document_response(0, true),
+        Mode::Redirect => Response::builder()
+            .status(302)
+            .header("location", state.location.lock().unwrap().as_str())
+            .body(Chunks::new(Vec::new(), true))
+            .unwrap(),
         Mode::Malformed => text(200, r#"{"keys": [{"kty": "OKP","#),
         Mode::Html => text(200, "<html><body>maintenance</body></html>"),
         Mode::Empty => text(200, r#"{"keys": []}"#),
@@ -642,44 +680,217 @@ async fn skipped_keys_are_counted_in_the_status() {
 // ---------------------------------------------------------------------------------------
 // Redirects.
 
-#[tokio::test]
-async fn a_redirect_to_another_host_is_not_followed() {
-    let (key, clock, server, verifier) = Fixture::cold(Mode::RedirectOtherHost, config())
-        .await
-        .parts();
-    assert_eq!(
-        kind(verifier.verify(&token(&key, &clock)).await),
-        ErrorKind::KeysUnavailable
-    );
-    assert!(server.hosts().iter().all(|h| h.starts_with("127.0.0.1")));
-    let reason = verifier.key_set_status().last_error.unwrap();
+/// A way out of the JWKS URL's origin (`http://127.0.0.1:A`), each differing from it in one
+/// part only.
+#[derive(Debug, Clone, Copy)]
+enum Elsewhere {
+    /// `http://127.0.0.1:B`: another server, with an impostor's key set.
+    Port,
+    /// `http://localhost:A`: the same socket by another name, answering with an impostor's key
+    /// set to requests for that name.
+    Host,
+    /// `https://127.0.0.1:A`: the same socket, which sees a TLS handshake if one is tried.
+    Scheme,
+}
+
+/// A redirect from `server` to another origin, aimed at a listener that would hand out
+/// `impostor`'s key under the genuine kid.
+struct Detour {
+    to: Elsewhere,
+    impostor: TestKey,
+    other: Option<JwksServer>,
+}
+
+impl Detour {
+    async fn set_up(server: &JwksServer, to: Elsewhere) -> Detour {
+        let impostor = TestKey::ed25519("k1");
+        let port = server.port();
+        let mut other = None;
+        match to {
+            Elsewhere::Port => {
+                let elsewhere = JwksServer::start(jwks(&[&impostor])).await;
+                server.redirect_to(format!("http://127.0.0.1:{}/jwks", elsewhere.port()));
+                other = Some(elsewhere);
+            }
+            Elsewhere::Host => {
+                server.serve_foreign(jwks(&[&impostor]));
+                server.redirect_to(format!("http://localhost:{port}/jwks"));
+            }
+            Elsewhere::Scheme => server.redirect_to(format!("https://127.0.0.1:{port}/jwks")),
+        }
+        Detour {
+            to,
+            impostor,
+            other,
+        }
+    }
+
+    /// How many times the other origin was reached: connections to the other server,
+    /// requests naming `localhost`, or TLS handshakes.
+    fn reached(&self, server: &JwksServer) -> usize {
+        match (self.to, &self.other) {
+            (Elsewhere::Port, Some(other)) => other.connections(),
+            (Elsewhere::Host, _) => server
+                .hosts()
+                .iter()
+                .filter(|h| !h.starts_with("127.0.0.1"))
+                .count(),
+            (Elsewhere::Scheme, _) => server.tls_hellos(),
+            (Elsewhere::Port, None) => unreachable!("set up with another server"),
+        }
+    }
+}
+
+/// A refresh redirected to another origin fails, keeps the held set, and the impostor's key
+/// never verifies. `reached` is how often the other origin may have been reached: never for
+/// the built-in client; once for a caller's client that follows any redirect.
+async fn assert_keys_from_elsewhere_refused(
+    to: Elsewhere,
+    config: RemoteJwksConfig,
+    reached: usize,
+    reason: &str,
+) {
+    let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
+    let detour = Detour::set_up(&server, to).await;
+    clock.advance(Duration::from_secs(8 * 60));
+    // Due for refresh: this verification starts it in the background.
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    until_idle(&verifier).await;
+
+    let status = verifier.key_set_status();
+    let error = status.last_error.unwrap();
+    assert!(error.contains(reason), "{to:?}: {error}");
     assert!(
-        reason.contains("redirect not followed (status 302)"),
-        "{reason}"
+        !error.contains("127.0.0.1") && !error.contains("localhost"),
+        "{error}"
     );
-}
-
-#[tokio::test]
-async fn a_caller_client_that_follows_redirects_still_cannot_leave_the_host() {
-    let client = reqwest::Client::builder().build().unwrap();
-    let (key, clock, _server, verifier) =
-        Fixture::cold(Mode::RedirectOtherHost, config().http_client(client))
-            .await
-            .parts();
-    // Had the other host's answer been used, this token would verify.
+    assert_eq!(status.consecutive_failures, 1, "{to:?}");
+    assert_eq!(status.key_count, 1, "{to:?}");
+    assert!(status.usable && !status.stale, "{to:?}");
+    let at_origin = server
+        .hosts()
+        .iter()
+        .filter(|h| h.starts_with("127.0.0.1"))
+        .count();
     assert_eq!(
-        kind(verifier.verify(&token(&key, &clock)).await),
-        ErrorKind::KeysUnavailable
+        at_origin, 2,
+        "{to:?}: the first fetch and the redirected one"
     );
+    assert_eq!(detour.reached(&server), reached, "{to:?}");
+    // The genuine key still verifies; the impostor's, under the same kid, never does.
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    assert_eq!(
+        kind(verifier.verify(&token(&detour.impostor, &clock)).await),
+        ErrorKind::InvalidSignature,
+        "{to:?}"
+    );
+    // Nor after the next retry, which is redirected again.
+    clock.advance(Duration::from_secs(30));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    until_idle(&verifier).await;
+    assert_eq!(verifier.key_set_status().consecutive_failures, 2, "{to:?}");
+    assert_eq!(
+        kind(verifier.verify(&token(&detour.impostor, &clock)).await),
+        ErrorKind::InvalidSignature,
+        "{to:?}"
+    );
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+}
+
+const REFUSED_REDIRECT: &str = "redirect not followed (status 302): it points to another origin";
+
+#[tokio::test]
+async fn a_redirect_to_another_port_is_not_followed_and_the_held_keys_stay() {
+    assert_keys_from_elsewhere_refused(Elsewhere::Port, config(), 0, REFUSED_REDIRECT).await;
 }
 
 #[tokio::test]
-async fn a_redirect_on_the_same_host_is_followed() {
-    let (key, clock, server, verifier) = Fixture::cold(Mode::RedirectSameHost, config())
-        .await
-        .parts();
+async fn a_redirect_to_another_host_name_is_not_followed_and_the_held_keys_stay() {
+    assert_keys_from_elsewhere_refused(Elsewhere::Host, config(), 0, REFUSED_REDIRECT).await;
+}
+
+#[tokio::test]
+async fn a_redirect_from_http_to_https_is_another_origin_and_not_followed() {
+    assert_keys_from_elsewhere_refused(Elsewhere::Scheme, config(), 0, REFUSED_REDIRECT).await;
+}
+
+#[tokio::test]
+async fn a_cold_start_redirected_to_another_origin_gets_no_keys() {
+    for to in [Elsewhere::Port, Elsewhere::Host, Elsewhere::Scheme] {
+        let (key, clock, server, verifier) = Fixture::cold(Mode::Serve, config()).await.parts();
+        let detour = Detour::set_up(&server, to).await;
+        assert_eq!(
+            kind(verifier.verify(&token(&detour.impostor, &clock)).await),
+            ErrorKind::KeysUnavailable,
+            "{to:?}"
+        );
+        assert_eq!(
+            kind(verifier.verify(&token(&key, &clock)).await),
+            ErrorKind::KeysUnavailable,
+            "{to:?}"
+        );
+        assert_eq!(server.requests(), 1, "{to:?}");
+        assert_eq!(detour.reached(&server), 0, "{to:?}");
+        let reason = verifier.key_set_status().last_error.unwrap();
+        assert!(reason.starts_with(REFUSED_REDIRECT), "{to:?}: {reason}");
+    }
+}
+
+#[tokio::test]
+async fn a_caller_client_that_follows_redirects_still_cannot_take_keys_from_another_origin() {
+    // reqwest's default policy follows any redirect: the request does reach the other origin,
+    // but its answer is refused.
+    for to in [Elsewhere::Port, Elsewhere::Host] {
+        let client = reqwest::Client::builder().build().unwrap();
+        assert_keys_from_elsewhere_refused(
+            to,
+            config().http_client(client),
+            1,
+            "the response came from another origin",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_within_the_origin_is_followed() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Serve, config()).await.parts();
+    server.redirect_to("/moved");
     verifier.verify(&token(&key, &clock)).await.unwrap();
     assert_eq!(server.requests(), 2);
+
+    // Spelled out in full, to a refreshed key set, while one is held.
+    let (key, clock, server, verifier) = Fixture::warm(config()).await.parts();
+    let rotated = TestKey::ed25519("k2");
+    server.redirect_to(format!("http://127.0.0.1:{}/moved", server.port()));
+    *server.state.document.lock().unwrap() = jwks(&[&key, &rotated]);
+    clock.advance(Duration::from_secs(31));
+    verifier.verify(&token(&rotated, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 3);
+    let status = verifier.key_set_status();
+    assert_eq!((status.key_count, status.consecutive_failures), (2, 0));
+    assert!(server.hosts().iter().all(|h| h.starts_with("127.0.0.1")));
+}
+
+#[tokio::test]
+async fn redirects_within_the_origin_stop_after_three() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Serve, config()).await.parts();
+    // Every answer redirects back to itself.
+    server.redirect_to("/jwks");
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+    assert_eq!(
+        server.requests(),
+        4,
+        "the first request and three redirects"
+    );
+    let reason = verifier.key_set_status().last_error.unwrap();
+    assert!(
+        reason.contains("(status 302): the limit of 3 redirects was reached"),
+        "{reason}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

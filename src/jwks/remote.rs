@@ -20,9 +20,13 @@
 //!   verification fails with [`ErrorKind::KeysUnavailable`] and
 //!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run.
 //! - **Limits.** The whole fetch is bounded by the timeout; the body by a size cap (256 KiB);
-//!   redirects are followed only to the same host; `https` is required except for loopback
-//!   hosts or an explicit opt-in. A non-200 status, a body that is not a JWKS document, one
-//!   over the cap, or one with no usable key is a failed fetch.
+//!   `https` is required except for loopback hosts or an explicit opt-in. A non-200 status, a
+//!   body that is not a JWKS document, one over the cap, or one with no usable key is a
+//!   failed fetch.
+//! - **Origin.** Keys come only from the JWKS URL's origin: its scheme, host and port
+//!   (RFC 6454). Redirects are followed (at most 3) only within that origin; a redirect
+//!   anywhere else (another port, another host name for the same address, `http` to `https`)
+//!   is not followed, and the fetch fails, keeping the held set like any failed fetch.
 //! - **Observability.** `tracing` events for fetch start, success (key and skipped counts),
 //!   failure (reason) and cooldown hits;
 //!   [`Verifier::key_set_status`](crate::Verifier::key_set_status) for health endpoints.
@@ -54,7 +58,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Algorithm;
-use reqwest::header::{HeaderMap, ACCEPT, CACHE_CONTROL};
+use reqwest::header::{HeaderMap, ACCEPT, CACHE_CONTROL, LOCATION};
 use reqwest::{redirect, Url};
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -84,7 +88,7 @@ pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(30);
 /// Default longest delay between retries of a failing fetch.
 pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 
-/// Same-host redirects followed before a fetch counts as failed.
+/// Redirects followed, each within the JWKS URL's origin, before a fetch counts as failed.
 const MAX_REDIRECTS: usize = 3;
 
 /// Options for fetching and caching a remote JWKS; give them to
@@ -266,9 +270,14 @@ impl RemoteJwksConfig {
     }
 
     /// Fetch with this client instead of one built for the purpose (for proxies or custom
-    /// roots). The fetch timeout and body cap still apply. Its own redirect policy applies,
-    /// but a response that ended on another host is refused; the built-in client does not
-    /// follow such redirects at all.
+    /// roots). The fetch timeout and body cap still apply.
+    ///
+    /// Its own redirect policy decides which redirects it follows, so a lax one may send the
+    /// request to another origin; but a response that did not come from the JWKS URL's
+    /// origin (scheme, host and port) is refused, and the fetch fails. The built-in client
+    /// does not follow a redirect out of that origin at all; to get the same from yours,
+    /// give it a redirect policy that stops at another origin, or
+    /// `reqwest::redirect::Policy::none()`.
     ///
     /// ```
     /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
@@ -405,11 +414,19 @@ enum FetchError {
     Timeout(Duration),
     Transport(String),
     Status(u16),
-    Redirect(u16),
-    OtherHost,
+    /// A redirect answer that was not followed, and why.
+    Redirect {
+        status: u16,
+        why: Unfollowed,
+    },
+    /// The response came from outside the JWKS URL's origin (a caller's client followed a
+    /// redirect there).
+    OtherOrigin,
     TooLarge(usize),
     NotJwks(String),
-    NoUsableKeys { skipped: usize },
+    NoUsableKeys {
+        skipped: usize,
+    },
     Abandoned,
 }
 
@@ -419,11 +436,25 @@ impl fmt::Display for FetchError {
             FetchError::Timeout(t) => write!(f, "no complete response within {t:?}"),
             FetchError::Transport(e) => write!(f, "request failed: {e}"),
             FetchError::Status(s) => write!(f, "unexpected http status {s}"),
-            FetchError::Redirect(s) => write!(
-                f,
-                "redirect not followed (status {s}): only same-host redirects are followed"
+            FetchError::Redirect { status, why } => {
+                write!(f, "redirect not followed (status {status}): ")?;
+                match why {
+                    Unfollowed::NoLocation => f.write_str("it names no usable location"),
+                    Unfollowed::OtherOrigin => f.write_str(
+                        "it points to another origin (only redirects within the jwks url's \
+                         scheme, host and port are followed)",
+                    ),
+                    Unfollowed::Limit => write!(
+                        f,
+                        "the limit of {MAX_REDIRECTS} redirects was reached (or the http \
+                         client follows none)"
+                    ),
+                }
+            }
+            FetchError::OtherOrigin => f.write_str(
+                "the response came from another origin than the jwks url's \
+                 (scheme, host and port must match)",
             ),
-            FetchError::OtherHost => f.write_str("the response came from another host"),
             FetchError::TooLarge(cap) => write!(f, "the body exceeds the {cap}-byte cap"),
             FetchError::NotJwks(e) => write!(f, "the body is not a jwks document: {e}"),
             FetchError::NoUsableKeys { skipped } => {
@@ -432,6 +463,17 @@ impl fmt::Display for FetchError {
             FetchError::Abandoned => f.write_str("the fetch task ended without a result"),
         }
     }
+}
+
+/// Why a redirect answer was not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unfollowed {
+    /// No `Location`, or one that does not parse as a url.
+    NoLocation,
+    /// The location is outside the JWKS URL's origin.
+    OtherOrigin,
+    /// Within the origin, but past [`MAX_REDIRECTS`] (or the caller's client follows none).
+    Limit,
 }
 
 /// A successfully fetched and parsed key set.
@@ -453,7 +495,7 @@ impl RemoteJwks {
         let url = check_url(url, config.allow_http)?;
         let client = match &config.client {
             Some(client) => client.clone(),
-            None => build_client()?,
+            None => build_client(&url)?,
         };
         let (completed, _) = watch::channel(0);
         Ok(RemoteJwks {
@@ -719,12 +761,17 @@ impl RemoteJwks {
             .send()
             .await
             .map_err(transport_error)?;
-        if response.url().host_str() != inner.url.host_str() {
-            return Err(FetchError::OtherHost);
+        // A caller's client may have followed redirects anywhere; only the origin's answer
+        // is used.
+        if response.url().origin() != inner.url.origin() {
+            return Err(FetchError::OtherOrigin);
         }
         let status = response.status();
         if status.is_redirection() {
-            return Err(FetchError::Redirect(status.as_u16()));
+            return Err(FetchError::Redirect {
+                status: status.as_u16(),
+                why: unfollowed_redirect(&response, &inner.url),
+            });
         }
         if status != reqwest::StatusCode::OK {
             return Err(FetchError::Status(status.as_u16()));
@@ -907,13 +954,14 @@ fn parse_document(
     Ok((keys, by_kid))
 }
 
-fn build_client() -> Result<reqwest::Client, ConfigError> {
-    let policy = redirect::Policy::custom(|attempt| {
-        let previous = attempt.previous();
-        let same_host = previous
-            .first()
-            .is_some_and(|first| same_host_no_downgrade(first, attempt.url()));
-        if same_host && previous.len() <= MAX_REDIRECTS {
+/// The client for a JWKS URL: it follows a redirect only within `url`'s origin, at most
+/// [`MAX_REDIRECTS`] of them. A redirect it stops comes back as the 3xx answer, which
+/// [`RemoteJwks::fetch`] turns into a failed fetch.
+fn build_client(url: &Url) -> Result<reqwest::Client, ConfigError> {
+    let url = url.clone();
+    let policy = redirect::Policy::custom(move |attempt| {
+        // `previous` holds the first request's url and every one followed since.
+        if may_follow(&url, attempt.url(), attempt.previous().len()) {
             attempt.follow()
         } else {
             attempt.stop()
@@ -925,8 +973,27 @@ fn build_client() -> Result<reqwest::Client, ConfigError> {
         .map_err(|e| ConfigError::HttpClient(e.to_string()))
 }
 
-fn same_host_no_downgrade(from: &Url, to: &Url) -> bool {
-    from.host_str() == to.host_str() && !(from.scheme() == "https" && to.scheme() != "https")
+/// Whether to follow a redirect to `next` after `requested` requests (the first included)
+/// for the JWKS URL `url`: only while it stays in `url`'s origin (scheme, host and port, a
+/// default port spelled out or not), and while fewer than [`MAX_REDIRECTS`] have been
+/// followed.
+fn may_follow(url: &Url, next: &Url, requested: usize) -> bool {
+    requested <= MAX_REDIRECTS && next.origin() == url.origin()
+}
+
+/// Why a redirect answer to a request for `url` was not followed. The location is not kept
+/// (it may carry a query string).
+fn unfollowed_redirect(response: &reqwest::Response, url: &Url) -> Unfollowed {
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| response.url().join(value).ok());
+    match location {
+        None => Unfollowed::NoLocation,
+        Some(next) if next.origin() != url.origin() => Unfollowed::OtherOrigin,
+        Some(_) => Unfollowed::Limit,
+    }
 }
 
 fn transport_error(error: reqwest::Error) -> FetchError {
@@ -1124,28 +1191,60 @@ mod tests {
     }
 
     #[test]
-    fn redirects_stay_on_the_host_without_downgrade() {
+    fn redirects_are_followed_only_within_the_origin() {
         let u = |s| Url::parse(s).unwrap();
-        assert!(same_host_no_downgrade(
-            &u("https://a.com/x"),
-            &u("https://a.com/y")
-        ));
-        assert!(same_host_no_downgrade(
-            &u("http://a.com/x"),
-            &u("https://a.com/y")
-        ));
-        assert!(!same_host_no_downgrade(
-            &u("https://a.com/x"),
-            &u("http://a.com/y")
-        ));
-        assert!(!same_host_no_downgrade(
-            &u("https://a.com/x"),
-            &u("https://b.com/x")
-        ));
-        assert!(!same_host_no_downgrade(
-            &u("https://a.com/x"),
-            &u("https://a.com.evil/x")
-        ));
+        let follows = |from, to| may_follow(&u(from), &u(to), 1);
+        // The same scheme, host and port: another path, query or spelling of the port.
+        for (from, to) in [
+            ("https://a.com/x", "https://a.com/y?z=1"),
+            ("https://a.com/x", "https://a.com:443/y"),
+            ("https://A.COM/x", "https://a.com/y"),
+            ("http://127.0.0.1:8080/jwks", "http://127.0.0.1:8080/moved"),
+            ("http://127.0.0.1/jwks", "http://127.0.0.1:80/moved"),
+        ] {
+            assert!(follows(from, to), "{from} -> {to}");
+        }
+        for (from, to) in [
+            // Another scheme: neither a downgrade nor an upgrade.
+            ("https://a.com/x", "http://a.com/x"),
+            ("http://a.com/x", "https://a.com/x"),
+            ("http://127.0.0.1:8080/jwks", "https://127.0.0.1:8080/jwks"),
+            // Another port on the same host.
+            ("http://127.0.0.1:8080/jwks", "http://127.0.0.1:8081/jwks"),
+            ("https://a.com/x", "https://a.com:8443/x"),
+            ("http://a.com/x", "http://a.com:443/x"),
+            // Another host, also one naming the same address.
+            ("https://a.com/x", "https://b.com/x"),
+            ("https://a.com/x", "https://a.com.evil/x"),
+            ("https://a.com/x", "https://sub.a.com/x"),
+            ("http://127.0.0.1:8080/jwks", "http://localhost:8080/jwks"),
+            ("http://127.0.0.1:8080/jwks", "http://127.0.0.2:8080/jwks"),
+            ("http://127.0.0.1:8080/jwks", "http://[::1]:8080/jwks"),
+            // Not a tuple origin at all.
+            ("https://a.com/x", "data:text/plain,x"),
+            ("https://a.com/x", "file:///etc/jwks.json"),
+        ] {
+            assert!(!follows(from, to), "{from} -> {to}");
+        }
+        // At most MAX_REDIRECTS, counting the first request in `requested`.
+        let (from, to) = (u("https://a.com/x"), u("https://a.com/y"));
+        assert!(may_follow(&from, &to, MAX_REDIRECTS));
+        assert!(!may_follow(&from, &to, MAX_REDIRECTS + 1));
+    }
+
+    #[test]
+    fn redirect_errors_say_why_without_the_location() {
+        let message = |why| FetchError::Redirect { status: 302, why }.to_string();
+        assert_eq!(
+            message(Unfollowed::OtherOrigin),
+            "redirect not followed (status 302): it points to another origin (only redirects \
+             within the jwks url's scheme, host and port are followed)"
+        );
+        assert!(message(Unfollowed::Limit).contains("limit of 3 redirects"));
+        assert!(message(Unfollowed::NoLocation).contains("no usable location"));
+        assert!(FetchError::OtherOrigin
+            .to_string()
+            .starts_with("the response came from another origin"));
     }
 
     #[test]
