@@ -24,10 +24,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The request carried no credentials at all.
+    /// The request carried no bearer credentials: none at all, or only credentials under
+    /// another scheme such as `Basic` (RFC 6750 section 3.1 answers both alike).
     MissingCredentials,
     /// The request's credentials were malformed (two `Authorization` headers, an empty bearer
-    /// token, a scheme other than `Bearer`).
+    /// token, a header with no scheme).
     InvalidRequest,
     /// The token is longer than the configured maximum; nothing of it was parsed.
     TokenTooLarge,

@@ -31,22 +31,14 @@
 //! # let _: axum::Router = axum::Router::new().route("/", axum::routing::delete(delete_agent));
 //! ```
 
-use axum_core::body::Body;
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
-use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken};
 use crate::error::{Error, ErrorKind};
-use crate::layer::{authenticated, realm_of, required};
+use crate::guard::{authenticated, realm_of, required};
 use crate::rejection::Rejection;
-
-impl IntoResponse for Rejection {
-    fn into_response(self) -> Response {
-        self.into_http_response::<Body>()
-    }
-}
 
 /// `FromRequestParts` and `OptionalFromRequestParts` for a type the layer puts in the
 /// request extensions.

@@ -27,13 +27,14 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::header::{AUTHORIZATION, COOKIE};
-use http::{Extensions, HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 use crate::error::{Error, ErrorKind};
+use crate::guard::Guarded;
 use crate::headers::{remove_every_spelling, variants_of};
 use crate::rejection::{respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
 use crate::verify::{Attempt, Verifier};
@@ -54,72 +55,50 @@ use crate::verify::{Attempt, Verifier};
 /// # }
 /// ```
 pub struct Mka1AuthLayer<R = StandardReject> {
-    shared: Arc<Shared<R>>,
+    config: Arc<AuthConfig>,
+    reject: Arc<R>,
 }
 
 impl<R> Clone for Mka1AuthLayer<R> {
     fn clone(&self) -> Self {
         Mka1AuthLayer {
-            shared: Arc::clone(&self.shared),
+            config: Arc::clone(&self.config),
+            reject: Arc::clone(&self.reject),
         }
     }
 }
 
 impl<R> std::fmt::Debug for Mka1AuthLayer<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.shared.fmt(f)
+        self.config.fmt(f)
     }
 }
 
-struct Shared<R> {
+/// The layer's settings: everything but its [`Reject`]. A new setting goes here, and into
+/// one builder method.
+#[derive(Clone, Debug)]
+struct AuthConfig {
     verifier: Verifier,
     realm: Arc<str>,
     cookie: Option<Box<str>>,
     optional: bool,
     overwrite_on_behalf_of: bool,
     retry_after: Duration,
-    reject: Arc<R>,
-}
-
-impl<R> Clone for Shared<R> {
-    fn clone(&self) -> Self {
-        Shared {
-            verifier: self.verifier.clone(),
-            realm: self.realm.clone(),
-            cookie: self.cookie.clone(),
-            optional: self.optional,
-            overwrite_on_behalf_of: self.overwrite_on_behalf_of,
-            retry_after: self.retry_after,
-            reject: self.reject.clone(),
-        }
-    }
-}
-
-impl<R> std::fmt::Debug for Shared<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mka1AuthLayer")
-            .field("verifier", &self.verifier)
-            .field("realm", &self.realm)
-            .field("cookie", &self.cookie)
-            .field("optional", &self.optional)
-            .field("overwrite_on_behalf_of", &self.overwrite_on_behalf_of)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Mka1AuthLayer {
     /// Require a valid token on every request.
     pub fn new(verifier: Verifier) -> Self {
         Mka1AuthLayer {
-            shared: Arc::new(Shared {
+            config: Arc::new(AuthConfig {
                 verifier,
                 realm: Arc::from(DEFAULT_REALM),
                 cookie: None,
                 optional: false,
                 overwrite_on_behalf_of: false,
                 retry_after: crate::rejection::DEFAULT_RETRY_AFTER,
-                reject: Arc::new(StandardReject),
             }),
+            reject: Arc::new(StandardReject),
         }
     }
 
@@ -142,8 +121,8 @@ impl Mka1AuthLayer {
 }
 
 impl<R> Mka1AuthLayer<R> {
-    fn edit(mut self, change: impl FnOnce(&mut Shared<R>)) -> Self {
-        change(Arc::make_mut(&mut self.shared));
+    fn edit(mut self, change: impl FnOnce(&mut AuthConfig)) -> Self {
+        change(Arc::make_mut(&mut self.config));
         self
     }
 
@@ -191,17 +170,9 @@ impl<R> Mka1AuthLayer<R> {
     /// Answer refused requests with `reject` instead of the standard answer (see
     /// [`Reject`]).
     pub fn reject_with<R2>(self, reject: R2) -> Mka1AuthLayer<R2> {
-        let s = Arc::unwrap_or_clone(self.shared);
         Mka1AuthLayer {
-            shared: Arc::new(Shared {
-                verifier: s.verifier,
-                realm: s.realm,
-                cookie: s.cookie,
-                optional: s.optional,
-                overwrite_on_behalf_of: s.overwrite_on_behalf_of,
-                retry_after: s.retry_after,
-                reject: Arc::new(reject),
-            }),
+            config: self.config,
+            reject: Arc::new(reject),
         }
     }
 }
@@ -212,7 +183,8 @@ impl<S, R> Layer<S> for Mka1AuthLayer<R> {
     fn layer(&self, inner: S) -> Self::Service {
         Mka1Auth {
             inner,
-            shared: Arc::clone(&self.shared),
+            config: Arc::clone(&self.config),
+            reject: Arc::clone(&self.reject),
         }
     }
 }
@@ -236,7 +208,8 @@ impl<S, R> Layer<S> for Mka1AuthLayer<R> {
 /// ```
 pub struct Mka1Auth<S, R = StandardReject> {
     inner: S,
-    shared: Arc<Shared<R>>,
+    config: Arc<AuthConfig>,
+    reject: Arc<R>,
 }
 
 impl Mka1Auth<()> {
@@ -250,7 +223,8 @@ impl<S: Clone, R> Clone for Mka1Auth<S, R> {
     fn clone(&self) -> Self {
         Mka1Auth {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            config: Arc::clone(&self.config),
+            reject: Arc::clone(&self.reject),
         }
     }
 }
@@ -259,7 +233,7 @@ impl<S: std::fmt::Debug, R> std::fmt::Debug for Mka1Auth<S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mka1Auth")
             .field("inner", &self.inner)
-            .field("layer", &self.shared)
+            .field("layer", &self.config)
             .finish()
     }
 }
@@ -281,13 +255,6 @@ impl<S, R> Mka1Auth<S, R> {
     }
 }
 
-/// Marks a request that went through the layer, authenticated or anonymous, and carries
-/// what extractors need to answer like the layer would.
-#[derive(Clone)]
-pub(crate) struct Guarded {
-    pub(crate) realm: Arc<str>,
-}
-
 /// What the first, synchronous look at a request came to.
 enum Step {
     /// Call the inner service.
@@ -298,7 +265,7 @@ enum Step {
     Fetch(BearerToken),
 }
 
-impl<R> Shared<R> {
+impl AuthConfig {
     fn start<B>(&self, req: &mut Request<B>) -> Step {
         let verified = match find_token(req.headers(), self.cookie.as_deref()) {
             Err(e) => return Step::Refuse(e),
@@ -369,18 +336,16 @@ impl<R> Shared<R> {
             realm: Arc::clone(&self.realm),
         }
     }
+}
 
-    fn refuse<B>(&self, error: Error) -> Response<B>
-    where
-        R: Reject<B>,
-    {
-        // The key source knows when its next fetch is allowed; the configured value is the fallback.
-        let retry_after = error.retry_after().unwrap_or(self.retry_after);
-        let rejection = Rejection::new(error)
-            .with_realm(Arc::clone(&self.realm))
-            .with_retry_after(retry_after);
-        respond(&*self.reject, rejection)
-    }
+/// The layer's answer to a refused request.
+fn refuse<B, R: Reject<B>>(config: &AuthConfig, reject: &R, error: Error) -> Response<B> {
+    // The key source knows when its next fetch is allowed; the configured value is the fallback.
+    let retry_after = error.retry_after().unwrap_or(config.retry_after);
+    let rejection = Rejection::new(error)
+        .with_realm(Arc::clone(&config.realm))
+        .with_retry_after(retry_after);
+    respond(reject, rejection)
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Mka1Auth<S, R>
@@ -397,24 +362,25 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let state = match self.shared.start(&mut req) {
+        let state = match self.config.start(&mut req) {
             Step::Admit => State::Calling {
                 future: self.inner.call(req),
             },
             Step::Refuse(error) => State::Refused {
-                response: Some(self.shared.refuse(error)),
+                response: Some(refuse(&self.config, &*self.reject, error)),
             },
             Step::Fetch(token) => {
                 // The readied service goes into the future; a fresh clone stays here.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                let verifier = self.shared.verifier.clone();
+                let verifier = self.config.verifier.clone();
                 let for_verify = token.clone();
                 State::Verifying {
                     verify: Box::pin(async move { verifier.verify(for_verify.expose()).await }),
                     inner,
                     request: Some((req, token)),
-                    shared: Arc::clone(&self.shared),
+                    config: Arc::clone(&self.config),
+                    reject: Arc::clone(&self.reject),
                 }
             }
         };
@@ -446,7 +412,8 @@ pin_project! {
             verify: VerifyFuture,
             inner: S,
             request: Option<(Request<ReqBody>, BearerToken)>,
-            shared: Arc<Shared<R>>,
+            config: Arc<AuthConfig>,
+            reject: Arc<R>,
         },
         Calling {
             #[pin]
@@ -496,18 +463,19 @@ where
                     verify,
                     inner,
                     request,
-                    shared,
+                    config,
+                    reject,
                 } => {
                     let result = ready!(verify.as_mut().poll(cx));
                     let (mut req, token) = request
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    match result.and_then(|v| shared.admit(&mut req, v, token)) {
+                    match result.and_then(|v| config.admit(&mut req, v, token)) {
                         Ok(()) => State::Calling {
                             future: inner.call(req),
                         },
                         Err(error) => State::Refused {
-                            response: Some(shared.refuse(error)),
+                            response: Some(refuse(config, &**reject, error)),
                         },
                     }
                 }
@@ -642,38 +610,6 @@ fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<Found<'h
             .map(|token| Some((header, token)))
             .map_err(|_| invalid_request("the token cookie is not ascii")),
     }
-}
-
-/// The value of type `T` the layer put in `extensions`: `Ok(None)` for an anonymous request
-/// (optional mode), a [`ErrorKind::MissingLayer`] rejection when the layer never ran.
-pub(crate) fn authenticated<T: Send + Sync + 'static>(
-    extensions: &Extensions,
-) -> Result<Option<&T>, Rejection> {
-    match extensions.get::<Guarded>() {
-        Some(_) => Ok(extensions.get::<T>()),
-        None => Err(Rejection::new(Error::with_detail(
-            ErrorKind::MissingLayer,
-            "add `Mka1AuthLayer` in front of routes that read the verified token",
-        ))),
-    }
-}
-
-/// Like [`authenticated`], but an anonymous request is a 401 in the layer's realm.
-pub(crate) fn required<T: Send + Sync + 'static>(extensions: &Extensions) -> Result<&T, Rejection> {
-    authenticated(extensions)?.ok_or_else(|| {
-        let mut rejection = Rejection::new(Error::new(ErrorKind::MissingCredentials));
-        if let Some(guarded) = extensions.get::<Guarded>() {
-            rejection = rejection.with_realm(Arc::clone(&guarded.realm));
-        }
-        rejection
-    })
-}
-
-/// The realm the layer in front answers with, or the default.
-pub(crate) fn realm_of(extensions: &Extensions) -> Arc<str> {
-    extensions
-        .get::<Guarded>()
-        .map_or_else(|| Arc::from(DEFAULT_REALM), |g| Arc::clone(&g.realm))
 }
 
 #[cfg(test)]

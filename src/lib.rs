@@ -88,6 +88,7 @@ pub mod exchange;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+mod guard;
 mod headers;
 pub mod jwks;
 pub mod layer;

@@ -36,7 +36,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::claims::VerifiedToken;
-use crate::layer::{realm_of, required};
+use crate::guard::{realm_of, required};
 use crate::rejection::{respond, Reject, Rejection, StandardReject};
 
 /// A [`Layer`] refusing requests whose verified token lacks any of the given permissions.

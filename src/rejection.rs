@@ -323,6 +323,14 @@ impl<B: From<String>> Reject<B> for StandardReject {
     }
 }
 
+/// With feature `axum`, a handler can return a [`Rejection`] as its error.
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Rejection {
+    fn into_response(self) -> axum_core::response::Response {
+        self.into_http_response::<axum_core::body::Body>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

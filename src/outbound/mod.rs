@@ -402,7 +402,7 @@ impl fmt::Display for Origin {
 
 type EndUserFn = dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync;
 
-struct Shared<C> {
+struct OutboundConfig<C> {
     source: C,
     origins: Box<[Origin]>,
     end_user: Option<Box<EndUserFn>>,
@@ -486,7 +486,7 @@ impl<C: CredentialSource> OutboundBuilder<C> {
             origins.push(origin);
         }
         Ok(OutboundLayer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(OutboundConfig {
                 source: self.source,
                 origins: origins.into(),
                 end_user: self.end_user,
@@ -517,7 +517,7 @@ impl<C> fmt::Debug for OutboundBuilder<C> {
 /// # Ok::<(), mka1_auth::ConfigError>(())
 /// ```
 pub struct OutboundLayer<C> {
-    shared: Arc<Shared<C>>,
+    shared: Arc<OutboundConfig<C>>,
 }
 
 impl<C: CredentialSource> OutboundLayer<C> {
@@ -563,7 +563,7 @@ impl<S, C> Layer<S> for OutboundLayer<C> {
 /// A client wrapped by [`OutboundLayer`]. See the [module docs](self).
 pub struct Outbound<S, C> {
     inner: S,
-    shared: Arc<Shared<C>>,
+    shared: Arc<OutboundConfig<C>>,
 }
 
 impl<C: CredentialSource> Outbound<(), C> {
@@ -674,7 +674,7 @@ fn refuse(kind: ErrorKind, detail: impl Into<std::borrow::Cow<'static, str>>) ->
     Error::with_detail(kind, detail)
 }
 
-impl<C: CredentialSource> Shared<C> {
+impl<C: CredentialSource> OutboundConfig<C> {
     /// The origin check: absolute URI, allowed origin, and a `Host` header that agrees.
     fn check_target(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Error> {
         let Some(target) = Origin::of(uri) else {

@@ -1,0 +1,50 @@
+//! The contract between the inbound layer and what reads its results (extractors, the
+//! permissions layer): the layer marks every request it let through with [`Guarded`], and
+//! readers tell "anonymous" (marked, no token) from "the layer never ran" (not marked: a
+//! wiring bug, answered 500) by that mark.
+
+use std::sync::Arc;
+
+use http::Extensions;
+
+use crate::error::{Error, ErrorKind};
+use crate::rejection::{Rejection, DEFAULT_REALM};
+
+/// Marks a request that went through the layer, authenticated or anonymous, and carries
+/// what extractors need to answer like the layer would.
+#[derive(Clone)]
+pub(crate) struct Guarded {
+    pub(crate) realm: Arc<str>,
+}
+
+/// The value of type `T` the layer put in `extensions`: `Ok(None)` for an anonymous request
+/// (optional mode), a [`ErrorKind::MissingLayer`] rejection when the layer never ran.
+pub(crate) fn authenticated<T: Send + Sync + 'static>(
+    extensions: &Extensions,
+) -> Result<Option<&T>, Rejection> {
+    match extensions.get::<Guarded>() {
+        Some(_) => Ok(extensions.get::<T>()),
+        None => Err(Rejection::new(Error::with_detail(
+            ErrorKind::MissingLayer,
+            "add `Mka1AuthLayer` in front of routes that read the verified token",
+        ))),
+    }
+}
+
+/// Like [`authenticated`], but an anonymous request is a 401 in the layer's realm.
+pub(crate) fn required<T: Send + Sync + 'static>(extensions: &Extensions) -> Result<&T, Rejection> {
+    authenticated(extensions)?.ok_or_else(|| {
+        let mut rejection = Rejection::new(Error::new(ErrorKind::MissingCredentials));
+        if let Some(guarded) = extensions.get::<Guarded>() {
+            rejection = rejection.with_realm(Arc::clone(&guarded.realm));
+        }
+        rejection
+    })
+}
+
+/// The realm the layer in front answers with, or the default.
+pub(crate) fn realm_of(extensions: &Extensions) -> Arc<str> {
+    extensions
+        .get::<Guarded>()
+        .map_or_else(|| Arc::from(DEFAULT_REALM), |g| Arc::clone(&g.realm))
+}
