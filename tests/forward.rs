@@ -12,14 +12,14 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::Router;
 use bytes::Bytes;
-use common::{claims_with, jwks, TestKey, AUDIENCE, NOW};
+use common::{claims_with, verifier_with_clock, TestKey, NOW};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use mka1_auth::outbound::forward::{
     CappedBody, Forward, ForwardError, ForwardErrorKind, ForwardLayer, ForwardedHeaders,
 };
 use mka1_auth::outbound::{ForwardToken, Outbound, ReqwestService};
-use mka1_auth::{ManualClock, Mka1AuthLayer, Verifier};
+use mka1_auth::{ManualClock, Mka1AuthLayer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::{service_fn, Layer, Service, ServiceExt};
@@ -106,12 +106,7 @@ async fn stack(
 ) -> Stack {
     let upstream = Recorder::start().await;
     let key = TestKey::ed25519("k1");
-    let verifier = Verifier::builder()
-        .jwks(jwks(&[&key]))
-        .audience(AUDIENCE)
-        .clock(ManualClock::at_unix(NOW))
-        .build()
-        .unwrap();
+    let verifier = verifier_with_clock(&[&key], &ManualClock::at_unix(NOW));
     let token = key.sign(&claims_with(json!({ "sub": "user_123" })));
     let layer = forward(ForwardLayer::to(&format!("http://{}/base", upstream.addr)).unwrap());
     let client = Outbound::layer(ForwardToken, [layer.origin()])
