@@ -554,3 +554,83 @@ async fn a_client_that_is_not_ready_gets_502_and_the_next_call_works() {
     assert_eq!(second.status(), 200);
     assert_eq!(second.body(), "called");
 }
+
+/// The most lenient reading of a path any server might make: percent-decode until nothing
+/// changes, `\` as `/`, `;params` dropped, then RFC 3986's dot-segment removal.
+fn hostile_reading(path: &str) -> String {
+    let mut bytes = path.as_bytes().to_vec();
+    for _ in 0..8 {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+            match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                (b'%', Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                (b, _, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        if out == bytes {
+            break;
+        }
+        bytes = out;
+    }
+    let text = String::from_utf8_lossy(&bytes).replace('\\', "/");
+    let mut stack: Vec<&str> = Vec::new();
+    for segment in text.split('/').skip(1) {
+        match segment.split(';').next().unwrap_or("") {
+            "." => {}
+            ".." => {
+                stack.pop();
+            }
+            _ => stack.push(segment),
+        }
+    }
+    format!("/{}", stack.join("/"))
+}
+
+#[test]
+fn the_hostile_reading_resolves_what_servers_resolve() {
+    assert_eq!(hostile_reading("/base/a/../../admin"), "/admin");
+    assert_eq!(hostile_reading("/base/%252e%252e/x"), "/x");
+    assert_eq!(hostile_reading("/base/..;x/y"), "/y");
+    assert_eq!(hostile_reading("/base/a\\..\\..\\z"), "/z");
+    assert_eq!(hostile_reading("/base/a/b"), "/base/a/b");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+    /// Whatever path arrives, what the forward sends stays under `/base` even when read by
+    /// the most lenient server.
+    #[test]
+    fn no_accepted_path_leaves_the_prefix(
+        pieces in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "/", ".", "..", "%2e", "%2E", "%2f", "%5c", "\\", ";", "%25", "%252e", "a",
+                "%c0%ae", "%3f", "%23", "//", "x;y", "%",
+            ]),
+            0..12,
+        ),
+    ) {
+        let forward = ForwardLayer::to("http://127.0.0.1:9/base").unwrap();
+        let raw = format!("/{}", pieces.concat());
+        let Ok(req) = Request::get(raw.as_str()).body(()) else {
+            return Ok(()); // Not a request target http accepts.
+        };
+        if let Ok(onward) = forward.onward_request(req) {
+            let path = onward.uri().path();
+            proptest::prop_assert!(path == "/base" || path.starts_with("/base/"), "{raw} -> {path}");
+            let read = hostile_reading(path);
+            proptest::prop_assert!(
+                read == "/base" || read.starts_with("/base/"),
+                "{raw} -> {path}, read as {read}"
+            );
+        }
+    }
+}
