@@ -338,12 +338,12 @@ impl ForwardLayer {
             CappedBody::new(body, config.max_body_bytes),
         ))
     }
+}
 
-    /// Remove hop-by-hop headers from an upstream's answer (what [`Forward`] does to every
-    /// answer it passes back).
-    pub fn clean_response<B>(&self, response: &mut Response<B>) {
-        drop_headers(response.headers_mut(), is_hop_by_hop);
-    }
+/// Remove hop-by-hop headers from an upstream's answer, as [`Forward`] does to every answer
+/// it passes back; for code that sends [`ForwardLayer::onward_request`]s itself.
+pub fn clean_response<B>(response: &mut Response<B>) {
+    drop_headers(response.headers_mut(), is_hop_by_hop);
 }
 
 impl ForwardConfig {
@@ -510,7 +510,7 @@ where
         ResponseFuture {
             state: State::Calling {
                 future: inner.call(onward),
-                layer: self.layer.clone(),
+                limit: self.layer.config.max_body_bytes,
             },
         }
     }
@@ -530,7 +530,8 @@ pin_project! {
         Calling {
             #[pin]
             future: F,
-            layer: ForwardLayer,
+            // The body cap, to name in a 413.
+            limit: u64,
         },
         Answered {
             response: Option<Response<ForwardBody<RB>>>,
@@ -556,10 +557,10 @@ where
             StateProj::Answered { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
-            StateProj::Calling { future, layer } => {
+            StateProj::Calling { future, limit } => {
                 Poll::Ready(Ok(match std::task::ready!(future.poll(cx)) {
                     Ok(mut response) => {
-                        layer.clean_response(&mut response);
+                        clean_response(&mut response);
                         if !response.status().is_success() {
                             tracing::debug!(
                                 status = response.status().as_u16(),
@@ -568,7 +569,7 @@ where
                         }
                         response.map(ForwardBody::upstream)
                     }
-                    Err(error) => upstream_failure(&*error.into(), layer.config.max_body_bytes),
+                    Err(error) => upstream_failure(&*error.into(), *limit),
                 }))
             }
         }
