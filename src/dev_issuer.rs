@@ -138,11 +138,8 @@ impl SigningAlgorithm {
 
     /// The JOSE `alg` name.
     pub fn name(self) -> &'static str {
-        match self {
-            SigningAlgorithm::EdDSA => "EdDSA",
-            SigningAlgorithm::ES256 => "ES256",
-            SigningAlgorithm::RS256 => "RS256",
-        }
+        crate::jwks::alg_name(self.algorithm())
+            .expect("the algorithm table names every signing algorithm")
     }
 }
 

@@ -35,6 +35,7 @@ use serde_json::Value;
 use crate::claims::{validate_end_user_id, Fields, Permissions, VerifiedToken};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{ConfigError, Error, ErrorKind};
+pub use crate::jwks::IntoJwks;
 use crate::jwks::{self, b64url_decode, KeySet, KeySetStatus, KeySource, Lookup};
 use crate::token_cache::{self, TokenCache};
 
@@ -50,61 +51,6 @@ pub const DEFAULT_PERMISSIONS_CLAIM: &str = "permissions";
 /// 9999-12-31T23:59:59Z: no real NumericDate lies beyond it.
 const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
 const REGISTERED_CLAIMS: [&str; 7] = ["exp", "nbf", "iat", "aud", "sub", "iss", "jti"];
-
-/// Something that can serve as a static JWKS for [`VerifierBuilder::jwks`]: JSON text, a
-/// `serde_json::Value`, or a `jsonwebtoken::jwk::JwkSet`.
-pub trait IntoJwks {
-    /// The document's `keys` entries.
-    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError>;
-}
-
-fn entries_of(value: Value) -> Result<Vec<Value>, ConfigError> {
-    match value {
-        Value::Object(mut map) => match map.remove("keys") {
-            Some(Value::Array(keys)) => Ok(keys),
-            _ => Err(ConfigError::InvalidJwks(
-                "`keys` is missing or not an array".into(),
-            )),
-        },
-        _ => Err(ConfigError::InvalidJwks(
-            "the document is not a json object".into(),
-        )),
-    }
-}
-
-impl IntoJwks for &str {
-    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
-        let value: Value =
-            serde_json::from_str(self).map_err(|e| ConfigError::InvalidJwks(e.to_string()))?;
-        entries_of(value)
-    }
-}
-
-impl IntoJwks for String {
-    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
-        self.as_str().into_jwk_entries()
-    }
-}
-
-impl IntoJwks for Value {
-    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
-        entries_of(self)
-    }
-}
-
-impl IntoJwks for &jsonwebtoken::jwk::JwkSet {
-    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
-        serde_json::to_value(self)
-            .map_err(|e| ConfigError::InvalidJwks(e.to_string()))
-            .and_then(entries_of)
-    }
-}
-
-impl IntoJwks for jsonwebtoken::jwk::JwkSet {
-    fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError> {
-        (&self).into_jwk_entries()
-    }
-}
 
 enum KeyConfig {
     Static(Result<Vec<Value>, ConfigError>),
@@ -803,8 +749,8 @@ impl Shared {
         };
         let key = match self.keys.lookup(kid, at) {
             Lookup::Found(key) => key,
-            Lookup::Missing => return Err(Miss::Key(Box::from(&**kid))),
-            Lookup::Absent => return Err(Error::new(ErrorKind::UnknownKeyId).into()),
+            Lookup::NeedsFetch => return Err(Miss::Key(Box::from(&**kid))),
+            Lookup::Unknown => return Err(Error::new(ErrorKind::UnknownKeyId).into()),
         };
         if !key.accepts(alg) {
             return Err(Error::new(ErrorKind::AlgorithmMismatch).into());
