@@ -186,8 +186,8 @@ impl VerifierBuilder {
     /// A token verified once is then answered from memory until its `exp`, without base64,
     /// JSON or signature work; every answer from memory still checks that the key that
     /// verified the token is held, and the token's times against the clock. Only tokens
-    /// that passed every check are remembered, each by its whole text, and never shared
-    /// with another verifier (clones share one cache).
+    /// that passed every check are remembered, only the exact same token is answered from
+    /// memory, and no verifier answers from another's memory (clones share one cache).
     ///
     /// A nearly full cache may evict a little before it holds `capacity` tokens. Each
     /// thread that verifies also keeps a few of its most recent tokens close at hand, so
