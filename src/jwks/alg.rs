@@ -142,6 +142,7 @@ pub(crate) fn parse_alg(name: &str) -> Option<Algorithm> {
 }
 
 /// The JOSE `alg` name of `alg`.
+#[cfg_attr(not(feature = "dev-issuer"), allow(dead_code))]
 pub(crate) fn alg_name(alg: Algorithm) -> Option<&'static str> {
     row_of(alg).map(|r| r.name)
 }

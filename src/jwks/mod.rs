@@ -24,8 +24,10 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, ErrorKind};
 
-pub(crate) use alg::{alg_name, is_supported, parse_alg};
+#[cfg(feature = "dev-issuer")]
+pub(crate) use alg::alg_name;
 use alg::{algorithms_of, row_of, KeyFamily, Verification};
+pub(crate) use alg::{is_supported, parse_alg};
 pub use document::IntoJwks;
 pub(crate) use document::JwksDocument;
 
