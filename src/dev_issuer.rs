@@ -138,11 +138,8 @@ impl SigningAlgorithm {
 
     /// The JOSE `alg` name.
     pub fn name(self) -> &'static str {
-        match self {
-            SigningAlgorithm::EdDSA => "EdDSA",
-            SigningAlgorithm::ES256 => "ES256",
-            SigningAlgorithm::RS256 => "RS256",
-        }
+        crate::jwks::alg_name(self.algorithm())
+            .expect("the algorithm table names every signing algorithm")
     }
 }
 
@@ -239,7 +236,7 @@ struct KeyRing {
 }
 
 /// What the server and the handle share.
-struct Shared {
+struct IssuerState {
     api_key: String,
     issuer: String,
     permissions: Vec<String>,
@@ -251,7 +248,7 @@ struct Shared {
     keys: Mutex<KeyRing>,
 }
 
-impl Shared {
+impl IssuerState {
     fn keys(&self) -> std::sync::MutexGuard<'_, KeyRing> {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -432,7 +429,7 @@ impl DevIssuerBuilder {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(IssuerState {
             api_key,
             issuer: self.issuer.unwrap_or_else(|| base_url.clone()),
             permissions: self.permissions,
@@ -490,7 +487,7 @@ fn normalize(mut names: Vec<String>) -> Vec<String> {
 pub struct DevIssuer {
     addr: SocketAddr,
     base_url: String,
-    shared: Arc<Shared>,
+    shared: Arc<IssuerState>,
     shutdown: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
 }
@@ -733,7 +730,7 @@ impl Mint {
 // ----------------------------------------------------------------------------------------
 // The server.
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, mut signal: watch::Receiver<bool>) {
+async fn serve(listener: TcpListener, shared: Arc<IssuerState>, mut signal: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -758,7 +755,11 @@ async fn stopped(signal: &mut watch::Receiver<bool>) {
     let _ = signal.wait_for(|stop| *stop).await;
 }
 
-async fn connection(stream: TcpStream, shared: Arc<Shared>, mut signal: watch::Receiver<bool>) {
+async fn connection(
+    stream: TcpStream,
+    shared: Arc<IssuerState>,
+    mut signal: watch::Receiver<bool>,
+) {
     let service = hyper::service::service_fn(move |request| {
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(route(&shared, request).await) }
@@ -779,7 +780,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, mut signal: watch::R
     }
 }
 
-async fn route(shared: &Shared, request: Request<Incoming>) -> Response<String> {
+async fn route(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
     match request.uri().path() {
         EXCHANGE_TOKEN_PATH | LEGACY_EXCHANGE_TOKEN_PATH => {
             if request.method() == Method::POST {
@@ -807,7 +808,7 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Response<String> 
     }
 }
 
-async fn exchange(shared: &Shared, request: Request<Incoming>) -> Response<String> {
+async fn exchange(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
     if let Err(message) = check_api_key(&shared.api_key, request.headers()) {
         return unauthorized(message);
     }
@@ -834,28 +835,14 @@ async fn exchange(shared: &Shared, request: Request<Incoming>) -> Response<Strin
         Ok(exchange) => exchange,
         Err(issues) => return bad_request(issues),
     };
-    let permissions = match exchange.permissions {
-        None => shared.permissions.clone(),
-        Some(requested) => {
-            let missing: Vec<Issue> = requested
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| shared.permissions.binary_search(p).is_err())
-                .map(|(i, p)| {
-                    Issue::new(
-                        format!("permissions.{i}"),
-                        format!("`{p}` is not granted to this api key"),
-                    )
-                })
-                .collect();
-            if !missing.is_empty() {
-                return refusal(
-                    StatusCode::FORBIDDEN,
-                    "the requested permissions are not a subset of the api key's",
-                    missing,
-                );
-            }
-            normalize(requested)
+    let permissions = match granted_permissions(&shared.permissions, exchange.permissions) {
+        Ok(permissions) => permissions,
+        Err(missing) => {
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "the requested permissions are not a subset of the api key's",
+                missing,
+            )
         }
     };
     match shared.issue(
@@ -878,6 +865,32 @@ async fn exchange(shared: &Shared, request: Request<Incoming>) -> Response<Strin
             Vec::new(),
         ),
     }
+}
+
+/// The permissions an exchanged token carries: the API key's, or the subset the request
+/// asks for; else the requested ones the key does not hold.
+fn granted_permissions(
+    held: &[String],
+    requested: Option<Vec<String>>,
+) -> Result<Vec<String>, Vec<Issue>> {
+    let Some(requested) = requested else {
+        return Ok(held.to_vec());
+    };
+    let missing: Vec<Issue> = requested
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| held.binary_search(p).is_err())
+        .map(|(i, p)| {
+            Issue::new(
+                format!("permissions.{i}"),
+                format!("`{p}` is not granted to this api key"),
+            )
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    Ok(normalize(requested))
 }
 
 /// `Ok` when the request carries exactly one `Authorization: Bearer <the api key>`; else why
@@ -929,85 +942,10 @@ impl ExchangeRequest {
             Err(_) => return Err(vec![Issue::new("", "the body is not valid json")]),
         };
         let mut issues = Vec::new();
-
-        let audience = match fields.remove("audience") {
-            Some(Value::String(audience)) if is_absolute_uri(&audience) => Some(audience),
-            Some(Value::String(_)) => {
-                issues.push(Issue::new("audience", "must be an absolute uri"));
-                None
-            }
-            Some(_) => {
-                issues.push(Issue::new("audience", "expected a string"));
-                None
-            }
-            None => {
-                issues.push(Issue::new("audience", "required"));
-                None
-            }
-        };
-
-        let external_user_id = match fields.remove("externalUserId") {
-            Some(Value::String(id)) => match validate_end_user_id(&id) {
-                Ok(()) => Some(id),
-                Err(error) => {
-                    let reason = error.detail().unwrap_or("not a valid end-user id");
-                    issues.push(Issue::new(
-                        "externalUserId",
-                        format!("must be 1-150 printable ascii characters and not `*`: {reason}"),
-                    ));
-                    None
-                }
-            },
-            Some(_) => {
-                issues.push(Issue::new("externalUserId", "expected a string"));
-                None
-            }
-            None => {
-                issues.push(Issue::new("externalUserId", "required"));
-                None
-            }
-        };
-
-        let range = format!("must be between {MIN_EXPIRES_IN} and {MAX_EXPIRES_IN} seconds");
-        let expires_in = match fields.remove("expiresIn") {
-            None => DEFAULT_EXPIRES_IN,
-            Some(Value::Number(n)) => match n.as_f64() {
-                // Whole seconds: 300.0 (as the SDKs send it) is 300; 300.5 is 300 too.
-                Some(secs) if (MIN_EXPIRES_IN as f64..=MAX_EXPIRES_IN as f64).contains(&secs) => {
-                    secs as u64
-                }
-                _ => {
-                    issues.push(Issue::new("expiresIn", range));
-                    DEFAULT_EXPIRES_IN
-                }
-            },
-            Some(_) => {
-                issues.push(Issue::new("expiresIn", "expected a number"));
-                DEFAULT_EXPIRES_IN
-            }
-        };
-
-        let permissions = match fields.remove("permissions") {
-            None => None,
-            Some(Value::Array(items)) => {
-                let mut names = Vec::with_capacity(items.len());
-                for (i, item) in items.into_iter().enumerate() {
-                    match item {
-                        Value::String(name) if !name.is_empty() => names.push(name),
-                        _ => issues.push(Issue::new(
-                            format!("permissions.{i}"),
-                            "expected a non-empty string",
-                        )),
-                    }
-                }
-                Some(names)
-            }
-            Some(_) => {
-                issues.push(Issue::new("permissions", "expected an array of strings"));
-                None
-            }
-        };
-
+        let audience = audience_field(fields.remove("audience"), &mut issues);
+        let external_user_id = external_user_id_field(fields.remove("externalUserId"), &mut issues);
+        let expires_in = expires_in_field(fields.remove("expiresIn"), &mut issues);
+        let permissions = permissions_field(fields.remove("permissions"), &mut issues);
         match (audience, external_user_id) {
             (Some(audience), Some(external_user_id)) if issues.is_empty() => Ok(ExchangeRequest {
                 audience,
@@ -1016,6 +954,96 @@ impl ExchangeRequest {
                 permissions,
             }),
             _ => Err(issues),
+        }
+    }
+}
+
+/// `audience`: required, an absolute URI.
+fn audience_field(value: Option<Value>, issues: &mut Vec<Issue>) -> Option<String> {
+    match value {
+        Some(Value::String(audience)) if is_absolute_uri(&audience) => Some(audience),
+        Some(Value::String(_)) => {
+            issues.push(Issue::new("audience", "must be an absolute uri"));
+            None
+        }
+        Some(_) => {
+            issues.push(Issue::new("audience", "expected a string"));
+            None
+        }
+        None => {
+            issues.push(Issue::new("audience", "required"));
+            None
+        }
+    }
+}
+
+/// `externalUserId`: required, a valid end-user id ([`validate_end_user_id`]).
+fn external_user_id_field(value: Option<Value>, issues: &mut Vec<Issue>) -> Option<String> {
+    match value {
+        Some(Value::String(id)) => match validate_end_user_id(&id) {
+            Ok(()) => Some(id),
+            Err(error) => {
+                let reason = error.detail().unwrap_or("not a valid end-user id");
+                issues.push(Issue::new(
+                    "externalUserId",
+                    format!("must be 1-150 printable ascii characters and not `*`: {reason}"),
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            issues.push(Issue::new("externalUserId", "expected a string"));
+            None
+        }
+        None => {
+            issues.push(Issue::new("externalUserId", "required"));
+            None
+        }
+    }
+}
+
+/// `expiresIn`: optional, a number of seconds in range; [`DEFAULT_EXPIRES_IN`] when absent.
+fn expires_in_field(value: Option<Value>, issues: &mut Vec<Issue>) -> u64 {
+    let range = format!("must be between {MIN_EXPIRES_IN} and {MAX_EXPIRES_IN} seconds");
+    match value {
+        None => DEFAULT_EXPIRES_IN,
+        Some(Value::Number(n)) => match n.as_f64() {
+            // Whole seconds: 300.0 (as the SDKs send it) is 300; 300.5 is 300 too.
+            Some(secs) if (MIN_EXPIRES_IN as f64..=MAX_EXPIRES_IN as f64).contains(&secs) => {
+                secs as u64
+            }
+            _ => {
+                issues.push(Issue::new("expiresIn", range));
+                DEFAULT_EXPIRES_IN
+            }
+        },
+        Some(_) => {
+            issues.push(Issue::new("expiresIn", "expected a number"));
+            DEFAULT_EXPIRES_IN
+        }
+    }
+}
+
+/// `permissions`: optional, an array of non-empty strings.
+fn permissions_field(value: Option<Value>, issues: &mut Vec<Issue>) -> Option<Vec<String>> {
+    match value {
+        None => None,
+        Some(Value::Array(items)) => {
+            let mut names = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                match item {
+                    Value::String(name) if !name.is_empty() => names.push(name),
+                    _ => issues.push(Issue::new(
+                        format!("permissions.{i}"),
+                        "expected a non-empty string",
+                    )),
+                }
+            }
+            Some(names)
+        }
+        Some(_) => {
+            issues.push(Issue::new("permissions", "expected an array of strings"));
+            None
         }
     }
 }

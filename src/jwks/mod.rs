@@ -4,6 +4,8 @@
 //! A key's public material is parsed and validated once, when the set is loaded; a token's
 //! signature is then checked against the already-parsed key.
 
+mod alg;
+mod document;
 #[cfg(feature = "remote")]
 pub mod remote;
 
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
+use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
@@ -22,36 +24,17 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, ErrorKind};
 
+#[cfg(feature = "dev-issuer")]
+pub(crate) use alg::alg_name;
+use alg::{algorithms_of, row_of, KeyFamily, Verification};
+pub(crate) use alg::{is_supported, parse_alg};
+pub use document::IntoJwks;
+pub(crate) use document::JwksDocument;
+
 /// The algorithms accepted when none are configured: MKA1's default (EdDSA) and the two
 /// other common asymmetric ones.
 pub const DEFAULT_ALGORITHMS: [Algorithm; 3] =
     [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
-
-/// Whether the crate can verify `alg` at all (asymmetric algorithms only).
-pub(crate) fn is_supported(alg: Algorithm) -> bool {
-    !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-}
-
-/// Parse a JOSE `alg` name, exactly (case-sensitive, as RFC 7515 says). RFC 9864's
-/// fully-specified `Ed25519` is EdDSA over Ed25519, the only EdDSA curve supported: it is
-/// allowed by allowing EdDSA and verified only with an Ed25519 key.
-pub(crate) fn parse_alg(name: &str) -> Option<Algorithm> {
-    Some(match name {
-        "EdDSA" | "Ed25519" => Algorithm::EdDSA,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        _ => return None,
-    })
-}
 
 /// Strict base64url: the URL-safe alphabet, no padding, no whitespace, canonical trailing bits.
 pub(crate) fn b64url_decode(input: &str) -> Option<Vec<u8>> {
@@ -76,36 +59,19 @@ pub enum KeyType {
 }
 
 impl KeyType {
-    fn algorithms(self) -> &'static [Algorithm] {
+    fn family(self) -> KeyFamily {
         match self {
-            KeyType::Ed25519 => &[Algorithm::EdDSA],
-            KeyType::P256 => &[Algorithm::ES256],
-            KeyType::P384 => &[Algorithm::ES384],
-            KeyType::Rsa { .. } => &[
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ],
+            KeyType::Ed25519 => KeyFamily::Ed25519,
+            KeyType::P256 => KeyFamily::P256,
+            KeyType::P384 => KeyFamily::P384,
+            KeyType::Rsa { .. } => KeyFamily::Rsa,
         }
     }
-}
 
-fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn sig::VerificationAlgorithm> {
-    Some(match alg {
-        Algorithm::EdDSA => &sig::ED25519,
-        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
-        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
-        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
-        _ => return None,
-    })
+    /// The algorithms a key of this type verifies.
+    fn algorithms(self) -> impl Iterator<Item = Algorithm> {
+        algorithms_of(self.family())
+    }
 }
 
 /// One public key from a key set, parsed and ready to verify signatures.
@@ -258,11 +224,6 @@ pub struct KeySet {
 }
 
 #[derive(Deserialize)]
-struct JwksDocument {
-    keys: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
 struct RawJwk {
     kty: String,
     kid: Option<String>,
@@ -285,8 +246,9 @@ impl KeySet {
 
     /// Parse a JWKS document, keeping only keys usable with one of `algorithms`.
     pub fn from_json_for(json: &str, algorithms: &[Algorithm]) -> Result<KeySet, ConfigError> {
-        let doc: JwksDocument = serde_json::from_str(json)
-            .map_err(|e| ConfigError::InvalidJwks(short_json_error(&e)))?;
+        // serde_json's messages name the problem and position, never echo the input.
+        let doc =
+            JwksDocument::from_text(json).map_err(|e| ConfigError::InvalidJwks(e.to_string()))?;
         Ok(Self::from_entries(doc.keys, algorithms))
     }
 
@@ -400,11 +362,8 @@ pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::PS512,
 ];
 
-fn short_json_error(e: &serde_json::Error) -> String {
-    // serde_json's messages name the problem and position, never echo the input.
-    e.to_string()
-}
-
+/// Parse and check one JWK entry, in this order: its shape, `kty`, `kid`, `use`/`key_ops`,
+/// its own `alg`, the key material, then one parsed key per algorithm it may verify.
 fn parse_key(
     entry: serde_json::Value,
     allowed: &[Algorithm],
@@ -422,6 +381,25 @@ fn parse_key(
         Some(k) if !k.is_empty() => Box::<str>::from(k),
         _ => return Err(SkipReason::MissingKid),
     };
+    check_signature_use(&jwk)?;
+    let pinned = pinned_algorithm(&jwk)?;
+    let (key_type, material) = key_material(&jwk)?;
+    if let Some(p) = pinned {
+        if !key_type.algorithms().any(|a| a == p) {
+            return Err(SkipReason::CurveMismatch);
+        }
+    }
+    let parsed = parse_for_algorithms(key_type, &material, pinned, allowed)?;
+    Ok(VerificationKey {
+        kid,
+        serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+        key_type,
+        parsed,
+    })
+}
+
+/// `use`, when present, must be `sig`; `key_ops`, when present, must allow `verify`.
+fn check_signature_use(jwk: &RawJwk) -> Result<(), SkipReason> {
     if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
         return Err(SkipReason::NotForSignatures);
     }
@@ -432,86 +410,110 @@ fn parse_key(
     {
         return Err(SkipReason::NotForSignatures);
     }
-    // The JWK's own `alg`, when set, pins the key to that one algorithm.
-    let pinned = match jwk.alg.as_deref() {
-        None => None,
+    Ok(())
+}
+
+/// The JWK's own `alg`, when set: it pins the key to that one algorithm.
+fn pinned_algorithm(jwk: &RawJwk) -> Result<Option<Algorithm>, SkipReason> {
+    match jwk.alg.as_deref() {
+        None => Ok(None),
         Some(name) => match parse_alg(name) {
-            Some(a) if is_supported(a) => Some(a),
-            _ => return Err(SkipReason::UnsupportedAlgorithm),
+            Some(a) if is_supported(a) => Ok(Some(a)),
+            _ => Err(SkipReason::UnsupportedAlgorithm),
         },
-    };
-    let b64 = |v: &Option<String>| -> Result<Vec<u8>, SkipReason> {
-        v.as_deref()
-            .and_then(b64url_decode)
-            .ok_or(SkipReason::InvalidKeyMaterial)
-    };
-    let (key_type, public_bytes, rsa) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+    }
+}
+
+/// A key's public material, decoded and checked for size.
+enum KeyMaterial {
+    /// An Ed25519 public key, or an uncompressed EC point (`0x04 || x || y`).
+    PublicBytes(Vec<u8>),
+    /// An RSA modulus (without leading zeros) and exponent.
+    RsaComponents { n: Vec<u8>, e: Vec<u8> },
+}
+
+/// A base64url member of the JWK, required.
+fn b64_member(value: &Option<String>) -> Result<Vec<u8>, SkipReason> {
+    value
+        .as_deref()
+        .and_then(b64url_decode)
+        .ok_or(SkipReason::InvalidKeyMaterial)
+}
+
+/// The key's type (from `kty` and `crv`) and its decoded public material.
+fn key_material(jwk: &RawJwk) -> Result<(KeyType, KeyMaterial), SkipReason> {
+    match (jwk.kty.as_str(), jwk.crv.as_deref()) {
         ("OKP", Some("Ed25519")) => {
-            let x = b64(&jwk.x)?;
+            let x = b64_member(&jwk.x)?;
             if x.len() != 32 {
                 return Err(SkipReason::InvalidKeyMaterial);
             }
-            (KeyType::Ed25519, x, None)
+            Ok((KeyType::Ed25519, KeyMaterial::PublicBytes(x)))
         }
-        ("OKP", _) => return Err(SkipReason::CurveMismatch),
-        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
-            let (key_type, width) = if crv == "P-256" {
-                (KeyType::P256, 32)
-            } else {
-                (KeyType::P384, 48)
-            };
-            let (x, y) = (b64(&jwk.x)?, b64(&jwk.y)?);
-            if x.len() != width || y.len() != width {
-                return Err(SkipReason::InvalidKeyMaterial);
-            }
-            let mut point = Vec::with_capacity(1 + 2 * width);
-            point.push(0x04);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            (key_type, point, None)
-        }
-        ("EC", _) => return Err(SkipReason::CurveMismatch),
-        _ => {
-            let (n, e) = (b64(&jwk.n)?, b64(&jwk.e)?);
-            let n_trimmed: &[u8] = {
-                let first = n.iter().position(|b| *b != 0).unwrap_or(n.len());
-                &n[first..]
-            };
-            let bits =
-                n_trimmed.len() * 8 - n_trimmed.first().map_or(8, |b| b.leading_zeros() as usize);
-            if n_trimmed.is_empty() || e.is_empty() || e.len() > 8 {
-                return Err(SkipReason::InvalidKeyMaterial);
-            }
-            if bits < 2048 {
-                return Err(SkipReason::WeakRsaKey);
-            }
-            (
-                KeyType::Rsa { bits },
-                Vec::new(),
-                Some((n_trimmed.to_vec(), e)),
-            )
-        }
-    };
-    if let Some(p) = pinned {
-        if !key_type.algorithms().contains(&p) {
-            return Err(SkipReason::CurveMismatch);
-        }
+        ("OKP", _) => Err(SkipReason::CurveMismatch),
+        ("EC", Some("P-256")) => ec_point(jwk, 32).map(|p| (KeyType::P256, p)),
+        ("EC", Some("P-384")) => ec_point(jwk, 48).map(|p| (KeyType::P384, p)),
+        ("EC", _) => Err(SkipReason::CurveMismatch),
+        _ => rsa_components(jwk),
     }
+}
+
+/// An EC key's uncompressed point, from `x` and `y` of `width` bytes each.
+fn ec_point(jwk: &RawJwk, width: usize) -> Result<KeyMaterial, SkipReason> {
+    let (x, y) = (b64_member(&jwk.x)?, b64_member(&jwk.y)?);
+    if x.len() != width || y.len() != width {
+        return Err(SkipReason::InvalidKeyMaterial);
+    }
+    let mut point = Vec::with_capacity(1 + 2 * width);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    Ok(KeyMaterial::PublicBytes(point))
+}
+
+/// An RSA key's modulus and exponent; the modulus must be at least 2048 bits.
+fn rsa_components(jwk: &RawJwk) -> Result<(KeyType, KeyMaterial), SkipReason> {
+    let (n, e) = (b64_member(&jwk.n)?, b64_member(&jwk.e)?);
+    let first = n.iter().position(|b| *b != 0).unwrap_or(n.len());
+    let n_trimmed = &n[first..];
+    if n_trimmed.is_empty() || e.is_empty() || e.len() > 8 {
+        return Err(SkipReason::InvalidKeyMaterial);
+    }
+    let bits = n_trimmed.len() * 8 - n_trimmed[0].leading_zeros() as usize;
+    if bits < 2048 {
+        return Err(SkipReason::WeakRsaKey);
+    }
+    let n = n_trimmed.to_vec();
+    Ok((KeyType::Rsa { bits }, KeyMaterial::RsaComponents { n, e }))
+}
+
+/// One parsed key for each algorithm the key's type verifies, that its own `alg` (when set)
+/// names and the verifier allows.
+fn parse_for_algorithms(
+    key_type: KeyType,
+    material: &KeyMaterial,
+    pinned: Option<Algorithm>,
+    allowed: &[Algorithm],
+) -> Result<Vec<(Algorithm, ParsedPublicKey)>, SkipReason> {
     let mut parsed = Vec::new();
-    for &alg in key_type.algorithms() {
+    for alg in key_type.algorithms() {
         if pinned.is_some_and(|p| p != alg) || !allowed.contains(&alg) {
             continue;
         }
-        let Some(verification) = verification_algorithm(alg) else {
-            continue;
-        };
-        let key = match &rsa {
-            Some((n, e)) => RsaPublicKeyComponents {
-                n: n.as_slice(),
-                e: e.as_slice(),
+        let Some(row) = row_of(alg) else { continue };
+        let key = match (row.verification, material) {
+            (Verification::PublicBytes(verification), KeyMaterial::PublicBytes(bytes)) => {
+                ParsedPublicKey::new(verification, bytes)
             }
-            .to_parsed_public_key(verification_rsa(alg)),
-            None => ParsedPublicKey::new(verification, &public_bytes),
+            (Verification::RsaComponents(parameters), KeyMaterial::RsaComponents { n, e }) => {
+                RsaPublicKeyComponents {
+                    n: n.as_slice(),
+                    e: e.as_slice(),
+                }
+                .to_parsed_public_key(parameters)
+            }
+            // A family's rows all verify the way its material is parsed.
+            _ => continue,
         }
         .map_err(|_| SkipReason::InvalidKeyMaterial)?;
         parsed.push((alg, key));
@@ -519,23 +521,7 @@ fn parse_key(
     if parsed.is_empty() {
         return Err(SkipReason::UnsupportedAlgorithm);
     }
-    Ok(VerificationKey {
-        kid,
-        serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
-        key_type,
-        parsed,
-    })
-}
-
-fn verification_rsa(alg: Algorithm) -> &'static sig::RsaParameters {
-    match alg {
-        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
-        _ => &sig::RSA_PKCS1_2048_8192_SHA256,
-    }
+    Ok(parsed)
 }
 
 /// The outcome of looking a `kid` up without doing any I/O.
@@ -547,9 +533,9 @@ pub(crate) enum Lookup<'a> {
     Found(Cow<'a, Arc<VerificationKey>>),
     /// Not held; a refetch may find it (or it is not worth one: the source decides).
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
-    Missing,
+    NeedsFetch,
     /// Not held, and nothing could find it (a static set): fail at once, no slow path.
-    Absent,
+    Unknown,
 }
 
 /// Where a verifier's keys come from.
@@ -570,7 +556,7 @@ impl KeySource {
         match self {
             KeySource::Static(set) => match set.get(kid) {
                 Some(k) => Lookup::Found(Cow::Borrowed(k)),
-                None => Lookup::Absent,
+                None => Lookup::Unknown,
             },
             #[cfg(feature = "remote")]
             KeySource::Remote(remote) => remote.lookup(kid, now),
@@ -674,4 +660,18 @@ pub struct KeySetStatus {
     pub consecutive_failures: u32,
     /// When the next background refresh (or, after a failure, retry) is due.
     pub next_refresh: Option<SystemTime>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rsa_modulus_of_zeros_is_invalid_material() {
+        for n in ["", "AAAA"] {
+            let entry = serde_json::json!({"kty": "RSA", "kid": "r", "n": n, "e": "AQAB"});
+            let err = parse_key(entry, &SUPPORTED_ALGORITHMS).unwrap_err();
+            assert_eq!(err, SkipReason::InvalidKeyMaterial, "{n:?}");
+        }
+    }
 }

@@ -523,14 +523,14 @@ impl RemoteJwks {
             _ => None,
         });
         let Some(found) = found else {
-            return Lookup::Missing;
+            return Lookup::NeedsFetch;
         };
         if unix_millis(now) >= self.inner.refresh_due_ms.load(Ordering::Acquire) {
             self.refresh_in_background(now);
         }
         match found {
             Some(key) => Lookup::Found(Cow::Owned(key)),
-            None => Lookup::Missing,
+            None => Lookup::NeedsFetch,
         }
     }
 
@@ -1299,7 +1299,7 @@ mod tests {
     fn key(jwks: &RemoteJwks, kid: &str) -> Arc<VerificationKey> {
         match jwks.lookup(kid, jwks.inner.clock.now()) {
             Lookup::Found(key) => key.into_owned(),
-            Lookup::Missing | Lookup::Absent => panic!("{kid} is not held"),
+            Lookup::NeedsFetch | Lookup::Unknown => panic!("{kid} is not held"),
         }
     }
 
@@ -1432,7 +1432,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             jwks.lookup("k1", jwks.inner.clock.now()),
-            Lookup::Missing
+            Lookup::NeedsFetch
         ));
         let status = jwks.status();
         assert!(!status.usable && !status.fetching);

@@ -6,21 +6,15 @@
 //! it; expiry and `nbf` are still checked on every hit with the verifier's clock. A hit does
 //! no base64, no JSON and no signature work.
 //!
-//! In front of it, each thread keeps its most recent tokens ([`FRONT_SLOTS`], in sets of
-//! [`FRONT_WAYS`], the least recently used giving way), each with its text: a repeated token
-//! is found by comparing its text (its last bytes first, then all of it in time that depends
-//! only on its length), with no hashing at all, and without touching anything
-//! another thread writes, so hits scale with threads. The set is chosen by the token's last
-//! bytes (signature bytes, random for any real token); that choice needs no collision
-//! resistance, since only an exact match of the whole text answers, and only verified tokens
-//! are ever put in front. A front entry is the same entry moka holds and goes through the same
+//! In front of it, each thread keeps its most recent tokens with their text ([`front`]), so
+//! a repeated token is usually found with no hashing and without touching anything another
+//! thread writes. A front entry is the same entry moka holds and goes through the same
 //! checks on every hit (key still held, times against the clock); it names the cache it came
 //! from, so two verifiers never see each other's entries. Moka drops an entry at its `exp`
-//! (plus leeway); a hit that finds its token expired drops it from the thread's front too,
-//! and a front entry nobody asks for again stays (unusable) until a newer token takes its
-//! slot, so a thread's front holds at most 128 entries whatever their age.
+//! (plus leeway); a hit that finds its token expired drops it from the thread's front too.
 
-use std::cell::RefCell;
+mod front;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -61,89 +55,6 @@ impl moka::Expiry<Digest, Entry> for UntilExpiry {
 const MAX_SHARDS: u64 = 16;
 /// Fewest entries a shard is given: smaller caches are not split.
 const MIN_SHARD_CAPACITY: u64 = 1024;
-
-/// How many entries each thread keeps in front of the shared cache.
-const FRONT_SLOTS: usize = 128;
-/// How many slots a token may use (one set). With 16 sets of eight, 32 tokens in turn
-/// overflow a set in about one layout of 600; with 32 sets of four, in one of 11, and
-/// the tokens of an overflowing set then miss the front on every turn.
-const FRONT_WAYS: usize = 8;
-/// Longer tokens are not kept in front (they still are in the shared cache): this bounds a
-/// thread's front to [`FRONT_SLOTS`] times this many bytes of token text.
-const FRONT_MAX_TOKEN_BYTES: usize = 2048;
-
-/// One slot of a thread's front cache.
-struct FrontEntry {
-    /// The [`TokenCache::id`] of the cache the entry belongs to.
-    cache: u64,
-    /// The token's last eight bytes (see [`tail`]): compared first, so a lookup reads
-    /// the whole text of no other token.
-    tail: u64,
-    /// The whole token, compared when the tail matches.
-    token: Box<str>,
-    entry: Entry,
-    /// When the entry was last used, on the thread's own [`Front::tick`].
-    used: u64,
-}
-
-/// A thread's front cache.
-#[derive(Default)]
-struct Front {
-    /// [`FRONT_SLOTS`] slots once used, in sets of [`FRONT_WAYS`].
-    slots: Box<[Option<FrontEntry>]>,
-    /// Counts uses, to find a set's least recently used slot.
-    tick: u64,
-}
-
-impl Front {
-    /// The set `token` belongs to, and a fresh use stamp.
-    fn set(&mut self, token: &str) -> (&mut [Option<FrontEntry>], u64) {
-        if self.slots.is_empty() {
-            self.slots = (0..FRONT_SLOTS).map(|_| None).collect();
-        }
-        self.tick += 1;
-        let set = set_of(token);
-        let set = &mut self.slots[set * FRONT_WAYS..(set + 1) * FRONT_WAYS];
-        (set, self.tick)
-    }
-}
-
-/// A token's last eight bytes as a word (fewer, zero-padded, for a shorter token).
-fn tail(token: &str) -> u64 {
-    let tail = &token.as_bytes()[token.len().saturating_sub(8)..];
-    let mut word = [0u8; 8];
-    word[..tail.len()].copy_from_slice(tail);
-    u64::from_le_bytes(word)
-}
-
-/// Whether two tokens are the same text, in time that depends only on their length: no
-/// early exit at the first difference, so the time a lookup takes says nothing about how
-/// much of a held token a probe got right. (A probe reaches this only with a held token's
-/// [`tail`] already right, 48 bits of its signature.)
-fn same_text(held: &str, probe: &str) -> bool {
-    let (held, probe) = (held.as_bytes(), probe.as_bytes());
-    if held.len() != probe.len() {
-        return false;
-    }
-    // An OR of XORs over every byte: the compiler makes it vector code, with no branch.
-    let differ = held
-        .iter()
-        .zip(probe)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    differ == 0
-}
-
-/// Which front set a token belongs to: a mix of its [`tail`].
-fn set_of(token: &str) -> usize {
-    let mixed = tail(token).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    // The top bits are the best mixed; FRONT_SLOTS / FRONT_WAYS is a power of two.
-    (mixed >> (64 - (FRONT_SLOTS / FRONT_WAYS).trailing_zeros())) as usize
-}
-
-thread_local! {
-    /// This thread's front cache, shared by every cache.
-    static FRONT: RefCell<Front> = RefCell::new(Front::default());
-}
 
 /// The next [`TokenCache::id`].
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -191,57 +102,6 @@ impl TokenCache {
         out
     }
 
-    /// Run `f` on this thread's front set for `token`, with a fresh use stamp; `None` while
-    /// the thread is being torn down (its thread-locals are gone).
-    fn front<R>(token: &str, f: impl FnOnce(&mut [Option<FrontEntry>], u64) -> R) -> Option<R> {
-        FRONT
-            .try_with(|front| {
-                let mut front = front.try_borrow_mut().ok()?;
-                let (set, now) = front.set(token);
-                Some(f(set, now))
-            })
-            .ok()
-            .flatten()
-    }
-
-    /// The slot of a front set that holds this cache's entry for `token`.
-    fn owned<'s>(
-        &self,
-        set: &'s mut [Option<FrontEntry>],
-        token: &str,
-    ) -> Option<&'s mut Option<FrontEntry>> {
-        let tail = tail(token);
-        set.iter_mut().find(|slot| {
-            slot.as_ref()
-                .is_some_and(|s| s.tail == tail && s.cache == self.id && same_text(&s.token, token))
-        })
-    }
-
-    /// Put an entry in this thread's front: in the slot that already holds it, else an empty
-    /// slot of its set, else the set's least recently used.
-    fn remember(&self, token: &str, entry: &Entry) {
-        if token.len() > FRONT_MAX_TOKEN_BYTES {
-            return;
-        }
-        Self::front(token, |set, now| {
-            let fresh = Some(FrontEntry {
-                cache: self.id,
-                tail: tail(token),
-                token: Box::from(token),
-                entry: entry.clone(),
-                used: now,
-            });
-            if let Some(slot) = self.owned(set, token) {
-                *slot = fresh;
-            } else if let Some(slot) = set
-                .iter_mut()
-                .min_by_key(|slot| slot.as_ref().map_or(0, |s| s.used))
-            {
-                *slot = fresh;
-            }
-        });
-    }
-
     /// One token's dealings with this cache (see [`Probe`]).
     pub(crate) fn probe<'a>(&'a self, token: &'a str) -> Probe<'a> {
         Probe {
@@ -269,7 +129,7 @@ impl TokenCache {
     /// Whether this thread's front holds this cache's entry for `token`.
     #[cfg(test)]
     pub(crate) fn in_front(&self, token: &str) -> bool {
-        Self::front(token, |set, _| self.owned(set, token).is_some()) == Some(true)
+        front::holds(self.id, token)
     }
 
     #[cfg(test)]
@@ -306,17 +166,12 @@ impl Probe<'_> {
     /// then puts it in front).
     pub(crate) fn get(&mut self) -> Option<Entry> {
         let (cache, token) = (self.cache, self.token);
-        let front = TokenCache::front(token, |set, now| {
-            let held = cache.owned(set, token)?.as_mut()?;
-            held.used = now;
-            Some(held.entry.clone())
-        });
-        if let Some(Some(entry)) = front {
+        if let Some(entry) = front::find(cache.id, token) {
             return Some(entry);
         }
         let digest = self.digest();
         let entry = cache.shard(&digest).get(&digest)?;
-        cache.remember(token, &entry);
+        front::remember(cache.id, token, &entry);
         Some(entry)
     }
 
@@ -330,7 +185,7 @@ impl Probe<'_> {
             key_serial,
             ttl,
         };
-        self.cache.remember(self.token, &entry);
+        front::remember(self.cache.id, self.token, &entry);
         let digest = self.digest();
         self.cache.shard(&digest).insert(digest, entry);
     }
@@ -338,19 +193,15 @@ impl Probe<'_> {
     /// Drop the entry, from the shared cache and from this thread's front. Other threads'
     /// fronts may still hold it; they drop it on their next hit, which fails the same check.
     pub(crate) fn remove(&mut self) {
-        let (cache, token) = (self.cache, self.token);
-        TokenCache::front(token, |set, _| {
-            if let Some(slot) = cache.owned(set, token) {
-                *slot = None;
-            }
-        });
+        front::forget(self.cache.id, self.token);
         let digest = self.digest();
-        cache.shard(&digest).invalidate(&digest);
+        self.cache.shard(&digest).invalidate(&digest);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::front::{set_of, FRONT_MAX_TOKEN_BYTES, FRONT_WAYS};
     use super::*;
     use crate::claims::{Fields, Permissions};
 
@@ -489,25 +340,6 @@ mod tests {
     }
 
     #[test]
-    fn same_text_compares_every_byte() {
-        let token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
-        assert!(same_text(token, token) && same_text("", ""));
-        for i in 0..token.len() {
-            let mut other = token.as_bytes().to_vec();
-            other[i] ^= 1;
-            assert!(
-                !same_text(token, std::str::from_utf8(&other).unwrap()),
-                "byte {i}"
-            );
-        }
-        assert!(!same_text(token, &token[..token.len() - 1]));
-        assert!(
-            !same_text("abcdefgh", "abcdefgh\0"),
-            "a shorter text is not padded to match"
-        );
-    }
-
-    #[test]
     fn long_tokens_skip_the_front_but_are_cached() {
         let cache = TokenCache::new(8);
         let long = "a".repeat(FRONT_MAX_TOKEN_BYTES + 1);
@@ -579,15 +411,6 @@ mod tests {
         // It is still in the shared cache, and a hit brings it back to the front.
         assert!(cache.get(&tokens[1]).is_some());
         assert!(cache.in_front(&tokens[1]));
-    }
-
-    #[test]
-    fn sets_spread_over_the_whole_front() {
-        let sets: std::collections::HashSet<usize> = (0..1000)
-            .map(|i| set_of(&format!("a.b.sig{i:05}")))
-            .collect();
-        assert_eq!(sets.len(), FRONT_SLOTS / FRONT_WAYS);
-        assert!(set_of("") < FRONT_SLOTS / FRONT_WAYS);
     }
 
     #[test]

@@ -1,0 +1,218 @@
+//! Each thread's front cache: its most recent verified tokens ([`FRONT_SLOTS`], in sets of
+//! [`FRONT_WAYS`], the least recently used giving way), each with its text.
+//!
+//! A repeated token is found by comparing its text (its last bytes first, then all of it in
+//! time that depends only on its length), with no hashing at all, and without touching
+//! anything another thread writes, so hits scale with threads. The set is chosen by the
+//! token's last bytes (signature bytes, random for any real token); that choice needs no
+//! collision resistance, since only an exact match of the whole text answers, and only
+//! verified tokens are ever put in front. Every entry is tagged with the id of the cache it
+//! belongs to, and answers only that cache; one thread's front serves every cache used on
+//! that thread. An entry nobody asks for again stays until a newer token takes its slot, so
+//! a thread's front holds at most [`FRONT_SLOTS`] entries whatever their age.
+
+use std::cell::RefCell;
+
+use super::Entry;
+
+/// How many entries each thread keeps in front of the shared cache.
+pub(super) const FRONT_SLOTS: usize = 128;
+/// How many slots a token may use (one set). With 16 sets of eight, 32 tokens in turn
+/// overflow a set in about one layout of 600; with 32 sets of four, in one of 11, and
+/// the tokens of an overflowing set then miss the front on every turn.
+pub(super) const FRONT_WAYS: usize = 8;
+/// Longer tokens are not kept in front (they still are in the shared cache): this bounds a
+/// thread's front to [`FRONT_SLOTS`] times this many bytes of token text.
+pub(super) const FRONT_MAX_TOKEN_BYTES: usize = 2048;
+
+/// The entry this thread's front holds for `token` on behalf of cache `cache`, marked as
+/// just used.
+#[inline]
+pub(super) fn find(cache: u64, token: &str) -> Option<Entry> {
+    with_token_set(token, |set, now| {
+        let held = slot_holding(set, cache, token)?.as_mut()?;
+        held.used = now;
+        Some(held.entry.clone())
+    })
+    .flatten()
+}
+
+/// Put cache `cache`'s entry for `token` in this thread's front: in the slot that already
+/// holds it, else an empty slot of its set, else the set's least recently used. Tokens
+/// over [`FRONT_MAX_TOKEN_BYTES`] are not kept.
+#[inline]
+pub(super) fn remember(cache: u64, token: &str, entry: &Entry) {
+    if token.len() > FRONT_MAX_TOKEN_BYTES {
+        return;
+    }
+    with_token_set(token, |set, now| {
+        let fresh = Some(FrontEntry {
+            cache,
+            tail: tail(token),
+            token: Box::from(token),
+            entry: entry.clone(),
+            used: now,
+        });
+        if let Some(slot) = slot_holding(set, cache, token) {
+            *slot = fresh;
+        } else if let Some(slot) = set
+            .iter_mut()
+            .min_by_key(|slot| slot.as_ref().map_or(0, |s| s.used))
+        {
+            *slot = fresh;
+        }
+    });
+}
+
+/// Drop cache `cache`'s entry for `token` from this thread's front.
+#[inline]
+pub(super) fn forget(cache: u64, token: &str) {
+    with_token_set(token, |set, _| {
+        if let Some(slot) = slot_holding(set, cache, token) {
+            *slot = None;
+        }
+    });
+}
+
+/// Whether this thread's front holds cache `cache`'s entry for `token`.
+#[cfg(test)]
+pub(super) fn holds(cache: u64, token: &str) -> bool {
+    with_token_set(token, |set, _| slot_holding(set, cache, token).is_some()) == Some(true)
+}
+
+/// One slot of a thread's front cache.
+struct FrontEntry {
+    /// The id of the cache the entry belongs to.
+    cache: u64,
+    /// The token's last eight bytes (see [`tail`]): compared first, so a lookup reads
+    /// the whole text of no other token.
+    tail: u64,
+    /// The whole token, compared when the tail matches.
+    token: Box<str>,
+    entry: Entry,
+    /// When the entry was last used, on the thread's own [`ThreadFront::tick`].
+    used: u64,
+}
+
+/// A thread's front cache.
+#[derive(Default)]
+struct ThreadFront {
+    /// [`FRONT_SLOTS`] slots once used, in sets of [`FRONT_WAYS`].
+    slots: Box<[Option<FrontEntry>]>,
+    /// Counts uses, to find a set's least recently used slot.
+    tick: u64,
+}
+
+impl ThreadFront {
+    /// The slots `token` may occupy (its set), and a fresh use stamp.
+    fn set_and_stamp_for(&mut self, token: &str) -> (&mut [Option<FrontEntry>], u64) {
+        if self.slots.is_empty() {
+            self.slots = (0..FRONT_SLOTS).map(|_| None).collect();
+        }
+        self.tick += 1;
+        let set = set_of(token);
+        let set = &mut self.slots[set * FRONT_WAYS..(set + 1) * FRONT_WAYS];
+        (set, self.tick)
+    }
+}
+
+thread_local! {
+    /// This thread's front cache, shared by every cache.
+    static FRONT: RefCell<ThreadFront> = RefCell::new(ThreadFront::default());
+}
+
+/// Run `f` on this thread's front set for `token`, with a fresh use stamp; `None` while
+/// the thread is being torn down (its thread-locals are gone).
+#[inline]
+fn with_token_set<R>(
+    token: &str,
+    f: impl FnOnce(&mut [Option<FrontEntry>], u64) -> R,
+) -> Option<R> {
+    FRONT
+        .try_with(|front| {
+            let mut front = front.try_borrow_mut().ok()?;
+            let (set, now) = front.set_and_stamp_for(token);
+            Some(f(set, now))
+        })
+        .ok()
+        .flatten()
+}
+
+/// The slot of a front set that holds cache `cache`'s entry for `token`.
+#[inline]
+fn slot_holding<'s>(
+    set: &'s mut [Option<FrontEntry>],
+    cache: u64,
+    token: &str,
+) -> Option<&'s mut Option<FrontEntry>> {
+    let tail = tail(token);
+    set.iter_mut().find(|slot| {
+        slot.as_ref()
+            .is_some_and(|s| s.tail == tail && s.cache == cache && same_text(&s.token, token))
+    })
+}
+
+/// A token's last eight bytes as a word (fewer, zero-padded, for a shorter token).
+fn tail(token: &str) -> u64 {
+    let tail = &token.as_bytes()[token.len().saturating_sub(8)..];
+    let mut word = [0u8; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    u64::from_le_bytes(word)
+}
+
+/// Whether two tokens are the same text, in time that depends only on their length: no
+/// early exit at the first difference, so the time a lookup takes says nothing about how
+/// much of a held token a probe got right. (A probe reaches this only with a held token's
+/// [`tail`] already right, 48 bits of its signature.)
+fn same_text(held: &str, probe: &str) -> bool {
+    let (held, probe) = (held.as_bytes(), probe.as_bytes());
+    if held.len() != probe.len() {
+        return false;
+    }
+    // An OR of XORs over every byte: the compiler makes it vector code, with no branch.
+    let differ = held
+        .iter()
+        .zip(probe)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    differ == 0
+}
+
+/// Which front set a token belongs to: a mix of its [`tail`].
+pub(super) fn set_of(token: &str) -> usize {
+    let mixed = tail(token).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // The top bits are the best mixed; FRONT_SLOTS / FRONT_WAYS is a power of two.
+    (mixed >> (64 - (FRONT_SLOTS / FRONT_WAYS).trailing_zeros())) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_compares_every_byte() {
+        let token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+        assert!(same_text(token, token) && same_text("", ""));
+        for i in 0..token.len() {
+            let mut other = token.as_bytes().to_vec();
+            other[i] ^= 1;
+            assert!(
+                !same_text(token, std::str::from_utf8(&other).unwrap()),
+                "byte {i}"
+            );
+        }
+        assert!(!same_text(token, &token[..token.len() - 1]));
+        assert!(
+            !same_text("abcdefgh", "abcdefgh\0"),
+            "a shorter text is not padded to match"
+        );
+    }
+
+    #[test]
+    fn sets_spread_over_the_whole_front() {
+        let sets: std::collections::HashSet<usize> = (0..1000)
+            .map(|i| set_of(&format!("a.b.sig{i:05}")))
+            .collect();
+        assert_eq!(sets.len(), FRONT_SLOTS / FRONT_WAYS);
+        assert!(set_of("") < FRONT_SLOTS / FRONT_WAYS);
+    }
+}

@@ -1,0 +1,493 @@
+//! The [`Verifier`]: decides whether a raw JWT was issued by MKA1 for this service and one
+//! valid end user, and turns it into a [`VerifiedToken`].
+//!
+//! A token seen for the first time goes through five stages, each a function of its own
+//! ([`VerifierState::verify_uncached`] calls them in turn); each failure has its own
+//! [`ErrorKind`]:
+//!
+//! 1. [`Compact::parse`] (in `jws`): size cap first (in [`Verifier::verify_now`], before any
+//!    parsing); exactly three segments; strict base64url; the header a JSON object without
+//!    repeated members; `crit` absent;
+//! 2. [`select_key`] (in `key`): `alg` in the allow-list, `kid` present, the key it names
+//!    held, and `alg` agreeing with that key (`jku`, `jwk`, `x5u` and `x5c` are never used
+//!    to find a key);
+//! 3. [`check_signature`] (in `key`): the signature, against the already-parsed key;
+//! 4. [`parse_claims`] (in `payload`): the payload is a JSON object without repeated claim
+//!    names;
+//! 5. [`ClaimRules::validate`] (in `validate`): `exp` required and a NumericDate, not
+//!    expired, not further ahead than the maximum lifetime; `nbf` and `iat`, when present,
+//!    NumericDates not in the future; `aud` a string or an array of strings naming a
+//!    configured audience; `iss`, when issuers are configured, a string equal to one of
+//!    them; `sub` a valid end-user id ([`validate_end_user_id`](crate::claims::validate_end_user_id));
+//!    permissions an array of strings or one space-separated string, or absent.
+//!
+//! A token answered from the verified-token cache goes through
+//! [`VerifierState::recheck_hit`] instead: the key that verified it still held, and its
+//! times against the clock.
+
+mod builder;
+mod jws;
+mod key;
+mod payload;
+mod validate;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::Algorithm;
+
+pub use crate::jwks::IntoJwks;
+pub use builder::{
+    VerifierBuilder, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_TOKEN_BYTES,
+    DEFAULT_PERMISSIONS_CLAIM,
+};
+
+use crate::claims::VerifiedToken;
+use crate::clock::SharedClock;
+use crate::error::{Error, ErrorKind};
+use crate::jwks::{KeySetStatus, KeySource};
+use crate::token_cache::{Entry, Probe, TokenCache};
+use jws::Compact;
+use key::{check_signature, select_key};
+use payload::parse_claims;
+use validate::ClaimRules;
+
+/// Verifies MKA1 tokens. Cheap to clone; clones share keys and the verified-token cache.
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use mka1_auth::{ErrorKind, Verifier};
+///
+/// let verifier = Verifier::builder()
+///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+///     .audience("https://api.example.com")
+///     .build()?;
+///
+/// let err = verifier.verify("not-a-jwt").await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Malformed);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<VerifierState>,
+}
+
+/// Everything a verifier and its clones share.
+struct VerifierState {
+    rules: ClaimRules,
+    algorithms: Vec<Algorithm>,
+    max_token_bytes: usize,
+    permissions_claim: Box<str>,
+    clock: SharedClock,
+    keys: KeySource,
+    cache: Option<TokenCache>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("audiences", &self.inner.rules.audiences)
+            .field("issuers", &self.inner.rules.issuers)
+            .field("algorithms", &self.inner.algorithms)
+            .field("leeway", &self.inner.rules.leeway)
+            .field("token_cache", &self.inner.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a verification attempt that does no I/O came to.
+pub(crate) enum Attempt {
+    /// Finished, one way or the other.
+    Done(Result<VerifiedToken, Error>),
+    /// The token names a key that is not held; a guarded refetch may find it.
+    NeedKey(Box<str>),
+}
+
+impl Verifier {
+    /// Start building a verifier.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
+    }
+
+    /// Verify a raw JWT (without the `Bearer ` prefix).
+    ///
+    /// Waits on I/O only when the token names a key that is not held and the key source is
+    /// remote: then at most one guarded refetch, bounded by the fetch timeout.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, Error> {
+        match self.verify_now(token) {
+            Attempt::Done(result) => result,
+            Attempt::NeedKey(kid) => {
+                self.inner.keys.resolve_missing(&kid).await?;
+                match self.verify_now(token) {
+                    Attempt::Done(result) => result,
+                    Attempt::NeedKey(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
+                }
+            }
+        }
+    }
+
+    /// Where the key set stands: key count, last fetch success and error, next refresh.
+    /// For health endpoints; see [`KeySetStatus`].
+    ///
+    /// ```
+    /// use mka1_auth::Verifier;
+    ///
+    /// let verifier = Verifier::builder()
+    ///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+    ///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+    ///     .audience("https://api.example.com")
+    ///     .build()?;
+    /// let status = verifier.key_set_status();
+    /// assert!(status.usable);
+    /// assert_eq!(status.key_count, 1);
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn key_set_status(&self) -> KeySetStatus {
+        self.inner.keys.status()
+    }
+
+    /// Verify with what is held now; never waits.
+    pub(crate) fn verify_now(&self, token: &str) -> Attempt {
+        let s = &*self.inner;
+        if token.len() > s.max_token_bytes {
+            return Attempt::Done(Err(Error::new(ErrorKind::TokenTooLarge)));
+        }
+        // One reading of the clock for every check of this verification.
+        let at = s.clock.now();
+        let now = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut probe = s.cache.as_ref().map(|cache| cache.probe(token));
+        if let Some(probe) = &mut probe {
+            if let Some(entry) = probe.get() {
+                if let Some(answer) = s.recheck_hit(probe, entry, at, now) {
+                    return Attempt::Done(answer);
+                }
+            }
+        }
+        match s.verify_uncached(token, at, now) {
+            Ok((verified, key_serial)) => {
+                if let Some(probe) = &mut probe {
+                    let ttl = (verified.expires_at() + s.rules.leeway).saturating_sub(now);
+                    probe.insert(verified.clone(), key_serial, Duration::from_secs(ttl));
+                }
+                Attempt::Done(Ok(verified))
+            }
+            Err(NotVerified::Refused(e)) => Attempt::Done(Err(e)),
+            Err(NotVerified::KeyNotHeld(kid)) => Attempt::NeedKey(kid),
+        }
+    }
+}
+
+/// Why [`VerifierState::verify_uncached`] gave no verified token.
+enum NotVerified {
+    /// The token is refused.
+    Refused(Error),
+    /// The token names a key that is not held, which a refetch may find.
+    KeyNotHeld(Box<str>),
+}
+
+impl From<Error> for NotVerified {
+    fn from(e: Error) -> Self {
+        NotVerified::Refused(e)
+    }
+}
+
+impl VerifierState {
+    /// Re-check a cached entry for this token at `at` (`now` in Unix seconds): the key that
+    /// verified it must still be held, and its times must pass. The answer, or `None` when
+    /// the key is gone (the entry is dropped, and the token must be verified afresh). An
+    /// expired entry is dropped too, and answers [`ErrorKind::Expired`]; an entry not yet
+    /// valid is kept for when it is.
+    #[inline]
+    fn recheck_hit(
+        &self,
+        probe: &mut Probe<'_>,
+        entry: Entry,
+        at: SystemTime,
+        now: u64,
+    ) -> Option<Result<VerifiedToken, Error>> {
+        if !self
+            .keys
+            .still_holds(entry.token.key_id(), entry.key_serial, at)
+        {
+            probe.remove();
+            return None;
+        }
+        let t = &entry.token;
+        let checked = self
+            .rules
+            .check_times(now, t.expires_at(), t.not_before(), t.issued_at());
+        if checked
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::Expired)
+        {
+            // Moka drops it at `exp` too; this thread's front would keep it.
+            probe.remove();
+        }
+        Some(checked.map(|()| entry.token))
+    }
+
+    /// Verify a token not found in the cache, through the five stages. Also returns the
+    /// serial of the key that verified it, for the cache.
+    fn verify_uncached(
+        &self,
+        token: &str,
+        at: SystemTime,
+        now: u64,
+    ) -> Result<(VerifiedToken, u64), NotVerified> {
+        let mut header_json = Vec::new();
+        let jws = Compact::parse(token, &mut header_json)?;
+        let selected = select_key(&jws.header, &self.algorithms, &self.keys, at)?;
+        check_signature(&jws, &selected)?;
+        let (payload, claims) = parse_claims(jws.payload_b64, &self.permissions_claim)?;
+        let claims = self.rules.validate(claims, now)?;
+        let verified = claims.into_token(payload, selected.key.kid(), selected.alg)?;
+        Ok((verified, selected.key.serial()))
+    }
+}
+
+#[cfg(test)]
+#[path = "../../tests/common/mod.rs"]
+mod test_keys;
+
+/// The verified-token cache's contract, seen through the verifier.
+#[cfg(test)]
+mod cache_tests {
+    use serde_json::json;
+
+    use super::test_keys::{claims_at, claims_with, jwks, TestKey, AUDIENCE, NOW};
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::jwks::KeySet;
+
+    fn verifier(key: &TestKey, clock: &ManualClock, capacity: u64) -> Verifier {
+        Verifier::builder()
+            .jwks(jwks(&[key]))
+            .audience(AUDIENCE)
+            .clock(clock.clone())
+            .token_cache_capacity(capacity)
+            .build()
+            .unwrap()
+    }
+
+    fn check(verifier: &Verifier, token: &str) -> Result<VerifiedToken, Error> {
+        match verifier.verify_now(token) {
+            Attempt::Done(result) => result,
+            Attempt::NeedKey(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
+        }
+    }
+
+    /// Whether two results share one allocation, i.e. the second came from the cache.
+    fn same(a: &VerifiedToken, b: &VerifiedToken) -> bool {
+        std::ptr::eq(a.raw_claims(), b.raw_claims())
+    }
+
+    fn cache(verifier: &Verifier) -> &TokenCache {
+        verifier.inner.cache.as_ref().unwrap()
+    }
+
+    #[test]
+    fn a_repeated_token_is_answered_from_memory() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 16);
+        let token = key.sign(&claims_at(NOW));
+        let first = check(&v, &token).unwrap();
+        let second = check(&v, &token).unwrap();
+        assert!(same(&first, &second));
+        assert_eq!(cache(&v).entry_count(), 1);
+
+        // Another user's claims under this token's signature.
+        let other = key.sign(&claims_with(json!({"sub": "user-43"})));
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let (other_signed, _) = other.rsplit_once('.').unwrap();
+        assert_ne!(signed, other_signed);
+        let forged = format!("{other_signed}.{signature}");
+        for _ in 0..2 {
+            let err = check(&v, &forged).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidSignature);
+        }
+        assert_eq!(cache(&v).entry_count(), 1, "failures are not cached");
+    }
+
+    #[test]
+    fn cache_off_verifies_every_time() {
+        let key = TestKey::es256("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 0);
+        assert!(v.inner.cache.is_none());
+        let token = key.sign(&claims_at(NOW));
+        let first = check(&v, &token).unwrap();
+        let second = check(&v, &token).unwrap();
+        assert!(!same(&first, &second));
+        assert_eq!(second.subject(), "user-42");
+    }
+
+    #[test]
+    fn an_entry_never_outlives_exp() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 16);
+        let exp = NOW + 3600;
+        let token = key.sign(&claims_at(NOW));
+
+        // Verified late in its life: the entry lives only until exp plus leeway.
+        clock.set_unix(exp - 100);
+        let first = check(&v, &token).unwrap();
+        let entry = cache(&v).get(&token).unwrap();
+        assert_eq!(
+            entry.ttl,
+            Duration::from_secs(100 + DEFAULT_LEEWAY.as_secs())
+        );
+
+        // Every hit re-checks exp with the current clock.
+        clock.set_unix(exp + DEFAULT_LEEWAY.as_secs() - 1);
+        assert!(same(&first, &check(&v, &token).unwrap()));
+        clock.set_unix(exp + DEFAULT_LEEWAY.as_secs());
+        let err = check(&v, &token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Expired);
+    }
+
+    #[test]
+    fn a_hit_rechecks_nbf_and_iat() {
+        let key = TestKey::rs256("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 16);
+        let nbf = key.sign(&claims_with(json!({"nbf": NOW + 30})));
+        let iat = key.sign(&claims_with(json!({"iat": NOW + 30})));
+        let cached_nbf = check(&v, &nbf).unwrap();
+        let cached_iat = check(&v, &iat).unwrap();
+
+        // The clock steps back: both are now too early, though cached.
+        clock.set_unix(NOW - 31);
+        assert_eq!(check(&v, &nbf).unwrap_err().kind(), ErrorKind::NotYetValid);
+        assert_eq!(
+            check(&v, &iat).unwrap_err().kind(),
+            ErrorKind::IssuedInFuture
+        );
+
+        // The entries were kept, and answer again once the time is right.
+        clock.set_unix(NOW);
+        assert!(same(&cached_nbf, &check(&v, &nbf).unwrap()));
+        assert!(same(&cached_iat, &check(&v, &iat).unwrap()));
+    }
+
+    fn replace_keys(v: &mut Verifier, keys: &[&TestKey]) {
+        let set = KeySet::from_json(&jwks(keys).to_string()).unwrap();
+        Arc::get_mut(&mut v.inner).unwrap().keys = KeySource::Static(Arc::new(set));
+    }
+
+    /// Cache `signer`'s token, then swap the key set for `keys` and verify it again.
+    fn after_key_change(signer: &TestKey, keys: &[&TestKey]) -> ErrorKind {
+        let clock = ManualClock::at_unix(NOW);
+        let mut v = verifier(signer, &clock, 16);
+        let token = signer.sign(&claims_at(NOW));
+        check(&v, &token).unwrap();
+        assert_eq!(cache(&v).entry_count(), 1);
+
+        replace_keys(&mut v, keys);
+        let kind = check(&v, &token).unwrap_err().kind();
+        assert_eq!(cache(&v).entry_count(), 0, "the entry was evicted");
+        kind
+    }
+
+    #[test]
+    fn a_key_leaving_the_set_takes_its_tokens_with_it() {
+        let (a, b) = (TestKey::ed25519("a"), TestKey::ed25519("b"));
+        assert_eq!(after_key_change(&a, &[&b]), ErrorKind::UnknownKeyId);
+    }
+
+    #[test]
+    fn a_key_replaced_under_the_same_kid_takes_its_tokens_with_it() {
+        let (old, new) = (TestKey::ed25519("k1"), TestKey::ed25519("k1"));
+        assert_eq!(after_key_change(&old, &[&new]), ErrorKind::InvalidSignature);
+    }
+
+    #[test]
+    fn a_front_hit_still_rechecks_times_and_the_key() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let mut v = verifier(&key, &clock, 16);
+        let token = key.sign(&claims_at(NOW));
+        let first = check(&v, &token).unwrap();
+        assert!(cache(&v).in_front(&token));
+        assert!(same(&first, &check(&v, &token).unwrap()));
+
+        // Not yet valid (a clock set back): refused, and still held for when it is.
+        clock.set_unix(NOW - DEFAULT_LEEWAY.as_secs() - 1);
+        assert_eq!(
+            check(&v, &token).unwrap_err().kind(),
+            ErrorKind::IssuedInFuture
+        );
+        assert!(cache(&v).in_front(&token));
+        clock.set_unix(NOW);
+        assert!(same(&first, &check(&v, &token).unwrap()));
+
+        replace_keys(&mut v, &[&TestKey::ed25519("k2")]);
+        assert!(cache(&v).in_front(&token));
+        let err = check(&v, &token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownKeyId);
+        assert!(!cache(&v).in_front(&token), "the front entry was dropped");
+    }
+
+    #[test]
+    fn an_expired_hit_drops_the_entry() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 16);
+        let token = key.sign(&claims_at(NOW));
+        let first = check(&v, &token).unwrap();
+        assert!(cache(&v).in_front(&token));
+        clock.set_unix(NOW + 3600 + DEFAULT_LEEWAY.as_secs());
+        assert!(
+            cache(&v).get(&token).is_some(),
+            "held until a hit finds it expired"
+        );
+        assert_eq!(check(&v, &token).unwrap_err().kind(), ErrorKind::Expired);
+        assert!(!cache(&v).in_front(&token) && cache(&v).get(&token).is_none());
+        // Had the clock been wrong, the token is verified afresh, not answered from memory.
+        clock.set_unix(NOW);
+        assert!(!same(&first, &check(&v, &token).unwrap()));
+    }
+
+    #[test]
+    fn verifiers_never_answer_from_each_others_entries() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let ours = verifier(&key, &clock, 16);
+        // The same key, but another service: our tokens are not for it.
+        let theirs = Verifier::builder()
+            .jwks(jwks(&[&key]))
+            .audience("https://other.example.test")
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let token = key.sign(&claims_at(NOW));
+        check(&ours, &token).unwrap();
+        assert!(cache(&ours).in_front(&token));
+        for _ in 0..2 {
+            let err = check(&theirs, &token).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidAudience);
+        }
+        // A clone shares the cache.
+        assert!(same(
+            &check(&ours, &token).unwrap(),
+            &check(&ours.clone(), &token).unwrap()
+        ));
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_capacity() {
+        let key = TestKey::ed25519("k1");
+        let clock = ManualClock::at_unix(NOW);
+        let v = verifier(&key, &clock, 4);
+        for i in 0..20 {
+            let token = key.sign(&claims_with(json!({"sub": format!("user-{i}")})));
+            assert_eq!(check(&v, &token).unwrap().subject(), format!("user-{i}"));
+        }
+        let count = cache(&v).entry_count();
+        assert!((1..=4).contains(&count), "{count} entries held");
+    }
+}
