@@ -68,7 +68,7 @@ pub fn validate_end_user_id(id: &str) -> Result<(), Error> {
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct OnBehalfOf(Arc<Inner>);
+pub struct OnBehalfOf(Arc<TokenContents>);
 
 impl OnBehalfOf {
     /// The end-user id.
@@ -216,7 +216,7 @@ impl fmt::Debug for Permissions {
 #[derive(Clone)]
 pub struct VerifiedToken(OnBehalfOf);
 
-/// Where a string lies in [`Inner::text`]: its start and length in bytes.
+/// Where a string lies in [`TokenContents::text`]: its start and length in bytes.
 #[derive(Clone, Copy)]
 struct Span {
     start: u32,
@@ -225,7 +225,7 @@ struct Span {
 
 /// A verified token's contents, packed: every string is a span of one text, so a cached
 /// token is three allocations (this, the text, the audience spans) plus its permissions.
-pub(crate) struct Inner {
+pub(crate) struct TokenContents {
     /// The claims exactly as signed, then any string below that does not occur in them
     /// verbatim (one written with JSON escapes, or the key id).
     text: Box<str>,
@@ -242,7 +242,7 @@ pub(crate) struct Inner {
     algorithm: jsonwebtoken::Algorithm,
 }
 
-impl Inner {
+impl TokenContents {
     fn get(&self, span: Span) -> &str {
         let start = span.start as usize;
         &self.text[start..start + span.len as usize]
@@ -302,7 +302,7 @@ impl VerifiedToken {
             start: start as u32,
             len: len as u32,
         };
-        let inner = Inner {
+        let inner = TokenContents {
             raw_len: raw_len as u32,
             text: text.into_boxed_str(),
             subject: span(subject),
@@ -319,7 +319,7 @@ impl VerifiedToken {
         Ok(VerifiedToken(OnBehalfOf(Arc::new(inner))))
     }
 
-    fn inner(&self) -> &Inner {
+    fn inner(&self) -> &TokenContents {
         &self.0 .0
     }
 

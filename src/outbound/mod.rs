@@ -316,26 +316,6 @@ pub fn carry_identity(from: &Extensions, to: &mut Extensions) {
     }
 }
 
-impl crate::Verifier {
-    /// Verify `token` like [`verify`](Self::verify), and also hand back the token as a
-    /// [`BearerToken`] for [`ForwardToken`] to send onward.
-    ///
-    /// For code that verifies tokens itself rather than through the inbound layer.
-    ///
-    /// ```
-    /// # async fn demo(verifier: mka1_auth::Verifier, token: &str) -> Result<(), mka1_auth::Error> {
-    /// let (verified, bearer) = verifier.verify_bearer(token).await?;
-    /// let mut req = http::Request::get("https://agents.internal.example/").body(()).unwrap();
-    /// req.extensions_mut().insert(verified.on_behalf_of().clone());
-    /// req.extensions_mut().insert(bearer);
-    /// # Ok(()) }
-    /// ```
-    pub async fn verify_bearer(&self, token: &str) -> Result<(VerifiedToken, BearerToken), Error> {
-        let verified = self.verify(token).await?;
-        Ok((verified, BearerToken::new(token)))
-    }
-}
-
 /// One allowed origin: scheme, lowercase host, port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Origin {

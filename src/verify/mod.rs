@@ -43,7 +43,7 @@ pub use builder::{
     DEFAULT_PERMISSIONS_CLAIM,
 };
 
-use crate::claims::VerifiedToken;
+use crate::claims::{BearerToken, VerifiedToken};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind};
 use crate::jwks::{KeySetStatus, KeySource};
@@ -127,6 +127,24 @@ impl Verifier {
                 }
             }
         }
+    }
+
+    /// Verify `token` like [`verify`](Self::verify), and also hand back the token as a
+    /// [`BearerToken`] for [`ForwardToken`](crate::outbound::ForwardToken) to send onward.
+    ///
+    /// For code that verifies tokens itself rather than through the inbound layer.
+    ///
+    /// ```
+    /// # async fn demo(verifier: mka1_auth::Verifier, token: &str) -> Result<(), mka1_auth::Error> {
+    /// let (verified, bearer) = verifier.verify_bearer(token).await?;
+    /// let mut req = http::Request::get("https://agents.internal.example/").body(()).unwrap();
+    /// req.extensions_mut().insert(verified.on_behalf_of().clone());
+    /// req.extensions_mut().insert(bearer);
+    /// # Ok(()) }
+    /// ```
+    pub async fn verify_bearer(&self, token: &str) -> Result<(VerifiedToken, BearerToken), Error> {
+        let verified = self.verify(token).await?;
+        Ok((verified, BearerToken::new(token)))
     }
 
     /// Where the key set stands: key count, last fetch success and error, next refresh.
