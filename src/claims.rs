@@ -239,7 +239,7 @@ pub(crate) struct TokenContents {
     expires_at: u64,
     issued_at: Option<u64>,
     not_before: Option<u64>,
-    algorithm: jsonwebtoken::Algorithm,
+    algorithm: crate::jwks::Algorithm,
 }
 
 impl TokenContents {
@@ -262,7 +262,7 @@ pub(crate) struct Fields<'a> {
     pub(crate) expires_at: u64,
     pub(crate) issued_at: Option<u64>,
     pub(crate) not_before: Option<u64>,
-    pub(crate) algorithm: jsonwebtoken::Algorithm,
+    pub(crate) algorithm: crate::jwks::Algorithm,
     pub(crate) permissions: Permissions,
 }
 
@@ -370,7 +370,7 @@ impl VerifiedToken {
     }
 
     /// The algorithm the token was signed with.
-    pub fn algorithm(&self) -> jsonwebtoken::Algorithm {
+    pub fn algorithm(&self) -> crate::jwks::Algorithm {
         self.inner().algorithm
     }
 
@@ -557,7 +557,7 @@ mod tests {
             expires_at: 2,
             issued_at: Some(1),
             not_before: None,
-            algorithm: jsonwebtoken::Algorithm::EdDSA,
+            algorithm: crate::jwks::Algorithm::EdDSA,
             permissions: Permissions::default(),
         })
         .unwrap();

@@ -128,11 +128,11 @@ pub enum SigningAlgorithm {
 
 impl SigningAlgorithm {
     /// The JOSE algorithm, as a verifier names it.
-    pub fn algorithm(self) -> jsonwebtoken::Algorithm {
+    pub fn algorithm(self) -> crate::jwks::Algorithm {
         match self {
-            SigningAlgorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
-            SigningAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
-            SigningAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            SigningAlgorithm::EdDSA => crate::jwks::Algorithm::EdDSA,
+            SigningAlgorithm::ES256 => crate::jwks::Algorithm::ES256,
+            SigningAlgorithm::RS256 => crate::jwks::Algorithm::RS256,
         }
     }
 

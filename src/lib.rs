@@ -107,9 +107,9 @@ pub use dev_issuer::DevIssuer;
 pub use error::{ConfigError, Error, ErrorKind};
 #[cfg(feature = "remote")]
 pub use exchange::{ExchangeClient, ExchangeError, ExchangeRequest};
-pub use jsonwebtoken::Algorithm;
 #[cfg(feature = "remote")]
 pub use jwks::remote::RemoteJwksConfig;
+pub use jwks::Algorithm;
 pub use jwks::KeySetStatus;
 pub use layer::{Mka1Auth, Mka1AuthLayer};
 pub use outbound::{ApiKey, ForwardToken, Outbound, OutboundError, OutboundLayer};

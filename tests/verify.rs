@@ -849,3 +849,33 @@ fn debug_output_holds_no_key_material() {
     let verifier = verifier_for(&[&key]);
     assert!(!format!("{verifier:?}").contains(&x));
 }
+
+#[tokio::test]
+async fn a_loaded_key_set_is_a_static_source_and_the_allow_list_still_rules() {
+    let ed = TestKey::ed25519("ed-1");
+    let es = TestKey::es256("es-1");
+    let set = KeySet::from_json(&jwks(&[&ed, &es]).to_string()).unwrap();
+    assert!(set.skipped().is_empty());
+    let verifier = Verifier::builder()
+        .key_set(set)
+        .audience(AUDIENCE)
+        .algorithms([Algorithm::EdDSA])
+        .clock(ManualClock::at_unix(NOW))
+        .build()
+        .unwrap();
+    let ok = verifier.verify(&ed.sign(&claims_at(NOW))).await.unwrap();
+    assert_eq!(ok.subject(), "user-42");
+    let refused = verifier.verify(&es.sign(&claims_at(NOW))).await;
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::AlgorithmNotAllowed);
+
+    // A set with no usable key is refused at build time, as for `.jwks(..)`.
+    let empty = KeySet::from_json(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}"#).unwrap();
+    assert_eq!(
+        Verifier::builder()
+            .key_set(empty)
+            .audience(AUDIENCE)
+            .build()
+            .unwrap_err(),
+        ConfigError::NoUsableKeys { skipped: 1 }
+    );
+}

@@ -3,8 +3,80 @@
 //! (parsing a header's `alg`, the algorithms a key type allows, the dev issuer's names)
 //! reads this table, so no lookup falls through to a default.
 
+use std::fmt;
+use std::str::FromStr;
+
 use aws_lc_rs::signature::{self as sig, RsaParameters, VerificationAlgorithm};
-use jsonwebtoken::Algorithm;
+
+/// A JWS signature algorithm (RFC 7518 names).
+///
+/// The crate's own type, so its public API does not change with `jsonwebtoken`'s major
+/// versions. Only the asymmetric algorithms verify tokens; `HS256`, `HS384` and `HS512` exist
+/// so that configuring them can be refused by name (a shared secret in a public JWKS would
+/// let anyone sign).
+///
+/// ```
+/// use mka1_auth::Algorithm;
+///
+/// assert_eq!("ES256".parse::<Algorithm>(), Ok(Algorithm::ES256));
+/// assert_eq!(Algorithm::EdDSA.as_str(), "EdDSA");
+/// assert!("es256".parse::<Algorithm>().is_err()); // names are case-sensitive (RFC 7515)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// EdDSA over Ed25519 (RFC 8037); MKA1's default.
+    EdDSA,
+    /// ECDSA over P-256 with SHA-256.
+    ES256,
+    /// ECDSA over P-384 with SHA-384.
+    ES384,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// HMAC with SHA-256: never accepted.
+    HS256,
+    /// HMAC with SHA-384: never accepted.
+    HS384,
+    /// HMAC with SHA-512: never accepted.
+    HS512,
+}
+
+impl Algorithm {
+    /// The JOSE `alg` name.
+    pub fn as_str(self) -> &'static str {
+        row_of(self).name
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name given to [`Algorithm::from_str`] is no JOSE algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a jws algorithm name")]
+pub struct UnknownAlgorithm;
+
+impl FromStr for Algorithm {
+    type Err = UnknownAlgorithm;
+
+    /// The exact JOSE name (`EdDSA`, `ES256`, ...), as in a token header.
+    fn from_str(name: &str) -> Result<Self, UnknownAlgorithm> {
+        parse_alg(name).ok_or(UnknownAlgorithm)
+    }
+}
 
 /// The family of key an algorithm is verified with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +130,7 @@ const fn row(
 use KeyFamily::{Ed25519, Rsa, Symmetric, P256, P384};
 use Verification::{PublicBytes, Refused, RsaComponents};
 
-/// Every algorithm `jsonwebtoken` names, supported or not. Within a family, rows are in
+/// Every [`Algorithm`], supported or not. Within a family, rows are in
 /// the order a key lists its algorithms.
 pub(crate) static ALGORITHMS: [AlgorithmRow; 12] = [
     row(
@@ -125,9 +197,10 @@ pub(crate) static ALGORITHMS: [AlgorithmRow; 12] = [
 /// only with an Ed25519 key.
 const ALIASES: [(&str, Algorithm); 1] = [("Ed25519", Algorithm::EdDSA)];
 
-/// The row for `alg`; `None` only for an algorithm a later `jsonwebtoken` adds.
-pub(crate) fn row_of(alg: Algorithm) -> Option<&'static AlgorithmRow> {
-    ALGORITHMS.iter().find(|r| r.algorithm == alg)
+/// The row for `alg`: every algorithm has one (a test checks).
+pub(crate) fn row_of(alg: Algorithm) -> &'static AlgorithmRow {
+    // The table is indexed in variant order.
+    &ALGORITHMS[alg as usize]
 }
 
 /// Parse a JOSE `alg` name, exactly (case-sensitive, as RFC 7515 says).
@@ -144,12 +217,12 @@ pub(crate) fn parse_alg(name: &str) -> Option<Algorithm> {
 /// The JOSE `alg` name of `alg`.
 #[cfg_attr(not(feature = "dev-issuer"), allow(dead_code))]
 pub(crate) fn alg_name(alg: Algorithm) -> Option<&'static str> {
-    row_of(alg).map(|r| r.name)
+    Some(row_of(alg).name)
 }
 
 /// Whether the crate can verify `alg` at all (asymmetric algorithms only).
 pub(crate) fn is_supported(alg: Algorithm) -> bool {
-    row_of(alg).is_some_and(|r| !matches!(r.verification, Refused))
+    !matches!(row_of(alg).verification, Refused)
 }
 
 /// The algorithms a key of this family verifies, in table order.
@@ -164,6 +237,15 @@ pub(crate) fn algorithms_of(family: KeyFamily) -> impl Iterator<Item = Algorithm
 mod tests {
     use super::*;
     use crate::jwks::SUPPORTED_ALGORITHMS;
+
+    #[test]
+    fn the_table_is_in_variant_order() {
+        for (i, r) in ALGORITHMS.iter().enumerate() {
+            assert_eq!(r.algorithm as usize, i, "{}", r.name);
+            assert_eq!(r.algorithm.to_string(), r.name);
+            assert_eq!(r.name.parse(), Ok(r.algorithm));
+        }
+    }
 
     #[test]
     fn names_round_trip_and_are_exact() {

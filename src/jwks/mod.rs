@@ -1,6 +1,11 @@
 //! Key sets: parsing a JWKS document into [`VerificationKey`]s by `kid`, skipping (never
 //! failing on) keys that cannot be trusted, and the sources a verifier reads keys from.
 //!
+//! [`KeySet`] is also yours to use: load a JWKS with [`KeySet::from_json`] to see which keys
+//! it holds and why any were skipped ([`KeySet::skipped`], [`SkipReason`]), in a start-up
+//! check or a diagnostic tool, then hand it to
+//! [`VerifierBuilder::key_set`](crate::VerifierBuilder::key_set).
+//!
 //! A key's public material is parsed and validated once, when the set is loaded; a token's
 //! signature is then checked against the already-parsed key.
 
@@ -19,7 +24,6 @@ use std::time::SystemTime;
 use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, ErrorKind};
@@ -28,6 +32,7 @@ use crate::error::{ConfigError, Error, ErrorKind};
 pub(crate) use alg::alg_name;
 use alg::{algorithms_of, row_of, KeyFamily, Verification};
 pub(crate) use alg::{is_supported, parse_alg};
+pub use alg::{Algorithm, UnknownAlgorithm};
 pub use document::IntoJwks;
 pub(crate) use document::JwksDocument;
 
@@ -80,8 +85,7 @@ impl KeyType {
 /// is set. `Debug` shows the `kid` and type, never key material.
 ///
 /// ```
-/// use jsonwebtoken::Algorithm;
-/// use mka1_auth::jwks::KeySet;
+/// /// use mka1_auth::jwks::KeySet;
 ///
 /// // An Ed25519 key in the shape better-auth publishes: no `use`, opaque `kid`.
 /// let set = KeySet::from_json(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA",
@@ -500,7 +504,7 @@ fn parse_for_algorithms(
         if pinned.is_some_and(|p| p != alg) || !allowed.contains(&alg) {
             continue;
         }
-        let Some(row) = row_of(alg) else { continue };
+        let row = row_of(alg);
         let key = match (row.verification, material) {
             (Verification::PublicBytes(verification), KeyMaterial::PublicBytes(bytes)) => {
                 ParsedPublicKey::new(verification, bytes)

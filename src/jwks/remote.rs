@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::Algorithm;
+use crate::jwks::Algorithm;
 use reqwest::header::{HeaderMap, ACCEPT, CACHE_CONTROL, LOCATION};
 use reqwest::{redirect, Url};
 use serde_json::Value;

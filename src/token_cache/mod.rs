@@ -216,7 +216,7 @@ mod tests {
             expires_at: 1_800_003_600,
             issued_at: None,
             not_before: None,
-            algorithm: jsonwebtoken::Algorithm::EdDSA,
+            algorithm: crate::jwks::Algorithm::EdDSA,
             permissions: Permissions::default(),
         })
         .unwrap()

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
+use crate::jwks::Algorithm;
 use serde_json::Value;
 
 use super::validate::ClaimRules;
@@ -27,6 +27,7 @@ const REGISTERED_CLAIMS: [&str; 7] = ["exp", "nbf", "iat", "aud", "sub", "iss", 
 
 enum KeyConfig {
     Static(Result<Vec<Value>, ConfigError>),
+    Loaded(KeySet),
     #[cfg(feature = "remote")]
     Remote(String),
 }
@@ -128,6 +129,31 @@ impl VerifierBuilder {
         self.set_keys(KeyConfig::Static(jwks.into_jwk_entries()))
     }
 
+    /// Use a key set you loaded (and perhaps inspected) yourself, for example to refuse to
+    /// start when a key you expect was skipped:
+    ///
+    /// ```
+    /// use mka1_auth::jwks::KeySet;
+    /// use mka1_auth::Verifier;
+    ///
+    /// let keys = KeySet::from_json(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+    ///     "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)?;
+    /// assert!(keys.skipped().is_empty(), "skipped: {:?}", keys.skipped());
+    /// let verifier = Verifier::builder()
+    ///     .key_set(keys)
+    ///     .audience("https://api.example.com")
+    ///     .build()?;
+    /// # let _ = verifier;
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    ///
+    /// The verifier's [`algorithms`](Self::algorithms) still decide which tokens verify; a
+    /// key only verifies the algorithms it was loaded for
+    /// ([`KeySet::from_json`] loads every supported one).
+    pub fn key_set(self, keys: KeySet) -> Self {
+        self.set_keys(KeyConfig::Loaded(keys))
+    }
+
     /// Accept tokens whose `aud` names this audience (your service's URL). Call again to
     /// accept several. At least one is required.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
@@ -225,7 +251,10 @@ impl VerifierBuilder {
         let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let keys = match self.keys {
             None => return Err(ConfigError::MissingKeySource),
-            Some(KeyConfig::Static(entries)) => static_keys(entries?, &algorithms)?,
+            Some(KeyConfig::Static(entries)) => {
+                static_keys(KeySet::from_entries(entries?, &algorithms))?
+            }
+            Some(KeyConfig::Loaded(set)) => static_keys(set)?,
             #[cfg(feature = "remote")]
             Some(KeyConfig::Remote(url)) => KeySource::Remote(jwks::remote::RemoteJwks::new(
                 &url,
@@ -269,8 +298,7 @@ fn allow_list(algorithms: Option<Vec<Algorithm>>) -> Result<Vec<Algorithm>, Conf
 }
 
 /// A static key set, which must hold at least one usable key.
-fn static_keys(entries: Vec<Value>, algorithms: &[Algorithm]) -> Result<KeySource, ConfigError> {
-    let set = KeySet::from_entries(entries, algorithms);
+fn static_keys(set: KeySet) -> Result<KeySource, ConfigError> {
     if set.is_empty() {
         return Err(ConfigError::NoUsableKeys {
             skipped: set.skipped().len(),

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use jsonwebtoken::Algorithm;
+use crate::jwks::Algorithm;
 
 use super::jws::{Compact, Header, KidValue};
 use super::NotVerified;

@@ -35,7 +35,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::Algorithm;
+use crate::jwks::Algorithm;
 
 pub use crate::jwks::IntoJwks;
 pub use builder::{

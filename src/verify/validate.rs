@@ -6,7 +6,7 @@
 //! side: `exp` down, `nbf` and `iat` up. Negative numbers, numbers past the year 9999, and
 //! strings, booleans, `null`, arrays or objects are refused as [`ErrorKind::InvalidClaim`].
 
-use jsonwebtoken::Algorithm;
+use crate::jwks::Algorithm;
 use serde_json::Value;
 
 use super::payload::RawClaims;
