@@ -37,7 +37,8 @@ use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::outbound::forward::{Forward, ForwardLayer};
 use mka1_auth::outbound::{Outbound, ReqwestService};
 use mka1_auth::{
-    ForwardToken, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, VerifiedToken, Verifier,
+    outbound::ForwardToken, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, VerifiedToken,
+    Verifier,
 };
 use serde_json::json;
 use tower::Layer;

@@ -42,7 +42,7 @@ where
 /// The operating system's clock; the default everywhere.
 ///
 /// ```
-/// use mka1_auth::{Clock, SystemClock};
+/// use mka1_auth::{Clock, clock::SystemClock};
 /// assert!(SystemClock.now_unix() > 1_600_000_000);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]

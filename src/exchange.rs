@@ -176,8 +176,8 @@ impl ExchangeRequest {
 /// A token MKA1 minted. Its `Debug` is redacted.
 ///
 /// ```
-/// # async fn demo(client: mka1_auth::ExchangeClient) -> Result<(), mka1_auth::Error> {
-/// # let request = mka1_auth::ExchangeRequest::new("https://agents.example.com", "user-42");
+/// # async fn demo(client: mka1_auth::exchange::ExchangeClient) -> Result<(), mka1_auth::Error> {
+/// # let request = mka1_auth::exchange::ExchangeRequest::new("https://agents.example.com", "user-42");
 /// let token = client.token(&request).await?;
 /// let mut req = http::Request::get("https://agents.example.com/run").body(()).unwrap();
 /// req.headers_mut().insert(http::header::AUTHORIZATION, token.authorization_value());
@@ -273,7 +273,7 @@ impl ExchangeIssue {
 /// shortened and never contain the API key.
 ///
 /// ```
-/// # async fn demo(client: mka1_auth::ExchangeClient) {
+/// # async fn demo(client: mka1_auth::exchange::ExchangeClient) {
 /// use mka1_auth::exchange::{ExchangeError, ExchangeErrorKind, ExchangeRequest};
 ///
 /// let request = ExchangeRequest::new("https://agents.example.com", "*");
@@ -1072,7 +1072,7 @@ fn parse_imf_fixdate(s: &str) -> Option<u64> {
 ///
 /// ```
 /// use std::time::Duration;
-/// # let client = mka1_auth::ExchangeClient::builder().api_key("mk_live_example").build().unwrap();
+/// # let client = mka1_auth::exchange::ExchangeClient::builder().api_key("mk_live_example").build().unwrap();
 /// let source = client
 ///     .source("https://agents.example.com")
 ///     .permissions(["agent:read"])

@@ -77,7 +77,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod claims;
-mod clock;
+pub mod clock;
 #[cfg(feature = "dev-issuer")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dev-issuer")))]
 pub mod dev_issuer;
@@ -100,22 +100,13 @@ pub mod rejection;
 mod token_cache;
 mod verify;
 
-pub use claims::{BearerToken, OnBehalfOf, Permissions, VerifiedToken, X_ON_BEHALF_OF};
-pub use clock::{Clock, ManualClock, SystemClock};
-#[cfg(feature = "dev-issuer")]
-pub use dev_issuer::DevIssuer;
+// The root holds what guarding a service takes; outbound calls, forwarding, the exchange
+// client, the dev issuer and key-set details are used through their modules.
+pub use claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
+pub use clock::{Clock, ManualClock};
 pub use error::{ConfigError, Error, ErrorKind};
-#[cfg(feature = "remote")]
-pub use exchange::{ExchangeClient, ExchangeError, ExchangeRequest};
-#[cfg(feature = "remote")]
-pub use jwks::remote::RemoteJwksConfig;
 pub use jwks::Algorithm;
-pub use jwks::KeySetStatus;
 pub use layer::{Mka1Auth, Mka1AuthLayer};
-pub use outbound::{ApiKey, ForwardToken, Outbound, OutboundError, OutboundLayer};
 pub use permissions::{RequirePermissions, RequirePermissionsLayer};
-pub use rejection::{Reject, Rejection, StandardReject};
-pub use verify::{
-    IntoJwks, Verifier, VerifierBuilder, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME,
-    DEFAULT_MAX_TOKEN_BYTES, DEFAULT_PERMISSIONS_CLAIM,
-};
+pub use rejection::{Reject, Rejection};
+pub use verify::{Verifier, VerifierBuilder};

@@ -308,7 +308,7 @@ where
 /// The standard answer: [`Rejection::into_http_response`], for any body made from a `String`.
 ///
 /// ```
-/// use mka1_auth::{Error, ErrorKind, Reject, Rejection, StandardReject};
+/// use mka1_auth::{Error, ErrorKind, Reject, Rejection, rejection::StandardReject};
 ///
 /// let response: http::Response<String> =
 ///     StandardReject.reject(Rejection::new(Error::new(ErrorKind::MissingCredentials)));

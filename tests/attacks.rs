@@ -713,7 +713,7 @@ fn malformed_attacks(t: &mut Table, f: &Fixture, claims: &Value) {
         ("1 MB token", format!("{h}.{}.{s}", "A".repeat(1 << 20))),
         ("1 MB of dots", ".".repeat(1 << 20)),
     ] {
-        let kind = if bad.len() > mka1_auth::DEFAULT_MAX_TOKEN_BYTES {
+        let kind = if bad.len() > mka1_auth::VerifierBuilder::DEFAULT_MAX_TOKEN_BYTES {
             TokenTooLarge
         } else {
             Malformed

@@ -11,7 +11,7 @@ use mka1_auth::exchange::{
     ExchangeError, ExchangeErrorKind, ExchangeRequest, EXCHANGE_TOKEN_PATH,
     LEGACY_EXCHANGE_TOKEN_PATH,
 };
-use mka1_auth::{Error, ErrorKind, ExchangeClient, ManualClock};
+use mka1_auth::{exchange::ExchangeClient, Error, ErrorKind, ManualClock};
 use mock_mka1::{payload, MockMka1, Reply, Upstream, API_KEY};
 use serde_json::json;
 

@@ -85,7 +85,8 @@ impl KeyType {
 /// is set. `Debug` shows the `kid` and type, never key material.
 ///
 /// ```
-/// /// use mka1_auth::jwks::KeySet;
+/// use mka1_auth::jwks::KeySet;
+/// use mka1_auth::Algorithm;
 ///
 /// // An Ed25519 key in the shape better-auth publishes: no `use`, opaque `kid`.
 /// let set = KeySet::from_json(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA",

@@ -15,13 +15,13 @@ use crate::jwks::{self, IntoJwks, KeySet, KeySource};
 use crate::token_cache::{self, TokenCache};
 
 /// Default clock skew tolerated on every time check.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Default longest lifetime a token may claim: 30 days, MKA1's largest `expiresIn`.
-pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(crate::protocol::MAX_EXPIRES_IN);
+const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(crate::protocol::MAX_EXPIRES_IN);
 /// Default largest token accepted, in bytes.
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Default claim holding the permissions.
-pub const DEFAULT_PERMISSIONS_CLAIM: &str = "permissions";
+const DEFAULT_PERMISSIONS_CLAIM: &str = "permissions";
 
 const REGISTERED_CLAIMS: [&str; 7] = ["exp", "nbf", "iat", "aud", "sub", "iss", "jti"];
 
@@ -98,6 +98,15 @@ impl Default for VerifierBuilder {
 }
 
 impl VerifierBuilder {
+    /// Default tolerance for clock skew on `exp`, `nbf` and `iat`: 60 s.
+    pub const DEFAULT_LEEWAY: Duration = DEFAULT_LEEWAY;
+    /// Default longest token lifetime accepted: 30 days, MKA1's largest `expiresIn`.
+    pub const DEFAULT_MAX_LIFETIME: Duration = DEFAULT_MAX_LIFETIME;
+    /// Default cap on a token's size, checked before any parsing: 8 KiB.
+    pub const DEFAULT_MAX_TOKEN_BYTES: usize = DEFAULT_MAX_TOKEN_BYTES;
+    /// Default name of the permissions claim: `permissions`.
+    pub const DEFAULT_PERMISSIONS_CLAIM: &'static str = DEFAULT_PERMISSIONS_CLAIM;
+
     fn set_keys(mut self, keys: KeyConfig) -> Self {
         if self.keys.is_some() {
             self.conflicting_keys = true;

@@ -37,11 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::jwks::Algorithm;
 
-pub use crate::jwks::IntoJwks;
-pub use builder::{
-    VerifierBuilder, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_TOKEN_BYTES,
-    DEFAULT_PERMISSIONS_CLAIM,
-};
+pub use builder::VerifierBuilder;
 
 use crate::claims::{BearerToken, VerifiedToken};
 use crate::clock::SharedClock;
@@ -357,13 +353,13 @@ mod cache_tests {
         let entry = cache(&v).get(&token).unwrap();
         assert_eq!(
             entry.ttl,
-            Duration::from_secs(100 + DEFAULT_LEEWAY.as_secs())
+            Duration::from_secs(100 + VerifierBuilder::DEFAULT_LEEWAY.as_secs())
         );
 
         // Every hit re-checks exp with the current clock.
-        clock.set_unix(exp + DEFAULT_LEEWAY.as_secs() - 1);
+        clock.set_unix(exp + VerifierBuilder::DEFAULT_LEEWAY.as_secs() - 1);
         assert!(same(&first, &check(&v, &token).unwrap()));
-        clock.set_unix(exp + DEFAULT_LEEWAY.as_secs());
+        clock.set_unix(exp + VerifierBuilder::DEFAULT_LEEWAY.as_secs());
         let err = check(&v, &token).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Expired);
     }
@@ -434,7 +430,7 @@ mod cache_tests {
         assert!(same(&first, &check(&v, &token).unwrap()));
 
         // Not yet valid (a clock set back): refused, and still held for when it is.
-        clock.set_unix(NOW - DEFAULT_LEEWAY.as_secs() - 1);
+        clock.set_unix(NOW - VerifierBuilder::DEFAULT_LEEWAY.as_secs() - 1);
         assert_eq!(
             check(&v, &token).unwrap_err().kind(),
             ErrorKind::IssuedInFuture
@@ -458,7 +454,7 @@ mod cache_tests {
         let token = key.sign(&claims_at(NOW));
         let first = check(&v, &token).unwrap();
         assert!(cache(&v).in_front(&token));
-        clock.set_unix(NOW + 3600 + DEFAULT_LEEWAY.as_secs());
+        clock.set_unix(NOW + 3600 + VerifierBuilder::DEFAULT_LEEWAY.as_secs());
         assert!(
             cache(&v).get(&token).is_some(),
             "held until a hit finds it expired"

@@ -236,7 +236,7 @@ impl MockMka1 {
     /// An exchange client for this mock with zero backoff, so retries take no time.
     #[cfg(feature = "remote")]
     pub fn client(&self) -> mka1_auth::exchange::ExchangeClientBuilder {
-        mka1_auth::ExchangeClient::builder()
+        mka1_auth::exchange::ExchangeClient::builder()
             .base_url(self.base_url())
             .api_key(API_KEY)
             .clock(self.clock.clone())
