@@ -16,8 +16,8 @@
 //! - **Cold start.** Building the verifier does no I/O. The first requests wait for the one
 //!   in-flight fetch, bounded by the fetch timeout (5 s).
 //! - **Outage.** A failed fetch keeps the last good set, served for up to 24 hours past its
-//!   max-age (stale-if-error), and is retried with exponential backoff. With no usable set,
-//!   verification fails with [`ErrorKind::KeysUnavailable`] and
+//!   max-age (stale-if-error), and is retried with exponential backoff and jitter. With no
+//!   usable set, verification fails with [`ErrorKind::KeysUnavailable`] and
 //!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run.
 //! - **Limits.** The whole fetch is bounded by the timeout; the body by a size cap (256 KiB);
 //!   `https` is required except for loopback hosts or an explicit opt-in. A non-200 status, a
@@ -67,7 +67,8 @@ use tokio::sync::watch;
 use super::{JwksDocument, KeySet, KeySetStatus, Lookup, VerificationKey};
 use crate::clock::SharedClock;
 use crate::error::{ConfigError, Error, ErrorKind};
-use crate::net::is_loopback_host;
+use crate::net::{is_loopback_host, transport_error_text};
+use crate::retry::{backoff_ceiling, jittered_on};
 
 /// Default bound on a whole fetch: connect, request, response and body.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -240,6 +241,11 @@ impl RemoteJwksConfig {
     /// Delay before retrying a failed fetch: `initial`, doubled after each further failure,
     /// at most `max` (default 30 s up to 5 minutes). Unknown-`kid` refetches wait for it too.
     ///
+    /// That is the longest delay: each one is shortened at random by up to half (jitter), so
+    /// replicas that failed together do not retry together; with a clock that
+    /// [pins jitter](crate::Clock::pins_jitter), such as [`ManualClock`](crate::ManualClock),
+    /// it is exact.
+    ///
     /// ```
     /// # use std::time::Duration;
     /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
@@ -316,12 +322,10 @@ impl RemoteJwksConfig {
         max_age.clamp(self.min_max_age, self.max_max_age)
     }
 
-    /// The retry delay after `failures` consecutive failures (1 or more).
+    /// The longest retry delay after `failures` consecutive failures (1 or more); the one
+    /// scheduled is shortened by jitter (see [`retry_backoff`](Self::retry_backoff)).
     fn backoff(&self, failures: u32) -> Duration {
-        let factor = 1u32 << failures.saturating_sub(1).min(20);
-        self.retry_initial
-            .saturating_mul(factor)
-            .min(self.retry_max)
+        backoff_ceiling(self.retry_initial, self.retry_max, failures)
     }
 }
 
@@ -835,7 +839,7 @@ impl RemoteJwks {
             }
             Err(error) => {
                 state.failures = state.failures.saturating_add(1);
-                let backoff = inner.config.backoff(state.failures);
+                let backoff = jittered_on(&*inner.clock, inner.config.backoff(state.failures));
                 state.retry_at = Some(later(now, backoff));
                 state.next_refresh = state.retry_at;
                 let serving_stale = self.usable_snapshot(now).is_some();
@@ -997,17 +1001,7 @@ fn unfollowed_redirect(response: &reqwest::Response, url: &Url) -> Unfollowed {
 }
 
 fn transport_error(error: reqwest::Error) -> FetchError {
-    use std::error::Error as _;
-    // The url is dropped (it may carry a query string); the causes name what failed.
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    FetchError::Transport(message)
+    FetchError::Transport(transport_error_text(error))
 }
 
 /// Parse and check a JWKS URL: `https`, or `http` for loopback hosts or when allowed.
@@ -1394,6 +1388,39 @@ mod tests {
             status.next_refresh,
             Some(clock.now() + DEFAULT_RETRY_INITIAL)
         );
+    }
+
+    #[test]
+    fn retries_are_jittered_unless_the_clock_pins_them() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let jwks = RemoteJwks::new(
+            "https://jwks.example.com/keys",
+            RemoteJwksConfig::default(),
+            Arc::new(move || at),
+            vec![Algorithm::EdDSA],
+        )
+        .unwrap();
+        let mut delays = Vec::new();
+        for (failures, ceiling) in [(1, 30), (2, 60), (3, 120), (4, 240), (5, 300), (6, 300)] {
+            jwks.complete(Err(FetchError::Status(503)));
+            let status = jwks.status();
+            assert_eq!(status.consecutive_failures, failures);
+            let delay = status.next_refresh.unwrap().duration_since(at).unwrap();
+            let ceiling = Duration::from_secs(ceiling);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{failures}: {delay:?}"
+            );
+            delays.push(delay.as_secs_f64() / ceiling.as_secs_f64());
+        }
+        assert!(delays.iter().any(|d| *d != 1.0), "{delays:?}");
+        // A ManualClock pins them: the documented schedule exactly.
+        let (jwks, clock) = jwks_at(1_800_000_000);
+        for ceiling in [30, 60, 120, 240, 300, 300] {
+            jwks.complete(Err(FetchError::Status(503)));
+            let next = jwks.status().next_refresh.unwrap();
+            assert_eq!(next, clock.now() + Duration::from_secs(ceiling));
+        }
     }
 
     #[test]
