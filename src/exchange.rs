@@ -541,7 +541,7 @@ impl ExchangeClientBuilder {
             })
             .build();
         Ok(ExchangeClient {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ExchangeClientState {
                 http,
                 endpoint,
                 secret: self.api_key.unwrap_or_default(),
@@ -606,10 +606,12 @@ fn endpoint_url(base: &str, path: &str) -> Result<reqwest::Url, ConfigError> {
 /// ```
 #[derive(Clone)]
 pub struct ExchangeClient {
-    inner: Arc<Inner>,
+    inner: Arc<ExchangeClientState>,
 }
 
-struct Inner {
+/// What an [`ExchangeClient`] and its clones share: the http client, the key, the settings
+/// and the token cache.
+struct ExchangeClientState {
     http: reqwest::Client,
     endpoint: reqwest::Url,
     api_key: ApiKey,

@@ -332,10 +332,12 @@ impl RemoteJwksConfig {
 /// A remote key set: shared, cheap to clone.
 #[derive(Clone)]
 pub(crate) struct RemoteJwks {
-    inner: Arc<Inner>,
+    inner: Arc<RemoteKeySetState>,
 }
 
-struct Inner {
+/// Everything a remote key set and its clones share: settings, the published snapshot and
+/// the fetch bookkeeping.
+struct RemoteKeySetState {
     url: Url,
     config: RemoteJwksConfig,
     client: reqwest::Client,
@@ -350,7 +352,7 @@ struct Inner {
     /// snapshot it read last is still the current one without taking the lock.
     generation: AtomicU64,
     /// Fetch bookkeeping; never held across an await.
-    state: Mutex<State>,
+    state: Mutex<FetchState>,
     /// Bumped after every fetch; waiters for an in-flight fetch watch it.
     completed: watch::Sender<u64>,
     /// When the next background refresh is due (Unix milliseconds), for a lock-free check
@@ -358,7 +360,7 @@ struct Inner {
     refresh_due_ms: AtomicU64,
 }
 
-/// The next [`Inner::id`].
+/// The next [`RemoteKeySetState::id`].
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// How many key sources a thread remembers a snapshot of.
@@ -391,8 +393,9 @@ struct Snapshot {
     usable_until: SystemTime,
 }
 
+/// Fetch bookkeeping: whether one runs, and when the next may.
 #[derive(Default)]
-struct State {
+struct FetchState {
     fetching: bool,
     /// Someone waits on the in-flight fetch for an unknown `kid` (or a cold start): the
     /// cooldown starts when it completes.
@@ -405,7 +408,7 @@ struct State {
     next_refresh: Option<SystemTime>,
 }
 
-impl State {
+impl FetchState {
     /// The earliest time an on-demand fetch may start.
     fn gate(&self) -> Option<SystemTime> {
         self.cooldown_until.max(self.retry_at)
@@ -503,7 +506,7 @@ impl RemoteJwks {
         };
         let (completed, _) = watch::channel(0);
         Ok(RemoteJwks {
-            inner: Arc::new(Inner {
+            inner: Arc::new(RemoteKeySetState {
                 url,
                 config,
                 client,
@@ -512,7 +515,7 @@ impl RemoteJwks {
                 snapshot: RwLock::new(None),
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 generation: AtomicU64::new(0),
-                state: Mutex::new(State::default()),
+                state: Mutex::new(FetchState::default()),
                 completed,
                 refresh_due_ms: AtomicU64::new(u64::MAX),
             }),
@@ -612,7 +615,7 @@ impl RemoteJwks {
         self.inner.url.host_str().unwrap_or("")
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, FetchState> {
         self.inner
             .state
             .lock()
@@ -688,7 +691,7 @@ impl RemoteJwks {
 
     /// The error for a key that is still missing: unknown when a usable set is held,
     /// otherwise the keys are unavailable until the next allowed fetch.
-    fn miss_error(&self, state: &State, now: SystemTime) -> Error {
+    fn miss_error(&self, state: &FetchState, now: SystemTime) -> Error {
         if self.usable_snapshot(now).is_some() {
             return Error::new(ErrorKind::UnknownKeyId);
         }
@@ -710,7 +713,7 @@ impl RemoteJwks {
     /// When the cooldown or retry backoff still forbids an on-demand fetch. A gate further
     /// ahead than either could set means the clock was moved back; it is ignored rather than
     /// blocking fetches for as long as the clock jumped.
-    fn pending_gate(&self, state: &State, now: SystemTime) -> Option<SystemTime> {
+    fn pending_gate(&self, state: &FetchState, now: SystemTime) -> Option<SystemTime> {
         let config = &self.inner.config;
         let longest = config.cooldown.max(config.retry_max);
         state.gate().filter(|gate| {
@@ -742,7 +745,7 @@ impl RemoteJwks {
     /// Claim the one fetch slot; the caller holds the state lock and has checked it is free.
     /// The returned launch must be spawned after the lock is released (a task that cannot be
     /// spawned reports through its guard, which takes the lock).
-    fn claim_fetch(&self, state: &mut State, runtime: Handle, reason: &'static str) -> Launch {
+    fn claim_fetch(&self, state: &mut FetchState, runtime: Handle, reason: &'static str) -> Launch {
         state.fetching = true;
         tracing::debug!(
             host = self.host(),
