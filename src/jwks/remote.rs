@@ -50,11 +50,10 @@
 //! ```
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Algorithm;
@@ -69,6 +68,9 @@ use crate::clock::SharedClock;
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::net::{is_loopback_host, transport_error_text};
 use crate::retry::{backoff_ceiling, jittered_on};
+
+mod published;
+use published::Published;
 
 /// Default bound on a whole fetch: connect, request, response and body.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -344,13 +346,7 @@ struct RemoteKeySetState {
     clock: SharedClock,
     algorithms: Vec<Algorithm>,
     /// What verification reads; replaced whole on each successful fetch.
-    snapshot: RwLock<Option<Arc<Snapshot>>>,
-    /// Unique to this key source (and its clones), never reused: what [`SEEN`] entries are
-    /// tagged with.
-    id: u64,
-    /// Bumped after each replacement of `snapshot`, so a thread can tell whether the
-    /// snapshot it read last is still the current one without taking the lock.
-    generation: AtomicU64,
+    snapshot: Published,
     /// Fetch bookkeeping; never held across an await.
     state: Mutex<FetchState>,
     /// Bumped after every fetch; waiters for an in-flight fetch watch it.
@@ -358,28 +354,6 @@ struct RemoteKeySetState {
     /// When the next background refresh is due (Unix milliseconds), for a lock-free check
     /// on the hot path. `u64::MAX` when none is scheduled.
     refresh_due_ms: AtomicU64,
-}
-
-/// The next [`RemoteKeySetState::id`].
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-/// How many key sources a thread remembers a snapshot of.
-const SEEN_SLOTS: usize = 4;
-
-/// The snapshot a thread read last from one key source, and at which generation.
-struct Seen {
-    source: u64,
-    generation: u64,
-    snapshot: Option<Arc<Snapshot>>,
-}
-
-thread_local! {
-    /// Each thread's last read snapshot per key source (by `id % SEEN_SLOTS`). A cache hit
-    /// checks its key against it after one atomic load of the generation: taking the read
-    /// lock instead writes to the lock's shared cache line on every hit, and two threads
-    /// answering hits then spend their time handing that line back and forth.
-    static SEEN: RefCell<[Option<Seen>; SEEN_SLOTS]> =
-        const { RefCell::new([const { None }; SEEN_SLOTS]) };
 }
 
 struct Snapshot {
@@ -512,9 +486,7 @@ impl RemoteJwks {
                 client,
                 clock,
                 algorithms,
-                snapshot: RwLock::new(None),
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                generation: AtomicU64::new(0),
+                snapshot: Published::new(),
                 state: Mutex::new(FetchState::default()),
                 completed,
                 refresh_due_ms: AtomicU64::new(u64::MAX),
@@ -525,7 +497,7 @@ impl RemoteJwks {
     /// Look `kid` up in the held set without waiting. Starts a background refresh when one
     /// is due and a Tokio runtime is at hand.
     pub(crate) fn lookup(&self, kid: &str, now: SystemTime) -> Lookup<'static> {
-        let found = self.with_current(|snapshot| match snapshot {
+        let found = self.inner.snapshot.read(|snapshot| match snapshot {
             Some(s) if now < s.usable_until => Some(s.keys.get(kid).cloned()),
             _ => None,
         });
@@ -623,11 +595,10 @@ impl RemoteJwks {
     }
 
     /// The cache-hit check: whether the set usable at `now` still holds `kid` with this
-    /// serial. Reads the snapshot this thread remembers (see
-    /// [`with_current`](Self::with_current)), writing nothing shared, and starts a due
-    /// refresh as [`lookup`](Self::lookup) does.
+    /// serial. Reads the snapshot this thread remembers (see [`Published::read`]), writing
+    /// nothing shared, and starts a due refresh as [`lookup`](Self::lookup) does.
     pub(crate) fn holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
-        let held = self.with_current(|snapshot| match snapshot {
+        let held = self.inner.snapshot.read(|snapshot| match snapshot {
             Some(s) if now < s.usable_until => {
                 Some(s.keys.get(kid).is_some_and(|k| k.serial == serial))
             }
@@ -642,43 +613,8 @@ impl RemoteJwks {
         held
     }
 
-    /// Run `f` on the current snapshot: the one this thread read last when no new one has
-    /// been published since (no lock, no shared write), else read afresh under the lock and
-    /// remembered for next time.
-    fn with_current<R>(&self, f: impl Fn(Option<&Snapshot>) -> R) -> R {
-        let inner = &*self.inner;
-        // Read before the snapshot: if a new one is published in between, the generation
-        // remembered is already behind, and the next call reads again.
-        let generation = inner.generation.load(Ordering::Acquire);
-        let fast = SEEN.try_with(|seen| {
-            let mut seen = seen.try_borrow_mut().ok()?;
-            let slot = &mut seen[(inner.id % SEEN_SLOTS as u64) as usize];
-            let current = slot
-                .as_ref()
-                .is_some_and(|s| s.source == inner.id && s.generation == generation);
-            if !current {
-                *slot = Some(Seen {
-                    source: inner.id,
-                    generation,
-                    snapshot: self.snapshot(),
-                });
-            }
-            let snapshot = slot.as_ref().and_then(|s| s.snapshot.as_deref());
-            Some(f(snapshot))
-        });
-        match fast {
-            Ok(Some(out)) => out,
-            // The thread is being torn down, or (never, today) re-entered: use the lock.
-            _ => f(self.snapshot().as_deref()),
-        }
-    }
-
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.inner
-            .snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.inner.snapshot.get()
     }
 
     fn usable_snapshot(&self, now: SystemTime) -> Option<Arc<Snapshot>> {
@@ -819,12 +755,7 @@ impl RemoteJwks {
                 let skipped = fetched.keys.skipped().len();
                 let max_age = fetched.max_age;
                 let snapshot = self.next_snapshot(fetched, now);
-                *inner
-                    .snapshot
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snapshot));
-                // After the snapshot: a thread that sees the new generation reads the new set.
-                inner.generation.fetch_add(1, Ordering::Release);
+                inner.snapshot.publish(snapshot);
                 state.last_success = Some(now);
                 state.failures = 0;
                 state.retry_at = None;
