@@ -595,8 +595,8 @@ impl RemoteJwks {
     }
 
     /// The cache-hit check: whether the set usable at `now` still holds `kid` with this
-    /// serial. Reads the snapshot this thread remembers (see [`Published::read`]), writing
-    /// nothing shared, and starts a due refresh as [`lookup`](Self::lookup) does.
+    /// serial. Reads the current snapshot without a lock or a shared write (see
+    /// [`Published::read`]), and starts a due refresh as [`lookup`](Self::lookup) does.
     pub(crate) fn holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
         let held = self.inner.snapshot.read(|snapshot| match snapshot {
             Some(s) if now < s.usable_until => {
