@@ -28,6 +28,20 @@ pub trait Clock: Send + Sync + 'static {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     }
+
+    /// Whether delays scheduled on this clock (the JWKS fetcher's retry backoff) are exactly
+    /// their documented length. When `false`, the default, each is shortened by a random
+    /// amount of up to half, so replicas that failed together do not retry together.
+    /// [`ManualClock`] answers `true`, so tests that move it see the documented schedule.
+    ///
+    /// ```
+    /// use mka1_auth::{Clock, ManualClock, SystemClock};
+    /// assert!(ManualClock::at_unix(1_700_000_000).pins_jitter());
+    /// assert!(!SystemClock.pins_jitter());
+    /// ```
+    fn pins_jitter(&self) -> bool {
+        false
+    }
 }
 
 impl<F> Clock for F
@@ -111,6 +125,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.nanos.load(Ordering::Acquire))
+    }
+
+    fn pins_jitter(&self) -> bool {
+        true
     }
 }
 

@@ -58,8 +58,9 @@ use crate::claims::validate_end_user_id;
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::jwks::b64url_decode;
-use crate::net::is_loopback_host;
+use crate::net::{is_loopback_host, transport_error_text};
 use crate::outbound::{ApiKey, Credential, CredentialSource, OutboundContext};
+use crate::retry::{backoff, parse_retry_after};
 
 pub use crate::protocol::{
     DEFAULT_BASE_URL, DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH,
@@ -540,7 +541,7 @@ impl ExchangeClientBuilder {
             })
             .build();
         Ok(ExchangeClient {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ExchangeClientState {
                 http,
                 endpoint,
                 secret: self.api_key.unwrap_or_default(),
@@ -605,10 +606,12 @@ fn endpoint_url(base: &str, path: &str) -> Result<reqwest::Url, ConfigError> {
 /// ```
 #[derive(Clone)]
 pub struct ExchangeClient {
-    inner: Arc<Inner>,
+    inner: Arc<ExchangeClientState>,
 }
 
-struct Inner {
+/// What an [`ExchangeClient`] and its clones share: the http client, the key, the settings
+/// and the token cache.
+struct ExchangeClientState {
     http: reqwest::Client,
     endpoint: reqwest::Url,
     api_key: ApiKey,
@@ -826,7 +829,7 @@ impl ExchangeClient {
         let inner = &self.inner;
         let transport = |e: reqwest::Error| Failure {
             error: ExchangeError::new(ExchangeErrorKind::Transport)
-                .with_message(self.scrub(&without_url(e).to_string())),
+                .with_message(self.scrub(&transport_error_text(e))),
             retryable: true,
         };
         let response = inner
@@ -983,11 +986,6 @@ impl ExchangeClient {
     }
 }
 
-/// reqwest's error text can hold the URL; the endpoint is no secret, but keep messages short.
-fn without_url(e: reqwest::Error) -> reqwest::Error {
-    e.without_url()
-}
-
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
@@ -1012,59 +1010,6 @@ fn jwt_exp(token: &str) -> Option<u64> {
         _ => None,
     }
     .filter(|exp| *exp > 0)
-}
-
-/// Exponential backoff with jitter: half fixed, half random.
-fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let full = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(max);
-    let mut byte = [0u8; 1];
-    let _ = aws_lc_rs::rand::fill(&mut byte);
-    full / 2 + (full / 2).mul_f64(f64::from(byte[0]) / 255.0)
-}
-
-/// `Retry-After`: delay-seconds or an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn parse_retry_after(value: &str, now: u64) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = parse_imf_fixdate(value)?;
-    Some(Duration::from_secs(at.saturating_sub(now)))
-}
-
-fn parse_imf_fixdate(s: &str) -> Option<u64> {
-    let rest = s.split_once(", ")?.1;
-    let mut parts = rest.split(' ');
-    let day: u64 = parts.next()?.parse().ok()?;
-    let month = parts.next()?;
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':');
-    if parts.next()? != "GMT" || parts.next().is_some() {
-        return None;
-    }
-    let (h, m, sec): (u64, u64, u64) = (
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-    );
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 || year < 1970 {
-        return None;
-    }
-    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
 /// The outbound layer's credential source backed by an [`ExchangeClient`]; made by
@@ -1155,36 +1100,6 @@ impl fmt::Debug for ExchangeFuture {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after(" 7 ", 0), Some(Duration::from_secs(7)));
-        // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT.
-        let at = parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(at, Some(784_111_777));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784_111_770),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784_111_999),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            parse_imf_fixdate("Tue, 29 Feb 2028 12:00:00 GMT"),
-            Some(1_835_438_400)
-        );
-        for bad in [
-            "soon",
-            "-1",
-            "Sun, 06 Nov 1994 08:49:37 UTC",
-            "Sun, 32 Nov 1994 08:49:37 GMT",
-            "",
-        ] {
-            assert_eq!(parse_retry_after(bad, 0), None, "{bad}");
-        }
-    }
 
     #[test]
     fn backoff_doubles_and_caps() {

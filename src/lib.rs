@@ -97,6 +97,8 @@ pub mod outbound;
 pub mod permissions;
 pub mod protocol;
 pub mod rejection;
+#[cfg(feature = "remote")]
+mod retry;
 mod token_cache;
 mod verify;
 

@@ -33,6 +33,25 @@ pub(crate) fn authority_port(authority: &http::uri::Authority) -> Result<Option<
     port.parse().map(Some).map_err(|_| ())
 }
 
+/// What a reqwest error says, for error messages and logs: its text and its causes', joined
+/// by `: `, without the request URL (it may carry a query string, and the endpoint is known
+/// anyway). The causes name what failed (a refused connection, a TLS or timeout error); none
+/// of them carries request headers, so no credential sent with the request shows up here.
+/// Callers holding a secret still redact it from the result.
+#[cfg(feature = "remote")]
+pub(crate) fn transport_error_text(error: reqwest::Error) -> String {
+    use std::error::Error as _;
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::{authority_port, is_loopback_host};
@@ -79,6 +98,28 @@ mod tests {
             "",
         ] {
             assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[cfg(feature = "remote")]
+    #[tokio::test]
+    async fn transport_errors_name_their_causes_but_not_the_url() {
+        // Bind and drop a listener to find a closed port.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let error = reqwest::Client::new()
+            .get(format!("http://{addr}/jwks?token=hunter2"))
+            .bearer_auth("sk-secret")
+            .send()
+            .await
+            .unwrap_err();
+        let text = super::transport_error_text(error);
+        assert!(text.starts_with("error sending request"), "{text}");
+        assert!(text.matches(": ").count() >= 1, "the causes follow: {text}");
+        for hidden in ["hunter2", "sk-secret", "/jwks", "http://"] {
+            assert!(!text.contains(hidden), "{hidden} in {text}");
         }
     }
 }

@@ -16,8 +16,8 @@
 //! - **Cold start.** Building the verifier does no I/O. The first requests wait for the one
 //!   in-flight fetch, bounded by the fetch timeout (5 s).
 //! - **Outage.** A failed fetch keeps the last good set, served for up to 24 hours past its
-//!   max-age (stale-if-error), and is retried with exponential backoff. With no usable set,
-//!   verification fails with [`ErrorKind::KeysUnavailable`] and
+//!   max-age (stale-if-error), and is retried with exponential backoff and jitter. With no
+//!   usable set, verification fails with [`ErrorKind::KeysUnavailable`] and
 //!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run.
 //! - **Limits.** The whole fetch is bounded by the timeout; the body by a size cap (256 KiB);
 //!   `https` is required except for loopback hosts or an explicit opt-in. A non-200 status, a
@@ -50,11 +50,10 @@
 //! ```
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::jwks::Algorithm;
@@ -67,7 +66,11 @@ use tokio::sync::watch;
 use super::{JwksDocument, KeySet, KeySetStatus, Lookup, VerificationKey};
 use crate::clock::SharedClock;
 use crate::error::{ConfigError, Error, ErrorKind};
-use crate::net::is_loopback_host;
+use crate::net::{is_loopback_host, transport_error_text};
+use crate::retry::{backoff_ceiling, jittered_on};
+
+mod published;
+use published::Published;
 
 /// Default bound on a whole fetch: connect, request, response and body.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -240,6 +243,11 @@ impl RemoteJwksConfig {
     /// Delay before retrying a failed fetch: `initial`, doubled after each further failure,
     /// at most `max` (default 30 s up to 5 minutes). Unknown-`kid` refetches wait for it too.
     ///
+    /// That is the longest delay: each one is shortened at random by up to half (jitter), so
+    /// replicas that failed together do not retry together; with a clock that
+    /// [pins jitter](crate::Clock::pins_jitter), such as [`ManualClock`](crate::ManualClock),
+    /// it is exact.
+    ///
     /// ```
     /// # use std::time::Duration;
     /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
@@ -316,64 +324,36 @@ impl RemoteJwksConfig {
         max_age.clamp(self.min_max_age, self.max_max_age)
     }
 
-    /// The retry delay after `failures` consecutive failures (1 or more).
+    /// The longest retry delay after `failures` consecutive failures (1 or more); the one
+    /// scheduled is shortened by jitter (see [`retry_backoff`](Self::retry_backoff)).
     fn backoff(&self, failures: u32) -> Duration {
-        let factor = 1u32 << failures.saturating_sub(1).min(20);
-        self.retry_initial
-            .saturating_mul(factor)
-            .min(self.retry_max)
+        backoff_ceiling(self.retry_initial, self.retry_max, failures)
     }
 }
 
 /// A remote key set: shared, cheap to clone.
 #[derive(Clone)]
 pub(crate) struct RemoteJwks {
-    inner: Arc<Inner>,
+    inner: Arc<RemoteKeySetState>,
 }
 
-struct Inner {
+/// Everything a remote key set and its clones share: settings, the published snapshot and
+/// the fetch bookkeeping.
+struct RemoteKeySetState {
     url: Url,
     config: RemoteJwksConfig,
     client: reqwest::Client,
     clock: SharedClock,
     algorithms: Vec<Algorithm>,
     /// What verification reads; replaced whole on each successful fetch.
-    snapshot: RwLock<Option<Arc<Snapshot>>>,
-    /// Unique to this key source (and its clones), never reused: what [`SEEN`] entries are
-    /// tagged with.
-    id: u64,
-    /// Bumped after each replacement of `snapshot`, so a thread can tell whether the
-    /// snapshot it read last is still the current one without taking the lock.
-    generation: AtomicU64,
+    snapshot: Published,
     /// Fetch bookkeeping; never held across an await.
-    state: Mutex<State>,
+    state: Mutex<FetchState>,
     /// Bumped after every fetch; waiters for an in-flight fetch watch it.
     completed: watch::Sender<u64>,
     /// When the next background refresh is due (Unix milliseconds), for a lock-free check
     /// on the hot path. `u64::MAX` when none is scheduled.
     refresh_due_ms: AtomicU64,
-}
-
-/// The next [`Inner::id`].
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-/// How many key sources a thread remembers a snapshot of.
-const SEEN_SLOTS: usize = 4;
-
-/// The snapshot a thread read last from one key source, and at which generation.
-struct Seen {
-    source: u64,
-    generation: u64,
-    snapshot: Option<Arc<Snapshot>>,
-}
-
-thread_local! {
-    /// Each thread's last read snapshot per key source (by `id % SEEN_SLOTS`). A cache hit
-    /// checks its key against it after one atomic load of the generation: taking the read
-    /// lock instead writes to the lock's shared cache line on every hit, and two threads
-    /// answering hits then spend their time handing that line back and forth.
-    static SEEN: RefCell<[Option<Seen>; SEEN_SLOTS]> =
-        const { RefCell::new([const { None }; SEEN_SLOTS]) };
 }
 
 struct Snapshot {
@@ -387,8 +367,9 @@ struct Snapshot {
     usable_until: SystemTime,
 }
 
+/// Fetch bookkeeping: whether one runs, and when the next may.
 #[derive(Default)]
-struct State {
+struct FetchState {
     fetching: bool,
     /// Someone waits on the in-flight fetch for an unknown `kid` (or a cold start): the
     /// cooldown starts when it completes.
@@ -401,7 +382,7 @@ struct State {
     next_refresh: Option<SystemTime>,
 }
 
-impl State {
+impl FetchState {
     /// The earliest time an on-demand fetch may start.
     fn gate(&self) -> Option<SystemTime> {
         self.cooldown_until.max(self.retry_at)
@@ -499,16 +480,14 @@ impl RemoteJwks {
         };
         let (completed, _) = watch::channel(0);
         Ok(RemoteJwks {
-            inner: Arc::new(Inner {
+            inner: Arc::new(RemoteKeySetState {
                 url,
                 config,
                 client,
                 clock,
                 algorithms,
-                snapshot: RwLock::new(None),
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                generation: AtomicU64::new(0),
-                state: Mutex::new(State::default()),
+                snapshot: Published::new(),
+                state: Mutex::new(FetchState::default()),
                 completed,
                 refresh_due_ms: AtomicU64::new(u64::MAX),
             }),
@@ -518,7 +497,7 @@ impl RemoteJwks {
     /// Look `kid` up in the held set without waiting. Starts a background refresh when one
     /// is due and a Tokio runtime is at hand.
     pub(crate) fn lookup(&self, kid: &str, now: SystemTime) -> Lookup<'static> {
-        let found = self.with_current(|snapshot| match snapshot {
+        let found = self.inner.snapshot.read(|snapshot| match snapshot {
             Some(s) if now < s.usable_until => Some(s.keys.get(kid).cloned()),
             _ => None,
         });
@@ -608,7 +587,7 @@ impl RemoteJwks {
         self.inner.url.host_str().unwrap_or("")
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, FetchState> {
         self.inner
             .state
             .lock()
@@ -616,11 +595,10 @@ impl RemoteJwks {
     }
 
     /// The cache-hit check: whether the set usable at `now` still holds `kid` with this
-    /// serial. Reads the snapshot this thread remembers (see
-    /// [`with_current`](Self::with_current)), writing nothing shared, and starts a due
-    /// refresh as [`lookup`](Self::lookup) does.
+    /// serial. Reads the current snapshot without a lock or a shared write (see
+    /// [`Published::read`]), and starts a due refresh as [`lookup`](Self::lookup) does.
     pub(crate) fn holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
-        let held = self.with_current(|snapshot| match snapshot {
+        let held = self.inner.snapshot.read(|snapshot| match snapshot {
             Some(s) if now < s.usable_until => {
                 Some(s.keys.get(kid).is_some_and(|k| k.serial == serial))
             }
@@ -635,43 +613,8 @@ impl RemoteJwks {
         held
     }
 
-    /// Run `f` on the current snapshot: the one this thread read last when no new one has
-    /// been published since (no lock, no shared write), else read afresh under the lock and
-    /// remembered for next time.
-    fn with_current<R>(&self, f: impl Fn(Option<&Snapshot>) -> R) -> R {
-        let inner = &*self.inner;
-        // Read before the snapshot: if a new one is published in between, the generation
-        // remembered is already behind, and the next call reads again.
-        let generation = inner.generation.load(Ordering::Acquire);
-        let fast = SEEN.try_with(|seen| {
-            let mut seen = seen.try_borrow_mut().ok()?;
-            let slot = &mut seen[(inner.id % SEEN_SLOTS as u64) as usize];
-            let current = slot
-                .as_ref()
-                .is_some_and(|s| s.source == inner.id && s.generation == generation);
-            if !current {
-                *slot = Some(Seen {
-                    source: inner.id,
-                    generation,
-                    snapshot: self.snapshot(),
-                });
-            }
-            let snapshot = slot.as_ref().and_then(|s| s.snapshot.as_deref());
-            Some(f(snapshot))
-        });
-        match fast {
-            Ok(Some(out)) => out,
-            // The thread is being torn down, or (never, today) re-entered: use the lock.
-            _ => f(self.snapshot().as_deref()),
-        }
-    }
-
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.inner
-            .snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.inner.snapshot.get()
     }
 
     fn usable_snapshot(&self, now: SystemTime) -> Option<Arc<Snapshot>> {
@@ -684,7 +627,7 @@ impl RemoteJwks {
 
     /// The error for a key that is still missing: unknown when a usable set is held,
     /// otherwise the keys are unavailable until the next allowed fetch.
-    fn miss_error(&self, state: &State, now: SystemTime) -> Error {
+    fn miss_error(&self, state: &FetchState, now: SystemTime) -> Error {
         if self.usable_snapshot(now).is_some() {
             return Error::new(ErrorKind::UnknownKeyId);
         }
@@ -706,7 +649,7 @@ impl RemoteJwks {
     /// When the cooldown or retry backoff still forbids an on-demand fetch. A gate further
     /// ahead than either could set means the clock was moved back; it is ignored rather than
     /// blocking fetches for as long as the clock jumped.
-    fn pending_gate(&self, state: &State, now: SystemTime) -> Option<SystemTime> {
+    fn pending_gate(&self, state: &FetchState, now: SystemTime) -> Option<SystemTime> {
         let config = &self.inner.config;
         let longest = config.cooldown.max(config.retry_max);
         state.gate().filter(|gate| {
@@ -738,7 +681,7 @@ impl RemoteJwks {
     /// Claim the one fetch slot; the caller holds the state lock and has checked it is free.
     /// The returned launch must be spawned after the lock is released (a task that cannot be
     /// spawned reports through its guard, which takes the lock).
-    fn claim_fetch(&self, state: &mut State, runtime: Handle, reason: &'static str) -> Launch {
+    fn claim_fetch(&self, state: &mut FetchState, runtime: Handle, reason: &'static str) -> Launch {
         state.fetching = true;
         tracing::debug!(
             host = self.host(),
@@ -812,12 +755,7 @@ impl RemoteJwks {
                 let skipped = fetched.keys.skipped().len();
                 let max_age = fetched.max_age;
                 let snapshot = self.next_snapshot(fetched, now);
-                *inner
-                    .snapshot
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snapshot));
-                // After the snapshot: a thread that sees the new generation reads the new set.
-                inner.generation.fetch_add(1, Ordering::Release);
+                inner.snapshot.publish(snapshot);
                 state.last_success = Some(now);
                 state.failures = 0;
                 state.retry_at = None;
@@ -835,7 +773,7 @@ impl RemoteJwks {
             }
             Err(error) => {
                 state.failures = state.failures.saturating_add(1);
-                let backoff = inner.config.backoff(state.failures);
+                let backoff = jittered_on(&*inner.clock, inner.config.backoff(state.failures));
                 state.retry_at = Some(later(now, backoff));
                 state.next_refresh = state.retry_at;
                 let serving_stale = self.usable_snapshot(now).is_some();
@@ -997,17 +935,7 @@ fn unfollowed_redirect(response: &reqwest::Response, url: &Url) -> Unfollowed {
 }
 
 fn transport_error(error: reqwest::Error) -> FetchError {
-    use std::error::Error as _;
-    // The url is dropped (it may carry a query string); the causes name what failed.
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    FetchError::Transport(message)
+    FetchError::Transport(transport_error_text(error))
 }
 
 /// Parse and check a JWKS URL: `https`, or `http` for loopback hosts or when allowed.
@@ -1394,6 +1322,39 @@ mod tests {
             status.next_refresh,
             Some(clock.now() + DEFAULT_RETRY_INITIAL)
         );
+    }
+
+    #[test]
+    fn retries_are_jittered_unless_the_clock_pins_them() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let jwks = RemoteJwks::new(
+            "https://jwks.example.com/keys",
+            RemoteJwksConfig::default(),
+            Arc::new(move || at),
+            vec![Algorithm::EdDSA],
+        )
+        .unwrap();
+        let mut delays = Vec::new();
+        for (failures, ceiling) in [(1, 30), (2, 60), (3, 120), (4, 240), (5, 300), (6, 300)] {
+            jwks.complete(Err(FetchError::Status(503)));
+            let status = jwks.status();
+            assert_eq!(status.consecutive_failures, failures);
+            let delay = status.next_refresh.unwrap().duration_since(at).unwrap();
+            let ceiling = Duration::from_secs(ceiling);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{failures}: {delay:?}"
+            );
+            delays.push(delay.as_secs_f64() / ceiling.as_secs_f64());
+        }
+        assert!(delays.iter().any(|d| *d != 1.0), "{delays:?}");
+        // A ManualClock pins them: the documented schedule exactly.
+        let (jwks, clock) = jwks_at(1_800_000_000);
+        for ceiling in [30, 60, 120, 240, 300, 300] {
+            jwks.complete(Err(FetchError::Status(503)));
+            let next = jwks.status().next_refresh.unwrap();
+            assert_eq!(next, clock.now() + Duration::from_secs(ceiling));
+        }
     }
 
     #[test]
