@@ -35,7 +35,7 @@ pub trait Clock: Send + Sync + 'static {
     /// [`ManualClock`] answers `true`, so tests that move it see the documented schedule.
     ///
     /// ```
-    /// use mka1_auth::{Clock, ManualClock, SystemClock};
+    /// use mka1_auth::clock::{Clock, ManualClock, SystemClock};
     /// assert!(ManualClock::at_unix(1_700_000_000).pins_jitter());
     /// assert!(!SystemClock.pins_jitter());
     /// ```

@@ -78,12 +78,6 @@ pub enum ErrorKind {
     KeysUnavailable,
     /// An extractor ran without the authentication layer in front of it (a wiring bug).
     MissingLayer,
-    /// An outbound request went to a host credentials may not be sent to.
-    HostNotAllowed,
-    /// No credential could be had for an outbound request.
-    CredentialUnavailable,
-    /// The MKA1 exchange endpoint refused or failed the exchange.
-    Exchange,
 }
 
 impl ErrorKind {
@@ -116,9 +110,6 @@ impl ErrorKind {
             ErrorKind::MissingLayer => {
                 "the authentication layer is missing in front of this handler"
             }
-            ErrorKind::HostNotAllowed => "credentials may not be sent to this host",
-            ErrorKind::CredentialUnavailable => "no credential is available for the outbound call",
-            ErrorKind::Exchange => "the mka1 token exchange failed",
         }
     }
 
@@ -131,9 +122,6 @@ impl ErrorKind {
                 | ErrorKind::InsufficientPermission
                 | ErrorKind::KeysUnavailable
                 | ErrorKind::MissingLayer
-                | ErrorKind::HostNotAllowed
-                | ErrorKind::CredentialUnavailable
-                | ErrorKind::Exchange
                 | ErrorKind::OnBehalfOfMismatch
         )
     }

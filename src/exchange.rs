@@ -23,7 +23,7 @@
 //! - **Origin.** The API key is sent only to the configured endpoint: the client follows
 //!   no redirect, not even one within the same origin. A redirect answer (3xx) is a failed
 //!   exchange, [`ExchangeErrorKind::UnexpectedStatus`] with its status, and is not retried.
-//! - **Errors.** Every failure is an [`Error`] of kind [`ErrorKind::Exchange`] whose
+//! - **Errors.** Every failure is a [`Refusal`] of kind [`RefusalKind::Exchange`] whose
 //!   [`ExchangeError`] (from [`ExchangeError::of`]) tells the status and what MKA1 refused,
 //!   including the `{"detail":[{"path","message"}]}` list of a 400. The API key never
 //!   appears in an error.
@@ -56,10 +56,12 @@ use serde_json::Value;
 
 use crate::claims::validate_end_user_id;
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::error::{ConfigError, Error, ErrorKind};
+use crate::error::ConfigError;
 use crate::jwks::b64url_decode;
 use crate::net::{is_loopback_host, transport_error_text};
-use crate::outbound::{ApiKey, Credential, CredentialSource, OutboundContext};
+use crate::outbound::{
+    ApiKey, Credential, CredentialSource, OutboundContext, Refusal, RefusalKind,
+};
 use crate::retry::{backoff, parse_retry_after};
 
 pub use crate::protocol::{
@@ -177,7 +179,7 @@ impl ExchangeRequest {
 /// A token MKA1 minted. Its `Debug` is redacted.
 ///
 /// ```
-/// # async fn demo(client: mka1_auth::exchange::ExchangeClient) -> Result<(), mka1_auth::Error> {
+/// # async fn demo(client: mka1_auth::exchange::ExchangeClient) -> Result<(), mka1_auth::outbound::Refusal> {
 /// # let request = mka1_auth::exchange::ExchangeRequest::new("https://agents.example.com", "user-42");
 /// let token = client.token(&request).await?;
 /// let mut req = http::Request::get("https://agents.example.com/run").body(()).unwrap();
@@ -270,7 +272,7 @@ impl ExchangeIssue {
 
 /// The typed view of a failed exchange: what kind, which HTTP status, and what MKA1 said.
 ///
-/// Get it from the crate's [`Error`] with [`ExchangeError::of`]. Texts from MKA1 are
+/// Get it from the [`Refusal`] with [`ExchangeError::of`]. Texts from MKA1 are
 /// shortened and never contain the API key.
 ///
 /// ```
@@ -319,8 +321,8 @@ impl ExchangeError {
         self
     }
 
-    /// The exchange failure inside a crate [`Error`], if it is one.
-    pub fn of(error: &Error) -> Option<&ExchangeError> {
+    /// The exchange failure inside a [`Refusal`], if it is one.
+    pub fn of(error: &Refusal) -> Option<&ExchangeError> {
         std::error::Error::source(error)?.downcast_ref()
     }
 
@@ -354,8 +356,8 @@ impl ExchangeError {
         self.attempts
     }
 
-    fn into_error(self) -> Error {
-        Error::with_detail(ErrorKind::Exchange, self.to_string()).with_source(self)
+    fn into_error(self) -> Refusal {
+        Refusal::with_detail(RefusalKind::Exchange, self.to_string()).with_source(self)
     }
 }
 
@@ -705,7 +707,7 @@ impl ExchangeClient {
     /// A token for this request: from the cache while it is fresh, else exchanged.
     ///
     /// Concurrent calls for the same (audience, user, permissions) share one exchange.
-    pub async fn token(&self, request: &ExchangeRequest) -> Result<ExchangedToken, Error> {
+    pub async fn token(&self, request: &ExchangeRequest) -> Result<ExchangedToken, Refusal> {
         let lifetime = request.validate().map_err(ExchangeError::into_error)?;
         let key = CacheKey {
             audience: request.audience.as_str().into(),
@@ -742,13 +744,13 @@ impl ExchangeClient {
         // Someone else refreshed between our passes with a token already due; use it.
         match stale {
             Some(s) => Ok(s.token),
-            None => Err(Error::new(ErrorKind::Exchange)),
+            None => Err(Refusal::new(RefusalKind::Exchange)),
         }
     }
 
     /// A [`CredentialSource`] for the outbound layer: tokens for `audience`, one per end
     /// user (a request without an end user fails with
-    /// [`ErrorKind::CredentialUnavailable`]).
+    /// [`RefusalKind::CredentialUnavailable`]).
     pub fn source(&self, audience: impl Into<String>) -> ExchangeSource {
         ExchangeSource {
             client: self.clone(),
@@ -776,7 +778,7 @@ impl ExchangeClient {
     }
 
     /// One exchange, with retries. Never reads or writes the cache.
-    async fn exchange(&self, request: &ExchangeRequest, lifetime: u64) -> Result<Cached, Error> {
+    async fn exchange(&self, request: &ExchangeRequest, lifetime: u64) -> Result<Cached, Refusal> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Body<'a> {
@@ -1064,8 +1066,8 @@ impl CredentialSource for ExchangeSource {
 
     fn credential(&self, cx: &OutboundContext<'_>) -> Self::Future {
         let Some(user) = cx.end_user() else {
-            let error = Error::with_detail(
-                ErrorKind::CredentialUnavailable,
+            let error = Refusal::with_detail(
+                RefusalKind::CredentialUnavailable,
                 "an exchanged token needs an end user, and the request names none",
             );
             return ExchangeFuture(Box::pin(std::future::ready(Err(error))));
@@ -1081,10 +1083,10 @@ impl CredentialSource for ExchangeSource {
 }
 
 /// The future of [`ExchangeSource`]: a cache lookup, or an exchange.
-pub struct ExchangeFuture(Pin<Box<dyn Future<Output = Result<Credential, Error>> + Send>>);
+pub struct ExchangeFuture(Pin<Box<dyn Future<Output = Result<Credential, Refusal>> + Send>>);
 
 impl Future for ExchangeFuture {
-    type Output = Result<Credential, Error>;
+    type Output = Result<Credential, Refusal>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.0.as_mut().poll(cx)

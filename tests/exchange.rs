@@ -11,7 +11,8 @@ use mka1_auth::exchange::{
     ExchangeError, ExchangeErrorKind, ExchangeRequest, EXCHANGE_TOKEN_PATH,
     LEGACY_EXCHANGE_TOKEN_PATH,
 };
-use mka1_auth::{exchange::ExchangeClient, Error, ErrorKind, ManualClock};
+use mka1_auth::outbound::{Refusal, RefusalKind};
+use mka1_auth::{exchange::ExchangeClient, ManualClock};
 use mock_mka1::{payload, MockMka1, Reply, Upstream, API_KEY};
 use serde_json::json;
 
@@ -26,13 +27,13 @@ fn req(user: &str) -> ExchangeRequest {
     ExchangeRequest::new(AUD, user)
 }
 
-fn exchange_error(err: &Error) -> &ExchangeError {
-    assert_eq!(err.kind(), ErrorKind::Exchange, "{err}");
+fn exchange_error(err: &Refusal) -> &ExchangeError {
+    assert_eq!(err.kind(), RefusalKind::Exchange, "{err}");
     ExchangeError::of(err).unwrap_or_else(|| panic!("no exchange error inside {err:?}"))
 }
 
 /// The API key must appear nowhere in what an error shows.
-fn assert_no_key(err: &Error) {
+fn assert_no_key(err: &Refusal) {
     for text in [
         err.to_string(),
         format!("{err:?}"),
@@ -343,7 +344,7 @@ fn redirect(status: u16, location: &str) -> Reply {
 
 /// A redirect answer failed the exchange on its one attempt, said so, and did not show the
 /// key or the location.
-fn assert_redirect_refused(err: &Error, status: u16, location: &str) {
+fn assert_redirect_refused(err: &Refusal, status: u16, location: &str) {
     let ex = exchange_error(err);
     assert_eq!(ex.kind(), ExchangeErrorKind::UnexpectedStatus, "{err}");
     assert_eq!(ex.status(), Some(status), "{err}");

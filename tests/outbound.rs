@@ -17,11 +17,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mka1_auth::outbound::{
     carry_identity, ApiKey, Credential, CredentialSource, ForwardToken, Outbound, OutboundContext,
-    OutboundError, OutboundLayer,
+    OutboundError, OutboundLayer, Refusal, RefusalKind,
 };
-use mka1_auth::{
-    BearerToken, Error, ErrorKind, ManualClock, OnBehalfOf, VerifiedToken, Verifier, X_ON_BEHALF_OF,
-};
+use mka1_auth::{BearerToken, ManualClock, OnBehalfOf, VerifiedToken, Verifier, X_ON_BEHALF_OF};
 use mock_mka1::Upstream;
 use serde_json::json;
 use tower::{service_fn, Layer, Service, ServiceExt};
@@ -66,7 +64,7 @@ fn get(url: &str) -> Request<String> {
     Request::get(url).body(String::new()).unwrap()
 }
 
-fn refusal<E: std::fmt::Debug>(err: OutboundError<E>) -> Error {
+fn refusal<E: std::fmt::Debug>(err: OutboundError<E>) -> Refusal {
     match err {
         OutboundError::Refused(e) => e,
         other => panic!("expected a refusal, got {other:?}"),
@@ -74,7 +72,7 @@ fn refusal<E: std::fmt::Debug>(err: OutboundError<E>) -> Error {
 }
 
 /// Send `req` through `client`, expecting the layer to refuse it.
-async fn refused<S, E>(client: &S, req: Request<String>) -> Error
+async fn refused<S, E>(client: &S, req: Request<String>) -> Refusal
 where
     S: Service<Request<String>, Error = OutboundError<E>> + Clone,
     E: std::fmt::Debug,
@@ -196,7 +194,7 @@ async fn a_closure_names_the_user_when_no_verified_one_rides_along() {
     // An id MKA1 would refuse never leaves.
     for bad in ["*", " bob", &"x".repeat(151)] {
         let err = refused(&client, named(bad)).await;
-        assert_eq!(err.kind(), ErrorKind::CredentialUnavailable, "{bad:?}");
+        assert_eq!(err.kind(), RefusalKind::CredentialUnavailable, "{bad:?}");
         assert!(err.to_string().contains("end-user id"), "{err}");
     }
     assert_eq!(upstream.seen().len(), 2);
@@ -207,7 +205,7 @@ async fn a_closure_names_the_user_when_no_verified_one_rides_along() {
 struct Counting(Arc<AtomicUsize>);
 
 impl CredentialSource for Counting {
-    type Future = Ready<Result<Credential, Error>>;
+    type Future = Ready<Result<Credential, Refusal>>;
     fn credential(&self, _cx: &OutboundContext<'_>) -> Self::Future {
         self.0.fetch_add(1, Ordering::SeqCst);
         ready(Credential::bearer(KEY))
@@ -234,14 +232,14 @@ async fn a_host_not_allowed_gets_no_credentials_and_no_request() {
         let mut req = get(&url);
         req.extensions_mut().insert(user_of(&alice));
         let err = refused(&client, req).await;
-        assert_eq!(err.kind(), ErrorKind::HostNotAllowed, "{url}");
+        assert_eq!(err.kind(), RefusalKind::HostNotAllowed, "{url}");
     }
     // A Host header naming another host than the URI.
     let mut req = get(&allowed.url("/x"));
     req.headers_mut()
         .insert("host", "evil.example".parse().unwrap());
     let err = refused(&client, req).await;
-    assert_eq!(err.kind(), ErrorKind::HostNotAllowed);
+    assert_eq!(err.kind(), RefusalKind::HostNotAllowed);
     assert!(err.to_string().contains("host header"), "{err}");
 
     assert!(other.seen().is_empty());
@@ -285,7 +283,7 @@ async fn the_inbound_token_is_forwarded_unchanged() {
 
     // Nothing to forward.
     let err = refused(&client, get(&upstream.url("/x"))).await;
-    assert_eq!(err.kind(), ErrorKind::CredentialUnavailable);
+    assert_eq!(err.kind(), RefusalKind::CredentialUnavailable);
 
     // Never forwarded for another user than the token's.
     let layer = OutboundLayer::builder(ForwardToken)
@@ -297,7 +295,7 @@ async fn the_inbound_token_is_forwarded_unchanged() {
     req.extensions_mut().insert(alice.verified.clone());
     req.extensions_mut().insert(alice.bearer.clone());
     let err = refusal(layer.layer(hyper_client()).oneshot(req).await.unwrap_err());
-    assert_eq!(err.kind(), ErrorKind::CredentialUnavailable);
+    assert_eq!(err.kind(), RefusalKind::CredentialUnavailable);
     assert_eq!(upstream.seen().len(), 1);
 }
 
@@ -348,7 +346,7 @@ async fn exchanged_tokens_are_minted_once_per_user_and_sent_onward() {
 
     // An exchange needs a user: a backend-only call is refused, and nothing is minted.
     let err = refused(&client, get(&upstream.url("/x"))).await;
-    assert_eq!(err.kind(), ErrorKind::CredentialUnavailable);
+    assert_eq!(err.kind(), RefusalKind::CredentialUnavailable);
     // An MKA1 refusal surfaces as an exchange error, and the upstream is not called.
     mka1.script([mock_mka1::Reply::status(
         403,
@@ -358,7 +356,7 @@ async fn exchanged_tokens_are_minted_once_per_user_and_sent_onward() {
     req.extensions_mut()
         .insert(user_of(&inbound("carol").await));
     let err = refusal(client.oneshot(req).await.unwrap_err());
-    assert_eq!(err.kind(), ErrorKind::Exchange);
+    assert_eq!(err.kind(), RefusalKind::Exchange);
     assert_eq!(mka1.calls().len(), 3);
     assert_eq!(upstream.seen().len(), 6);
 }
@@ -402,7 +400,7 @@ async fn reqwest_adapter_sets_headers_and_never_follows_a_redirect_off_origin() 
 
     // Disallowed hosts are refused before reqwest sees the request.
     let err = refusal(call(b.url("/x")).await.unwrap_err());
-    assert_eq!(err.kind(), ErrorKind::HostNotAllowed);
+    assert_eq!(err.kind(), RefusalKind::HostNotAllowed);
     assert!(b.seen().is_empty());
 }
 

@@ -17,9 +17,9 @@
 //!    as `-`, as CGI-style servers read them); with no end user, every `X-On-Behalf-Of` is
 //!    removed: a backend-only call. Both values are marked sensitive.
 //!
-//! Refusals never reach the inner client: they come back as [`OutboundError::Refused`] with an
-//! [`Error`] whose [`kind`](Error::kind) is [`ErrorKind::HostNotAllowed`],
-//! [`ErrorKind::CredentialUnavailable`] or [`ErrorKind::Exchange`]. The inner client's own
+//! Refusals never reach the inner client: they come back as [`OutboundError::Refused`] with a
+//! [`Refusal`] whose [`kind`](Refusal::kind) is [`RefusalKind::HostNotAllowed`],
+//! [`RefusalKind::CredentialUnavailable`] or [`RefusalKind::Exchange`]. The inner client's own
 //! errors come back as [`OutboundError::Service`].
 //!
 //! # Redirects
@@ -55,7 +55,7 @@
 //! // Another host gets nothing: the request fails before it is sent.
 //! let req = Request::get("https://elsewhere.example/").body(String::new())?;
 //! let err = client.oneshot(req).await.unwrap_err();
-//! assert_eq!(err.refusal().unwrap().kind(), mka1_auth::ErrorKind::HostNotAllowed);
+//! assert_eq!(err.refusal().unwrap().kind(), mka1_auth::outbound::RefusalKind::HostNotAllowed);
 //! # Ok(()) }
 //! # use tower_layer::Layer;
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
@@ -77,7 +77,7 @@ use crate::claims::{
     bearer_header_value, validate_end_user_id, BearerToken, OnBehalfOf, VerifiedToken,
     X_ON_BEHALF_OF,
 };
-use crate::error::{ConfigError, Error, ErrorKind};
+use crate::error::ConfigError;
 use crate::headers::remove_every_spelling;
 use crate::net::{authority_port, is_loopback_host};
 
@@ -104,10 +104,10 @@ impl Credential {
     ///
     /// The secret must be non-empty visible ASCII (no spaces or control characters), as API
     /// keys and JWTs are. The error never repeats the secret.
-    pub fn bearer(secret: &str) -> Result<Self, Error> {
+    pub fn bearer(secret: &str) -> Result<Self, Refusal> {
         if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::with_detail(
-                ErrorKind::CredentialUnavailable,
+            return Err(Refusal::with_detail(
+                RefusalKind::CredentialUnavailable,
                 "the credential is empty or has characters a bearer token cannot carry",
             ));
         }
@@ -171,24 +171,23 @@ impl<'a> OutboundContext<'a> {
 ///
 /// ```
 /// use std::future::{ready, Ready};
-/// use mka1_auth::outbound::{Credential, CredentialSource, OutboundContext};
-/// use mka1_auth::Error;
+/// use mka1_auth::outbound::{Credential, CredentialSource, OutboundContext, Refusal, RefusalKind};
 ///
 /// /// A key per end user, looked up in memory.
 /// struct PerUserKey(std::collections::HashMap<String, Credential>);
 ///
 /// impl CredentialSource for PerUserKey {
-///     type Future = Ready<Result<Credential, Error>>;
+///     type Future = Ready<Result<Credential, Refusal>>;
 ///
 ///     fn credential(&self, cx: &OutboundContext<'_>) -> Self::Future {
 ///         let found = cx.end_user().and_then(|user| self.0.get(user)).cloned();
-///         ready(found.ok_or_else(|| Error::new(mka1_auth::ErrorKind::CredentialUnavailable)))
+///         ready(found.ok_or_else(|| Refusal::new(RefusalKind::CredentialUnavailable)))
 ///     }
 /// }
 /// ```
 pub trait CredentialSource: Send + Sync + 'static {
     /// The future that yields the credential.
-    type Future: Future<Output = Result<Credential, Error>> + Send + 'static;
+    type Future: Future<Output = Result<Credential, Refusal>> + Send + 'static;
 
     /// Supply the credential for one request.
     fn credential(&self, cx: &OutboundContext<'_>) -> Self::Future;
@@ -240,7 +239,7 @@ impl fmt::Debug for ApiKey {
 }
 
 impl CredentialSource for ApiKey {
-    type Future = Ready<Result<Credential, Error>>;
+    type Future = Ready<Result<Credential, Refusal>>;
 
     fn credential(&self, _cx: &OutboundContext<'_>) -> Self::Future {
         ready(Ok(self.0.clone()))
@@ -251,7 +250,7 @@ impl CredentialSource for ApiKey {
 ///
 /// Reads the [`BearerToken`] from the outgoing request's extensions: copy it there from the
 /// inbound request with [`carry_identity`]. Without one the call fails with
-/// [`ErrorKind::CredentialUnavailable`]. When a [`VerifiedToken`] rides along too, the end
+/// [`RefusalKind::CredentialUnavailable`]. When a [`VerifiedToken`] rides along too, the end
 /// user must be its subject: a token is never forwarded on behalf of someone else.
 ///
 /// ```
@@ -265,12 +264,12 @@ impl CredentialSource for ApiKey {
 pub struct ForwardToken;
 
 impl CredentialSource for ForwardToken {
-    type Future = Ready<Result<Credential, Error>>;
+    type Future = Ready<Result<Credential, Refusal>>;
 
     fn credential(&self, cx: &OutboundContext<'_>) -> Self::Future {
         let Some(token) = cx.extensions().get::<BearerToken>() else {
-            return ready(Err(Error::with_detail(
-                ErrorKind::CredentialUnavailable,
+            return ready(Err(Refusal::with_detail(
+                RefusalKind::CredentialUnavailable,
                 "no inbound bearer token in the request extensions to forward",
             )));
         };
@@ -278,8 +277,8 @@ impl CredentialSource for ForwardToken {
             (cx.extensions().get::<VerifiedToken>(), cx.end_user())
         {
             if verified.subject() != user {
-                return ready(Err(Error::with_detail(
-                    ErrorKind::CredentialUnavailable,
+                return ready(Err(Refusal::with_detail(
+                    RefusalKind::CredentialUnavailable,
                     "the inbound token belongs to another end user than this call",
                 )));
             }
@@ -434,7 +433,7 @@ impl<C: CredentialSource> OutboundBuilder<C> {
     ///
     /// The closure sees the request's head. A returned id is checked with
     /// [`validate_end_user_id`]; an invalid one fails the call with
-    /// [`ErrorKind::CredentialUnavailable`]. `None` means a backend-only call.
+    /// [`RefusalKind::CredentialUnavailable`]. `None` means a backend-only call.
     pub fn end_user_from<F>(mut self, f: F) -> Self
     where
         F: Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
@@ -597,26 +596,25 @@ impl<S: fmt::Debug, C> fmt::Debug for Outbound<S, C> {
 /// failed.
 ///
 /// ```
-/// use mka1_auth::outbound::OutboundError;
-/// use mka1_auth::{Error, ErrorKind};
+/// use mka1_auth::outbound::{OutboundError, Refusal, RefusalKind};
 ///
 /// let err: OutboundError<std::io::Error> =
-///     OutboundError::Refused(Error::new(ErrorKind::HostNotAllowed));
-/// assert_eq!(err.refusal().map(Error::kind), Some(ErrorKind::HostNotAllowed));
+///     OutboundError::Refused(Refusal::new(RefusalKind::HostNotAllowed));
+/// assert_eq!(err.refusal().map(Refusal::kind), Some(RefusalKind::HostNotAllowed));
 /// assert_eq!(err.to_string(), "outbound request refused: credentials may not be sent to this host");
 /// ```
 #[derive(Debug)]
 pub enum OutboundError<E> {
     /// The layer refused the request before it was sent: a host not allowed, no credential,
     /// or a failed exchange. Nothing went over the network to the target.
-    Refused(Error),
+    Refused(Refusal),
     /// The inner client failed.
     Service(E),
 }
 
 impl<E> OutboundError<E> {
     /// The layer's refusal, if that is what this is.
-    pub fn refusal(&self) -> Option<&Error> {
+    pub fn refusal(&self) -> Option<&Refusal> {
         match self {
             OutboundError::Refused(e) => Some(e),
             OutboundError::Service(_) => None,
@@ -650,22 +648,22 @@ impl<E: std::error::Error + 'static> std::error::Error for OutboundError<E> {
     }
 }
 
-fn refuse(kind: ErrorKind, detail: impl Into<std::borrow::Cow<'static, str>>) -> Error {
-    Error::with_detail(kind, detail)
+fn refuse(kind: RefusalKind, detail: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
+    Refusal::with_detail(kind, detail)
 }
 
 impl<C: CredentialSource> OutboundConfig<C> {
     /// The origin check: absolute URI, allowed origin, and a `Host` header that agrees.
-    fn check_target(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Error> {
+    fn check_target(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
         let Some(target) = Origin::of(uri) else {
             return Err(refuse(
-                ErrorKind::HostNotAllowed,
+                RefusalKind::HostNotAllowed,
                 "the request uri is not an absolute http or https url",
             ));
         };
         let Some(origin) = self.origins.iter().find(|o| **o == target) else {
             return Err(refuse(
-                ErrorKind::HostNotAllowed,
+                RefusalKind::HostNotAllowed,
                 format!("{target} is not an allowed origin"),
             ));
         };
@@ -674,7 +672,7 @@ impl<C: CredentialSource> OutboundConfig<C> {
             let agrees = host.to_str().is_ok_and(|h| origin.same_host(h));
             if !agrees || hosts.next().is_some() {
                 return Err(refuse(
-                    ErrorKind::HostNotAllowed,
+                    RefusalKind::HostNotAllowed,
                     "the host header names another host than the request uri",
                 ));
             }
@@ -683,7 +681,7 @@ impl<C: CredentialSource> OutboundConfig<C> {
     }
 
     /// The end user: the verified `OnBehalfOf` if present, else the closure's answer.
-    fn end_user<B>(&self, req: Request<B>) -> Result<(Request<B>, Option<Arc<str>>), Error> {
+    fn end_user<B>(&self, req: Request<B>) -> Result<(Request<B>, Option<Arc<str>>), Refusal> {
         if let Some(user) = req.extensions().get::<OnBehalfOf>() {
             let user = Arc::from(user.as_str());
             return Ok((req, Some(user)));
@@ -699,7 +697,7 @@ impl<C: CredentialSource> OutboundConfig<C> {
             Some(user) => match validate_end_user_id(&user) {
                 Ok(()) => Ok((req, Some(Arc::from(user)))),
                 Err(e) => Err(refuse(
-                    ErrorKind::CredentialUnavailable,
+                    RefusalKind::CredentialUnavailable,
                     format!(
                         "the end-user id from `end_user_from` is invalid: {}",
                         e.detail().unwrap_or("it breaks the end-user id rule")
@@ -710,7 +708,7 @@ impl<C: CredentialSource> OutboundConfig<C> {
     }
 
     /// Everything before the credential arrives.
-    fn prepare<B>(&self, req: Request<B>) -> Result<Prepared<C::Future, B>, Error> {
+    fn prepare<B>(&self, req: Request<B>) -> Result<Prepared<C::Future, B>, Refusal> {
         self.check_target(req.uri(), req.headers())?;
         let (req, user) = self.end_user(req)?;
         let cx = OutboundContext {
@@ -803,7 +801,7 @@ pin_project! {
             future: S::Future,
         },
         Refused {
-            error: Option<Error>,
+            error: Option<Refusal>,
         },
     }
 }
@@ -823,7 +821,7 @@ pin_project! {
 impl<S, B, F> Future for ResponseFuture<S, B, F>
 where
     S: Service<Request<B>>,
-    F: Future<Output = Result<Credential, Error>>,
+    F: Future<Output = Result<Credential, Refusal>>,
 {
     type Output = Result<S::Response, OutboundError<S::Error>>;
 
@@ -842,8 +840,8 @@ where
                         user,
                     }) = pending.take()
                     else {
-                        return Poll::Ready(Err(OutboundError::Refused(Error::new(
-                            ErrorKind::CredentialUnavailable,
+                        return Poll::Ready(Err(OutboundError::Refused(Refusal::new(
+                            RefusalKind::CredentialUnavailable,
                         ))));
                     };
                     let credential = match result {
@@ -860,7 +858,7 @@ where
                 StateProj::Refused { error } => {
                     let error = error
                         .take()
-                        .unwrap_or_else(|| Error::new(ErrorKind::CredentialUnavailable));
+                        .unwrap_or_else(|| Refusal::new(RefusalKind::CredentialUnavailable));
                     return Poll::Ready(Err(OutboundError::Refused(error)));
                 }
             }
@@ -878,8 +876,10 @@ where
 }
 
 pub mod forward;
+mod refusal;
 #[cfg(feature = "remote")]
 mod reqwest_adapter;
+pub use self::refusal::{Refusal, RefusalKind};
 #[cfg(feature = "remote")]
 pub use self::reqwest_adapter::{same_origin_redirects, ReqwestFuture, ReqwestService};
 

@@ -15,14 +15,14 @@ use std::borrow::Cow;
 const DECODE_ROUNDS: usize = 3;
 
 /// Why a path cannot be forwarded. Lowercase, and never repeats the path.
-pub(crate) type Refusal = &'static str;
+pub(crate) type PathRefusal = &'static str;
 
 /// Join `rest` (the raw path after any stripped prefix: empty or starting with `/`) and the
 /// raw `query` onto the upstream's `prefix` (empty, or `/…` without a trailing `/`).
 ///
 /// Fails when `rest` holds a segment that could be read as a dot segment, a backslash, a
 /// control character, an invalid or over-deep percent-encoding, or bytes that are not UTF-8.
-pub(crate) fn join(prefix: &str, rest: &str, query: Option<&str>) -> Result<String, Refusal> {
+pub(crate) fn join(prefix: &str, rest: &str, query: Option<&str>) -> Result<String, PathRefusal> {
     for segment in rest.split('/') {
         check_segment(segment)?;
     }
@@ -49,12 +49,12 @@ pub(crate) fn join(prefix: &str, rest: &str, query: Option<&str>) -> Result<Stri
 }
 
 /// Check the path of a configured upstream base URL with the same rules.
-pub(crate) fn check_path(path: &str) -> Result<(), Refusal> {
+pub(crate) fn check_path(path: &str) -> Result<(), PathRefusal> {
     path.split('/').try_for_each(check_segment)
 }
 
 /// One raw segment (between two `/`).
-fn check_segment(raw: &str) -> Result<(), Refusal> {
+fn check_segment(raw: &str) -> Result<(), PathRefusal> {
     let plain = !raw
         .bytes()
         .any(|b| matches!(b, b'%' | b';' | b'\\') || !b.is_ascii() || b.is_ascii_control());
@@ -81,7 +81,7 @@ fn check_segment(raw: &str) -> Result<(), Refusal> {
 }
 
 /// The checks on one decoding of a segment.
-fn check_decoded(bytes: &[u8]) -> Result<(), Refusal> {
+fn check_decoded(bytes: &[u8]) -> Result<(), PathRefusal> {
     let Ok(text) = std::str::from_utf8(bytes) else {
         // Overlong forms such as `%c0%ae` (a dot to some decoders) are not UTF-8.
         return Err("the path decodes to bytes that are not utf-8");
@@ -109,7 +109,7 @@ fn check_decoded(bytes: &[u8]) -> Result<(), Refusal> {
 
 /// Decode `%XX` escapes once. A `%` without two hex digits after it is refused: servers
 /// disagree about what it means.
-fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, Refusal> {
+fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathRefusal> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {

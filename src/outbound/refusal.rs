@@ -1,0 +1,138 @@
+//! Why the outbound side refused to send a request: [`Refusal`], with a [`RefusalKind`].
+//!
+//! Kept apart from the inbound [`Error`](crate::Error): an inbound error becomes an RFC 6750
+//! answer to a client, while a refusal is about this service's own onward call.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// What kind of outbound refusal; see [`Refusal::kind`].
+///
+/// New kinds may be added in minor releases, so match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefusalKind {
+    /// The request went to an origin credentials may not be sent to.
+    HostNotAllowed,
+    /// No credential could be had for the request (no inbound token to forward, no end user
+    /// for an exchanged token, an unusable credential).
+    CredentialUnavailable,
+    /// The MKA1 exchange endpoint refused or failed the exchange; the
+    /// [`ExchangeError`](crate::exchange::ExchangeError) is the refusal's source.
+    Exchange,
+}
+
+impl RefusalKind {
+    /// A short, stable, lowercase description of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::HostNotAllowed => "credentials may not be sent to this host",
+            RefusalKind::CredentialUnavailable => {
+                "no credential is available for the outbound call"
+            }
+            RefusalKind::Exchange => "the mka1 token exchange failed",
+        }
+    }
+}
+
+impl fmt::Display for RefusalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An outbound request the crate would not send, or a credential it could not get.
+///
+/// Opaque: inspect it with [`Refusal::kind`]. Its `Display` is a short lowercase sentence
+/// that never contains a credential. Cheap to clone.
+///
+/// ```
+/// use mka1_auth::outbound::{Refusal, RefusalKind};
+///
+/// let refusal = Refusal::new(RefusalKind::HostNotAllowed);
+/// assert_eq!(refusal.kind(), RefusalKind::HostNotAllowed);
+/// assert_eq!(refusal.to_string(), "credentials may not be sent to this host");
+/// ```
+#[derive(Clone)]
+pub struct Refusal {
+    kind: RefusalKind,
+    detail: Option<Cow<'static, str>>,
+    source: Option<Source>,
+}
+
+impl Refusal {
+    /// A refusal of this kind with no further detail.
+    pub fn new(kind: RefusalKind) -> Self {
+        Refusal {
+            kind,
+            detail: None,
+            source: None,
+        }
+    }
+
+    /// A refusal of this kind with a short detail appended to its message (never a secret).
+    pub fn with_detail(kind: RefusalKind, detail: impl Into<Cow<'static, str>>) -> Self {
+        Refusal {
+            kind,
+            detail: Some(detail.into()),
+            source: None,
+        }
+    }
+
+    /// Attach an underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// What kind of refusal.
+    pub fn kind(&self) -> RefusalKind {
+        self.kind
+    }
+
+    /// The detail, if any, without the kind's description.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
+impl From<RefusalKind> for Refusal {
+    fn from(kind: RefusalKind) -> Self {
+        Refusal::new(kind)
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.as_str())?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Refusal");
+        d.field("kind", &self.kind);
+        if let Some(detail) = &self.detail {
+            d.field("detail", detail);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", &format_args!("{source}"));
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Refusal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
