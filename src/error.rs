@@ -135,6 +135,71 @@ impl fmt::Display for ErrorKind {
 
 type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
+/// A kind enum of one of the crate's errors: a stable lowercase description per kind.
+pub(crate) trait Kind: Copy + fmt::Debug {
+    fn describe(self) -> &'static str;
+}
+
+impl Kind for ErrorKind {
+    fn describe(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// What each of the crate's opaque errors carries: a kind, an optional detail (never a
+/// secret) and an optional cause. Its `Display` is the kind's description, then the detail.
+#[derive(Clone)]
+pub(crate) struct Described<K> {
+    pub(crate) kind: K,
+    detail: Option<Cow<'static, str>>,
+    source: Option<Source>,
+}
+
+impl<K: Kind> Described<K> {
+    pub(crate) fn new(kind: K, detail: Option<Cow<'static, str>>) -> Self {
+        Described {
+            kind,
+            detail,
+            source: None,
+        }
+    }
+
+    pub(crate) fn set_source(&mut self, source: impl std::error::Error + Send + Sync + 'static) {
+        self.source = Some(Arc::new(source));
+    }
+
+    pub(crate) fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    pub(crate) fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+
+    /// The kind, detail and source as fields of `d`.
+    pub(crate) fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>) {
+        d.field("kind", &self.kind);
+        if let Some(detail) = &self.detail {
+            d.field("detail", detail);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", &format_args!("{source}"));
+        }
+    }
+}
+
+impl<K: Kind> fmt::Display for Described<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.describe())?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A token or request that was refused, or an operation that failed.
 ///
 /// Opaque: inspect it with [`Error::kind`]; its `Display` is a short lowercase sentence that
@@ -149,9 +214,7 @@ type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// ```
 #[derive(Clone)]
 pub struct Error {
-    kind: ErrorKind,
-    detail: Option<Cow<'static, str>>,
-    source: Option<Source>,
+    described: Described<ErrorKind>,
     retry_after: Option<Duration>,
 }
 
@@ -159,9 +222,7 @@ impl Error {
     /// An error of this kind with no further detail.
     pub fn new(kind: ErrorKind) -> Self {
         Error {
-            kind,
-            detail: None,
-            source: None,
+            described: Described::new(kind, None),
             retry_after: None,
         }
     }
@@ -171,19 +232,16 @@ impl Error {
     /// The detail must never contain a token or secret.
     pub fn with_detail(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
         Error {
-            kind,
-            detail: Some(detail.into()),
-            source: None,
+            described: Described::new(kind, Some(detail.into())),
             retry_after: None,
         }
     }
 
     /// Attach an underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
+        self.described.set_source(source);
         self
     }
-
     /// Suggest when a retry may succeed (for [`ErrorKind::KeysUnavailable`]: when the key
     /// set will next be fetched).
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
@@ -209,12 +267,12 @@ impl Error {
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.described.kind
     }
 
     /// The detail, if any, without the kind's description.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.described.detail()
     }
 }
 
@@ -226,24 +284,14 @@ impl From<ErrorKind> for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.kind.as_str())?;
-        if let Some(detail) = &self.detail {
-            write!(f, ": {detail}")?;
-        }
-        Ok(())
+        self.described.fmt(f)
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind);
-        if let Some(detail) = &self.detail {
-            d.field("detail", detail);
-        }
-        if let Some(source) = &self.source {
-            d.field("source", &format_args!("{source}"));
-        }
+        self.described.debug_fields(&mut d);
         if let Some(after) = &self.retry_after {
             d.field("retry_after", after);
         }
@@ -253,9 +301,7 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
+        self.described.source()
     }
 }
 

@@ -5,7 +5,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+
+use crate::error::{Described, Kind};
 
 /// What kind of outbound refusal; see [`Refusal::kind`].
 ///
@@ -42,7 +43,11 @@ impl fmt::Display for RefusalKind {
     }
 }
 
-type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+impl Kind for RefusalKind {
+    fn describe(self) -> &'static str {
+        self.as_str()
+    }
+}
 
 /// An outbound request the crate would not send, or a credential it could not get.
 ///
@@ -57,45 +62,33 @@ type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// assert_eq!(refusal.to_string(), "credentials may not be sent to this host");
 /// ```
 #[derive(Clone)]
-pub struct Refusal {
-    kind: RefusalKind,
-    detail: Option<Cow<'static, str>>,
-    source: Option<Source>,
-}
+pub struct Refusal(Described<RefusalKind>);
 
 impl Refusal {
     /// A refusal of this kind with no further detail.
     pub fn new(kind: RefusalKind) -> Self {
-        Refusal {
-            kind,
-            detail: None,
-            source: None,
-        }
+        Refusal(Described::new(kind, None))
     }
 
     /// A refusal of this kind with a short detail appended to its message (never a secret).
     pub fn with_detail(kind: RefusalKind, detail: impl Into<Cow<'static, str>>) -> Self {
-        Refusal {
-            kind,
-            detail: Some(detail.into()),
-            source: None,
-        }
+        Refusal(Described::new(kind, Some(detail.into())))
     }
 
     /// Attach an underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
+        self.0.set_source(source);
         self
     }
 
     /// What kind of refusal.
     pub fn kind(&self) -> RefusalKind {
-        self.kind
+        self.0.kind
     }
 
     /// The detail, if any, without the kind's description.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.0.detail()
     }
 }
 
@@ -107,32 +100,20 @@ impl From<RefusalKind> for Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.kind.as_str())?;
-        if let Some(detail) = &self.detail {
-            write!(f, ": {detail}")?;
-        }
-        Ok(())
+        self.0.fmt(f)
     }
 }
 
 impl fmt::Debug for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Refusal");
-        d.field("kind", &self.kind);
-        if let Some(detail) = &self.detail {
-            d.field("detail", detail);
-        }
-        if let Some(source) = &self.source {
-            d.field("source", &format_args!("{source}"));
-        }
+        self.0.debug_fields(&mut d);
         d.finish()
     }
 }
 
 impl std::error::Error for Refusal {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
+        self.0.source()
     }
 }
