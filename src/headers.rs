@@ -27,6 +27,17 @@ pub(crate) fn is_variant_of(name: &HeaderName, canonical: &HeaderName) -> bool {
     name != canonical && same_name(name.as_str(), canonical.as_str())
 }
 
+/// Whether `headers` holds a name that spells `canonical` another way. Allocates nothing:
+/// the per-request check, before the rare work on variants.
+#[inline]
+pub(crate) fn has_variant(headers: &HeaderMap, canonical: &HeaderName) -> bool {
+    let canonical = canonical.as_str();
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        name.len() == canonical.len() && name != canonical && same_name(name, canonical)
+    })
+}
+
 /// The names in `headers` that spell `canonical` another way (see [`is_variant_of`]).
 /// Empty, and without allocating, in the usual case that there are none.
 pub(crate) fn variants_of(headers: &HeaderMap, canonical: &HeaderName) -> Vec<HeaderName> {

@@ -35,7 +35,7 @@ use tower_service::Service;
 use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 use crate::error::{Error, ErrorKind};
 use crate::guard::Guarded;
-use crate::headers::{remove_every_spelling, variants_of};
+use crate::headers::{has_variant, remove_every_spelling, variants_of};
 use crate::rejection::{respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
 use crate::verify::{Attempt, Verifier};
 
@@ -294,31 +294,43 @@ impl AuthConfig {
     ) -> Result<(), Error> {
         let user = verified.on_behalf_of().clone();
         // `X_On_Behalf_Of` and other spellings count as the header itself (see `headers`).
-        let variants = variants_of(req.headers(), &X_ON_BEHALF_OF);
-        if !self.overwrite_on_behalf_of {
-            let headers = req.headers();
-            let disagrees = variants
+        // Requests rarely carry one: the common path only scans names for it.
+        if has_variant(req.headers(), &X_ON_BEHALF_OF) {
+            self.admit_variants(req.headers_mut(), &user)?;
+        } else if !self.overwrite_on_behalf_of
+            && req
+                .headers()
+                .get_all(X_ON_BEHALF_OF)
                 .iter()
-                .chain(std::iter::once(&X_ON_BEHALF_OF))
-                .flat_map(|name| headers.get_all(name))
-                .any(|v| v.as_bytes() != user.as_bytes());
-            if disagrees {
-                return Err(Error::with_detail(
-                    ErrorKind::OnBehalfOfMismatch,
-                    "the request acts for another user than its token",
-                ));
-            }
+                .any(|v| v.as_bytes() != user.as_bytes())
+        {
+            return Err(on_behalf_of_mismatch());
         }
         let headers = req.headers_mut();
-        for name in variants {
-            headers.remove(name);
-        }
         headers.insert(X_ON_BEHALF_OF, user.to_header_value());
         let ext = req.extensions_mut();
         ext.insert(user);
         ext.insert(verified);
         ext.insert(token);
         ext.insert(self.guarded());
+        Ok(())
+    }
+
+    /// [`admit`](Self::admit) for a request with another spelling of `X-On-Behalf-Of`:
+    /// every spelling must agree with the user (unless overwriting), and all go.
+    fn admit_variants(&self, headers: &mut HeaderMap, user: &OnBehalfOf) -> Result<(), Error> {
+        let variants = variants_of(headers, &X_ON_BEHALF_OF);
+        let disagrees = variants
+            .iter()
+            .chain(std::iter::once(&X_ON_BEHALF_OF))
+            .flat_map(|name| headers.get_all(name))
+            .any(|v| v.as_bytes() != user.as_bytes());
+        if disagrees && !self.overwrite_on_behalf_of {
+            return Err(on_behalf_of_mismatch());
+        }
+        for name in variants {
+            headers.remove(name);
+        }
         Ok(())
     }
 
@@ -336,6 +348,13 @@ impl AuthConfig {
             realm: Arc::clone(&self.realm),
         }
     }
+}
+
+fn on_behalf_of_mismatch() -> Error {
+    Error::with_detail(
+        ErrorKind::OnBehalfOfMismatch,
+        "the request acts for another user than its token",
+    )
 }
 
 /// The layer's answer to a refused request.
