@@ -879,3 +879,72 @@ async fn a_loaded_key_set_is_a_static_source_and_the_allow_list_still_rules() {
         ConfigError::NoUsableKeys { skipped: 1 }
     );
 }
+
+/// Debug output written while `f` runs on this thread.
+async fn debug_log_of<F: std::future::Future>(f: F) -> (F::Output, String) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let out = f.await;
+    drop(guard);
+    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    (out, text)
+}
+
+#[tokio::test]
+async fn refusals_say_what_to_change_at_debug_and_never_show_the_token() {
+    let key = TestKey::ed25519("ed-1");
+    let verifier = Verifier::builder()
+        .jwks(jwks(&[&key]))
+        .audience("http://127.0.0.1:3000")
+        .issuer(ISSUER)
+        .clock(ManualClock::at_unix(NOW))
+        .build()
+        .unwrap();
+    // The commonest mistake: a token for `localhost` with a trailing slash.
+    let token = key.sign(&claims_with(json!({ "aud": "http://localhost:3000/" })));
+    let (result, log) = debug_log_of(verifier.verify(&token)).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidAudience);
+    assert!(
+        err.to_string()
+            .contains("must equal one of the configured audiences exactly"),
+        "{err}"
+    );
+    assert!(log.contains("http://localhost:3000/"), "{log}");
+    assert!(log.contains("http://127.0.0.1:3000"), "{log}");
+    assert!(!log.contains(&token), "{log}");
+
+    let token = key.sign(&claims_with(
+        json!({ "aud": "http://127.0.0.1:3000", "iss": "https://staging.example" }),
+    ));
+    let (result, log) = debug_log_of(verifier.verify(&token)).await;
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::InvalidIssuer);
+    assert!(
+        log.contains("https://staging.example") && log.contains(ISSUER),
+        "{log}"
+    );
+
+    let es = TestKey::es256("ed-1");
+    let token = es.sign(&claims_with(json!({ "aud": "http://127.0.0.1:3000" })));
+    let (result, log) = debug_log_of(verifier.verify(&token)).await;
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::AlgorithmMismatch);
+    assert!(log.contains("ES256") && log.contains("ed-1"), "{log}");
+}

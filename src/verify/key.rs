@@ -35,7 +35,17 @@ pub(super) fn select_key<'k>(
         .as_deref()
         .and_then(jwks::parse_alg)
         .filter(|a| algorithms.contains(a))
-        .ok_or_else(|| Error::new(ErrorKind::AlgorithmNotAllowed))?;
+        .ok_or_else(|| {
+            // The header's `alg` is no secret, but it is the sender's text: shown cut short.
+            let token_alg: Option<String> =
+                header.alg.as_deref().map(|a| a.chars().take(24).collect());
+            tracing::debug!(
+                ?token_alg,
+                allowed = ?algorithms,
+                "token refused: its `alg` is not on the allow-list"
+            );
+            Error::new(ErrorKind::AlgorithmNotAllowed)
+        })?;
     let kid = match &header.kid {
         Some(KidValue::Str(k)) if !k.is_empty() => k,
         _ => return Err(Error::new(ErrorKind::MissingKeyId).into()),
@@ -46,6 +56,12 @@ pub(super) fn select_key<'k>(
         Lookup::Unknown => return Err(Error::new(ErrorKind::UnknownKeyId).into()),
     };
     if !key.accepts(alg) {
+        tracing::debug!(
+            token_alg = %alg,
+            kid = %key.kid(),
+            key_type = ?key.key_type(),
+            "token refused: its `alg` does not fit the key its `kid` names"
+        );
         return Err(Error::new(ErrorKind::AlgorithmMismatch).into());
     }
     Ok(SelectedKey { key, alg })

@@ -163,7 +163,17 @@ impl ClaimRules {
             Some(aud) => string_list(aud, "`aud` must be a string or an array of strings")?,
         };
         if !audiences.iter().any(|a| self.audiences.contains(a)) {
-            return Err(Error::new(ErrorKind::InvalidAudience));
+            // A token's `aud` is no secret; showing it beside the configured ones turns the
+            // commonest mistake (a trailing `/`, `localhost` for `127.0.0.1`) into one look.
+            tracing::debug!(
+                token_aud = ?audiences,
+                configured = ?self.audiences,
+                "token refused: its `aud` names none of the configured audiences exactly"
+            );
+            return Err(Error::with_detail(
+                ErrorKind::InvalidAudience,
+                "`aud` must equal one of the configured audiences exactly",
+            ));
         }
         Ok(audiences)
     }
@@ -185,7 +195,17 @@ impl ClaimRules {
         if !self.issuers.is_empty() {
             match &issuer {
                 Some(iss) if self.issuers.contains(iss) => {}
-                Some(_) => return Err(Error::new(ErrorKind::InvalidIssuer)),
+                Some(iss) => {
+                    tracing::debug!(
+                        token_iss = %iss,
+                        configured = ?self.issuers,
+                        "token refused: its `iss` is none of the configured issuers"
+                    );
+                    return Err(Error::with_detail(
+                        ErrorKind::InvalidIssuer,
+                        "`iss` must equal one of the configured issuers exactly",
+                    ));
+                }
                 None => {
                     return Err(Error::with_detail(
                         ErrorKind::InvalidIssuer,
