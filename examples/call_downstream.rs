@@ -43,8 +43,33 @@ fn origin_of(url: &str) -> Result<String, Box<dyn Error>> {
     Ok(format!("{scheme}://{authority}"))
 }
 
+/// `valid until <HTTP date> (<minutes> min <seconds> s from now)`, or that it has expired.
+fn validity(expires_at: u64, now: std::time::SystemTime) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires_at);
+    let date = httpdate::fmt_http_date(at);
+    match at.duration_since(now) {
+        Ok(left) => format!(
+            "valid until {date} ({} min {} s from now)",
+            left.as_secs() / 60,
+            left.as_secs() % 60
+        ),
+        Err(_) => format!("expired at {date}"),
+    }
+}
+
+/// Log to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    init_logging();
     let exchange = ExchangeClient::builder()
         .base_url(env("MKA1_SERVER_URL")?)
         .api_key(env("MKA1_API_KEY")?)
@@ -69,8 +94,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .token(&ExchangeRequest::new(&audience, &end_user))
         .await?;
     println!(
-        "exchanged a token for {end_user} (audience {audience}), valid until {}",
-        token.expires_at()
+        "exchanged a token for {end_user} (audience {audience}), {}",
+        validity(token.expires_at(), std::time::SystemTime::now())
     );
 
     let user = end_user.clone();
@@ -116,4 +141,22 @@ fn onward_router(client: Client, target: String) -> Router {
     Router::new()
         .route("/onward", get(onward))
         .with_state((client, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn validity_reads_as_a_date_and_a_duration() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            super::validity(1_800_003_599, now),
+            "valid until Fri, 15 Jan 2027 08:59:59 GMT (59 min 59 s from now)"
+        );
+        assert_eq!(
+            super::validity(1_799_999_999, now),
+            "expired at Fri, 15 Jan 2027 07:59:59 GMT"
+        );
+    }
 }

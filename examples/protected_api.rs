@@ -7,7 +7,10 @@
 //! With nothing configured it starts an embedded [`DevIssuer`] (a local MKA1 stand-in),
 //! protects itself with [`Mka1AuthLayer`] against the issuer's JWKS, and prints, one per line:
 //! `MKA1_SERVER_URL=...`, `MKA1_API_KEY=...`, `MKA1_AUDIENCE=...`, a ready-to-paste `curl`
-//! that calls `/whoami` with a freshly minted token, and last `listening on http://<addr>`.
+//! that calls `/whoami` with a freshly minted token, a second one that calls `/agents` with a
+//! token lacking `agent:read` (403), a ready-to-paste `call_downstream` command line, and
+//! last `listening on http://<addr>`. Logs go to stderr: `RUST_LOG` filters them (default
+//! `info,mka1_auth=debug`, so each refusal says why).
 //!
 //! Configured by environment instead (a real MKA1 deployment):
 //!
@@ -113,7 +116,16 @@ impl Config {
     /// Read the configuration from the environment.
     pub fn from_env() -> Result<Config, Box<dyn Error>> {
         Ok(Config {
-            bind: var("BIND").map(|b| b.parse()).transpose()?,
+            bind: var("BIND")
+                .map(|b| {
+                    b.parse().map_err(|_| {
+                        format!(
+                            "BIND={b} is not an ip address and port such as 127.0.0.1:3000 \
+                             (a host name like localhost is not accepted)"
+                        )
+                    })
+                })
+                .transpose()?,
             jwks_url: var("MKA1_JWKS_URL"),
             audience: var("MKA1_AUDIENCE"),
             issuer: var("MKA1_ISSUER"),
@@ -137,7 +149,15 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
     let bind = config
         .bind
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
-    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "cannot listen on {bind}: another process is using it; \
+                 set BIND to a free address, e.g. BIND=127.0.0.1:3005"
+            ),
+            _ => format!("cannot listen on {bind}: {e}"),
+        })?;
     let addr = listener.local_addr()?;
     let audience = config.audience.unwrap_or_else(|| format!("http://{addr}"));
 
@@ -154,12 +174,26 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
             let issuer = DevIssuer::start().await?;
             builder = builder.jwks_url(issuer.jwks_url()).issuer(issuer.issuer());
             let token = issuer.mint(Mint::new(&audience, "user-42").permissions(["agent:read"]));
+            let no_read = Mint::new(&audience, "user-7").permissions(Vec::<String>::new());
+            let no_read = issuer.mint(no_read);
             writeln!(out, "MKA1_SERVER_URL={}", issuer.base_url())?;
             writeln!(out, "MKA1_API_KEY={}", issuer.api_key())?;
             writeln!(out, "MKA1_AUDIENCE={audience}")?;
             writeln!(
                 out,
                 "curl -s -H 'Authorization: Bearer {token}' http://{addr}/whoami"
+            )?;
+            // The same route and one that needs `agent:read`, with a token that lacks it: 403.
+            writeln!(
+                out,
+                "curl -s -i -H 'Authorization: Bearer {no_read}' http://{addr}/agents"
+            )?;
+            writeln!(
+                out,
+                "MKA1_SERVER_URL={} MKA1_API_KEY={} TARGET_URL=http://{addr} END_USER=user-42 \
+                 cargo run --example call_downstream",
+                issuer.base_url(),
+                issuer.api_key()
             )?;
             dev_issuer = Some(issuer);
         }
@@ -182,8 +216,20 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
     })
 }
 
+/// Log to stderr, filtered by `RUST_LOG` (default `info,mka1_auth=debug`: every refusal
+/// shows why).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,mka1_auth=debug"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    init_logging();
     let running = start(Config::from_env()?, &mut std::io::stdout()).await?;
     running.server.await??;
     Ok(())

@@ -324,9 +324,13 @@ impl<B: From<String>> Reject<B> for StandardReject {
 }
 
 /// With feature `axum`, a handler can return a [`Rejection`] as its error.
+///
+/// Like every answer the crate gives, it leaves a `tracing` event (kind and status; a
+/// missing layer, a wiring bug, at `warn`).
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Rejection {
     fn into_response(self) -> axum_core::response::Response {
+        self.trace();
         self.into_http_response::<axum_core::body::Body>()
     }
 }

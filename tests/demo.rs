@@ -53,7 +53,7 @@ async fn prints_the_start_up_lines_and_the_curl_works() {
     let (running, lines) = start_demo(loopback_config()).await;
     let addr = running.addr;
     let issuer = running.dev_issuer.as_ref().unwrap();
-    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines.len(), 7, "{lines:?}");
     assert_eq!(lines[0], format!("MKA1_SERVER_URL={}", issuer.base_url()));
     assert_eq!(lines[1], format!("MKA1_API_KEY={}", issuer.api_key()));
     assert_eq!(lines[2], format!("MKA1_AUDIENCE=http://{addr}"));
@@ -63,7 +63,21 @@ async fn prints_the_start_up_lines_and_the_curl_works() {
         lines[3]
     );
     assert!(lines[3].ends_with(&format!("' http://{addr}/whoami")));
-    assert_eq!(lines[4], format!("listening on http://{addr}"));
+    assert!(
+        lines[4].ends_with(&format!("' http://{addr}/agents")),
+        "{}",
+        lines[4]
+    );
+    assert_eq!(
+        lines[5],
+        format!(
+            "MKA1_SERVER_URL={} MKA1_API_KEY={} TARGET_URL=http://{addr} END_USER=user-42 \
+             cargo run --example call_downstream",
+            issuer.base_url(),
+            issuer.api_key()
+        )
+    );
+    assert_eq!(lines[6], format!("listening on http://{addr}"));
 
     // Do what the printed curl does.
     let token = &printed_token(&lines);
@@ -94,6 +108,16 @@ async fn prints_the_start_up_lines_and_the_curl_works() {
         .mint(Mint::new(format!("http://{addr}"), "user-7").permissions(Vec::<String>::new()));
     assert_eq!(get("/whoami", Some(&no_read)).await, 200);
     assert_eq!(get("/agents", Some(&no_read)).await, 403);
+    // The second printed curl shows that 403.
+    let printed_no_read = lines[4]
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    assert_eq!(get("/agents", Some(printed_no_read)).await, 403);
+    assert_eq!(get("/whoami", Some(printed_no_read)).await, 200);
     let elsewhere = issuer.mint(Mint::new("https://other.example", "user-7"));
     assert_eq!(get("/whoami", Some(&elsewhere)).await, 401);
     // Without UPSTREAM_URL the proxy route says so.
@@ -203,4 +227,19 @@ async fn starts_when_the_jwks_endpoint_is_down() {
     assert_eq!(who.status(), 503);
     assert!(who.headers().contains_key("retry-after"));
     running.server.abort();
+}
+
+#[tokio::test]
+async fn a_busy_port_says_what_to_do() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = Config {
+        bind: Some(busy.local_addr().unwrap()),
+        ..Config::default()
+    };
+    let err = match start(config, &mut Vec::new()).await {
+        Err(err) => err.to_string(),
+        Ok(_) => panic!("the demo listened on a busy port"),
+    };
+    assert!(err.contains("another process is using it"), "{err}");
+    assert!(err.contains("set BIND"), "{err}");
 }
