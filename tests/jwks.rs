@@ -1129,36 +1129,6 @@ async fn a_replaced_key_under_the_same_kid_stops_verifying_old_tokens() {
 // ---------------------------------------------------------------------------------------
 // Observability.
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Everything traced by this test binary. A global subscriber, since a thread-local one
-/// races with other tests over `tracing`'s per-callsite interest cache.
-fn traced() -> &'static Captured {
-    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
-    })
-}
-
 #[tokio::test]
 async fn fetches_and_cooldown_hits_are_traced_without_tokens() {
     let captured = traced();

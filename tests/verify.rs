@@ -880,32 +880,13 @@ async fn a_loaded_key_set_is_a_static_source_and_the_allow_list_still_rules() {
     );
 }
 
-/// Debug output written while `f` runs on this thread.
+/// `f`'s output, and the log text it added (the log is shared by the test binary, so check
+/// only for values unique to the caller).
 async fn debug_log_of<F: std::future::Future>(f: F) -> (F::Output, String) {
-    use std::sync::{Arc, Mutex};
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let captured = traced();
+    let before = captured.text().len();
     let out = f.await;
-    drop(guard);
-    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-    (out, text)
+    (out, captured.text()[before..].to_owned())
 }
 
 #[tokio::test]
