@@ -214,12 +214,6 @@ pub(crate) fn parse_alg(name: &str) -> Option<Algorithm> {
         .map(|(_, alg)| alg)
 }
 
-/// The JOSE `alg` name of `alg`.
-#[cfg_attr(not(feature = "dev-issuer"), allow(dead_code))]
-pub(crate) fn alg_name(alg: Algorithm) -> Option<&'static str> {
-    Some(row_of(alg).name)
-}
-
 /// Whether the crate can verify `alg` at all (asymmetric algorithms only).
 pub(crate) fn is_supported(alg: Algorithm) -> bool {
     !matches!(row_of(alg).verification, Refused)
@@ -251,11 +245,11 @@ mod tests {
     fn names_round_trip_and_are_exact() {
         for r in &ALGORITHMS {
             assert_eq!(parse_alg(r.name), Some(r.algorithm));
-            assert_eq!(alg_name(r.algorithm), Some(r.name));
+            assert_eq!(r.algorithm.as_str(), r.name);
             assert_eq!(parse_alg(&r.name.to_lowercase()), None);
         }
         assert_eq!(parse_alg("Ed25519"), Some(Algorithm::EdDSA));
-        assert_eq!(alg_name(Algorithm::EdDSA), Some("EdDSA"));
+        assert_eq!(Algorithm::EdDSA.as_str(), "EdDSA");
         assert_eq!(parse_alg("none"), None);
         assert_eq!(parse_alg(""), None);
     }

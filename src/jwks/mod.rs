@@ -28,8 +28,6 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Error, ErrorKind};
 
-#[cfg(feature = "dev-issuer")]
-pub(crate) use alg::alg_name;
 use alg::{algorithms_of, row_of, KeyFamily, Verification};
 pub(crate) use alg::{is_supported, parse_alg};
 pub use alg::{Algorithm, UnknownAlgorithm};
