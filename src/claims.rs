@@ -168,6 +168,11 @@ impl Permissions {
         permissions.into_iter().all(|p| self.contains(p))
     }
 
+    /// Whether at least one of `permissions` is present (never, for an empty list).
+    pub fn contains_any<'a>(&self, permissions: impl IntoIterator<Item = &'a str>) -> bool {
+        permissions.into_iter().any(|p| self.contains(p))
+    }
+
     /// The permissions, sorted.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         let mut rest = &*self.0;
@@ -396,6 +401,29 @@ impl VerifiedToken {
         serde_json::from_str(self.raw_claims())
     }
 
+    /// One claim, deserialized into `T`: `Ok(None)` when the token has no claim of that
+    /// name, an error when it has one that does not fit `T`. Custom claims included; only
+    /// the claim asked for is deserialized.
+    ///
+    /// ```
+    /// # fn demo(token: mka1_auth::VerifiedToken) -> Result<(), serde_json::Error> {
+    /// let org: Option<String> = token.claim("org")?;
+    /// let tier: Option<u8> = token.claim("tier")?;
+    /// # let _ = (org, tier);
+    /// # Ok(()) }
+    /// ```
+    pub fn claim<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, serde_json::Error> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_str(self.raw_claims());
+        let found = OneClaim {
+            name,
+            wanted: std::marker::PhantomData,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok(found)
+    }
+
     /// Whether two handles share one verified token (for the cache's tests).
     #[cfg(test)]
     pub(crate) fn same(&self, other: &VerifiedToken) -> bool {
@@ -414,6 +442,63 @@ impl fmt::Debug for VerifiedToken {
             .field("kid", &self.key_id())
             .field("permissions", self.permissions())
             .finish_non_exhaustive()
+    }
+}
+
+/// Reads one member of the claims object into `T` and skips the others.
+struct OneClaim<'n, T> {
+    name: &'n str,
+    wanted: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for OneClaim<'_, T> {
+    type Value = Option<T>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for OneClaim<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a json object of claims")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        let mut found = None;
+        while let Some(is_it) = map.next_key_seed(NameIs(self.name))? {
+            if is_it && found.is_none() {
+                found = Some(map.next_value::<T>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A claim name, read as whether it is the one wanted (no copy of it).
+struct NameIs<'n>(&'n str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for NameIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NameIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a claim name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
     }
 }
 

@@ -63,6 +63,9 @@ pub enum ErrorKind {
     LifetimeTooLong,
     /// `aud` is missing or names none of the configured audiences.
     InvalidAudience,
+    /// The header's `typ` is missing or not the one the verifier requires
+    /// ([`VerifierBuilder::require_typ`](crate::VerifierBuilder::require_typ)).
+    InvalidType,
     /// `iss` is missing, not a string, or not one of the configured issuers.
     InvalidIssuer,
     /// `sub` is missing or breaks MKA1's rule for end-user ids (1-150 printable ASCII
@@ -76,8 +79,17 @@ pub enum ErrorKind {
     OnBehalfOfMismatch,
     /// No usable key set is held (the JWKS endpoint is down and nothing is cached).
     KeysUnavailable,
-    /// An extractor ran without the authentication layer in front of it (a wiring bug).
+    /// An extractor or a permission check ran without the authentication layer in front of
+    /// it: the layer is missing, or placed in the wrong order (a wiring bug).
     MissingLayer,
+    /// A claim check of this service refused the token
+    /// ([`VerifierBuilder::check`](crate::VerifierBuilder::check)). Answered 401
+    /// `invalid_token`, like the built-in rules: the check decides whether the token is
+    /// acceptable here at all.
+    CheckFailed,
+    /// A claim check of this service panicked. Answered 500; the panic is contained, the
+    /// token is not cached, and the next request is verified as usual.
+    CheckPanicked,
 }
 
 impl ErrorKind {
@@ -101,6 +113,7 @@ impl ErrorKind {
             ErrorKind::IssuedInFuture => "token was issued in the future",
             ErrorKind::LifetimeTooLong => "token lifetime exceeds the allowed maximum",
             ErrorKind::InvalidAudience => "token is not meant for this audience",
+            ErrorKind::InvalidType => "token type (`typ`) is not the one required",
             ErrorKind::InvalidIssuer => "token issuer is not accepted",
             ErrorKind::InvalidSubject => "token subject is not a valid end-user id",
             ErrorKind::InvalidPermissions => "token permissions claim is malformed",
@@ -108,8 +121,10 @@ impl ErrorKind {
             ErrorKind::OnBehalfOfMismatch => "`x-on-behalf-of` does not match the token subject",
             ErrorKind::KeysUnavailable => "no usable signing keys are available",
             ErrorKind::MissingLayer => {
-                "the authentication layer is missing in front of this handler"
+                "the authentication layer is missing in front of this point, or in the wrong order"
             }
+            ErrorKind::CheckFailed => "token was refused by a check of this service",
+            ErrorKind::CheckPanicked => "a check of this service failed unexpectedly",
         }
     }
 
@@ -122,6 +137,7 @@ impl ErrorKind {
                 | ErrorKind::InsufficientPermission
                 | ErrorKind::KeysUnavailable
                 | ErrorKind::MissingLayer
+                | ErrorKind::CheckPanicked
                 | ErrorKind::OnBehalfOfMismatch
         )
     }
@@ -323,10 +339,11 @@ pub enum ConfigError {
     #[error("no audience configured: set at least one with `audience`")]
     MissingAudience,
     /// No key source was configured.
-    #[error("no key source configured: set `jwks_url` or `jwks`")]
+    #[error("no key source configured: set `jwks_url` or `jwks` (or one per issuer with `issuer_jwks_url` or `issuer_jwks`)")]
     MissingKeySource,
-    /// Both a static key set and a JWKS URL were configured.
-    #[error("both a static key set and a jwks url were configured; choose one")]
+    /// More than one key source was configured for the verifier as a whole (a static key set
+    /// and a JWKS URL, say), or one for the whole verifier beside per-issuer ones.
+    #[error("more than one key source was configured; choose one, or give every issuer its own with `issuer_jwks_url` or `issuer_jwks`")]
     ConflictingKeySources,
     /// The algorithm allow-list is empty or names a symmetric or unsupported algorithm.
     #[error("algorithm {0} is not allowed: only EdDSA, ES256, ES384, RS256, RS384, RS512, PS256, PS384 and PS512 are supported")]

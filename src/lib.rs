@@ -117,4 +117,4 @@ pub use jwks::Algorithm;
 pub use layer::{Mka1Auth, Mka1AuthLayer};
 pub use permissions::{RequirePermissions, RequirePermissionsLayer};
 pub use rejection::{Reject, Rejection};
-pub use verify::{Verifier, VerifierBuilder};
+pub use verify::{ClaimRefusal, Verifier, VerifierBuilder};

@@ -13,6 +13,7 @@ mod alg;
 mod document;
 #[cfg(feature = "remote")]
 pub mod remote;
+mod sources;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ pub(crate) use alg::{is_supported, parse_alg};
 pub use alg::{Algorithm, UnknownAlgorithm};
 pub use document::IntoJwks;
 pub(crate) use document::JwksDocument;
+pub(crate) use sources::{KeySources, SourceId};
 
 /// The algorithms accepted when none are configured: MKA1's default (EdDSA) and the two
 /// other common asymmetric ones.
@@ -592,6 +594,7 @@ impl KeySource {
                 last_error_at: None,
                 consecutive_failures: 0,
                 next_refresh: None,
+                per_issuer: Vec::new(),
             },
             #[cfg(feature = "remote")]
             KeySource::Remote(remote) => remote.status(),
@@ -619,6 +622,13 @@ impl KeySource {
 /// A static key set is always usable and never refreshed. A remote one reports its last
 /// fetch outcomes; `usable` turns false only when no key set is held at all, or the last good
 /// one has outlived its stale-if-error window.
+///
+/// A verifier with a key source per issuer reports each in [`per_issuer`](Self::per_issuer)
+/// and sums them up in the other fields: `remote`, `stale` and `fetching` when any source
+/// is; `usable` when **any** source is (a source fetches on first use, so one that no token
+/// has named yet is not usable; check `per_issuer` for each); counts added; the latest
+/// `last_success` and `last_error` (prefixed with its issuer); the most
+/// `consecutive_failures`; the earliest `next_refresh`.
 ///
 /// ```
 /// use mka1_auth::Verifier;
@@ -663,6 +673,9 @@ pub struct KeySetStatus {
     pub consecutive_failures: u32,
     /// When the next background refresh (or, after a failure, retry) is due.
     pub next_refresh: Option<SystemTime>,
+    /// With a key source per issuer: each issuer and its source's status, in the order they
+    /// were configured. Empty for a verifier with one key source.
+    pub per_issuer: Vec<(String, KeySetStatus)>,
 }
 
 #[cfg(test)]

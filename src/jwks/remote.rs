@@ -580,6 +580,7 @@ impl RemoteJwks {
             last_error_at: state.last_error.as_ref().map(|(at, _)| *at),
             consecutive_failures: state.failures,
             next_refresh: state.next_refresh,
+            per_issuer: Vec::new(),
         }
     }
 

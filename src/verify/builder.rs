@@ -7,11 +7,13 @@ use std::time::Duration;
 use crate::jwks::Algorithm;
 use serde_json::Value;
 
+use super::checks::{Check, Checks, ClaimRefusal};
 use super::validate::ClaimRules;
 use super::{Verifier, VerifierState};
+use crate::claims::VerifiedToken;
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::ConfigError;
-use crate::jwks::{self, IntoJwks, KeySet, KeySource};
+use crate::jwks::{self, IntoJwks, KeySet, KeySource, KeySources};
 use crate::token_cache::{self, TokenCache};
 
 /// Default clock skew tolerated on every time check.
@@ -53,6 +55,11 @@ enum KeyConfig {
 pub struct VerifierBuilder {
     keys: Option<KeyConfig>,
     conflicting_keys: bool,
+    /// A key source per issuer, in the order given.
+    issuer_keys: Vec<(String, KeyConfig)>,
+    required_typ: Option<String>,
+    checks: Vec<Check>,
+    uncached_checks: Vec<Check>,
     audiences: Vec<String>,
     issuers: Vec<String>,
     algorithms: Option<Vec<Algorithm>>,
@@ -71,8 +78,15 @@ impl fmt::Debug for VerifierBuilder {
         f.debug_struct("VerifierBuilder")
             .field("audiences", &self.audiences)
             .field("issuers", &self.issuers)
+            .field(
+                "issuer_keys",
+                &self.issuer_keys.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+            )
             .field("algorithms", &self.algorithms)
             .field("leeway", &self.leeway)
+            .field("required_typ", &self.required_typ)
+            .field("checks", &self.checks.len())
+            .field("uncached_checks", &self.uncached_checks.len())
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +96,10 @@ impl Default for VerifierBuilder {
         VerifierBuilder {
             keys: None,
             conflicting_keys: false,
+            issuer_keys: Vec::new(),
+            required_typ: None,
+            checks: Vec::new(),
+            uncached_checks: Vec::new(),
             audiences: Vec::new(),
             issuers: Vec::new(),
             algorithms: None,
@@ -163,6 +181,178 @@ impl VerifierBuilder {
         self.set_keys(KeyConfig::Loaded(keys))
     }
 
+    /// Accept tokens of `issuer`, verified only with keys fetched from `url` (kept fresh
+    /// like [`jwks_url`](Self::jwks_url), with the same [`jwks_options`](Self::jwks_options)).
+    /// Call once per issuer, for example a staging and a production MKA1 while you move
+    /// between them:
+    ///
+    /// ```
+    /// use mka1_auth::Verifier;
+    ///
+    /// let verifier = Verifier::builder()
+    ///     .issuer_jwks_url("https://staging.mka1.example", "https://staging.mka1.example/jwks")
+    ///     .issuer_jwks_url("https://apigw.mka1.com", "https://apigw.mka1.com/jwks")
+    ///     .audience("https://api.example.com")
+    ///     .build()?;
+    /// assert_eq!(verifier.key_set_status().per_issuer.len(), 2);
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    ///
+    /// The token's `iss`, read right after the token's shape is checked and before any key
+    /// work, picks the source. A token of any other issuer, or with no `iss`, is refused
+    /// ([`ErrorKind::InvalidIssuer`](crate::ErrorKind::InvalidIssuer)) without a fetch; a
+    /// `kid` is looked up only in its issuer's source, so a key one issuer publishes never
+    /// verifies another's token, even under a `kid` both use. Each source fetches, cools
+    /// down and reports ([`KeySetStatus::per_issuer`](crate::jwks::KeySetStatus::per_issuer))
+    /// on its own.
+    ///
+    /// Per-issuer sources replace [`jwks_url`](Self::jwks_url), [`jwks`](Self::jwks),
+    /// [`key_set`](Self::key_set) and [`issuer`](Self::issuer): mixing them is a
+    /// [`ConfigError`].
+    #[cfg(feature = "remote")]
+    pub fn issuer_jwks_url(mut self, issuer: impl Into<String>, url: impl Into<String>) -> Self {
+        self.issuer_keys
+            .push((issuer.into(), KeyConfig::Remote(url.into())));
+        self
+    }
+
+    /// Accept tokens of `issuer`, verified only with this fixed key set: like
+    /// [`issuer_jwks_url`](Self::issuer_jwks_url), with keys given like [`jwks`](Self::jwks).
+    ///
+    /// ```
+    /// use mka1_auth::Verifier;
+    ///
+    /// let verifier = Verifier::builder()
+    ///     .issuer_jwks("https://staging.mka1.example", r#"{"keys":[{"kty":"OKP",
+    ///         "crv":"Ed25519","kid":"k1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+    ///     .audience("https://api.example.com")
+    ///     .build()?;
+    /// # let _ = verifier;
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn issuer_jwks(mut self, issuer: impl Into<String>, jwks: impl IntoJwks) -> Self {
+        self.issuer_keys
+            .push((issuer.into(), KeyConfig::Static(jwks.into_jwk_entries())));
+        self
+    }
+
+    /// Accept tokens of `issuer`, verified only with a key set you loaded: like
+    /// [`issuer_jwks`](Self::issuer_jwks), with keys given like [`key_set`](Self::key_set).
+    pub fn issuer_key_set(mut self, issuer: impl Into<String>, keys: KeySet) -> Self {
+        self.issuer_keys
+            .push((issuer.into(), KeyConfig::Loaded(keys)));
+        self
+    }
+
+    /// Require the token header's `typ` to be this type (RFC 8725 3.11), for example `JWT`,
+    /// so that a token minted for another purpose by the same issuer is refused. Off by
+    /// default, since MKA1 does not document the `typ` it sets.
+    ///
+    /// Compared as RFC 7515 compares media types: case-insensitively, with `application/`
+    /// implied (`JWT`, `jwt` and `application/jwt` are one type). A token with another
+    /// `typ`, or none, is refused with
+    /// [`ErrorKind::InvalidType`](crate::ErrorKind::InvalidType) before any key work.
+    ///
+    /// ```
+    /// # use mka1_auth::Verifier;
+    /// let verifier = Verifier::builder()
+    /// #   .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+    /// #       "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+    ///     .audience("https://api.example.com")
+    ///     .require_typ("JWT")
+    ///     .build()?;
+    /// # let _ = verifier;
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
+        self.required_typ = Some(typ.into());
+        self
+    }
+
+    /// Add a claim check of your own, run after the built-in rules (and after the checks
+    /// added before it), on a token seen for the first time. Any number may be added.
+    ///
+    /// A check sees the verified token: its claims, custom ones through
+    /// [`VerifiedToken::claim`]. A refusal ([`ClaimRefusal`]) is answered 401
+    /// `invalid_token` with [`ErrorKind::CheckFailed`](crate::ErrorKind::CheckFailed) and
+    /// its reason: like a wrong `aud` or `iss`, it says this token is not acceptable here at
+    /// all, wherever the verifier is used (also in [`Verifier::verify`]), and a client must
+    /// come back with another token. 403 is left to what a valid token may do on one
+    /// route: [`RequirePermissionsLayer`](crate::RequirePermissionsLayer) and
+    /// [`Require`](crate::extract::Require) answer that. (For another status, map the kind
+    /// in [`Mka1AuthLayer::reject_with`](crate::Mka1AuthLayer::reject_with).)
+    ///
+    /// **Its verdict is cached with the token**: a check runs before the token enters the
+    /// verified-token cache, and a token answered from the cache is not checked again. So a
+    /// check must depend only on the token: not on the time, the request, or state that
+    /// changes (a revocation list, say). For those, use
+    /// [`check_uncached`](Self::check_uncached).
+    ///
+    /// A check that panics does not take the service down: the token is answered 500 with
+    /// [`ErrorKind::CheckPanicked`](crate::ErrorKind::CheckPanicked), is not cached, and the
+    /// next request is verified as usual (unless the build sets `panic = "abort"`).
+    ///
+    /// ```
+    /// use mka1_auth::{ClaimRefusal, Verifier};
+    ///
+    /// let verifier = Verifier::builder()
+    /// #   .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+    /// #       "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+    ///     .audience("https://api.example.com")
+    ///     .check(|token| match token.claim::<String>("org")? {
+    ///         Some(org) if org == "acme" => Ok(()),
+    ///         _ => Err(ClaimRefusal::new("`org` must be acme")),
+    ///     })
+    ///     .build()?;
+    /// # let _ = verifier;
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn check<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&VerifiedToken) -> Result<(), ClaimRefusal> + Send + Sync + 'static,
+    {
+        self.checks.push(Arc::new(check));
+        self
+    }
+
+    /// Add a claim check that runs on **every** verification, answers from the
+    /// verified-token cache included, after every [`check`](Self::check). Its verdict is
+    /// never cached, so it may depend on the time or on state that changes, such as a
+    /// revocation list. Refusals and panics are answered as for [`check`](Self::check).
+    ///
+    /// It costs its own run on every request, which a cache hit otherwise spares (see the
+    /// layer bench in the README's Performance section).
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// use std::sync::{Arc, RwLock};
+    /// use mka1_auth::{ClaimRefusal, Verifier};
+    ///
+    /// let revoked: Arc<RwLock<HashSet<String>>> = Arc::default();
+    /// let list = Arc::clone(&revoked);
+    /// let verifier = Verifier::builder()
+    /// #   .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+    /// #       "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+    ///     .audience("https://api.example.com")
+    ///     .check_uncached(move |token| match token.jti() {
+    ///         Some(jti) if list.read().unwrap().contains(jti) => {
+    ///             Err(ClaimRefusal::new("the token was revoked"))
+    ///         }
+    ///         _ => Ok(()),
+    ///     })
+    ///     .build()?;
+    /// revoked.write().unwrap().insert("a-jti".into());
+    /// # let _ = verifier;
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn check_uncached<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&VerifiedToken) -> Result<(), ClaimRefusal> + Send + Sync + 'static,
+    {
+        self.uncached_checks.push(Arc::new(check));
+        self
+    }
+
     /// Accept tokens whose `aud` names this audience (your service's URL). Call again to
     /// accept several. At least one is required.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
@@ -235,14 +425,10 @@ impl VerifierBuilder {
 
     /// Check the configuration and build the verifier. Does no I/O.
     pub fn build(self) -> Result<Verifier, ConfigError> {
-        if self.conflicting_keys {
-            return Err(ConfigError::ConflictingKeySources);
-        }
         let audiences = no_empty_strings("audience", self.audiences)?;
         if audiences.is_empty() {
             return Err(ConfigError::MissingAudience);
         }
-        let issuers = no_empty_strings("issuer", self.issuers)?;
         let algorithms = allow_list(self.algorithms)?;
         let claim = self.permissions_claim;
         if claim.is_empty() || REGISTERED_CLAIMS.contains(&claim.as_str()) {
@@ -257,21 +443,20 @@ impl VerifierBuilder {
                 reason: "must be above zero".into(),
             });
         }
-        let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let keys = match self.keys {
-            None => return Err(ConfigError::MissingKeySource),
-            Some(KeyConfig::Static(entries)) => {
-                static_keys(KeySet::from_entries(entries?, &algorithms))?
-            }
-            Some(KeyConfig::Loaded(set)) => static_keys(set)?,
-            #[cfg(feature = "remote")]
-            Some(KeyConfig::Remote(url)) => KeySource::Remote(jwks::remote::RemoteJwks::new(
-                &url,
-                self.remote,
-                clock.clone(),
-                algorithms.clone(),
-            )?),
+        let required_typ = match self.required_typ {
+            Some(typ) if typ.is_empty() => return Err(invalid("require_typ", "must not be empty")),
+            typ => typ.map(String::into_boxed_str),
         };
+        let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let sources = Sources {
+            single: self.keys,
+            conflicting: self.conflicting_keys,
+            per_issuer: self.issuer_keys,
+            #[cfg(feature = "remote")]
+            remote: self.remote,
+        };
+        let issuers = no_empty_strings("issuer", self.issuers)?;
+        let (keys, issuers) = sources.build(issuers, &algorithms, &clock)?;
         let cache = (self.cache_capacity > 0).then(|| TokenCache::new(self.cache_capacity));
         Ok(Verifier {
             inner: Arc::new(VerifierState {
@@ -284,11 +469,109 @@ impl VerifierBuilder {
                 algorithms,
                 max_token_bytes: self.max_token_bytes,
                 permissions_claim: claim.into_boxed_str(),
+                required_typ,
                 clock,
                 keys,
+                checks: Checks::new(self.checks),
+                uncached_checks: Checks::new(self.uncached_checks),
                 cache,
             }),
         })
+    }
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidSetting {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// The issuers a verifier accepts (none: any issuer, or none).
+type Issuers = Box<[Box<str>]>;
+
+/// The key sources as configured, before they are checked.
+struct Sources {
+    single: Option<KeyConfig>,
+    /// Two single sources were given.
+    conflicting: bool,
+    per_issuer: Vec<(String, KeyConfig)>,
+    #[cfg(feature = "remote")]
+    remote: jwks::remote::RemoteJwksConfig,
+}
+
+impl Sources {
+    /// The verifier's key sources, and the issuers it accepts: those configured with
+    /// `issuer` for a single source, each source's issuer for per-issuer ones.
+    fn build(
+        self,
+        issuers: Issuers,
+        algorithms: &[Algorithm],
+        clock: &SharedClock,
+    ) -> Result<(KeySources, Issuers), ConfigError> {
+        if self.conflicting || (self.single.is_some() && !self.per_issuer.is_empty()) {
+            return Err(ConfigError::ConflictingKeySources);
+        }
+        let load = Loader {
+            algorithms,
+            clock,
+            #[cfg(feature = "remote")]
+            remote: &self.remote,
+        };
+        if self.per_issuer.is_empty() {
+            let Some(single) = self.single else {
+                return Err(ConfigError::MissingKeySource);
+            };
+            return Ok((KeySources::One(load.source(single)?), issuers));
+        }
+        if !issuers.is_empty() {
+            return Err(invalid(
+                "issuer",
+                "with a key source per issuer, the issuers accepted are those sources' issuers: \
+                 remove `issuer`",
+            ));
+        }
+        let mut sources: Vec<(Box<str>, KeySource)> = Vec::with_capacity(self.per_issuer.len());
+        for (issuer, config) in self.per_issuer {
+            if issuer.is_empty() {
+                return Err(invalid("issuer_jwks", "an issuer must not be empty"));
+            }
+            if sources.iter().any(|(known, _)| **known == *issuer) {
+                let reason = format!("issuer `{issuer}` is given more than one key source");
+                return Err(invalid("issuer_jwks", reason));
+            }
+            sources.push((issuer.into_boxed_str(), load.source(config)?));
+        }
+        let issuers = sources.iter().map(|(issuer, _)| issuer.clone()).collect();
+        Ok((KeySources::ByIssuer(sources.into_boxed_slice()), issuers))
+    }
+}
+
+/// What loading a key source takes besides its configuration.
+struct Loader<'a> {
+    algorithms: &'a [Algorithm],
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    clock: &'a SharedClock,
+    #[cfg(feature = "remote")]
+    remote: &'a jwks::remote::RemoteJwksConfig,
+}
+
+impl Loader<'_> {
+    /// One key source, as configured.
+    fn source(&self, config: KeyConfig) -> Result<KeySource, ConfigError> {
+        match config {
+            KeyConfig::Static(entries) => {
+                static_keys(KeySet::from_entries(entries?, self.algorithms))
+            }
+            KeyConfig::Loaded(set) => static_keys(set),
+            #[cfg(feature = "remote")]
+            KeyConfig::Remote(url) => Ok(KeySource::Remote(jwks::remote::RemoteJwks::new(
+                &url,
+                self.remote.clone(),
+                self.clock.clone(),
+                self.algorithms.to_vec(),
+            )?)),
+        }
     }
 }
 

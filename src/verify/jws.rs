@@ -74,54 +74,93 @@ pub(super) struct Header<'a> {
     #[serde(borrow)]
     pub(super) alg: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub(super) kid: Option<KidValue<'a>>,
+    pub(super) kid: Option<StrValue<'a>>,
+    /// Read whatever its type, so that a `typ` only matters when one is required.
+    #[serde(default, borrow)]
+    pub(super) typ: Option<StrValue<'a>>,
     #[serde(default, deserialize_with = "present")]
     crit: bool,
 }
 
-/// A `kid` of any JSON type, so a number or object is reported as a bad `kid`, not as a
-/// malformed header.
-pub(super) enum KidValue<'a> {
+impl Header<'_> {
+    /// With a required `typ` ([`VerifierBuilder::require_typ`](super::VerifierBuilder::require_typ)):
+    /// the header's must be a string naming the same media type. RFC 7515 4.1.9: compared
+    /// case-insensitively, and `application/` is implied when the value has no `/`
+    /// (`JWT`, `jwt` and `application/jwt` are one type). [`ErrorKind::InvalidType`] if not.
+    #[inline]
+    pub(super) fn check_typ(&self, required: &str) -> Result<(), Error> {
+        match &self.typ {
+            Some(StrValue::Str(typ)) if same_media_type(typ, required) => Ok(()),
+            Some(StrValue::Str(_)) => Err(Error::with_detail(
+                ErrorKind::InvalidType,
+                "the header's `typ` must name the required type",
+            )),
+            Some(StrValue::Other) => Err(Error::with_detail(
+                ErrorKind::InvalidType,
+                "the header's `typ` must be a string",
+            )),
+            None => Err(Error::with_detail(
+                ErrorKind::InvalidType,
+                "the header has no `typ`",
+            )),
+        }
+    }
+}
+
+/// Whether two `typ` values name one media type (see [`Header::check_typ`]).
+pub(super) fn same_media_type(a: &str, b: &str) -> bool {
+    fn short(t: &str) -> &str {
+        match t.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
+            _ => t,
+        }
+    }
+    short(a).eq_ignore_ascii_case(short(b))
+}
+
+/// A member that may be of any JSON type, so a number or object is reported as a bad
+/// `kid` (or `typ`), not as a malformed header.
+pub(super) enum StrValue<'a> {
     Str(Cow<'a, str>),
     Other,
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for KidValue<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for StrValue<'a> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = KidValue<'de>;
+            type Value = StrValue<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a key id")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(KidValue::Str(Cow::Borrowed(v)))
+                Ok(StrValue::Str(Cow::Borrowed(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(KidValue::Str(Cow::Owned(v.to_owned())))
+                Ok(StrValue::Str(Cow::Owned(v.to_owned())))
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(KidValue::Other)
+                Ok(StrValue::Other)
             }
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(KidValue::Other)
+                Ok(StrValue::Other)
             }
             fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(KidValue::Other)
+                Ok(StrValue::Other)
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(KidValue::Other)
+                Ok(StrValue::Other)
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(KidValue::Other)
+                Ok(StrValue::Other)
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(KidValue::Other)
+                Ok(StrValue::Other)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(KidValue::Other)
+                Ok(StrValue::Other)
             }
         }
         d.deserialize_any(V)
@@ -165,7 +204,7 @@ mod tests {
         assert_eq!(jws.signed, token.rsplit_once('.').unwrap().0.as_bytes());
         assert_eq!((jws.payload_b64, jws.signature_b64), ("cGF5bG9hZA", "c2ln"));
         assert_eq!(jws.header.alg.as_deref(), Some("EdDSA"));
-        assert!(matches!(jws.header.kid, Some(KidValue::Str(ref k)) if k == "k1"));
+        assert!(matches!(jws.header.kid, Some(StrValue::Str(ref k)) if k == "k1"));
     }
 
     #[test]
@@ -185,5 +224,46 @@ mod tests {
         );
         // A kid of another type is read, and refused later as a missing key id.
         assert_eq!(kind_of(&format!("{}.p.s", b64(r#"{"kid":7}"#))), Ok(()));
+        // So is a `typ` of another type, which matters only when one is required.
+        assert_eq!(kind_of(&format!("{}.p.s", b64(r#"{"typ":[1]}"#))), Ok(()));
+        let twice = b64(r#"{"typ":"JWT","typ":"JWT"}"#);
+        assert_eq!(kind_of(&format!("{twice}.p.s")), malformed);
+    }
+
+    #[test]
+    fn a_required_typ_names_one_media_type() {
+        let check = |header: &str, required: &str| {
+            let token = format!("{}.p.s", b64(header));
+            let mut buffer = Vec::new();
+            let jws = Compact::parse(&token, &mut buffer).unwrap_or_else(|_| panic!("refused"));
+            jws.header.check_typ(required).map_err(|e| e.kind())
+        };
+        for (typ, required) in [
+            ("JWT", "JWT"),
+            ("jwt", "JWT"),
+            ("application/jwt", "JWT"),
+            ("Application/JWT", "jwt"),
+            ("at+jwt", "application/AT+JWT"),
+        ] {
+            let header = format!(r#"{{"typ":"{typ}"}}"#);
+            assert_eq!(check(&header, required), Ok(()), "{typ} as {required}");
+        }
+        for header in [
+            r#"{"typ":"at+jwt"}"#,
+            r#"{"typ":"JWS"}"#,
+            r#"{"typ":"text/jwt"}"#,
+            r#"{"typ":"application/"}"#,
+            r#"{"typ":"JWT "}"#,
+            r#"{"typ":""}"#,
+            r#"{"typ":null}"#,
+            r#"{"typ":["JWT"]}"#,
+            r#"{"alg":"EdDSA"}"#,
+        ] {
+            assert_eq!(
+                check(header, "JWT"),
+                Err(ErrorKind::InvalidType),
+                "{header}"
+            );
+        }
     }
 }

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use crate::jwks::Algorithm;
 
-use super::jws::{Compact, Header, KidValue};
-use super::NotVerified;
+use super::jws::{Compact, Header, StrValue};
+use super::{MissingKey, NotVerified};
 use crate::error::{Error, ErrorKind};
 use crate::jwks::{self, b64url_decode, KeySource, Lookup, VerificationKey};
 
@@ -20,7 +20,8 @@ pub(super) struct SelectedKey<'k> {
 /// Find the key for a header, without I/O. Refuses, in this order: an `alg` that is unknown
 /// or not in `algorithms` ([`ErrorKind::AlgorithmNotAllowed`]); a missing, empty or
 /// non-string `kid` ([`ErrorKind::MissingKeyId`]); a `kid` the key source does not hold
-/// ([`NotVerified::KeyNotHeld`] when a refetch may find it, else
+/// ([`NotVerified::KeyNotHeld`] when a refetch may find it, in source `0` until the caller
+/// says which; else
 /// [`ErrorKind::UnknownKeyId`]); a key that does not verify `alg`
 /// ([`ErrorKind::AlgorithmMismatch`]). Only `kid` finds a key.
 #[inline]
@@ -47,12 +48,18 @@ pub(super) fn select_key<'k>(
             Error::new(ErrorKind::AlgorithmNotAllowed)
         })?;
     let kid = match &header.kid {
-        Some(KidValue::Str(k)) if !k.is_empty() => k,
+        Some(StrValue::Str(k)) if !k.is_empty() => k,
         _ => return Err(Error::new(ErrorKind::MissingKeyId).into()),
     };
     let key = match keys.lookup(kid, at) {
         Lookup::Found(key) => key,
-        Lookup::NeedsFetch => return Err(NotVerified::KeyNotHeld(Box::from(&**kid))),
+        Lookup::NeedsFetch => {
+            let missing = MissingKey {
+                kid: Box::from(&**kid),
+                source: 0,
+            };
+            return Err(NotVerified::KeyNotHeld(missing));
+        }
         Lookup::Unknown => return Err(Error::new(ErrorKind::UnknownKeyId).into()),
     };
     if !key.accepts(alg) {

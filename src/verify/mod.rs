@@ -21,11 +21,19 @@
 //!    them; `sub` a valid end-user id ([`validate_end_user_id`](crate::claims::validate_end_user_id));
 //!    permissions an array of strings or one space-separated string, or absent.
 //!
+//! Around the five stages: a required `typ` is checked with the shape (stage 1); with a
+//! key source per issuer, the payload is read right after the shape, so that its `iss`
+//! picks the source before any key work (stage 4 moves up, and an unknown issuer is
+//! refused without a fetch); the service's own claim checks ([`Checks`], in `checks`) run
+//! after stage 5, before the token enters the cache.
+//!
 //! A token answered from the verified-token cache goes through
-//! [`VerifierState::recheck_hit`] instead: the key that verified it still held, and its
-//! times against the clock.
+//! [`VerifierState::recheck_hit`] instead: the key that verified it still held (in its
+//! issuer's source), and its times against the clock. Uncached checks run on every answer,
+//! from the cache or not.
 
 mod builder;
+mod checks;
 mod jws;
 mod key;
 mod payload;
@@ -38,12 +46,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::jwks::Algorithm;
 
 pub use builder::VerifierBuilder;
+pub use checks::ClaimRefusal;
 
 use crate::claims::{BearerToken, VerifiedToken};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind};
-use crate::jwks::{KeySetStatus, KeySource};
+use crate::jwks::{KeySetStatus, KeySources, SourceId};
 use crate::token_cache::{Entry, Probe, TokenCache};
+use checks::Checks;
 use jws::Compact;
 use key::{check_signature, select_key};
 use payload::parse_claims;
@@ -77,8 +87,14 @@ struct VerifierState {
     algorithms: Vec<Algorithm>,
     max_token_bytes: usize,
     permissions_claim: Box<str>,
+    /// The header `typ` every token must have, when one is required.
+    required_typ: Option<Box<str>>,
     clock: SharedClock,
-    keys: KeySource,
+    keys: KeySources,
+    /// Run once per token, before it enters the cache.
+    checks: Checks,
+    /// Run on every answer, from the cache or not.
+    uncached_checks: Checks,
     cache: Option<TokenCache>,
 }
 
@@ -87,8 +103,12 @@ impl fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("audiences", &self.inner.rules.audiences)
             .field("issuers", &self.inner.rules.issuers)
+            .field("key_source_per_issuer", &self.inner.keys.by_issuer())
             .field("algorithms", &self.inner.algorithms)
             .field("leeway", &self.inner.rules.leeway)
+            .field("required_typ", &self.inner.required_typ)
+            .field("checks", &self.inner.checks.len())
+            .field("uncached_checks", &self.inner.uncached_checks.len())
             .field("token_cache", &self.inner.cache.is_some())
             .finish_non_exhaustive()
     }
@@ -99,7 +119,14 @@ pub(crate) enum Attempt {
     /// Finished, one way or the other.
     Done(Result<VerifiedToken, Error>),
     /// The token names a key that is not held; a guarded refetch may find it.
-    NeedKey(Box<str>),
+    NeedKey(MissingKey),
+}
+
+/// A key a token names that its source does not hold (yet).
+pub(crate) struct MissingKey {
+    kid: Box<str>,
+    /// The source the token's issuer picked, which a refetch asks.
+    source: SourceId,
 }
 
 impl Verifier {
@@ -115,8 +142,10 @@ impl Verifier {
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, Error> {
         match self.verify_now(token) {
             Attempt::Done(result) => result,
-            Attempt::NeedKey(kid) => {
-                self.inner.keys.resolve_missing(&kid).await?;
+            Attempt::NeedKey(missing) => {
+                let source = self.inner.keys.get(missing.source);
+                let source = source.ok_or_else(|| Error::new(ErrorKind::UnknownKeyId))?;
+                source.resolve_missing(&missing.kid).await?;
                 match self.verify_now(token) {
                     Attempt::Done(result) => result,
                     Attempt::NeedKey(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
@@ -144,7 +173,8 @@ impl Verifier {
     }
 
     /// Where the key set stands: key count, last fetch success and error, next refresh.
-    /// For health endpoints; see [`KeySetStatus`].
+    /// For health endpoints; see [`KeySetStatus`]. With a key source per issuer, each
+    /// source's status is in [`KeySetStatus::per_issuer`], and the other fields sum them up.
     ///
     /// ```
     /// use mka1_auth::Verifier;
@@ -176,21 +206,22 @@ impl Verifier {
         if let Some(probe) = &mut probe {
             if let Some(entry) = probe.get() {
                 if let Some(answer) = s.recheck_hit(probe, entry, at, now) {
-                    return Attempt::Done(answer);
+                    return Attempt::Done(answer.and_then(|v| s.check_uncached(v)));
                 }
             }
         }
-        match s.verify_uncached(token, at, now) {
+        let answer = match s.verify_uncached(token, at, now) {
             Ok((verified, key_serial)) => {
                 if let Some(probe) = &mut probe {
                     let ttl = (verified.expires_at() + s.rules.leeway).saturating_sub(now);
                     probe.insert(verified.clone(), key_serial, Duration::from_secs(ttl));
                 }
-                Attempt::Done(Ok(verified))
+                Ok(verified)
             }
-            Err(NotVerified::Refused(e)) => Attempt::Done(Err(e)),
-            Err(NotVerified::KeyNotHeld(kid)) => Attempt::NeedKey(kid),
-        }
+            Err(NotVerified::Refused(e)) => Err(e),
+            Err(NotVerified::KeyNotHeld(missing)) => return Attempt::NeedKey(missing),
+        };
+        Attempt::Done(answer.and_then(|v| s.check_uncached(v)))
     }
 }
 
@@ -199,7 +230,19 @@ enum NotVerified {
     /// The token is refused.
     Refused(Error),
     /// The token names a key that is not held, which a refetch may find.
-    KeyNotHeld(Box<str>),
+    KeyNotHeld(MissingKey),
+}
+
+impl NotVerified {
+    /// A key not held, in the source with this id.
+    fn in_source(self, source: SourceId) -> Self {
+        match self {
+            NotVerified::KeyNotHeld(missing) => {
+                NotVerified::KeyNotHeld(MissingKey { source, ..missing })
+            }
+            refused => refused,
+        }
+    }
 }
 
 impl From<Error> for NotVerified {
@@ -222,14 +265,14 @@ impl VerifierState {
         at: SystemTime,
         now: u64,
     ) -> Option<Result<VerifiedToken, Error>> {
+        let t = &entry.token;
         if !self
             .keys
-            .still_holds(entry.token.key_id(), entry.key_serial, at)
+            .still_hold(t.issuer(), t.key_id(), entry.key_serial, at)
         {
             probe.remove();
             return None;
         }
-        let t = &entry.token;
         let checked = self
             .rules
             .check_times(now, t.expires_at(), t.not_before(), t.issued_at());
@@ -253,12 +296,39 @@ impl VerifierState {
     ) -> Result<(VerifiedToken, u64), NotVerified> {
         let mut header_json = Vec::new();
         let jws = Compact::parse(token, &mut header_json)?;
-        let selected = select_key(&jws.header, &self.algorithms, &self.keys, at)?;
+        if let Some(typ) = &self.required_typ {
+            jws.header.check_typ(typ)?;
+        }
+        let (source_id, source, early) = match &self.keys {
+            KeySources::One(source) => (0, source, None),
+            KeySources::ByIssuer(_) => {
+                // The issuer picks the key source: the payload is read before any key work.
+                let (payload, claims) = parse_claims(jws.payload_b64, &self.permissions_claim)?;
+                let issuer = self.rules.check_issuer(claims.iss.as_ref())?;
+                let (id, source) = self.keys.for_issuer(issuer).ok_or_else(|| {
+                    Error::with_detail(ErrorKind::InvalidIssuer, "no key source for this `iss`")
+                })?;
+                (id, source, Some((payload, claims)))
+            }
+        };
+        let selected = select_key(&jws.header, &self.algorithms, source, at)
+            .map_err(|e| e.in_source(source_id))?;
         check_signature(&jws, &selected)?;
-        let (payload, claims) = parse_claims(jws.payload_b64, &self.permissions_claim)?;
+        let (payload, claims) = match early {
+            Some(read) => read,
+            None => parse_claims(jws.payload_b64, &self.permissions_claim)?,
+        };
         let claims = self.rules.validate(claims, now)?;
         let verified = claims.into_token(payload, selected.key.kid(), selected.alg)?;
+        self.checks.run(&verified)?;
         Ok((verified, selected.key.serial()))
+    }
+
+    /// The uncached checks, on an answer about to be given (from the cache or not).
+    #[inline]
+    fn check_uncached(&self, verified: VerifiedToken) -> Result<VerifiedToken, Error> {
+        self.uncached_checks.run(&verified)?;
+        Ok(verified)
     }
 }
 
@@ -390,7 +460,8 @@ mod cache_tests {
 
     fn replace_keys(v: &mut Verifier, keys: &[&TestKey]) {
         let set = KeySet::from_json(&jwks(keys).to_string()).unwrap();
-        Arc::get_mut(&mut v.inner).unwrap().keys = KeySource::Static(Arc::new(set));
+        Arc::get_mut(&mut v.inner).unwrap().keys =
+            KeySources::One(crate::jwks::KeySource::Static(Arc::new(set)));
     }
 
     /// Cache `signer`'s token, then swap the key set for `keys` and verify it again.

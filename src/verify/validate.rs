@@ -178,10 +178,23 @@ impl ClaimRules {
         Ok(audiences)
     }
 
-    /// `iss`, when present, a string; when issuers are configured, present and one of them.
+    /// [`check_issuer`](Self::check_issuer), keeping the issuer.
     fn validate_issuer(&self, iss: Option<Value>) -> Result<Option<Box<str>>, Error> {
-        let issuer = match iss {
+        self.check_issuer(iss.as_ref())?;
+        Ok(match iss {
             Some(Value::String(s)) => Some(s.into_boxed_str()),
+            _ => None,
+        })
+    }
+
+    /// `iss`, when present, a string; when issuers are configured, present and one of them.
+    /// Also run before any key work when the issuer picks the key source.
+    pub(super) fn check_issuer<'c>(
+        &self,
+        iss: Option<&'c Value>,
+    ) -> Result<Option<&'c str>, Error> {
+        let issuer = match iss {
+            Some(Value::String(s)) => Some(s.as_str()),
             None => None,
             Some(_) => {
                 let kind = if self.issuers.is_empty() {
@@ -193,8 +206,8 @@ impl ClaimRules {
             }
         };
         if !self.issuers.is_empty() {
-            match &issuer {
-                Some(iss) if self.issuers.contains(iss) => {}
+            match issuer {
+                Some(iss) if self.issuers.iter().any(|i| **i == *iss) => {}
                 Some(iss) => {
                     tracing::debug!(
                         token_iss = %iss,
