@@ -6,6 +6,7 @@
 //! | [`OnBehalfOf`] | the verified end-user id (`sub`) |
 //! | [`VerifiedToken`] | the whole verified token: subject, permissions, times, raw claims |
 //! | [`Claims<T>`] | the claims deserialized into your own type |
+//! | [`Require<P>`] | the verified token, once it has the permissions `P` names (403 if not) |
 //! | [`BearerToken`] | the token itself, to forward onward |
 //!
 //! Each has an `Option<_>` form for routes behind an
@@ -17,7 +18,11 @@
 //! layer in front, every extractor answers 500 with a message naming the missing layer
 //! (a wiring bug, not the client's fault), the `Option` forms included.
 //!
-//! A handler can refuse with a [`Rejection`] too, for checks finer than a route:
+//! Every answer they give is rendered through the layer's
+//! [`reject_with`](crate::Mka1AuthLayer::reject_with) when the layer wraps the route.
+//!
+//! A handler can refuse with a [`Rejection`] too, for checks finer than a route (it is
+//! answered in the layer's realm, through its `reject_with`):
 //!
 //! ```
 //! use mka1_auth::{Rejection, VerifiedToken};
@@ -31,6 +36,9 @@
 //! # let _: axum::Router = axum::Router::new().route("/", axum::routing::delete(delete_agent));
 //! ```
 
+use std::marker::PhantomData;
+use std::ops::Deref;
+
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -38,6 +46,7 @@ use serde::de::DeserializeOwned;
 use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken};
 use crate::error::{Error, ErrorKind};
 use crate::guard::{authenticated, realm_of, required};
+use crate::permissions::{Need, PermissionSet};
 use crate::rejection::Rejection;
 
 /// `FromRequestParts` and `OptionalFromRequestParts` for a type the layer puts in the
@@ -119,5 +128,86 @@ impl<S: Send + Sync, T: DeserializeOwned> OptionalFromRequestParts<S> for Claims
         authenticated(&parts.extensions)?
             .map(|token| Claims::from_token(token, parts))
             .transpose()
+    }
+}
+
+/// The verified token, once it has the permissions `P` names: all of them, or any one
+/// ([`PermissionSet::NEED`]). A guard for one handler, where
+/// [`RequirePermissionsLayer`](crate::RequirePermissionsLayer) guards routes.
+///
+/// A token without them is answered 403 `insufficient_scope`, naming what would have
+/// sufficed in `scope`; an anonymous request (optional mode) 401.
+///
+/// ```
+/// use mka1_auth::extract::Require;
+/// use mka1_auth::permissions::{Need, PermissionSet};
+///
+/// struct ReadAgents;
+/// impl PermissionSet for ReadAgents {
+///     const PERMISSIONS: &'static [&'static str] = &["agent:read", "agent:admin"];
+///     const NEED: Need = Need::AnyOf;
+/// }
+///
+/// async fn list_agents(token: Require<ReadAgents>) -> String {
+///     format!("agents of {}", token.subject())
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/", axum::routing::get(list_agents));
+/// ```
+pub struct Require<P> {
+    token: VerifiedToken,
+    set: PhantomData<fn() -> P>,
+}
+
+impl<P> Require<P> {
+    /// The verified token.
+    pub fn into_token(self) -> VerifiedToken {
+        self.token
+    }
+}
+
+impl<P> Deref for Require<P> {
+    type Target = VerifiedToken;
+
+    fn deref(&self) -> &VerifiedToken {
+        &self.token
+    }
+}
+
+impl<P> Clone for Require<P> {
+    fn clone(&self) -> Self {
+        Require {
+            token: self.token.clone(),
+            set: PhantomData,
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for Require<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Require").field(&self.token).finish()
+    }
+}
+
+impl<S: Send + Sync, P: PermissionSet> FromRequestParts<S> for Require<P> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
+        const {
+            assert!(
+                !(matches!(P::NEED, Need::AnyOf) && P::PERMISSIONS.is_empty()),
+                "an empty any-of `PermissionSet` would refuse every request"
+            )
+        };
+        let token: &VerifiedToken = required(&parts.extensions)?;
+        let listed = P::PERMISSIONS.iter().copied();
+        if !P::NEED.met_by(token.permissions(), listed.clone()) {
+            return Err(P::NEED
+                .refusal(listed)
+                .with_realm(realm_of(&parts.extensions)));
+        }
+        Ok(Require {
+            token: token.clone(),
+            set: PhantomData,
+        })
     }
 }

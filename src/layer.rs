@@ -14,7 +14,10 @@
 //! `x-on-behalf-of` reaches the inner service.
 //!
 //! Refusals are answered by the layer (see [`rejection`](crate::rejection)); the inner
-//! service is not called and its error type is untouched.
+//! service is not called and its error type is untouched. The layer's
+//! [`reject_with`](Mka1AuthLayer::reject_with) also renders the answers given behind it: by
+//! the extractors, [`RequirePermissionsLayer`](crate::RequirePermissionsLayer), or a
+//! handler returning a [`Rejection`].
 //!
 //! Verification does no I/O in the common case (the key is held, or the token was seen
 //! before). Only a token naming a key the remote key set does not hold yet waits for the
@@ -36,7 +39,7 @@ use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 use crate::error::{Error, ErrorKind};
 use crate::guard::Guarded;
 use crate::headers::{has_variant, remove_every_spelling, variants_of};
-use crate::rejection::{respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
+use crate::rejection::{answer_behind, respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
 use crate::verify::{Attempt, Verifier};
 
 /// A [`Layer`] that verifies MKA1 tokens in front of a service. See the [module docs](self).
@@ -168,7 +171,9 @@ impl<R> Mka1AuthLayer<R> {
     }
 
     /// Answer refused requests with `reject` instead of the standard answer (see
-    /// [`Reject`]).
+    /// [`Reject`]): the layer's own refusals, and every answer given behind it by the
+    /// extractors, [`RequirePermissionsLayer`](crate::RequirePermissionsLayer) (unless it
+    /// has a `reject_with` of its own) or a handler returning a [`Rejection`].
     pub fn reject_with<R2>(self, reject: R2) -> Mka1AuthLayer<R2> {
         Mka1AuthLayer {
             config: self.config,
@@ -183,9 +188,36 @@ impl<S, R> Layer<S> for Mka1AuthLayer<R> {
     fn layer(&self, inner: S) -> Self::Service {
         Mka1Auth {
             inner,
-            config: Arc::clone(&self.config),
-            reject: Arc::clone(&self.reject),
+            shared: Arc::new(Shared {
+                config: Arc::clone(&self.config),
+                reject: Arc::clone(&self.reject),
+            }),
         }
+    }
+}
+
+/// What a service and its response futures share: one reference count to bump per clone.
+struct Shared<R> {
+    config: Arc<AuthConfig>,
+    reject: Arc<R>,
+}
+
+impl<R> Shared<R> {
+    /// The layer's answer to a refused request.
+    fn refuse<B>(&self, error: Error) -> Response<B>
+    where
+        R: Reject<B>,
+    {
+        refuse(&self.config, &*self.reject, error)
+    }
+
+    /// The inner service's response, with an answer given behind the layer rendered
+    /// through the layer's `Reject`.
+    fn answer<B>(&self, response: Response<B>) -> Response<B>
+    where
+        R: Reject<B>,
+    {
+        answer_behind(&*self.reject, &self.config.realm, response)
     }
 }
 
@@ -208,8 +240,7 @@ impl<S, R> Layer<S> for Mka1AuthLayer<R> {
 /// ```
 pub struct Mka1Auth<S, R = StandardReject> {
     inner: S,
-    config: Arc<AuthConfig>,
-    reject: Arc<R>,
+    shared: Arc<Shared<R>>,
 }
 
 impl Mka1Auth<()> {
@@ -223,8 +254,7 @@ impl<S: Clone, R> Clone for Mka1Auth<S, R> {
     fn clone(&self) -> Self {
         Mka1Auth {
             inner: self.inner.clone(),
-            config: Arc::clone(&self.config),
-            reject: Arc::clone(&self.reject),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -233,7 +263,7 @@ impl<S: std::fmt::Debug, R> std::fmt::Debug for Mka1Auth<S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mka1Auth")
             .field("inner", &self.inner)
-            .field("layer", &self.config)
+            .field("layer", &self.shared.config)
             .finish()
     }
 }
@@ -381,25 +411,25 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let state = match self.config.start(&mut req) {
+        let state = match self.shared.config.start(&mut req) {
             Step::Admit => State::Calling {
                 future: self.inner.call(req),
+                shared: Arc::clone(&self.shared),
             },
             Step::Refuse(error) => State::Refused {
-                response: Some(refuse(&self.config, &*self.reject, error)),
+                response: Some(self.shared.refuse(error)),
             },
             Step::Fetch(token) => {
                 // The readied service goes into the future; a fresh clone stays here.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                let verifier = self.config.verifier.clone();
+                let verifier = self.shared.config.verifier.clone();
                 let for_verify = token.clone();
                 State::Verifying {
                     verify: Box::pin(async move { verifier.verify(for_verify.expose()).await }),
                     inner,
                     request: Some((req, token)),
-                    config: Arc::clone(&self.config),
-                    reject: Arc::clone(&self.reject),
+                    shared: Arc::clone(&self.shared),
                 }
             }
         };
@@ -431,12 +461,12 @@ pin_project! {
             verify: VerifyFuture,
             inner: S,
             request: Option<(Request<ReqBody>, BearerToken)>,
-            config: Arc<AuthConfig>,
-            reject: Arc<R>,
+            shared: Arc<Shared<R>>,
         },
         Calling {
             #[pin]
             future: S::Future,
+            shared: Arc<Shared<R>>,
         },
         Refused {
             response: Option<S::Response>,
@@ -471,7 +501,10 @@ where
         let mut state = self.project().state;
         loop {
             let next = match state.as_mut().project() {
-                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Calling { future, shared } => {
+                    let response = ready!(future.poll(cx));
+                    return Poll::Ready(response.map(|r| shared.answer(r)));
+                }
                 StateProj::Refused { response } => {
                     let response = response
                         .take()
@@ -482,19 +515,19 @@ where
                     verify,
                     inner,
                     request,
-                    config,
-                    reject,
+                    shared,
                 } => {
                     let result = ready!(verify.as_mut().poll(cx));
                     let (mut req, token) = request
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    match result.and_then(|v| config.admit(&mut req, v, token)) {
+                    match result.and_then(|v| shared.config.admit(&mut req, v, token)) {
                         Ok(()) => State::Calling {
                             future: inner.call(req),
+                            shared: Arc::clone(shared),
                         },
                         Err(error) => State::Refused {
-                            response: Some(refuse(config, &**reject, error)),
+                            response: Some(shared.refuse(error)),
                         },
                     }
                 }

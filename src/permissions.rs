@@ -1,10 +1,22 @@
-//! Requiring permissions on a route or a whole router: [`RequirePermissionsLayer`].
+//! Requiring permissions on a route or a whole router: [`RequirePermissionsLayer`], all of
+//! a list ([`new`](RequirePermissionsLayer::new)) or any one of it
+//! ([`any`](RequirePermissionsLayer::any)); in a handler, the
+//! [`Require`](crate::extract::Require) extractor with a [`PermissionSet`].
 //!
 //! It goes inside (after) [`Mka1AuthLayer`](crate::Mka1AuthLayer) and reads the
-//! [`VerifiedToken`] the latter left in the request. A token lacking any of the listed
-//! permissions is answered with 403 `insufficient_scope`, naming every listed permission in
-//! `scope`; an anonymous request (optional mode) with 401; a request that never went through
-//! the authentication layer with 500, since that is a wiring bug.
+//! [`VerifiedToken`] the latter left in the request. A token that does not have what the
+//! list requires is answered with 403 `insufficient_scope`, naming what would have sufficed
+//! in `scope`; an anonymous request (optional mode) with 401; a request that did not go
+//! through the authentication layer first with 500, since that is a wiring bug: the layer
+//! is missing, or in the wrong order. The auth layer's
+//! [`reject_with`](crate::Mka1AuthLayer::reject_with) renders these answers too, unless
+//! this layer has a [`reject_with`](RequirePermissionsLayer::reject_with) of its own.
+//!
+//! **Order.** The authentication layer must wrap this one, and the two ways of stacking
+//! layers read in opposite directions. With tower's `ServiceBuilder`, the first `.layer`
+//! runs first: list `Mka1AuthLayer` before this one. With axum's `Router::layer` and
+//! `route_layer` (and `Layer::layer` calls by hand), each call wraps what is already there,
+//! so the last added runs first: add `Mka1AuthLayer` after this one.
 //!
 //! ```
 //! use axum::{routing::{get, post}, Router};
@@ -13,14 +25,14 @@
 //! # fn demo(verifier: Verifier) {
 //! let agents = Router::new()
 //!     .route("/agents", get(|| async { "list" }))
-//!     .layer(RequirePermissionsLayer::new(["agent:read"]));
+//!     .layer(RequirePermissionsLayer::any(["agent:read", "agent:admin"]));
 //! let admin = Router::new()
 //!     .route("/agents", post(|| async { "created" }))
 //!     .route_layer(RequirePermissionsLayer::new(["agent:read", "agent:write"]));
 //! let app = Router::new()
 //!     .merge(agents)
 //!     .nest("/admin", admin)
-//!     .layer(Mka1AuthLayer::new(verifier));
+//!     .layer(Mka1AuthLayer::new(verifier)); // added last: runs first
 //! # let _: Router = app;
 //! # }
 //! ```
@@ -35,31 +47,103 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::claims::VerifiedToken;
-use crate::guard::{realm_of, required};
-use crate::rejection::{respond, Reject, Rejection, StandardReject};
+use crate::claims::{Permissions, VerifiedToken};
+use crate::guard::{realm_of, required_or};
+use crate::rejection::{respond, Pending, Reject, Rejection, StandardReject};
 
-/// A [`Layer`] refusing requests whose verified token lacks any of the given permissions.
-/// See the [module docs](self).
+/// What the permission layer answers when no authentication layer ran before it.
+const NO_LAYER_BEFORE: &str = "`RequirePermissionsLayer` ran without `Mka1AuthLayer` before it: \
+     the authentication layer is missing, or in the wrong order. It must wrap the permission \
+     layer: with tower's `ServiceBuilder`, add `Mka1AuthLayer` first; with axum's `.layer` or \
+     `.route_layer` calls, add it after the permission layer (the last added runs first)";
+
+/// Whether a list of permissions is needed whole or any one of it suffices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Every permission listed (an empty list: just an authenticated request).
+    AllOf,
+    /// Any one of the permissions listed (an empty list is never met).
+    AnyOf,
+}
+
+impl Need {
+    /// Whether `permissions` meet this need for `listed`.
+    pub fn met_by<'a>(
+        self,
+        permissions: &Permissions,
+        listed: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        match self {
+            Need::AllOf => permissions.contains_all(listed),
+            Need::AnyOf => permissions.contains_any(listed),
+        }
+    }
+
+    /// The 403 for a token that does not meet this need for `listed`.
+    pub(crate) fn refusal<'a>(self, listed: impl IntoIterator<Item = &'a str>) -> Rejection {
+        match self {
+            Need::AllOf => Rejection::insufficient(listed),
+            Need::AnyOf => Rejection::insufficient_any(listed),
+        }
+    }
+}
+
+/// A set of permissions a handler requires, for the [`Require`](crate::extract::Require)
+/// extractor: a type naming them, checked when the handler's arguments are extracted.
+///
+/// ```
+/// use mka1_auth::permissions::{Need, PermissionSet};
+///
+/// /// Reading agents: `agent:read` or `agent:admin` will do.
+/// struct ReadAgents;
+/// impl PermissionSet for ReadAgents {
+///     const PERMISSIONS: &'static [&'static str] = &["agent:read", "agent:admin"];
+///     const NEED: Need = Need::AnyOf;
+/// }
+///
+/// /// Deleting agents takes both.
+/// struct DeleteAgents;
+/// impl PermissionSet for DeleteAgents {
+///     const PERMISSIONS: &'static [&'static str] = &["agent:read", "agent:delete"];
+/// }
+/// ```
+pub trait PermissionSet {
+    /// The permissions (exact, case-sensitive names).
+    const PERMISSIONS: &'static [&'static str];
+    /// All of them are needed (the default) or any one. An empty any-of list would refuse
+    /// every request, and does not compile.
+    const NEED: Need = Need::AllOf;
+}
+
+/// A [`Layer`] refusing requests whose verified token lacks the given permissions: all of
+/// them ([`new`](Self::new)) or any one ([`any`](Self::any)). See the [module docs](self).
 ///
 /// ```
 /// use mka1_auth::RequirePermissionsLayer;
 ///
 /// let layer = RequirePermissionsLayer::new(["agent:read", "agent:write"]);
 /// assert_eq!(layer.scope(), "agent:read agent:write");
+/// let layer = RequirePermissionsLayer::any(["agent:read", "agent:admin"]);
+/// assert_eq!(layer.scope(), "agent:read agent:admin");
 /// ```
 pub struct RequirePermissionsLayer<R = StandardReject> {
     needed: Arc<[Box<str>]>,
-    scope: Arc<str>,
+    need: Need,
+    /// The answer to a token that does not meet the need, but for its realm.
+    refusal: Arc<Rejection>,
     reject: Arc<R>,
+    /// No `reject_with` of its own: answers are left for the auth layer to render.
+    inherit: bool,
 }
 
 impl<R> Clone for RequirePermissionsLayer<R> {
     fn clone(&self) -> Self {
         RequirePermissionsLayer {
             needed: Arc::clone(&self.needed),
-            scope: Arc::clone(&self.scope),
+            need: self.need,
+            refusal: Arc::clone(&self.refusal),
             reject: Arc::clone(&self.reject),
+            inherit: self.inherit,
         }
     }
 }
@@ -68,6 +152,7 @@ impl<R> std::fmt::Debug for RequirePermissionsLayer<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequirePermissionsLayer")
             .field("needed", &self.needed)
+            .field("need", &self.need)
             .finish_non_exhaustive()
     }
 }
@@ -81,46 +166,91 @@ impl RequirePermissionsLayer {
         I: IntoIterator,
         I::Item: Into<String>,
     {
+        Self::with_need(Need::AllOf, permissions)
+    }
+
+    /// Require any one of `permissions` (exact, case-sensitive names). The 403 names them
+    /// all in `scope` and says that any one would do.
+    ///
+    /// # Panics
+    ///
+    /// If `permissions` is empty: no token could ever pass (a setup bug).
+    pub fn any<I>(permissions: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let layer = Self::with_need(Need::AnyOf, permissions);
+        assert!(
+            !layer.needed.is_empty(),
+            "`RequirePermissionsLayer::any` needs at least one permission"
+        );
+        layer
+    }
+
+    /// Require `permissions` as `need` says.
+    pub fn with_need<I>(need: Need, permissions: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
         let needed: Arc<[Box<str>]> = permissions
             .into_iter()
             .map(|p| p.into().into_boxed_str())
             .collect();
-        let scope = needed.join(" ").into();
+        let refusal = Arc::new(need.refusal(needed.iter().map(|p| &**p)));
         RequirePermissionsLayer {
             needed,
-            scope,
+            need,
+            refusal,
             reject: Arc::new(StandardReject),
+            inherit: true,
         }
     }
 }
 
 impl<R> RequirePermissionsLayer<R> {
-    /// The required permissions, space-separated, as sent in `scope`.
+    /// The permissions listed, space-separated, as sent in `scope`.
     pub fn scope(&self) -> &str {
-        &self.scope
+        self.refusal.scope().unwrap_or_default()
     }
 
-    /// Answer refused requests with `reject` instead of the standard answer (see [`Reject`]).
+    /// Answer refused requests with `reject` instead of the standard answer (see
+    /// [`Reject`]), here rather than as the authentication layer in front answers.
     pub fn reject_with<R2>(self, reject: R2) -> RequirePermissionsLayer<R2> {
         RequirePermissionsLayer {
             needed: self.needed,
-            scope: self.scope,
+            need: self.need,
+            refusal: self.refusal,
             reject: Arc::new(reject),
+            inherit: false,
         }
     }
 
     fn check(&self, extensions: &Extensions) -> Result<(), Rejection> {
-        let token: &VerifiedToken = required(extensions)?;
-        if token
-            .permissions()
-            .contains_all(self.needed.iter().map(|p| &**p))
+        let token: &VerifiedToken = required_or(extensions, NO_LAYER_BEFORE)?;
+        if self
+            .need
+            .met_by(token.permissions(), self.needed.iter().map(|p| &**p))
         {
             Ok(())
         } else {
-            Err(Rejection::insufficient([])
-                .with_scope(Arc::clone(&self.scope))
-                .with_realm(realm_of(extensions)))
+            Err(Rejection::clone(&self.refusal).with_realm(realm_of(extensions)))
         }
+    }
+
+    /// The answer to a refused request: by this layer's own `reject_with`, or the standard
+    /// one, marked for the auth layer in front to render its own way.
+    fn refuse<B>(&self, rejection: Rejection) -> Response<B>
+    where
+        R: Reject<B>,
+    {
+        let pending = self.inherit.then(|| Pending(rejection.clone()));
+        let mut response = respond(&*self.reject, rejection);
+        if let Some(pending) = pending {
+            response.extensions_mut().insert(pending);
+        }
+        response
     }
 }
 
@@ -196,7 +326,7 @@ where
                 future: self.inner.call(req),
             },
             Err(rejection) => Kind::Refused {
-                response: Some(respond(&*self.layer.reject, rejection)),
+                response: Some(self.layer.refuse(rejection)),
             },
         };
         ResponseFuture { kind }

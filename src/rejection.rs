@@ -8,13 +8,25 @@
 //! | permission missing | `InsufficientPermission` | 403 | `… error="insufficient_scope", scope="…"` |
 //! | `X-On-Behalf-Of` disagrees | `OnBehalfOfMismatch` | 403 | `… error="invalid_token"` |
 //! | no usable key set | `KeysUnavailable` | 503 | none; `Retry-After` |
-//! | layer missing (wiring bug) | `MissingLayer` | 500 | none |
+//! | layer missing or in the wrong order (wiring bug) | `MissingLayer` | 500 | none |
+//! | a claim check of the service panicked | `CheckPanicked` | 500 | none |
 //!
 //! Each answer carries a small JSON body, `{"error": "…", "error_description": "…"}`, and
 //! the [`Error`] itself in its response extensions.
 //!
 //! The answer is replaceable: give the layer any [`Reject`] implementation, for example a
 //! closure `Fn(Rejection) -> http::Response<B>`. [`StandardReject`] is the default.
+//!
+//! [`Mka1AuthLayer::reject_with`](crate::Mka1AuthLayer::reject_with) applies to every
+//! answer given behind that layer, not only its own: those of the extractors,
+//! [`RequirePermissionsLayer`](crate::RequirePermissionsLayer) (unless it has a
+//! `reject_with` of its own) and a [`Rejection`] a handler returns. Those are rendered the
+//! standard way where they happen, marked, and rendered again through the layer's
+//! [`Reject`] as the response passes back out through it, in the layer's realm; headers
+//! that layers in between added (other than `Content-*`, `WWW-Authenticate` and
+//! `Retry-After`, which describe the standard answer) and response extensions are kept.
+//! What no authentication layer wraps (an extractor on a route without one, a permission
+//! layer outside it) keeps the standard answer, since no custom one is known there.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -54,17 +66,19 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Rejection {
     error: Error,
-    realm: Arc<str>,
+    /// `None` until set: the default realm, or the realm of the layer it passes through.
+    realm: Option<Arc<str>>,
     scope: Option<Arc<str>>,
     retry_after: Duration,
 }
 
 impl Rejection {
-    /// A rejection for `error`, in the default realm.
+    /// A rejection for `error`, in the default realm (or, when a handler returns it behind
+    /// an [`Mka1AuthLayer`](crate::Mka1AuthLayer), that layer's realm).
     pub fn new(error: Error) -> Self {
         Rejection {
             error,
-            realm: Arc::from(DEFAULT_REALM),
+            realm: None,
             scope: None,
             retry_after: DEFAULT_RETRY_AFTER,
         }
@@ -85,10 +99,31 @@ impl Rejection {
         Rejection::new(Error::new(ErrorKind::InsufficientPermission)).with_scope(scope)
     }
 
+    /// An [`ErrorKind::InsufficientPermission`] rejection for a route that any one of
+    /// `suffices` would open: they are sent as `scope` (a token with all of them passes),
+    /// and the description says that any one would do.
+    ///
+    /// ```
+    /// use mka1_auth::Rejection;
+    ///
+    /// let rejection = Rejection::insufficient_any(["agent:read", "agent:admin"]);
+    /// assert_eq!(rejection.scope(), Some("agent:read agent:admin"));
+    /// assert_eq!(
+    ///     rejection.error().to_string(),
+    ///     "token lacks a required permission: any one of agent:read, agent:admin would do",
+    /// );
+    /// ```
+    pub fn insufficient_any<'a>(suffices: impl IntoIterator<Item = &'a str>) -> Self {
+        let names: Vec<&str> = suffices.into_iter().collect();
+        let detail = format!("any one of {} would do", names.join(", "));
+        let error = Error::with_detail(ErrorKind::InsufficientPermission, detail);
+        Rejection::new(error).with_scope(names.join(" "))
+    }
+
     /// Name this realm in `WWW-Authenticate`.
     #[must_use]
     pub fn with_realm(mut self, realm: impl Into<Arc<str>>) -> Self {
-        self.realm = realm.into();
+        self.realm = Some(realm.into());
         self
     }
 
@@ -118,7 +153,7 @@ impl Rejection {
 
     /// The realm named in `WWW-Authenticate`.
     pub fn realm(&self) -> &str {
-        &self.realm
+        self.realm.as_deref().unwrap_or(DEFAULT_REALM)
     }
 
     /// The permissions the route needs, for `insufficient_scope` answers.
@@ -169,7 +204,7 @@ impl Rejection {
         }
         let mut value = String::with_capacity(96);
         value.push_str("Bearer realm=\"");
-        push_escaped(&mut value, &self.realm);
+        push_escaped(&mut value, self.realm());
         value.push('"');
         if self.error.kind() != ErrorKind::MissingCredentials {
             let _ = write!(value, ", error=\"{}\"", self.error_code());
@@ -242,6 +277,50 @@ pub(crate) fn respond<B, R: Reject<B> + ?Sized>(reject: &R, rejection: Rejection
     let mut response = reject.reject(rejection);
     response.extensions_mut().insert(error);
     response
+}
+
+/// Marks an answer rendered the standard way behind an authentication layer (by an
+/// extractor, the permission layer, or a handler's [`Rejection`]): the layer renders it
+/// again through its own [`Reject`] ([`answer_behind`]).
+#[derive(Clone)]
+pub(crate) struct Pending(pub(crate) Rejection);
+
+/// Headers of a standard answer that describe it, and so do not carry over to another.
+fn describes_the_answer(name: &http::HeaderName) -> bool {
+    name.as_str().starts_with("content-") || *name == WWW_AUTHENTICATE || *name == RETRY_AFTER
+}
+
+/// The authentication layer's last look at a response from behind it: one marked
+/// [`Pending`] is rendered again through `reject`, in `realm` unless it named its own.
+/// The headers layers in between added (but those describing the standard answer) and
+/// the response extensions are kept. Any other response passes unchanged.
+#[inline]
+pub(crate) fn answer_behind<B, R: Reject<B> + ?Sized>(
+    reject: &R,
+    realm: &Arc<str>,
+    mut response: Response<B>,
+) -> Response<B> {
+    let Some(Pending(mut rejection)) = response.extensions_mut().remove::<Pending>() else {
+        return response;
+    };
+    if rejection.realm.is_none() {
+        rejection.realm = Some(Arc::clone(realm));
+    }
+    let error = rejection.error().clone();
+    let mut answer = reject.reject(rejection);
+    let (parts, _) = response.into_parts();
+    for name in parts.headers.keys() {
+        if !describes_the_answer(name) && !answer.headers().contains_key(name) {
+            for value in parts.headers.get_all(name) {
+                answer.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+    }
+    let mut extensions = parts.extensions;
+    extensions.extend(std::mem::take(answer.extensions_mut()));
+    extensions.insert(error);
+    *answer.extensions_mut() = extensions;
+    answer
 }
 
 /// Quoted-string content: `"` and `\` escaped, anything not printable ASCII dropped.
@@ -326,12 +405,16 @@ impl<B: From<String>> Reject<B> for StandardReject {
 /// With feature `axum`, a handler can return a [`Rejection`] as its error.
 ///
 /// Like every answer the crate gives, it leaves a `tracing` event (kind and status; a
-/// missing layer, a wiring bug, at `warn`).
+/// missing layer, a wiring bug, at `warn`). Behind an
+/// [`Mka1AuthLayer`](crate::Mka1AuthLayer), the layer's realm and `reject_with` apply to it.
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Rejection {
     fn into_response(self) -> axum_core::response::Response {
         self.trace();
-        self.into_http_response::<axum_core::body::Body>()
+        let pending = Pending(self.clone());
+        let mut response = self.into_http_response::<axum_core::body::Body>();
+        response.extensions_mut().insert(pending);
+        response
     }
 }
 
