@@ -34,7 +34,13 @@ enum Setup {
     NoIssuer,
     /// Like `Strict` but accepting tokens up to 2 MiB, so size is not what stops a case.
     BigTokens,
+    /// Two issuers, each with its own key set: ours ([`ISSUER`], the fixture's keys) and
+    /// theirs ([`THEIR_ISSUER`]), which publishes another key under our `ed-1` kid.
+    TwoIssuers,
 }
+
+/// The second issuer of [`Setup::TwoIssuers`].
+const THEIR_ISSUER: &str = "https://staging.mka1.example.test";
 
 /// Every supported algorithm: the widest allow-list a service could configure.
 const ALL_ALGORITHMS: [Algorithm; 9] = mka1_auth::jwks::SUPPORTED_ALGORITHMS;
@@ -54,6 +60,10 @@ struct Fixture {
     rsa: TestKey,
     /// A key the verifier has never seen.
     attacker: TestKey,
+    /// The other issuer's key under our Ed25519 key's kid (`ed-1`).
+    theirs: TestKey,
+    /// A key only the other issuer publishes.
+    theirs_only: TestKey,
 }
 
 impl Fixture {
@@ -63,7 +73,14 @@ impl Fixture {
             ec: TestKey::es256("ec-1"),
             rsa: TestKey::rs256("rsa-1"),
             attacker: TestKey::ed25519("attacker"),
+            theirs: TestKey::ed25519("ed-1"),
+            theirs_only: TestKey::es256("theirs-1"),
         }
+    }
+
+    /// The other issuer's key set.
+    fn their_jwks(&self) -> Value {
+        jwks(&[&self.theirs, &self.theirs_only])
     }
 
     fn keys(&self) -> [&TestKey; 3] {
@@ -80,14 +97,17 @@ impl Fixture {
     }
 
     fn verifier(&self, setup: Setup) -> Verifier {
-        let mut builder = Verifier::builder()
-            .jwks(self.jwks())
+        let builder = Verifier::builder()
             .audience(AUDIENCE)
             .algorithms(ALL_ALGORITHMS)
             .clock(ManualClock::at_unix(NOW));
-        if setup != Setup::NoIssuer {
-            builder = builder.issuer(ISSUER);
-        }
+        let mut builder = match setup {
+            Setup::TwoIssuers => builder
+                .issuer_jwks(ISSUER, self.jwks())
+                .issuer_jwks(THEIR_ISSUER, self.their_jwks()),
+            Setup::NoIssuer => builder.jwks(self.jwks()),
+            Setup::Strict | Setup::BigTokens => builder.jwks(self.jwks()).issuer(ISSUER),
+        };
         if setup == Setup::BigTokens {
             builder = builder.max_token_bytes(2 << 20);
         }
@@ -153,9 +173,13 @@ impl Table {
     }
 
     fn accept(&mut self, name: impl Into<String>, token: String) {
+        self.accept_on(Setup::Strict, name, token);
+    }
+
+    fn accept_on(&mut self, setup: Setup, name: impl Into<String>, token: String) {
         self.0.push(Case {
             name: name.into(),
-            setup: Setup::Strict,
+            setup,
             token,
             kind: None,
             status: 200,
@@ -344,7 +368,105 @@ fn attack_table(f: &Fixture) -> Table {
     malformed_attacks(&mut t, f, &claims);
     nesting_attacks(&mut t, f, &claims);
     claim_type_attacks(&mut t, f);
+    cross_issuer_attacks(&mut t, f);
     t
+}
+
+/// Against two issuers with a key set each (issue 15): the token's `iss` picks the set, so
+/// no key of one issuer, whatever its `kid`, verifies the other's token, and an issuer
+/// without a set is refused before any key work.
+fn cross_issuer_attacks(t: &mut Table, f: &Fixture) {
+    use ErrorKind::*;
+    let two = Setup::TwoIssuers;
+    let ours = claims_at(NOW);
+    let theirs = claims_set("iss", json!(THEIR_ISSUER));
+    t.accept_on(two, "two issuers control: ours", f.ed.sign(&ours));
+    t.accept_on(two, "two issuers control: theirs", f.theirs.sign(&theirs));
+    let name = "two issuers control: theirs, a kid only they publish";
+    t.accept_on(two, name, f.theirs_only.sign(&theirs));
+
+    let mut bad = |name: &str, token: String, kind: ErrorKind| {
+        t.reject_on(two, format!("cross-issuer: {name}"), token, kind, 401);
+    };
+    bad(
+        "our iss, their key under the shared kid",
+        f.theirs.sign(&ours),
+        InvalidSignature,
+    );
+    bad(
+        "their iss, our key under the shared kid",
+        f.ed.sign(&theirs),
+        InvalidSignature,
+    );
+    bad(
+        "our iss, a kid only they publish",
+        f.theirs_only.sign(&ours),
+        UnknownKeyId,
+    );
+    bad("their iss, our ES256 kid", f.ec.sign(&theirs), UnknownKeyId);
+    bad(
+        "their iss, our RS256 kid",
+        f.rsa.sign(&theirs),
+        UnknownKeyId,
+    );
+    bad(
+        "our iss, an attacker's key",
+        f.attacker.sign(&ours),
+        UnknownKeyId,
+    );
+    let header = json!({"alg": "EdDSA", "kid": "ed-1", "iss": THEIR_ISSUER});
+    let name = "their iss in the header, ours in the payload, their key";
+    bad(
+        name,
+        f.theirs.sign_with_header(&header, &ours),
+        InvalidSignature,
+    );
+    let hs = json!({"alg": "HS256", "kid": "hmac-1"});
+    bad(
+        "their iss, HS256 with our oct key",
+        hs256(&hs, &theirs, OCT_SECRET),
+        AlgorithmNotAllowed,
+    );
+    // Two `iss` claims: refused as a duplicate before either picks a key set.
+    for (first, second, key) in [
+        (ISSUER, THEIR_ISSUER, &f.theirs),
+        (THEIR_ISSUER, ISSUER, &f.ed),
+    ] {
+        let payload = format!(
+            r#"{{"sub":"user-42","aud":"{AUDIENCE}","exp":{},"iss":"{first}","iss":"{second}"}}"#,
+            NOW + 3600
+        );
+        let name = format!("two iss claims, {first} first");
+        bad(
+            &name,
+            key.sign_raw(key.header().to_string().as_bytes(), payload.as_bytes()),
+            InvalidClaim,
+        );
+    }
+    for (what, iss) in [
+        ("iss missing", Value::Null),
+        ("iss of neither", json!("https://evil.example.test")),
+        ("iss an array naming theirs", json!([THEIR_ISSUER])),
+        ("iss a number", json!(7)),
+        ("iss an object", json!({"iss": THEIR_ISSUER})),
+        (
+            "iss theirs in upper case",
+            json!(THEIR_ISSUER.to_uppercase()),
+        ),
+        (
+            "iss theirs with a trailing slash",
+            json!(format!("{THEIR_ISSUER}/")),
+        ),
+        (
+            "iss theirs with a NUL",
+            json!(format!("{THEIR_ISSUER}\u{0}")),
+        ),
+        ("iss theirs with a space", json!(format!(" {THEIR_ISSUER}"))),
+        ("iss empty", json!("")),
+    ] {
+        let claims = claims_with(json!({ "iss": iss }));
+        bad(what, f.theirs.sign(&claims), InvalidIssuer);
+    }
 }
 
 fn alg_attacks(t: &mut Table, f: &Fixture, claims: &Value) {
@@ -1357,7 +1479,13 @@ async fn attack_table_through_the_layer() {
     let fixture = Fixture::new();
     let table = attack_table(&fixture);
     let layer_for = |setup| Mka1AuthLayer::new(fixture.verifier(setup));
-    let layers = [Setup::Strict, Setup::NoIssuer, Setup::BigTokens].map(|s| (s, layer_for(s)));
+    let layers = [
+        Setup::Strict,
+        Setup::NoIssuer,
+        Setup::BigTokens,
+        Setup::TwoIssuers,
+    ]
+    .map(|s| (s, layer_for(s)));
 
     let mut failures = Vec::new();
     let mut tasks = Vec::new();
@@ -1783,6 +1911,79 @@ mod remote {
         // Genuine tokens still pass, whatever the flood did.
         let ok = flood(&layer, &[f.ec.sign(&claims_at(NOW))]).await;
         assert_eq!(ok, vec![(200, None)]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_issuer_costs_no_fetch_and_each_issuer_fetches_its_own_keys() {
+        let f = Fixture::new();
+        let (our_server, their_server) = (
+            JwksServer::start(f.jwks()).await,
+            JwksServer::start(f.their_jwks()).await,
+        );
+        let verifier = Verifier::builder()
+            .issuer_jwks_url(ISSUER, &our_server.url)
+            .issuer_jwks_url(THEIR_ISSUER, &their_server.url)
+            .audience(AUDIENCE)
+            .clock(ManualClock::at_unix(NOW))
+            .build()
+            .unwrap();
+        let status = verifier.key_set_status();
+        assert!(!status.usable && status.remote && status.per_issuer.len() == 2);
+        let layer = Mka1AuthLayer::new(verifier.clone());
+        let fetches = || (our_server.requests(), their_server.requests());
+
+        // Issuers without a key set, under kids both sets hold or neither does: no fetch.
+        let mut strangers = Vec::new();
+        for iss in [
+            json!("https://evil.example.test"),
+            json!(null),
+            json!([ISSUER]),
+            json!(ISSUER.to_uppercase()),
+            json!(format!("{THEIR_ISSUER}/")),
+        ] {
+            let claims = claims_with(json!({ "iss": iss }));
+            strangers.push(f.ed.sign(&claims));
+            strangers.push(f.attacker.sign(&claims));
+        }
+        let answers = flood(&layer, &strangers).await;
+        assert!(
+            answers
+                .iter()
+                .all(|a| *a == (401, Some(ErrorKind::InvalidIssuer))),
+            "{answers:?}"
+        );
+        assert_eq!(fetches(), (0, 0), "an unknown issuer caused a fetch");
+
+        // Their token under a kid only we publish: only their set is asked, and it has no
+        // such key.
+        let theirs = claims_set("iss", json!(THEIR_ISSUER));
+        let answers = flood(&layer, &[f.ec.sign(&theirs)]).await;
+        assert_eq!(answers, vec![(401, Some(ErrorKind::UnknownKeyId))]);
+        assert_eq!(fetches(), (0, 1));
+        // Our key under the kid both publish, on their token: their key, a bad signature.
+        let answers = flood(&layer, &[f.ed.sign(&theirs)]).await;
+        assert_eq!(answers, vec![(401, Some(ErrorKind::InvalidSignature))]);
+        assert_eq!(fetches(), (0, 1));
+        // Genuine tokens of each issuer pass; ours fetched our set, once.
+        let genuine = [f.ed.sign(&claims_at(NOW)), f.theirs.sign(&theirs)];
+        assert_eq!(
+            flood(&layer, &genuine).await,
+            vec![(200, None), (200, None)]
+        );
+        assert_eq!(fetches(), (1, 1));
+
+        let status = verifier.key_set_status();
+        assert!(status.usable);
+        let per_issuer: Vec<_> = status
+            .per_issuer
+            .iter()
+            .map(|(issuer, s)| (issuer.as_str(), s.key_count, s.usable, s.remote))
+            .collect();
+        assert_eq!(
+            per_issuer,
+            [(ISSUER, 3, true, true), (THEIR_ISSUER, 2, true, true)]
+        );
+        assert_eq!(status.key_count, 5);
     }
 
     #[tokio::test]
