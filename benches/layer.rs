@@ -7,6 +7,10 @@
 //!   against jwt-authorizer's layer.
 //! - `repeated`: cache on, tokens presented again; against jwt-authorizer's layer, which
 //!   verifies every time (target at least 10x faster).
+//! - `repeated, uncached check`: cache on, with a `check_uncached` claim check, which runs on
+//!   every request; against the same layer without a check (its cost; EdDSA only). One
+//!   check reads a field of the token, the other deserializes a claim with
+//!   `VerifiedToken::claim`.
 //!
 //! As in `benches/verify.rs`, criterion prints absolute wall-clock times and the ratios are
 //! measured at the end, side by side, by thread CPU time. Run with `cargo bench --bench layer`.
@@ -22,7 +26,7 @@ use criterion::Criterion;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use jwt_authorizer::{IntoLayer, JwtAuthorizer};
-use mka1_auth::{Mka1AuthLayer, Verifier};
+use mka1_auth::{ClaimRefusal, Mka1AuthLayer, Verifier};
 use support::common::{jwks, TestKey, AUDIENCE};
 use support::*;
 use tower::{service_fn, Layer, Service, ServiceExt};
@@ -59,7 +63,29 @@ impl Layers {
         layers.check(
             Mka1AuthLayer::new(layers.fixture.ours.remote.clone()).layer(service_fn(trivial)),
         );
+        layers.check(layers.checked(false));
+        layers.check(layers.checked(true));
         layers
+    }
+
+    /// The trivial service behind `Mka1AuthLayer`, cache on, with an uncached check that
+    /// runs on every request: it reads a field, or (`claim`) deserializes a claim.
+    fn checked(&self, claim: bool) -> impl Trivial {
+        let builder = Verifier::builder()
+            .jwks(self.jwks.as_str())
+            .audience(AUDIENCE);
+        let builder = if claim {
+            builder.check_uncached(|t| match t.claim::<String>("iss")? {
+                Some(_) => Ok(()),
+                None => Err(ClaimRefusal::new("no iss")),
+            })
+        } else {
+            builder.check_uncached(|t| match t.subject().is_empty() {
+                false => Ok(()),
+                true => Err(ClaimRefusal::new("no sub")),
+            })
+        };
+        Mka1AuthLayer::new(builder.build().unwrap()).layer(service_fn(trivial))
     }
 
     /// A layer must admit every token and refuse a request without one, or its numbers mean
@@ -153,6 +179,22 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
             cpu_speed_up,
             Goal::AtLeast(10.0),
         ));
+    }
+    // What an uncached check costs a repeated token, beside the same layer without one.
+    let l = &all[0];
+    for (claim, what) in [(false, "reads a field"), (true, "deserializes a claim")] {
+        let name = format!(
+            "layer/{}/repeated, uncached check that {what}",
+            l.fixture.alg
+        );
+        let checked = l.per_request(l.checked(claim), ALL);
+        pairs.push(
+            Pair::new(name, checked, l.per_request(l.mka1(true), ALL)).figure(
+                "cpu time / no check",
+                cpu_cost,
+                Goal::Info,
+            ),
+        );
     }
     // Two threads through one layer (a clone each, one verifier and cache), repeated tokens,
     // on keys from a JWKS URL as most services run; gated as in the verify bench, by two

@@ -111,7 +111,20 @@ pub trait PermissionSet {
     /// The permissions (exact, case-sensitive names).
     const PERMISSIONS: &'static [&'static str];
     /// All of them are needed (the default) or any one. An empty any-of list would refuse
-    /// every request, and does not compile.
+    /// every request, and does not compile where it is used:
+    ///
+    /// ```compile_fail,E0080
+    /// use mka1_auth::extract::Require;
+    /// use mka1_auth::permissions::{Need, PermissionSet};
+    ///
+    /// struct Nothing;
+    /// impl PermissionSet for Nothing {
+    ///     const PERMISSIONS: &'static [&'static str] = &[];
+    ///     const NEED: Need = Need::AnyOf;
+    /// }
+    /// let _: axum::Router = axum::Router::new()
+    ///     .route("/", axum::routing::get(|_: Require<Nothing>| async { "never" }));
+    /// ```
     const NEED: Need = Need::AllOf;
 }
 

@@ -63,6 +63,18 @@ impl Probe {
     }
 }
 
+/// A verifier for `key` with a probe as its one `check` and another as its one
+/// `check_uncached`.
+fn probed(key: &TestKey) -> (Verifier, Probe, Probe) {
+    let (cached, every_time) = (Probe::default(), Probe::default());
+    let verifier = builder(&[key])
+        .check(cached.check())
+        .check_uncached(every_time.check())
+        .build()
+        .unwrap();
+    (verifier, cached, every_time)
+}
+
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
     let subject = req
         .extensions()
@@ -71,17 +83,24 @@ async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
     Ok(Response::new(subject.unwrap_or_default()))
 }
 
-/// Send `token` (if any) through `layer` in front of [`echo`].
-async fn send(layer: &Mka1AuthLayer, token: Option<&str>) -> Response<String> {
-    let mut req = Request::get("/");
+/// A request for `/` with `token` (if any) as its bearer token.
+fn request(token: Option<&str>) -> Request<String> {
+    request_for("/", token)
+}
+
+/// A request for `uri` with `token` (if any) as its bearer token.
+fn request_for(uri: &str, token: Option<&str>) -> Request<String> {
+    let mut req = Request::get(uri);
     if let Some(token) = token {
         req = req.header(AUTHORIZATION, format!("Bearer {token}"));
     }
-    layer
-        .layer(service_fn(echo))
-        .oneshot(req.body(String::new()).unwrap())
-        .await
-        .unwrap()
+    req.body(String::new()).unwrap()
+}
+
+/// Send `token` (if any) through `layer` in front of [`echo`].
+async fn send(layer: &Mka1AuthLayer, token: Option<&str>) -> Response<String> {
+    let svc = layer.layer(service_fn(echo));
+    svc.oneshot(request(token)).await.unwrap()
 }
 
 fn kind(response: &Response<String>) -> Option<ErrorKind> {
@@ -169,12 +188,7 @@ async fn checks_run_in_order_after_the_built_in_rules() {
 #[tokio::test]
 async fn a_cached_token_is_not_checked_again_but_uncached_checks_run_every_time() {
     let key = TestKey::ed25519("k1");
-    let (cached, every_time) = (Probe::default(), Probe::default());
-    let verifier = builder(&[&key])
-        .check(cached.check())
-        .check_uncached(every_time.check())
-        .build()
-        .unwrap();
+    let (verifier, cached, every_time) = probed(&key);
     let token = key.sign(&claims_at(NOW));
     for _ in 0..3 {
         verifier.verify(&token).await.unwrap();
@@ -211,12 +225,7 @@ async fn a_cached_token_is_not_checked_again_but_uncached_checks_run_every_time(
 #[tokio::test]
 async fn a_panicking_check_is_a_500_and_the_next_request_works() {
     let key = TestKey::ed25519("k1");
-    let (cached, every_time) = (Probe::default(), Probe::default());
-    let verifier = builder(&[&key])
-        .check(cached.check())
-        .check_uncached(every_time.check())
-        .build()
-        .unwrap();
+    let (verifier, cached, every_time) = probed(&key);
     let layer = Mka1AuthLayer::new(verifier);
     let token = key.sign(&claims_at(NOW));
     let other = key.sign(&claims_with(json!({"sub": "user-7"})));
@@ -462,12 +471,7 @@ async fn through(
         .layer(auth.clone())
         .layer(perms)
         .service(service_fn(echo))
-        .oneshot(
-            Request::get("/")
-                .header(AUTHORIZATION, format!("Bearer {token}"))
-                .body(String::new())
-                .unwrap(),
-        )
+        .oneshot(request(Some(token)))
         .await
         .unwrap()
 }
@@ -521,15 +525,7 @@ async fn a_permission_layer_outside_the_auth_layer_says_missing_or_wrong_order()
         .layer(RequirePermissionsLayer::new(["agent:read"]))
         .layer(auth)
         .service(service_fn(echo));
-    let response = svc
-        .oneshot(
-            Request::get("/")
-                .header(AUTHORIZATION, format!("Bearer {token}"))
-                .body(String::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let response = svc.oneshot(request(Some(&token))).await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(kind(&response), Some(ErrorKind::MissingLayer));
     let body: Value = serde_json::from_str(response.body()).unwrap();
@@ -568,12 +564,6 @@ mod axum_router {
         const PERMISSIONS: &'static [&'static str] = &["agent:read", "agent:delete"];
     }
 
-    #[derive(serde::Deserialize)]
-    struct NeedsOrg {
-        #[allow(dead_code)]
-        org: String,
-    }
-
     fn routes() -> Router {
         Router::new()
             .route(
@@ -585,7 +575,10 @@ mod axum_router {
                 get(|t: Require<DeleteAgents>| async move { t.into_token().subject().to_owned() }),
             )
             .route("/me", get(|u: OnBehalfOf| async move { u.to_string() }))
-            .route("/org", get(|_: Claims<NeedsOrg>| async { "org" }))
+            .route(
+                "/org",
+                get(|_: Claims<Vec<String>>| async { "claims that fit no object" }),
+            )
             .route(
                 "/handler",
                 get(|| async { Err::<(), _>(Rejection::insufficient(["agent:delete"])) }),
@@ -608,15 +601,8 @@ mod axum_router {
     }
 
     async fn fetch(app: &Router, uri: &str, token: Option<&str>) -> Response<String> {
-        let mut req = Request::get(uri);
-        if let Some(token) = token {
-            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let response = app
-            .clone()
-            .oneshot(req.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let req = request_for(uri, token).map(Body::from);
+        let response = app.clone().oneshot(req).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
         Response::from_parts(parts, String::from_utf8(body.to_vec()).unwrap())
