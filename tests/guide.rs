@@ -1,5 +1,5 @@
 //! README's "Testing your service", as it is written there: if this stops compiling or
-//! passing, the README is wrong.
+//! passing, the README is wrong (`tests/readme.rs` checks that README shows this region).
 
 // --- README: Testing your service ---
 use axum::{body::Body, routing::get, Router};
@@ -68,23 +68,3 @@ async fn a_rotated_key_is_accepted_at_once() {
     assert_eq!(status(&app, Some(&mint())).await, StatusCode::OK);
 }
 // --- end ---
-
-#[test]
-fn the_readme_shows_exactly_this_test() {
-    let this = include_str!("guide.rs");
-    let start = this
-        .find("// --- README: Testing your service ---\n")
-        .unwrap();
-    let end = this.find("// --- end ---").unwrap();
-    let snippet = this[start..end]
-        .lines()
-        .skip(1)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    assert!(
-        readme.contains(snippet.trim_end()),
-        "README's testing guide differs from tests/guide.rs"
-    );
-}

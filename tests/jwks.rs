@@ -1111,7 +1111,10 @@ async fn a_key_rotated_in_right_after_start_up_is_accepted_without_waiting() {
     assert_eq!(server.requests(), 2);
     // That refetch was for an unknown kid: the cooldown is open now.
     let made_up = token_with_kid(&old, "made-up", &clock);
-    assert_eq!(kind(verifier.verify(&made_up).await), ErrorKind::UnknownKeyId);
+    assert_eq!(
+        kind(verifier.verify(&made_up).await),
+        ErrorKind::UnknownKeyId
+    );
     assert_eq!(server.requests(), 2);
 }
 
@@ -1119,7 +1122,10 @@ async fn a_key_rotated_in_right_after_start_up_is_accepted_without_waiting() {
 async fn a_cold_start_that_leaves_a_kid_unknown_opens_the_cooldown() {
     let (key, clock, server, verifier) = Fixture::cold(Mode::Serve, config()).await.parts();
     let made_up = token_with_kid(&key, "made-up", &clock);
-    assert_eq!(kind(verifier.verify(&made_up).await), ErrorKind::UnknownKeyId);
+    assert_eq!(
+        kind(verifier.verify(&made_up).await),
+        ErrorKind::UnknownKeyId
+    );
     assert_eq!(server.requests(), 1);
     let other = token_with_kid(&key, "other", &clock);
     assert_eq!(kind(verifier.verify(&other).await), ErrorKind::UnknownKeyId);
