@@ -13,7 +13,7 @@
 //!   `VerifiedToken::claim`.
 //!
 //! As in `benches/verify.rs`, criterion prints absolute wall-clock times and the ratios are
-//! measured at the end, side by side, by thread CPU time. Run with `cargo bench --bench layer`.
+//! measured at the end, side by side, by thread CPU time. Run with `cargo bench -p mka1-auth-benches --bench layer`.
 
 mod support;
 
