@@ -767,3 +767,102 @@ mod axum_router {
         assert_eq!(kind(&response), Some(ErrorKind::InsufficientPermission));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// README's "Your own rules" code, as it shows it (tests/readme.rs checks that it is).
+
+type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
+type Revoked = Arc<std::sync::RwLock<std::collections::HashSet<String>>>;
+
+#[rustfmt::skip] // as README shows it
+fn readme_claim_checks(revoked: Revoked) -> Fallible<Verifier> {
+    // --- README: claim checks ---
+    use mka1_auth::{ClaimRefusal, Verifier};
+
+    let verifier = Verifier::builder()
+        .jwks_url("https://your-mka1-jwks.example/jwks")
+        .audience("https://api.your-service.example")
+        // Cached with the token: it must depend on the token alone.
+        .check(|t| match t.claim::<String>("org")? {    // any claim, typed
+            Some(org) if org == "acme" => Ok(()),
+            _ => Err(ClaimRefusal::new("`org` must be acme")),
+        })
+        // Runs on every request, cache hits included: for what changes (a revocation list;
+        // `revoked` is an Arc<RwLock<HashSet<String>>> that something else keeps up to date).
+        .check_uncached(move |t| match t.jti() {
+            Some(jti) if revoked.read().unwrap().contains(jti) => Err(ClaimRefusal::new("revoked")),
+            _ => Ok(()),
+        })
+        .require_typ("JWT")   // RFC 8725 3.11; off by default (MKA1 does not document its typ)
+        .build()?;
+    // --- end ---
+    Ok(verifier)
+}
+
+#[rustfmt::skip] // as README shows it
+fn readme_permissions(verifier: Verifier) -> axum::Router {
+    use axum::{routing::get, Router};
+    // --- README: permissions, all or any ---
+    use mka1_auth::extract::Require;
+    use mka1_auth::permissions::{Need, PermissionSet};
+
+    struct ReadAgents;
+    impl PermissionSet for ReadAgents {
+        const PERMISSIONS: &'static [&'static str] = &["agent:read", "agent:admin"];
+        const NEED: Need = Need::AnyOf;                 // default: Need::AllOf
+    }
+
+    let app: Router = Router::new()
+        .route("/agents", get(|t: Require<ReadAgents>| async move { t.subject().to_owned() }))
+        .route("/audit", get(|| async { "log" })
+            .route_layer(RequirePermissionsLayer::any(["audit:read", "agent:admin"])))
+        .layer(Mka1AuthLayer::new(verifier));
+    // --- end ---
+    app
+}
+
+#[rustfmt::skip] // as README shows it
+fn readme_issuers() -> Fallible<Verifier> {
+    // --- README: several issuers ---
+    let verifier = Verifier::builder()
+        .issuer_jwks_url("https://staging.mka1.example", "https://staging.mka1.example/jwks")
+        .issuer_jwks_url("https://apigw.mka1.com", "https://apigw.mka1.com/jwks")
+        .audience("https://api.your-service.example")
+        .build()?;
+    // --- end ---
+    Ok(verifier)
+}
+
+#[tokio::test]
+async fn the_readme_examples_build_and_guard() {
+    let checked = format!("{:?}", readme_claim_checks(Revoked::default()).unwrap());
+    for setting in [
+        "checks: 1",
+        "uncached_checks: 1",
+        r#"required_typ: Some("JWT")"#,
+    ] {
+        assert!(checked.contains(setting), "{setting}: {checked}");
+    }
+    let status = readme_issuers().unwrap().key_set_status();
+    let issuers: Vec<_> = status.per_issuer.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(
+        issuers,
+        ["https://staging.mka1.example", "https://apigw.mka1.com"]
+    );
+
+    let key = TestKey::ed25519("k1");
+    let app = readme_permissions(builder(&[&key]).build().unwrap());
+    let reader = perms_token(&key, &["agent:read"]);
+    let admin = perms_token(&key, &["agent:admin"]);
+    for (uri, token, status) in [
+        ("/agents", &reader, StatusCode::OK),
+        ("/agents", &admin, StatusCode::OK),
+        ("/agents", &perms_token(&key, &[]), StatusCode::FORBIDDEN),
+        ("/audit", &admin, StatusCode::OK),
+        ("/audit", &reader, StatusCode::FORBIDDEN),
+    ] {
+        let req = request_for(uri, Some(token)).map(axum::body::Body::from);
+        let response = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), status, "{uri}");
+    }
+}
