@@ -1,0 +1,845 @@
+//! The built `mka1-auth` binary, run as a user runs it: against itself (`dev-issuer`) and
+//! against an in-process dev issuer, over 127.0.0.1 only. Tokens that must be judged at a
+//! given moment are minted on a manual clock and verified with `--at`; nothing waits for time.
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use mka1_auth::dev_issuer::{DevIssuer, Mint};
+use mka1_auth::ManualClock;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const AUDIENCE: &str = "https://api.example.test";
+const OTHER_AUDIENCE: &str = "https://other.example.test";
+const NOW: u64 = 1_800_000_000;
+
+/// The binary, with no proxy from the environment (everything here is on loopback) and no
+/// MKA1 settings but those a test gives.
+fn mka1_auth() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mka1-auth"));
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "MKA1_API_KEY",
+        "MKA1_BEARER_AUTH",
+        "MKA1_SERVER_URL",
+    ] {
+        command.env_remove(var);
+    }
+    command.kill_on_drop(true);
+    command
+}
+
+/// A finished run: exit code and both outputs.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn of(output: Output) -> Run {
+        let run = Run {
+            code: output.status.code(),
+            stdout: String::from_utf8(output.stdout).expect("utf-8 output"),
+            stderr: String::from_utf8(output.stderr).expect("utf-8 errors"),
+        };
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        run
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not json ({e}): {}", self.stdout))
+    }
+
+    /// Neither output holds the token's signature.
+    fn hides_signature_of(&self, token: &str) {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(signature.len() > 20, "a real signature: {token}");
+        assert!(!self.stdout.contains(signature), "{}", self.stdout);
+        assert!(!self.stderr.contains(signature), "{}", self.stderr);
+    }
+}
+
+async fn run(command: &mut Command) -> Run {
+    Run::of(command.output().await.expect("the binary runs"))
+}
+
+async fn run_args(args: &[&str]) -> Run {
+    run(mka1_auth().args(args)).await
+}
+
+/// Run with `input` on standard input.
+async fn run_with_stdin(args: &[&str], input: &str) -> Run {
+    let mut child = mka1_auth()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    Run::of(child.wait_with_output().await.unwrap())
+}
+
+/// A file under the test target directory holding `text`.
+fn file(name: &str, text: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `mka1-auth dev-issuer` running in the background, and the lines it printed.
+struct DevIssuerProcess {
+    child: Child,
+    server_url: String,
+    api_key: String,
+    jwks_url: String,
+}
+
+impl DevIssuerProcess {
+    async fn start(args: &[&str]) -> DevIssuerProcess {
+        let mut child = mka1_auth()
+            .arg("dev-issuer")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut values = Vec::new();
+        for name in ["MKA1_SERVER_URL", "MKA1_API_KEY", "MKA1_JWKS_URL"] {
+            let line = lines.next_line().await.unwrap().expect("a start-up line");
+            let value = line
+                .strip_prefix(&format!("{name}="))
+                .unwrap_or_else(|| panic!("{name}= expected: {line}"));
+            values.push(value.to_owned());
+        }
+        let [server_url, api_key, jwks_url] = values.try_into().unwrap();
+        DevIssuerProcess {
+            child,
+            server_url,
+            api_key,
+            jwks_url,
+        }
+    }
+
+    /// Ctrl-C, as a terminal sends it; the exit code.
+    async fn interrupt(mut self) -> Option<i32> {
+        let pid = self.child.id().expect("still running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the dev issuer stops on SIGINT")
+            .unwrap();
+        status.code()
+    }
+
+    /// `mka1-auth token` against this issuer, with the key in `var`.
+    async fn token(&self, var: &str, key: &str, args: &[&str]) -> Run {
+        run(mka1_auth()
+            .env("MKA1_SERVER_URL", &self.server_url)
+            .env(var, key)
+            .arg("token")
+            .args(args))
+        .await
+    }
+}
+
+#[tokio::test]
+async fn dev_issuer_then_token_then_verify_gives_valid() {
+    let issuer = DevIssuerProcess::start(&["--permissions", "agent:read,agent:write"]).await;
+    assert!(issuer.server_url.starts_with("http://127.0.0.1:"));
+    assert!(issuer.api_key.starts_with("mka1_dev_"));
+    assert_eq!(
+        issuer.jwks_url,
+        format!("{}/api/v1/authentication/jwks", issuer.server_url)
+    );
+
+    let minted = issuer
+        .token(
+            "MKA1_API_KEY",
+            &issuer.api_key,
+            &[
+                "--audience",
+                AUDIENCE,
+                "--external-user-id",
+                "user-42",
+                "--permissions",
+                "agent:read",
+                "--expires-in",
+                "600",
+            ],
+        )
+        .await;
+    assert_eq!(minted.code, Some(0), "{}", minted.stderr);
+    // Only the token, so `$(mka1-auth token ...)` is the token.
+    let token = minted.stdout.trim_end_matches('\n');
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    assert!(!token.contains(char::is_whitespace));
+
+    let verify = [
+        "--audience",
+        AUDIENCE,
+        "--jwks-url",
+        &issuer.jwks_url,
+        "--issuer",
+        &issuer.server_url,
+        "--permission",
+        "agent:read",
+    ];
+    let valid = run(mka1_auth().arg("verify").arg(token).args(verify)).await;
+    assert_eq!(valid.code, Some(0), "{}{}", valid.stdout, valid.stderr);
+    assert!(valid.stdout.starts_with("valid\n"), "{}", valid.stdout);
+    assert!(valid.stdout.contains(r#"sub          "user-42""#));
+    assert!(valid.stdout.contains(r#"permissions  "agent:read""#));
+    assert!(valid.stdout.contains("(in 10m)") || valid.stdout.contains("(in 9m"));
+    valid.hides_signature_of(token);
+
+    // The same from standard input, as JSON.
+    let mut args = vec!["verify", "-", "--json"];
+    args.extend(verify);
+    let json = run_with_stdin(&args, &format!("Bearer {token}\n")).await;
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    let json = json.json();
+    assert_eq!(json["result"], "valid");
+    assert_eq!(json["sub"], "user-42");
+    assert_eq!(json["permissions"], serde_json::json!(["agent:read"]));
+    let left = json["exp"]["from_now_secs"].as_i64().unwrap();
+    assert!((590..=600).contains(&left), "{left}");
+
+    // MKA1's own CLI's variable, with its `Bearer ` prefix; default lifetime and permissions.
+    let minted = issuer
+        .token(
+            "MKA1_BEARER_AUTH",
+            &format!("Bearer {}", issuer.api_key),
+            &["--audience", AUDIENCE, "--external-user-id", "user-7"],
+        )
+        .await;
+    assert_eq!(minted.code, Some(0), "{}", minted.stderr);
+    let json = run_args(&[
+        "verify",
+        minted.stdout.trim(),
+        "--audience",
+        AUDIENCE,
+        "--jwks-url",
+        &issuer.jwks_url,
+        "--json",
+    ])
+    .await
+    .json();
+    assert_eq!(json["sub"], "user-7");
+    assert_eq!(
+        json["permissions"],
+        serde_json::json!(["agent:read", "agent:write"])
+    );
+
+    assert_eq!(issuer.interrupt().await, Some(0), "Ctrl-C exits 0");
+}
+
+#[tokio::test]
+async fn a_failed_exchange_exits_1_and_a_bad_request_2() {
+    let issuer = DevIssuerProcess::start(&["--api-key", "the-right-key"]).await;
+    let args = ["--audience", AUDIENCE, "--external-user-id", "u"];
+    let wrong = issuer.token("MKA1_API_KEY", "not-the-key", &args).await;
+    assert_eq!(wrong.code, Some(1));
+    assert!(wrong.stdout.is_empty());
+    assert!(
+        wrong.stderr.contains("did not accept the api key"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(!wrong.stderr.contains("not-the-key"));
+
+    // A permission the key does not hold: MKA1 answers 403.
+    let mut more = args.to_vec();
+    more.extend(["--permissions", "admin:all"]);
+    let forbidden = issuer.token("MKA1_API_KEY", "the-right-key", &more).await;
+    assert_eq!(forbidden.code, Some(1), "{}", forbidden.stderr);
+    assert!(
+        forbidden.stderr.contains("status 403"),
+        "{}",
+        forbidden.stderr
+    );
+
+    // Outside MKA1's rules: refused before sending, as bad usage.
+    let mut short = args.to_vec();
+    short.extend(["--expires-in", "10"]);
+    let short = issuer.token("MKA1_API_KEY", "the-right-key", &short).await;
+    assert_eq!(short.code, Some(2), "{}", short.stderr);
+    assert!(short.stderr.contains("expiresIn"), "{}", short.stderr);
+    assert_eq!(issuer.interrupt().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_wrong_audience_names_both_values_and_exits_1() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let token = issuer.mint(Mint::new(OTHER_AUDIENCE, "user-42"));
+    let args = [
+        "verify",
+        &token,
+        "--audience",
+        AUDIENCE,
+        "--jwks-url",
+        &issuer.jwks_url(),
+    ];
+    let refused = run_args(&args).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    let out = &refused.stdout;
+    assert!(out.starts_with("refused: invalid_audience ("), "{out}");
+    let why = format!(r#"why      the token's aud is "{OTHER_AUDIENCE}"; accepted: "{AUDIENCE}""#);
+    assert!(out.contains(&why), "{out}");
+    // The rest of the picture: the key was found, the times are fine.
+    assert!(
+        out.contains("the key set holds it (Ed25519, verifies EdDSA)"),
+        "{out}"
+    );
+    assert!(out.contains("(in 1h)"), "{out}");
+    refused.hides_signature_of(&token);
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let json = run_args(&json_args).await;
+    assert_eq!(json.code, Some(1));
+    json.hides_signature_of(&token);
+    let json = json.json();
+    assert_eq!(json["result"], "refused");
+    assert_eq!(json["kind"], "invalid_audience");
+    assert_eq!(json["token"]["claims"]["aud"], OTHER_AUDIENCE);
+    assert_eq!(json["configured"]["audiences"][0], AUDIENCE);
+    assert_eq!(json["kid"]["status"], "held");
+
+    // A permission the token lacks is named too.
+    let mut needs = vec!["verify", &token, "--audience", OTHER_AUDIENCE];
+    let jwks_url = issuer.jwks_url();
+    needs.extend([
+        "--jwks-url",
+        &jwks_url,
+        "--permission",
+        "agent:read,admin:all",
+    ]);
+    let lacking = run_args(&needs).await;
+    assert_eq!(lacking.code, Some(1));
+    assert!(
+        lacking
+            .stdout
+            .contains(r#"the token lacks "admin:all"; it carries "agent:read", "agent:write""#),
+        "{}",
+        lacking.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_shows_how_long_ago_it_expired() {
+    let issuer = DevIssuer::builder()
+        .clock(ManualClock::at_unix(NOW))
+        .start()
+        .await
+        .unwrap();
+    let token = issuer.mint(Mint::new(AUDIENCE, "user-42"));
+    let jwks = file("expired-jwks.json", &issuer.jwks_json());
+    let jwks = jwks.to_str().unwrap();
+    let at = (NOW + 3600 + 5400).to_string();
+    let args = [
+        "verify",
+        &token,
+        "--audience",
+        AUDIENCE,
+        "--jwks-file",
+        jwks,
+        "--at",
+        &at,
+    ];
+    let refused = run_args(&args).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    let out = &refused.stdout;
+    assert!(
+        out.starts_with("refused: expired (token has expired)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("why      exp is 2027-01-15T09:00:00Z: it expired 1h 30m ago (leeway 1m)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("iat      2027-01-15T08:00:00Z (2h 30m ago)"),
+        "{out}"
+    );
+    refused.hides_signature_of(&token);
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let json = run_args(&json_args).await.json();
+    assert_eq!(json["kind"], "expired");
+    assert_eq!(json["token"]["claims"]["exp"]["from_now_secs"], -5400);
+    assert_eq!(
+        json["token"]["claims"]["exp"]["date"],
+        "2027-01-15T09:00:00Z"
+    );
+
+    // Within the leeway it is still valid: the library's rule, not the command's.
+    let at = (NOW + 3600 + 59).to_string();
+    let args = [
+        "verify",
+        &token,
+        "--audience",
+        AUDIENCE,
+        "--jwks-file",
+        jwks,
+        "--at",
+        &at,
+    ];
+    let valid = run_args(&args).await;
+    assert_eq!(valid.code, Some(0), "{}", valid.stdout);
+    assert!(valid.stdout.contains("(59s ago)"), "{}", valid.stdout);
+}
+
+#[tokio::test]
+async fn an_unknown_kid_is_reported_as_such() {
+    let signer = DevIssuer::start().await.unwrap();
+    let other = DevIssuer::start().await.unwrap();
+    let token = signer.mint(Mint::new(AUDIENCE, "user-42"));
+    let kid = signer.current_kid();
+    let jwks = file("unknown-kid-jwks.json", &other.jwks_json());
+    let args = [
+        "verify",
+        &token,
+        "--audience",
+        AUDIENCE,
+        "--jwks-file",
+        jwks.to_str().unwrap(),
+    ];
+    let refused = run_args(&args).await;
+    assert_eq!(refused.code, Some(1));
+    let out = &refused.stdout;
+    assert!(out.starts_with("refused: unknown_key_id ("), "{out}");
+    let why = format!(
+        r#"the key set holds no key with kid "{kid}" (it holds: "{}")"#,
+        other.current_kid()
+    );
+    assert!(out.contains(&why), "{out}");
+    assert!(
+        out.contains(&format!(
+            r#"kid      "{kid}"; the key set does not hold it"#
+        )),
+        "{out}"
+    );
+
+    // A key under that kid that the set skipped is named, with the reason.
+    let mut document: Value = serde_json::from_str(&other.jwks_json()).unwrap();
+    let oct = serde_json::json!({"kty": "oct", "kid": kid, "k": "c2VjcmV0"});
+    document["keys"].as_array_mut().unwrap().push(oct);
+    let jwks = file("skipped-kid-jwks.json", &document.to_string());
+    let args = [
+        "verify",
+        &token,
+        "--audience",
+        AUDIENCE,
+        "--jwks-file",
+        jwks.to_str().unwrap(),
+    ];
+    let refused = run_args(&args).await;
+    assert!(
+        refused
+            .stdout
+            .contains("; a key with this kid was skipped: symmetric (oct) keys are never trusted"),
+        "{}",
+        refused.stdout
+    );
+    assert!(refused.stdout.contains("1 skipped"), "{}", refused.stdout);
+}
+
+#[tokio::test]
+async fn inspect_reads_malformed_tokens_without_panicking() {
+    let b64 = |text: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    };
+    let not_json = format!("{}.{}.c2ln", b64("{\"alg\":"), b64("[]"));
+    let huge = "a".repeat(100_000);
+    let cases: [(&str, &str); 7] = [
+        ("not-a-jwt", "3 segments"),
+        ("a.b", "payload is not strict base64url"),
+        ("...", "header is not JSON"),
+        ("%%%.x.y", "header is not strict base64url"),
+        (&not_json, "payload is JSON but not an object (an array)"),
+        ("é.\u{1b}[2J.\u{202e}", "header is not strict base64url"),
+        (&huge, "3 segments"),
+    ];
+    for (token, expected) in cases {
+        let inspected = run_args(&["inspect", token]).await;
+        assert_eq!(inspected.code, Some(1), "{token:.40}: {}", inspected.stderr);
+        assert!(
+            inspected.stdout.starts_with("UNVERIFIED: "),
+            "{}",
+            inspected.stdout
+        );
+        assert!(
+            inspected.stdout.contains(expected),
+            "{token:.40}: {}",
+            inspected.stdout
+        );
+        // No control character reaches the terminal.
+        assert!(!inspected.stdout.contains('\u{1b}'));
+        let json = run_args(&["inspect", token, "--json"]).await;
+        assert_eq!(json.code, Some(1));
+        assert_eq!(json.json()["verified"], false);
+    }
+
+    // A readable token, from standard input: everything but the signature.
+    let issuer = DevIssuer::start().await.unwrap();
+    let token = issuer.mint(Mint::new(AUDIENCE, "user-42").claim("note", "line\nbreak\u{1b}[31m"));
+    let inspected = run_with_stdin(&["inspect", "-"], &token).await;
+    assert_eq!(inspected.code, Some(0), "{}", inspected.stderr);
+    let out = &inspected.stdout;
+    assert!(out.starts_with("UNVERIFIED: "), "{out}");
+    assert!(
+        out.contains(&format!(r#""kid"  "{}""#, issuer.current_kid())),
+        "{out}"
+    );
+    assert!(out.contains(r#""sub"          "user-42""#), "{out}");
+    assert!(
+        out.contains(r#""note"         "line\nbreak\u001b[31m""#),
+        "{out}"
+    );
+    assert!(
+        out.contains("signature: 86 characters (not shown)"),
+        "{out}"
+    );
+    assert!(out.contains("(in 1h)"), "{out}");
+    inspected.hides_signature_of(&token);
+    let json = run_args(&["inspect", &token, "--json"]).await;
+    json.hides_signature_of(&token);
+    assert_eq!(json.json()["claims"]["sub"], "user-42");
+}
+
+#[tokio::test]
+async fn jwks_lists_a_skipped_key_with_its_reason() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let kid = issuer.current_kid();
+    let mut document: Value = serde_json::from_str(&issuer.jwks_json()).unwrap();
+    let keys = document["keys"].as_array_mut().unwrap();
+    keys.push(serde_json::json!({"kty": "oct", "kid": "shared", "alg": "HS256", "k": "c2VjcmV0"}));
+    let mut encryption = keys[0].clone();
+    encryption["kid"] = "for-encryption".into();
+    encryption["use"] = "enc".into();
+    keys.push(encryption);
+    let path = file("listing-jwks.json", &document.to_string());
+    let listed = run_args(&["jwks", path.to_str().unwrap()]).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    let out = &listed.stdout;
+    assert!(
+        out.contains("3 entries: 1 usable, 2 skipped (loaded for EdDSA, ES256, RS256)"),
+        "{out}"
+    );
+    assert!(out.contains(&format!(r#"usable   "{kid}""#)), "{out}");
+    assert!(out.contains("Ed25519, verifies EdDSA"), "{out}");
+    assert!(
+        out.contains("kty oct, alg HS256: symmetric (oct) keys are never trusted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("kty OKP, crv Ed25519, alg EdDSA, use enc: not a signature key (use/key_ops)"),
+        "{out}"
+    );
+    assert!(!out.contains("c2VjcmV0"), "never a secret");
+
+    let json = run_args(&["jwks", path.to_str().unwrap(), "--json"])
+        .await
+        .json();
+    assert_eq!(json["keys"][1]["status"], "skipped");
+    assert_eq!(
+        json["keys"][1]["reason"],
+        "symmetric (oct) keys are never trusted"
+    );
+    assert_eq!(json["freshness"], Value::Null);
+
+    // Over loopback with the library's fetch rules: freshness from Cache-Control.
+    let listed = run_args(&["jwks", &issuer.jwks_url()]).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert!(
+        listed
+            .stdout
+            .contains("fresh for 5m (Cache-Control max-age=300)"),
+        "{}",
+        listed.stdout
+    );
+    let json = run_args(&["jwks", &issuer.jwks_url(), "--json"])
+        .await
+        .json();
+    assert_eq!(json["freshness"]["cache_max_age_secs"], 300);
+
+    // Only ES256 allowed: the Ed25519 key is skipped and the set is unusable (exit 1).
+    let listed = run_args(&["jwks", &issuer.jwks_url(), "--alg", "ES256"]).await;
+    assert_eq!(listed.code, Some(1));
+    assert!(
+        listed
+            .stdout
+            .contains("alg unknown, symmetric or not allowed"),
+        "{}",
+        listed.stdout
+    );
+    assert!(listed.stdout.contains("no usable key"), "{}", listed.stdout);
+
+    // A fetch that fails says why and exits 1.
+    let missing = format!("{}/nothing-here", issuer.base_url());
+    let failed = run_args(&["jwks", &missing]).await;
+    assert_eq!(failed.code, Some(1));
+    assert!(
+        failed.stderr.contains("unexpected http status 404"),
+        "{}",
+        failed.stderr
+    );
+}
+
+#[tokio::test]
+async fn bad_usage_exits_2() {
+    let jwks = file("usage-jwks.json", r#"{"keys": []}"#);
+    let jwks = jwks.to_str().unwrap();
+    let not_jwks = file("usage-not-jwks.json", "[1, 2]");
+    let not_jwks = not_jwks.to_str().unwrap();
+    let cases: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["frobnicate"],
+        vec!["verify"],
+        vec!["verify", "a.b.c", "--jwks-file", jwks],
+        vec!["verify", "a.b.c", "--audience", AUDIENCE],
+        vec![
+            "verify",
+            "a.b.c",
+            "--audience",
+            AUDIENCE,
+            "--jwks-file",
+            jwks,
+            "--jwks-url",
+            "https://x.example/jwks",
+        ],
+        vec![
+            "verify",
+            "a.b.c",
+            "--audience",
+            AUDIENCE,
+            "--jwks-file",
+            "/nonexistent/jwks.json",
+        ],
+        vec![
+            "verify",
+            "a.b.c",
+            "--audience",
+            AUDIENCE,
+            "--jwks-file",
+            not_jwks,
+        ],
+        vec![
+            "verify",
+            "a.b.c",
+            "--audience",
+            AUDIENCE,
+            "--jwks-url",
+            "http://jwks.example.com/keys",
+        ],
+        vec![
+            "verify",
+            "a.b.c",
+            "--audience",
+            AUDIENCE,
+            "--jwks-file",
+            jwks,
+            "--alg",
+            "HS256",
+        ],
+        vec!["verify", "a.b.c", "--audience", "", "--jwks-file", jwks],
+        vec!["verify", " ", "--audience", AUDIENCE, "--jwks-file", jwks],
+        vec![
+            "verify",
+            "a.b.c",
+            "--audience",
+            AUDIENCE,
+            "--jwks-file",
+            jwks,
+            "--at",
+            "yesterday",
+        ],
+        vec!["inspect"],
+        vec!["jwks"],
+        vec!["jwks", "/nonexistent/jwks.json"],
+        vec!["token", "--audience", AUDIENCE],
+        vec!["token", "--audience", AUDIENCE, "--external-user-id", "u"],
+        vec!["dev-issuer", "--alg", "HS256"],
+        vec!["dev-issuer", "--bind", "nowhere"],
+        vec!["dev-issuer", "--api-key", "has space"],
+    ];
+    for args in cases {
+        let run = run_args(&args).await;
+        assert_eq!(run.code, Some(2), "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(!run.stderr.is_empty(), "{args:?} says why");
+    }
+    // An empty key set is no usage error: every token is refused for want of keys.
+    let empty = run_args(&[
+        "verify",
+        "a.b.c",
+        "--audience",
+        AUDIENCE,
+        "--jwks-file",
+        jwks,
+    ])
+    .await;
+    assert_eq!(empty.code, Some(1));
+    assert!(
+        empty.stdout.starts_with("refused: keys_unavailable"),
+        "{}",
+        empty.stdout
+    );
+    assert!(
+        empty.stdout.contains("the key set holds no usable key"),
+        "{}",
+        empty.stdout
+    );
+}
+
+#[tokio::test]
+async fn help_is_on_every_subcommand() {
+    for (sub, flag) in [
+        ("verify", "--jwks-url"),
+        ("inspect", "UNVERIFIED"),
+        ("token", "--external-user-id"),
+        ("jwks", "--alg"),
+        ("dev-issuer", "--bind"),
+    ] {
+        let help = run_args(&[sub, "--help"]).await;
+        assert_eq!(help.code, Some(0), "{sub}");
+        assert!(
+            help.stdout.contains(&format!("Usage: mka1-auth {sub}")),
+            "{}",
+            help.stdout
+        );
+        assert!(help.stdout.contains(flag), "{sub}: {}", help.stdout);
+        assert!(
+            help.stdout.contains("Exit status"),
+            "{sub}: {}",
+            help.stdout
+        );
+    }
+    let help = run_args(&["--help"]).await;
+    assert_eq!(help.code, Some(0));
+    assert!(help.stdout.contains("dev-issuer"));
+}
+
+/// `token` with its header replaced by `header` (the signature no longer matches, but the
+/// header is checked first).
+fn with_header(token: &str, header: &str) -> String {
+    use base64::Engine;
+    let (_, rest) = token.split_once('.').unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header);
+    format!("{header}.{rest}")
+}
+
+#[tokio::test]
+async fn every_kind_of_refusal_is_explained() {
+    let issuer = DevIssuer::builder()
+        .clock(ManualClock::at_unix(NOW))
+        .start()
+        .await
+        .unwrap();
+    let kid = issuer.current_kid();
+    let mint = |mint: Mint| issuer.mint(mint);
+    let valid = mint(Mint::new(AUDIENCE, "user-42"));
+    let (signed, _) = valid.rsplit_once('.').unwrap();
+    let other_signature = mint(Mint::new(AUDIENCE, "user-43"));
+    let cases = [
+        (
+            with_header(&valid, &format!(r#"{{"alg":"none","kid":"{kid}"}}"#)),
+            "algorithm_not_allowed",
+            r#"the header's alg is "none"; allowed: EdDSA, ES256, RS256"#.to_owned(),
+        ),
+        (
+            with_header(&valid, &format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#)),
+            "algorithm_mismatch",
+            format!(
+                r#"the header's alg "ES256" does not fit the key its kid "{kid}" names: the key set holds it (Ed25519, verifies EdDSA)"#
+            ),
+        ),
+        (
+            with_header(&valid, r#"{"alg":"EdDSA"}"#),
+            "missing_key_id",
+            "the header has no kid".to_owned(),
+        ),
+        (
+            format!("{signed}.{}", other_signature.rsplit('.').next().unwrap()),
+            "invalid_signature",
+            format!(r#"the signature does not verify with the key "{kid}" (the key set holds it"#),
+        ),
+        (
+            mint(Mint::new(AUDIENCE, "user-42").claim("iss", "https://elsewhere.example")),
+            "invalid_issuer",
+            format!(
+                r#"the token's iss is "https://elsewhere.example"; accepted: "{}""#,
+                issuer.issuer()
+            ),
+        ),
+        (
+            mint(Mint::new(AUDIENCE, "*")),
+            "invalid_subject",
+            r#"sub "*" is not a valid end-user id: `*` is not a user id"#.to_owned(),
+        ),
+        (
+            mint(Mint::new(AUDIENCE, "user-42").claim("nbf", NOW + 600)),
+            "not_yet_valid",
+            "nbf is 2027-01-15T08:10:00Z: it is valid only in 10m (leeway 1m)".to_owned(),
+        ),
+        (
+            mint(Mint::new(AUDIENCE, "user-42").expires_in(Duration::from_secs(60 * 86_400))),
+            "lifetime_too_long",
+            "ahead; the longest lifetime accepted is 30d".to_owned(),
+        ),
+        (
+            mint(Mint::new(AUDIENCE, "user-42").claim("permissions", 7)),
+            "invalid_permissions",
+            "the permissions claim is a number".to_owned(),
+        ),
+        (
+            mint(Mint::new(AUDIENCE, "user-42").claim("exp", "soon")),
+            "invalid_claim",
+            "token has an invalid claim".to_owned(),
+        ),
+    ];
+    let jwks = file("kinds-jwks.json", &issuer.jwks_json());
+    let at = NOW.to_string();
+    for (token, kind, why) in cases {
+        let refused = run_args(&[
+            "verify",
+            &token,
+            "--audience",
+            AUDIENCE,
+            "--issuer",
+            issuer.issuer(),
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+            "--at",
+            &at,
+        ])
+        .await;
+        assert_eq!(refused.code, Some(1), "{kind}: {}", refused.stderr);
+        let out = &refused.stdout;
+        assert!(
+            out.starts_with(&format!("refused: {kind} (")),
+            "{kind}: {out}"
+        );
+        assert!(out.contains(&why), "{kind}: {out}");
+        refused.hides_signature_of(&token);
+    }
+}
