@@ -114,10 +114,15 @@ impl Refusal<'_> {
 
     /// One sentence on what was wrong, for the token's kind of refusal.
     pub fn why(&self) -> String {
-        let s = self.settings;
-        let leeway = format!("leeway {}", when::span(s.leeway));
-        let detail = self.error.detail();
-        match self.error.kind() {
+        self.why_shape_or_key()
+            .or_else(|| self.why_times())
+            .or_else(|| self.why_claims())
+            .unwrap_or_else(|| self.error.to_string())
+    }
+
+    /// The refusals of the first three stages: size, shape, key and signature.
+    fn why_shape_or_key(&self) -> Option<String> {
+        Some(match self.error.kind() {
             ErrorKind::TokenTooLarge => format!(
                 "the token is {} bytes; a verifier reads at most {} by default",
                 self.token_bytes,
@@ -126,6 +131,7 @@ impl Refusal<'_> {
             ErrorKind::Malformed => {
                 let problems = self.token.problems();
                 if problems.is_empty() {
+                    let detail = self.error.detail();
                     detail
                         .unwrap_or("the token is not a compact JWS")
                         .to_owned()
@@ -141,7 +147,7 @@ impl Refusal<'_> {
             ErrorKind::AlgorithmNotAllowed => format!(
                 "the header's alg is {}; allowed: {}",
                 shown(self.header("alg")),
-                names(&s.algorithms)
+                names(&self.settings.algorithms)
             ),
             ErrorKind::AlgorithmMismatch => format!(
                 "the header's alg {} does not fit the key its kid {} names: {}",
@@ -159,39 +165,60 @@ impl Refusal<'_> {
                 shown(self.header("kid")),
                 self.kid_status()
             ),
-            ErrorKind::MissingExpiry => "the token has no exp; every token must expire".into(),
-            ErrorKind::Expired => match self.distance("exp") {
-                Some((date, ago)) => {
-                    format!(
-                        "exp is {date}: it expired {} ago ({leeway})",
-                        when::span(ago)
-                    )
-                }
-                None => self.error.to_string(),
-            },
-            ErrorKind::NotYetValid => match self.distance("nbf") {
-                Some((date, ahead)) => format!(
+            ErrorKind::KeysUnavailable => format!(
+                "no usable key set: {}",
+                self.error.detail().unwrap_or("the keys could not be had")
+            ),
+            _ => return None,
+        })
+    }
+
+    /// The refusals of the time rules, with dates and how far off they are.
+    fn why_times(&self) -> Option<String> {
+        let leeway = format!("leeway {}", when::span(self.settings.leeway));
+        let span = when::span;
+        match self.error.kind() {
+            ErrorKind::MissingExpiry => {
+                Some("the token has no exp; every token must expire".into())
+            }
+            ErrorKind::Expired => {
+                let (date, ago) = self.distance("exp")?;
+                Some(format!(
+                    "exp is {date}: it expired {} ago ({leeway})",
+                    span(ago)
+                ))
+            }
+            ErrorKind::NotYetValid => {
+                let (date, ahead) = self.distance("nbf")?;
+                Some(format!(
                     "nbf is {date}: it is valid only in {} ({leeway})",
-                    when::span(ahead)
-                ),
-                None => self.error.to_string(),
-            },
-            ErrorKind::IssuedInFuture => match self.distance("iat") {
-                Some((date, ahead)) => format!(
+                    span(ahead)
+                ))
+            }
+            ErrorKind::IssuedInFuture => {
+                let (date, ahead) = self.distance("iat")?;
+                Some(format!(
                     "iat is {date}, {} ahead of the clock ({leeway}): check the issuer's and \
                      this machine's clocks",
-                    when::span(ahead)
-                ),
-                None => self.error.to_string(),
-            },
-            ErrorKind::LifetimeTooLong => match self.distance("exp") {
-                Some((date, ahead)) => format!(
+                    span(ahead)
+                ))
+            }
+            ErrorKind::LifetimeTooLong => {
+                let (date, ahead) = self.distance("exp")?;
+                Some(format!(
                     "exp is {date}, {} ahead; the longest lifetime accepted is {}",
-                    when::span(ahead),
-                    when::span(VerifierBuilder::DEFAULT_MAX_LIFETIME.as_secs())
-                ),
-                None => self.error.to_string(),
-            },
+                    span(ahead),
+                    span(VerifierBuilder::DEFAULT_MAX_LIFETIME.as_secs())
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The refusals of the claim rules, and the permissions the command required.
+    fn why_claims(&self) -> Option<String> {
+        let s = self.settings;
+        Some(match self.error.kind() {
             ErrorKind::InvalidAudience => format!(
                 "the token's aud is {}; accepted: {}",
                 shown(self.claim("aud")),
@@ -209,12 +236,8 @@ impl Refusal<'_> {
                 self.claim("permissions").map_or("absent", json_type)
             ),
             ErrorKind::InsufficientPermission => self.missing_permissions(),
-            ErrorKind::KeysUnavailable => format!(
-                "no usable key set: {}",
-                detail.unwrap_or("the keys could not be had")
-            ),
-            _ => self.error.to_string(),
-        }
+            _ => return None,
+        })
     }
 
     fn unknown_kid(&self) -> String {

@@ -77,6 +77,12 @@ async fn dev_issuer_then_token_then_verify_gives_valid() {
     let left = json["exp"]["from_now_secs"].as_i64().unwrap();
     assert!((590..=600).contains(&left), "{left}");
 
+    assert_eq!(issuer.interrupt().await, Some(0), "Ctrl-C exits 0");
+}
+
+#[tokio::test]
+async fn token_takes_the_key_from_mka1_bearer_auth_too() {
+    let issuer = DevIssuerProcess::start(&[]).await;
     // MKA1's own CLI's variable, with its `Bearer ` prefix; default lifetime and permissions.
     let minted = issuer
         .token(
@@ -102,8 +108,7 @@ async fn dev_issuer_then_token_then_verify_gives_valid() {
         json["permissions"],
         serde_json::json!(["agent:read", "agent:write"])
     );
-
-    assert_eq!(issuer.interrupt().await, Some(0), "Ctrl-C exits 0");
+    assert_eq!(issuer.interrupt().await, Some(0));
 }
 
 #[tokio::test]
@@ -461,109 +466,68 @@ async fn jwks_lists_a_skipped_key_with_its_reason() {
     );
 }
 
+/// Each command line exits 2 and says why on standard error.
+async fn all_exit_2(cases: &[Vec<&str>]) {
+    for args in cases {
+        let run = run_args(args).await;
+        assert_eq!(run.code, Some(2), "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(!run.stderr.is_empty(), "{args:?} says why");
+    }
+}
+
 #[tokio::test]
-async fn bad_usage_exits_2() {
+async fn bad_usage_of_verify_exits_2() {
     let jwks = file("usage-jwks.json", r#"{"keys": []}"#);
     let jwks = jwks.to_str().unwrap();
     let not_jwks = file("usage-not-jwks.json", "[1, 2]");
-    let not_jwks = not_jwks.to_str().unwrap();
-    let cases: Vec<Vec<&str>> = vec![
-        vec![],
-        vec!["frobnicate"],
+    // `verify a.b.c --audience AUDIENCE` and more.
+    let verify = |more: &[&'static str]| {
+        let mut args = vec!["verify", "a.b.c", "--audience", AUDIENCE];
+        args.extend(more);
+        args
+    };
+    all_exit_2(&[
         vec!["verify"],
         vec!["verify", "a.b.c", "--jwks-file", jwks],
-        vec!["verify", "a.b.c", "--audience", AUDIENCE],
-        vec![
-            "verify",
-            "a.b.c",
-            "--audience",
-            AUDIENCE,
-            "--jwks-file",
-            jwks,
-            "--jwks-url",
-            "https://x.example/jwks",
-        ],
-        vec![
-            "verify",
-            "a.b.c",
-            "--audience",
-            AUDIENCE,
-            "--jwks-file",
-            "/nonexistent/jwks.json",
-        ],
-        vec![
-            "verify",
-            "a.b.c",
-            "--audience",
-            AUDIENCE,
-            "--jwks-file",
-            not_jwks,
-        ],
-        vec![
-            "verify",
-            "a.b.c",
-            "--audience",
-            AUDIENCE,
-            "--jwks-url",
-            "http://jwks.example.com/keys",
-        ],
-        vec![
-            "verify",
-            "a.b.c",
-            "--audience",
-            AUDIENCE,
-            "--jwks-file",
-            jwks,
-            "--alg",
-            "HS256",
-        ],
+        verify(&[]),
+        [
+            verify(&["--jwks-url", "https://x.example/jwks"]),
+            vec!["--jwks-file", jwks],
+        ]
+        .concat(),
+        verify(&["--jwks-file", "/nonexistent/jwks.json"]),
+        [verify(&["--jwks-file"]), vec![not_jwks.to_str().unwrap()]].concat(),
+        verify(&["--jwks-url", "http://jwks.example.com/keys"]),
+        [verify(&["--alg", "HS256", "--jwks-file"]), vec![jwks]].concat(),
+        [verify(&["--at", "yesterday", "--jwks-file"]), vec![jwks]].concat(),
         vec!["verify", "a.b.c", "--audience", "", "--jwks-file", jwks],
         vec!["verify", " ", "--audience", AUDIENCE, "--jwks-file", jwks],
-        vec![
-            "verify",
-            "a.b.c",
-            "--audience",
-            AUDIENCE,
-            "--jwks-file",
-            jwks,
-            "--at",
-            "yesterday",
-        ],
+    ])
+    .await;
+    // An empty key set is no usage error: every token is refused for want of keys.
+    let empty = run_args(&[verify(&["--jwks-file"]), vec![jwks]].concat()).await;
+    assert_eq!(empty.code, Some(1));
+    let out = &empty.stdout;
+    assert!(out.starts_with("refused: keys_unavailable"), "{out}");
+    assert!(out.contains("the key set holds no usable key"), "{out}");
+}
+
+#[tokio::test]
+async fn other_bad_usage_exits_2() {
+    all_exit_2(&[
+        vec![],
+        vec!["frobnicate"],
         vec!["inspect"],
         vec!["jwks"],
         vec!["jwks", "/nonexistent/jwks.json"],
         vec!["token", "--audience", AUDIENCE],
+        // No api key in the environment.
         vec!["token", "--audience", AUDIENCE, "--external-user-id", "u"],
         vec!["dev-issuer", "--alg", "HS256"],
         vec!["dev-issuer", "--bind", "nowhere"],
         vec!["dev-issuer", "--api-key", "has space"],
-    ];
-    for args in cases {
-        let run = run_args(&args).await;
-        assert_eq!(run.code, Some(2), "{args:?}: {}{}", run.stdout, run.stderr);
-        assert!(!run.stderr.is_empty(), "{args:?} says why");
-    }
-    // An empty key set is no usage error: every token is refused for want of keys.
-    let empty = run_args(&[
-        "verify",
-        "a.b.c",
-        "--audience",
-        AUDIENCE,
-        "--jwks-file",
-        jwks,
     ])
     .await;
-    assert_eq!(empty.code, Some(1));
-    assert!(
-        empty.stdout.starts_with("refused: keys_unavailable"),
-        "{}",
-        empty.stdout
-    );
-    assert!(
-        empty.stdout.contains("the key set holds no usable key"),
-        "{}",
-        empty.stdout
-    );
 }
 
 #[tokio::test]
@@ -603,19 +567,14 @@ fn with_header(token: &str, header: &str) -> String {
     format!("{header}.{rest}")
 }
 
-#[tokio::test]
-async fn every_kind_of_refusal_is_explained() {
-    let issuer = DevIssuer::builder()
-        .clock(ManualClock::at_unix(NOW))
-        .start()
-        .await
-        .unwrap();
+/// Tokens each refused for another reason, the kind and a part of the explanation.
+fn refusal_cases(issuer: &DevIssuer) -> Vec<(String, &'static str, String)> {
     let kid = issuer.current_kid();
     let mint = |mint: Mint| issuer.mint(mint);
     let valid = mint(Mint::new(AUDIENCE, "user-42"));
     let (signed, _) = valid.rsplit_once('.').unwrap();
     let other_signature = mint(Mint::new(AUDIENCE, "user-43"));
-    let cases = [
+    [
         (
             with_header(&valid, &format!(r#"{{"alg":"none","kid":"{kid}"}}"#)),
             "algorithm_not_allowed",
@@ -671,7 +630,18 @@ async fn every_kind_of_refusal_is_explained() {
             "invalid_claim",
             "token has an invalid claim".to_owned(),
         ),
-    ];
+    ]
+    .into()
+}
+
+#[tokio::test]
+async fn every_kind_of_refusal_is_explained() {
+    let issuer = DevIssuer::builder()
+        .clock(ManualClock::at_unix(NOW))
+        .start()
+        .await
+        .unwrap();
+    let cases = refusal_cases(&issuer);
     let jwks = file("kinds-jwks.json", &issuer.jwks_json());
     let at = NOW.to_string();
     for (token, kind, why) in cases {
