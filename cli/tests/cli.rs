@@ -4,9 +4,10 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
-use common::{file, mka1_auth, run, run_args, run_with_stdin, DevIssuerProcess};
+use common::{file, mka1_auth, run, run_args, run_with_stdin, DevIssuerProcess, Run};
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::ManualClock;
 use serde_json::Value;
@@ -14,6 +15,14 @@ use serde_json::Value;
 const AUDIENCE: &str = "https://api.example.test";
 const OTHER_AUDIENCE: &str = "https://other.example.test";
 const NOW: u64 = 1_800_000_000;
+
+/// `verify TOKEN --audience AUDIENCE --jwks-file JWKS` and `more`.
+async fn verify_with_file(token: &str, jwks: &Path, more: &[&str]) -> Run {
+    let jwks = jwks.to_str().unwrap();
+    let mut args = vec!["verify", token, "--audience", AUDIENCE, "--jwks-file", jwks];
+    args.extend(more);
+    run_args(&args).await
+}
 
 #[tokio::test]
 async fn dev_issuer_then_token_then_verify_gives_valid() {
@@ -212,19 +221,8 @@ async fn an_expired_token_shows_how_long_ago_it_expired() {
         .unwrap();
     let token = issuer.mint(Mint::new(AUDIENCE, "user-42"));
     let jwks = file("expired-jwks.json", &issuer.jwks_json());
-    let jwks = jwks.to_str().unwrap();
     let at = (NOW + 3600 + 5400).to_string();
-    let args = [
-        "verify",
-        &token,
-        "--audience",
-        AUDIENCE,
-        "--jwks-file",
-        jwks,
-        "--at",
-        &at,
-    ];
-    let refused = run_args(&args).await;
+    let refused = verify_with_file(&token, &jwks, &["--at", &at]).await;
     assert_eq!(refused.code, Some(1), "{}", refused.stderr);
     let out = &refused.stdout;
     assert!(
@@ -241,9 +239,8 @@ async fn an_expired_token_shows_how_long_ago_it_expired() {
     );
     refused.hides_signature_of(&token);
 
-    let mut json_args = args.to_vec();
-    json_args.push("--json");
-    let json = run_args(&json_args).await.json();
+    let json = verify_with_file(&token, &jwks, &["--at", &at, "--json"]).await;
+    let json = json.json();
     assert_eq!(json["kind"], "expired");
     assert_eq!(json["token"]["claims"]["exp"]["from_now_secs"], -5400);
     assert_eq!(
@@ -253,17 +250,7 @@ async fn an_expired_token_shows_how_long_ago_it_expired() {
 
     // Within the leeway it is still valid: the library's rule, not the command's.
     let at = (NOW + 3600 + 59).to_string();
-    let args = [
-        "verify",
-        &token,
-        "--audience",
-        AUDIENCE,
-        "--jwks-file",
-        jwks,
-        "--at",
-        &at,
-    ];
-    let valid = run_args(&args).await;
+    let valid = verify_with_file(&token, &jwks, &["--at", &at]).await;
     assert_eq!(valid.code, Some(0), "{}", valid.stdout);
     assert!(valid.stdout.contains("(59s ago)"), "{}", valid.stdout);
 }
@@ -275,15 +262,7 @@ async fn an_unknown_kid_is_reported_as_such() {
     let token = signer.mint(Mint::new(AUDIENCE, "user-42"));
     let kid = signer.current_kid();
     let jwks = file("unknown-kid-jwks.json", &other.jwks_json());
-    let args = [
-        "verify",
-        &token,
-        "--audience",
-        AUDIENCE,
-        "--jwks-file",
-        jwks.to_str().unwrap(),
-    ];
-    let refused = run_args(&args).await;
+    let refused = verify_with_file(&token, &jwks, &[]).await;
     assert_eq!(refused.code, Some(1));
     let out = &refused.stdout;
     assert!(out.starts_with("refused: unknown_key_id ("), "{out}");
@@ -304,15 +283,7 @@ async fn an_unknown_kid_is_reported_as_such() {
     let oct = serde_json::json!({"kty": "oct", "kid": kid, "k": "c2VjcmV0"});
     document["keys"].as_array_mut().unwrap().push(oct);
     let jwks = file("skipped-kid-jwks.json", &document.to_string());
-    let args = [
-        "verify",
-        &token,
-        "--audience",
-        AUDIENCE,
-        "--jwks-file",
-        jwks.to_str().unwrap(),
-    ];
-    let refused = run_args(&args).await;
+    let refused = verify_with_file(&token, &jwks, &[]).await;
     assert!(
         refused
             .stdout
@@ -645,19 +616,8 @@ async fn every_kind_of_refusal_is_explained() {
     let jwks = file("kinds-jwks.json", &issuer.jwks_json());
     let at = NOW.to_string();
     for (token, kind, why) in cases {
-        let refused = run_args(&[
-            "verify",
-            &token,
-            "--audience",
-            AUDIENCE,
-            "--issuer",
-            issuer.issuer(),
-            "--jwks-file",
-            jwks.to_str().unwrap(),
-            "--at",
-            &at,
-        ])
-        .await;
+        let issuer_args = ["--issuer", issuer.issuer(), "--at", &at];
+        let refused = verify_with_file(&token, &jwks, &issuer_args).await;
         assert_eq!(refused.code, Some(1), "{kind}: {}", refused.stderr);
         let out = &refused.stdout;
         assert!(

@@ -10,7 +10,7 @@ mod venv;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{file, run_args, DevIssuerProcess};
+use common::{file, run_args, without_proxies, DevIssuerProcess};
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::ManualClock;
 use tokio::process::Command;
@@ -66,17 +66,8 @@ async fn the_python_sdk_example_gets_a_token_from_the_dev_issuer_that_verifies()
         .env("MKA1_API_KEY", &issuer.api_key)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true);
-    // The SDK's own client honours proxy variables; the issuer is on loopback.
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        mint.env_remove(var);
-    }
+    // The SDK's own client honours proxy variables.
+    without_proxies(&mut mint);
     // The bound only keeps a broken script from hanging the suite.
     let minted = tokio::time::timeout(Duration::from_secs(300), mint.output())
         .await

@@ -14,20 +14,20 @@ use tokio::process::{Child, Command};
 /// MKA1 settings but those a test gives.
 pub fn mka1_auth() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mka1-auth"));
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "MKA1_API_KEY",
-        "MKA1_BEARER_AUTH",
-        "MKA1_SERVER_URL",
-    ] {
+    without_proxies(&mut command);
+    for var in ["MKA1_API_KEY", "MKA1_BEARER_AUTH", "MKA1_SERVER_URL"] {
         command.env_remove(var);
     }
     command.kill_on_drop(true);
+    command
+}
+
+/// `command` without the proxy variables HTTP clients honour: everything here is on
+/// loopback.
+pub fn without_proxies(command: &mut Command) -> &mut Command {
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        command.env_remove(var).env_remove(var.to_ascii_lowercase());
+    }
     command
 }
 
