@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use mka1_auth::jwks::SUPPORTED_ALGORITHMS;
 use mka1_auth::{Algorithm, VerifierBuilder};
 
+/// The latest `--at` a verifier's clock can hold (nanoseconds since the epoch in a `u64`:
+/// the year 2554).
+const LATEST_AT: u64 = u64::MAX / 1_000_000_000;
+
 const EXIT_STATUS: &str =
     "Exit status: 0 for success, 1 for a refusal or a failed call, 2 for bad usage.";
 
@@ -97,7 +101,8 @@ pub struct VerifyArgs {
     pub leeway: u64,
     /// Judge the token's times as of this moment (Unix seconds) instead of now, e.g. the
     /// time of a logged refusal.
-    #[arg(long, value_name = "UNIX_SECONDS")]
+    #[arg(long, value_name = "UNIX_SECONDS",
+          value_parser = clap::value_parser!(u64).range(..=LATEST_AT))]
     pub at: Option<u64>,
     /// Print the result as JSON.
     #[arg(long)]

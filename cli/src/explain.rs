@@ -352,9 +352,9 @@ impl Refusal<'_> {
             (
                 "checked",
                 format!(
-                    "{} ({})",
-                    when::date(s.now).unwrap_or_default(),
-                    format_args!("leeway {}", when::span(s.leeway))
+                    "{} (leeway {})",
+                    when::date(s.now).unwrap_or_else(|| s.now.to_string()),
+                    when::span(s.leeway)
                 ),
             ),
         ];

@@ -91,7 +91,8 @@ async fn dev_issuer_then_token_then_verify_gives_valid() {
 
 #[tokio::test]
 async fn token_takes_the_key_from_mka1_bearer_auth_too() {
-    let issuer = DevIssuerProcess::start(&[]).await;
+    let iss = "https://issuer.example.test";
+    let issuer = DevIssuerProcess::start(&["--alg", "ES256", "--issuer", iss]).await;
     // MKA1's own CLI's variable, with its `Bearer ` prefix; default lifetime and permissions.
     let minted = issuer
         .token(
@@ -108,6 +109,8 @@ async fn token_takes_the_key_from_mka1_bearer_auth_too() {
         AUDIENCE,
         "--jwks-url",
         &issuer.jwks_url,
+        "--issuer",
+        iss,
         "--json",
     ])
     .await
@@ -116,6 +119,10 @@ async fn token_takes_the_key_from_mka1_bearer_auth_too() {
     assert_eq!(
         json["permissions"],
         serde_json::json!(["agent:read", "agent:write"])
+    );
+    assert_eq!(
+        (json["alg"].as_str(), json["iss"].as_str()),
+        (Some("ES256"), Some(iss))
     );
     assert_eq!(issuer.interrupt().await, Some(0));
 }
@@ -191,6 +198,25 @@ async fn a_wrong_audience_names_both_values_and_exits_1() {
     assert_eq!(json["token"]["claims"]["aud"], OTHER_AUDIENCE);
     assert_eq!(json["configured"]["audiences"][0], AUDIENCE);
     assert_eq!(json["kid"]["status"], "held");
+
+    // Keys that cannot be fetched: refused for want of keys, and why.
+    let missing = format!("{}/nothing-here", issuer.base_url());
+    let args = [
+        "verify",
+        &token,
+        "--audience",
+        AUDIENCE,
+        "--jwks-url",
+        &missing,
+    ];
+    let unavailable = run_args(&args).await;
+    assert_eq!(unavailable.code, Some(1));
+    let out = &unavailable.stdout;
+    assert!(out.starts_with("refused: keys_unavailable ("), "{out}");
+    assert!(
+        out.contains("no usable key set: unexpected http status 404"),
+        "{out}"
+    );
 
     // A permission the token lacks is named too.
     let mut needs = vec!["verify", &token, "--audience", OTHER_AUDIENCE];
@@ -471,6 +497,7 @@ async fn bad_usage_of_verify_exits_2() {
         verify(&["--jwks-url", "http://jwks.example.com/keys"]),
         [verify(&["--alg", "HS256", "--jwks-file"]), vec![jwks]].concat(),
         [verify(&["--at", "yesterday", "--jwks-file"]), vec![jwks]].concat(),
+        [verify(&["--at", "18446744074", "--jwks-file"]), vec![jwks]].concat(),
         vec!["verify", "a.b.c", "--audience", "", "--jwks-file", jwks],
         vec!["verify", " ", "--audience", AUDIENCE, "--jwks-file", jwks],
     ])
