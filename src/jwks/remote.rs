@@ -73,7 +73,9 @@ use crate::error::{ConfigError, Error, ErrorKind};
 use crate::net::{is_loopback_host, transport_error_text};
 use crate::retry::{backoff_ceiling, jittered_on};
 
+mod probe;
 mod published;
+pub use probe::{JwksProbe, ProbedJwks};
 use published::Published;
 
 /// Default bound on a whole fetch: connect, request, response and body.
@@ -733,6 +735,20 @@ impl RemoteJwks {
     }
 
     async fn fetch(&self) -> Result<Fetched, FetchError> {
+        let config = &self.inner.config;
+        let (body, cache_max_age) = self.fetch_body().await?;
+        let max_age = config.clamp_max_age(cache_max_age.unwrap_or(config.default_max_age));
+        let (keys, entries) = parse_document(&body, &self.inner.algorithms)?;
+        Ok(Fetched {
+            keys,
+            entries,
+            max_age,
+        })
+    }
+
+    /// The HTTP part of a fetch, under every rule but the document's: the body, and the
+    /// response's `Cache-Control` max-age (see [`cache_max_age`]).
+    async fn fetch_body(&self) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
         let inner = &*self.inner;
         let mut response = inner
             .client
@@ -763,9 +779,7 @@ impl RemoteJwks {
         {
             return Err(FetchError::TooLarge(cap));
         }
-        let max_age = inner.config.clamp_max_age(
-            cache_max_age(response.headers()).unwrap_or(inner.config.default_max_age),
-        );
+        let max_age = cache_max_age(response.headers());
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if body.len() + chunk.len() > cap {
@@ -773,12 +787,7 @@ impl RemoteJwks {
             }
             body.extend_from_slice(&chunk);
         }
-        let (keys, entries) = parse_document(&body, &inner.algorithms)?;
-        Ok(Fetched {
-            keys,
-            entries,
-            max_age,
-        })
+        Ok((body, max_age))
     }
 
     /// Record a finished fetch, publish its keys, and wake everyone waiting on it.
