@@ -10,13 +10,18 @@ use aws_lc_rs::rand::SystemRandom;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::api_keys::{
+    check_secret, ApiKeySpec, KeyStore, NewKey, Owner, RateLimit, BOOTSTRAP_KEY_ID,
+    WRITE_APIKEYS_SCOPE,
+};
 use super::server::serve;
-use super::signing::{random_b64, KeyRing, SigningAlgorithm, SigningKey};
+use super::signing::{KeyRing, SigningAlgorithm, SigningKey};
 use super::state::IssuerState;
 use super::{
     normalize, DevIssuer, DEFAULT_JWKS_MAX_AGE, DEFAULT_PERMISSIONS, DEFAULT_ROTATION_GRACE,
 };
 use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::error::ConfigError;
 
 /// Settings for a [`DevIssuer`]; start it with [`DevIssuerBuilder::start`].
 ///
@@ -49,6 +54,7 @@ pub struct DevIssuerBuilder {
     issuer: Option<String>,
     jwks_max_age: Duration,
     rotation_grace: Duration,
+    keys: Vec<ApiKeySpec>,
 }
 
 impl Default for DevIssuerBuilder {
@@ -61,22 +67,28 @@ impl Default for DevIssuerBuilder {
             issuer: None,
             jwks_max_age: DEFAULT_JWKS_MAX_AGE,
             rotation_grace: DEFAULT_ROTATION_GRACE,
+            keys: Vec::new(),
         }
     }
 }
 
 impl DevIssuerBuilder {
-    /// The API key the exchange endpoints accept. Default: a random `mka1_dev_...` key.
+    /// The bootstrap API key's secret. Default: a random `mka1_dev_...` key.
     ///
-    /// It must be printable ASCII without spaces, as it travels in an `Authorization` header;
-    /// otherwise [`start`](Self::start) fails.
+    /// The bootstrap key (id [`BOOTSTRAP_KEY_ID`]) holds the [`permissions`](Self::permissions)
+    /// and [`WRITE_APIKEYS_SCOPE`], so it can exchange tokens and manage keys; as the
+    /// administrator it may grant any scope to the keys it creates. Its
+    /// secret must be 1-512 bytes of printable ASCII without spaces, as it travels in an
+    /// `Authorization` header; otherwise [`start`](Self::start) fails.
     pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
         self.api_key = Some(api_key.into());
         self
     }
 
-    /// The permissions the API key holds: exchanged tokens carry these, or the subset the
-    /// request asks for. Default: [`DEFAULT_PERMISSIONS`]. Empty names are dropped.
+    /// The permissions the bootstrap key holds besides [`WRITE_APIKEYS_SCOPE`], and that
+    /// [`DevIssuer::mint`] puts in tokens by default. An exchange with the bootstrap key
+    /// embeds all of its scopes, or the subset the request asks for. Default:
+    /// [`DEFAULT_PERMISSIONS`]. Empty names are dropped.
     pub fn permissions<I, P>(mut self, permissions: I) -> Self
     where
         I: IntoIterator<Item = P>,
@@ -118,23 +130,37 @@ impl DevIssuerBuilder {
         self
     }
 
+    /// Another API key, created at start beside the bootstrap key. It needs a fixed secret
+    /// ([`ApiKeySpec::secret`]), as the issuer shows secrets only once; find its id with
+    /// [`DevIssuer::keys`]. A spec that breaks a rule makes [`start`](Self::start) fail.
+    ///
+    /// ```
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use mka1_auth::dev_issuer::{ApiKeySpec, DevIssuer};
+    ///
+    /// let issuer = DevIssuer::builder()
+    ///     .key(ApiKeySpec::new(["agent:read"]).name("reader").secret("reader-key"))
+    ///     .start()
+    ///     .await?;
+    /// let reader = issuer.keys().into_iter().find(|k| k.name() == Some("reader")).unwrap();
+    /// assert_eq!(reader.scopes(), ["agent:read"]);
+    /// assert!(issuer.revoke_key(reader.id()));
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn key(mut self, spec: ApiKeySpec) -> Self {
+        self.keys.push(spec);
+        self
+    }
+
     /// Generate the first key, bind `127.0.0.1:0` and start serving on the current tokio
     /// runtime.
     ///
-    /// Fails when the socket cannot be bound, the API key is unusable, or no key can be
+    /// Fails when the socket cannot be bound, an API key is unusable, or no key can be
     /// generated.
     pub async fn start(self) -> io::Result<DevIssuer> {
         let rng = SystemRandom::new();
-        let api_key = match self.api_key {
-            Some(key) if !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()) => key,
-            Some(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the api key must be non-empty printable ascii without spaces",
-                ))
-            }
-            None => format!("mka1_dev_{}", random_b64(&rng, 24).map_err(no_randomness)?),
-        };
+        let (api_key, api_keys) = self.key_store()?;
         let key = SigningKey::generate(self.algorithm, &rng).map_err(no_randomness)?;
 
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
@@ -149,6 +175,7 @@ impl DevIssuerBuilder {
             jwks_max_age: self.jwks_max_age,
             rotation_grace: self.rotation_grace,
             rng,
+            api_keys,
             keys: Mutex::new(KeyRing {
                 current: Arc::new(key),
                 retired: Vec::new(),
@@ -164,6 +191,42 @@ impl DevIssuerBuilder {
             shutdown,
             server: Some(server),
         })
+    }
+}
+
+impl DevIssuerBuilder {
+    /// The bootstrap key's secret, and a store holding it and the builder's other keys.
+    fn key_store(&self) -> io::Result<(String, KeyStore)> {
+        let store = KeyStore::new();
+        let invalid = |error: ConfigError| io::Error::new(io::ErrorKind::InvalidInput, error);
+        if let Some(secret) = &self.api_key {
+            check_secret(secret).map_err(invalid)?;
+        }
+        let mut scopes = self.permissions.clone();
+        scopes.push(WRITE_APIKEYS_SCOPE.to_owned());
+        let bootstrap = NewKey {
+            scopes,
+            name: Some("bootstrap".into()),
+            team_id: None,
+            expires_at: None,
+            owner: Owner::default(),
+            rate_limit: RateLimit::default(),
+        };
+        let (issued, _) = store
+            .insert(bootstrap, Some(BOOTSTRAP_KEY_ID), self.api_key.clone())
+            .map_err(invalid)?;
+        let now = self.clock.now_unix();
+        for spec in &self.keys {
+            let (key, secret) = NewKey::from_spec(spec.clone(), now).map_err(invalid)?;
+            let Some(secret) = secret else {
+                return Err(invalid(ConfigError::InvalidSetting {
+                    name: "secret",
+                    reason: "a key given to the builder needs a fixed secret".into(),
+                }));
+            };
+            store.insert(key, None, Some(secret)).map_err(invalid)?;
+        }
+        Ok((issued.secret().to_owned(), store))
     }
 }
 

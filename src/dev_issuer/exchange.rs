@@ -1,45 +1,30 @@
-//! The exchange endpoints: the request body's rules, the API key check, and the token.
+//! The exchange endpoints (both paths): the request body's rules, the calling key's scopes,
+//! and the token.
 
-use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::error::Unspecified;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::reply::{bad_request, body_too_large, json_response, refusal, Issue};
+use super::reply::{bad_request, json_response, refusal, Issue};
+#[cfg(test)]
+use super::request::parse_object;
+use super::request::{caller, json_object};
 use super::state::IssuerState;
-use super::{normalize, DEFAULT_EXPIRES_IN, MAX_BODY_BYTES, MAX_EXPIRES_IN, MIN_EXPIRES_IN};
+use super::{normalize, DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN};
 use crate::claims::validate_end_user_id;
 
 pub(super) async fn exchange(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
-    if let Err(message) = check_api_key(&shared.api_key, request.headers()) {
-        return unauthorized(message);
-    }
-    let declared_too_large = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|len| len > MAX_BODY_BYTES as u64);
-    if declared_too_large {
-        return body_too_large();
-    }
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<LengthLimitError>() => return body_too_large(),
-        Err(_) => {
-            return bad_request(vec![Issue::new("", "the request body could not be read")]);
-        }
+    let caller = match caller(shared, request.headers()) {
+        Ok(caller) => caller,
+        Err(refused) => return *refused,
     };
-    let exchange = match ExchangeRequest::parse(&body) {
-        Ok(exchange) => exchange,
-        Err(issues) => return bad_request(issues),
+    let exchange = match json_object(request).await.map(ExchangeRequest::from_fields) {
+        Ok(Ok(exchange)) => exchange,
+        Ok(Err(issues)) => return bad_request(issues),
+        Err(refused) => return *refused,
     };
-    let permissions = match granted_permissions(&shared.permissions, exchange.permissions) {
+    let permissions = match granted_permissions(&caller.scopes, exchange.permissions) {
         Ok(permissions) => permissions,
         Err(missing) => {
             return refusal(
@@ -97,38 +82,6 @@ fn granted_permissions(
     Ok(normalize(requested))
 }
 
-/// `Ok` when the request carries exactly one `Authorization: Bearer <the api key>`; else why
-/// not.
-fn check_api_key(api_key: &str, headers: &HeaderMap) -> Result<(), &'static str> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let value = match (values.next(), values.next()) {
-        (None, _) => return Err("no api key was presented"),
-        (Some(_), Some(_)) => return Err("more than one authorization header"),
-        (Some(value), None) => value,
-    };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim_matches(' '))
-        .ok_or("the authorization header is not `Bearer <api key>`")?;
-    verify_slices_are_equal(presented.as_bytes(), api_key.as_bytes())
-        .map_err(|_| "the api key is not valid")
-}
-
-fn unauthorized(message: &'static str) -> Response<String> {
-    let mut response = refusal(
-        StatusCode::UNAUTHORIZED,
-        message,
-        vec![Issue::new("authorization", message)],
-    );
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
-}
-
 /// A valid exchange request body.
 struct ExchangeRequest {
     audience: String,
@@ -138,13 +91,15 @@ struct ExchangeRequest {
 }
 
 impl ExchangeRequest {
-    /// Check every field, reporting every problem at once. Unknown fields are ignored.
+    /// The body's fields, as [`ExchangeRequest::from_fields`] reads them.
+    #[cfg(test)]
     fn parse(body: &[u8]) -> Result<ExchangeRequest, Vec<Issue>> {
-        let mut fields = match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(fields)) => fields,
-            Ok(_) => return Err(vec![Issue::new("", "the body must be a json object")]),
-            Err(_) => return Err(vec![Issue::new("", "the body is not valid json")]),
-        };
+        let fields = parse_object(body).map_err(|issue| vec![issue])?;
+        Self::from_fields(fields)
+    }
+
+    /// Check every field, reporting every problem at once. Unknown fields are ignored.
+    fn from_fields(mut fields: Map<String, Value>) -> Result<ExchangeRequest, Vec<Issue>> {
         let mut issues = Vec::new();
         let audience = audience_field(fields.remove("audience"), &mut issues);
         let external_user_id = external_user_id_field(fields.remove("externalUserId"), &mut issues);

@@ -5,6 +5,10 @@ use serde_json::{json, Value};
 
 use super::MAX_BODY_BYTES;
 
+/// A refusal on its way out of a helper: boxed, as a response is large to move around in
+/// every `Result`.
+pub(super) type Refused = Box<Response<String>>;
+
 /// One problem with a request, MKA1 style: a dot-path into the body and what is wrong there.
 pub(super) struct Issue {
     pub(super) path: String,

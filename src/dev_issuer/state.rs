@@ -1,5 +1,5 @@
-//! What the server and the handle share: the issuer's settings, its signing keys, and
-//! token issuance.
+//! What the server and the handle share: the issuer's settings, its API keys, its signing
+//! keys, and token issuance.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -8,11 +8,13 @@ use aws_lc_rs::error::Unspecified;
 use aws_lc_rs::rand::SystemRandom;
 use serde_json::{json, Map, Value};
 
+use super::api_keys::KeyStore;
 use super::signing::{KeyRing, SigningAlgorithm, SigningKey};
 use crate::clock::SharedClock;
 
 /// What the server and the handle share.
 pub(super) struct IssuerState {
+    /// The bootstrap key's secret, as the issuer started.
     pub(super) api_key: String,
     pub(super) issuer: String,
     pub(super) permissions: Vec<String>,
@@ -21,6 +23,9 @@ pub(super) struct IssuerState {
     pub(super) jwks_max_age: Duration,
     pub(super) rotation_grace: Duration,
     pub(super) rng: SystemRandom,
+    /// The API keys: the bootstrap key and scoped keys.
+    pub(super) api_keys: KeyStore,
+    /// The signing keys.
     pub(super) keys: Mutex<KeyRing>,
 }
 
