@@ -1,6 +1,8 @@
 //! README's "Testing your service", as it is written there: if this stops compiling or
 //! passing, the README is wrong.
 
+mod common;
+
 // --- README: Testing your service ---
 use axum::{body::Body, routing::get, Router};
 use http::{Request, StatusCode};
@@ -54,20 +56,5 @@ async fn only_verified_users_with_the_permission_get_in() {
 
 #[test]
 fn the_readme_shows_exactly_this_test() {
-    let this = include_str!("guide.rs");
-    let start = this
-        .find("// --- README: Testing your service ---\n")
-        .unwrap();
-    let end = this.find("// --- end ---").unwrap();
-    let snippet = this[start..end]
-        .lines()
-        .skip(1)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    assert!(
-        readme.contains(snippet.trim_end()),
-        "README's testing guide differs from tests/guide.rs"
-    );
+    common::assert_readme_shows(include_str!("guide.rs"), "Testing your service");
 }
