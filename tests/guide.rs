@@ -1,7 +1,5 @@
 //! README's "Testing your service", as it is written there: if this stops compiling or
-//! passing, the README is wrong.
-
-mod common;
+//! passing, the README is wrong (`tests/readme.rs` checks that README shows this region).
 
 // --- README: Testing your service ---
 use axum::{body::Body, routing::get, Router};
@@ -52,9 +50,21 @@ async fn only_verified_users_with_the_permission_get_in() {
     assert_eq!(status(&app, None).await, StatusCode::UNAUTHORIZED);
     assert_eq!(status(&app, Some(&nobody)).await, StatusCode::FORBIDDEN);
 }
-// --- end ---
 
-#[test]
-fn the_readme_shows_exactly_this_test() {
-    common::assert_readme_shows(include_str!("guide.rs"), "Testing your service");
+#[tokio::test]
+async fn a_rotated_key_is_accepted_at_once() {
+    let issuer = DevIssuer::start().await.unwrap();
+    // Fetched keys: a token under a kid the verifier lacks makes it refetch the JWKS.
+    let verifier = Verifier::builder()
+        .jwks_url(issuer.jwks_url())
+        .issuer(issuer.issuer())
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
+    let app = app(verifier);
+    let mint = || issuer.mint(Mint::new(AUDIENCE, "user-42").permissions(["orders:read"]));
+    assert_eq!(status(&app, Some(&mint())).await, StatusCode::OK);
+    issuer.rotate_key();
+    assert_eq!(status(&app, Some(&mint())).await, StatusCode::OK);
 }
+// --- end ---

@@ -1,8 +1,7 @@
 //! README's "When MKA1 stops accepting your key", as it is written there: if this stops
-//! compiling or passing, the README is wrong.
+//! compiling or passing, the README is wrong (`tests/readme.rs` checks that README shows
+//! this region).
 #![cfg(all(feature = "dev-issuer", feature = "remote", feature = "axum"))]
-
-mod common;
 
 // --- README: When MKA1 stops accepting your key ---
 use axum::{
@@ -65,11 +64,3 @@ async fn a_revoked_key_stops_the_service_at_once() {
     );
 }
 // --- end ---
-
-#[test]
-fn the_readme_shows_exactly_this_test() {
-    common::assert_readme_shows(
-        include_str!("guide_revoked_key.rs"),
-        "When MKA1 stops accepting your key",
-    );
-}

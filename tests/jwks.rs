@@ -1101,6 +1101,89 @@ async fn a_rotated_in_kid_is_accepted_on_the_one_refetch_and_a_removed_one_is_dr
 }
 
 #[tokio::test]
+async fn a_key_rotated_in_right_after_start_up_is_accepted_without_waiting() {
+    // The start-up fetch found every key it was asked for: it opens no cooldown, so the
+    // first unknown kid (a rotation) refetches at once, with the clock standing still.
+    let (old, clock, server, verifier) = Fixture::warm(config()).await.parts();
+    let new = TestKey::es256("new");
+    server.serve(jwks(&[&old, &new]));
+    verifier.verify(&token(&new, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 2);
+    // That refetch was for an unknown kid: the cooldown is open now.
+    let made_up = token_with_kid(&old, "made-up", &clock);
+    assert_eq!(
+        kind(verifier.verify(&made_up).await),
+        ErrorKind::UnknownKeyId
+    );
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn after_an_outage_outlives_the_stale_window_recovery_leaves_a_rotation_free() {
+    let config = config().stale_if_error(Duration::from_secs(60));
+    let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
+    server.set_mode(Mode::Error500);
+    // Default max-age (10 min) plus the stale window: the held keys are no longer used.
+    clock.advance(Duration::from_secs(10 * 60 + 61));
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+    // The endpoint is back; once the wait it asked for is over, the held kid recovers ...
+    server.set_mode(Mode::Serve);
+    clock.advance(Duration::from_secs(31));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    let fetches = server.requests();
+    // ... and that fetch, which found its kid, opened no cooldown: a rotation is picked up.
+    let new = TestKey::es256("new");
+    server.serve(jwks(&[&key, &new]));
+    verifier.verify(&token(&new, &clock)).await.unwrap();
+    assert_eq!(server.requests(), fetches + 1);
+}
+
+#[tokio::test]
+async fn with_no_usable_keys_the_endpoint_is_retried_once_per_cooldown_not_on_the_backoff() {
+    let config = config().stale_if_error(Duration::from_secs(60));
+    let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
+    server.set_mode(Mode::Error500);
+    clock.advance(Duration::from_secs(10 * 60 + 61));
+    // A long outage: six failed fetches, one per cooldown, each answered 503 with a
+    // Retry-After of the cooldown (the backoff would have grown to 5 minutes).
+    for attempt in 1..=6 {
+        let before = server.requests();
+        let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::KeysUnavailable, "attempt {attempt}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+        assert_eq!(server.requests(), before + 1, "attempt {attempt}");
+        let again = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::KeysUnavailable);
+        assert_eq!(server.requests(), before + 1, "no fetch inside the cooldown");
+        clock.advance(Duration::from_secs(30));
+    }
+    assert_eq!(verifier.key_set_status().consecutive_failures, 6);
+    server.set_mode(Mode::Serve);
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cold_start_that_leaves_a_kid_unknown_opens_the_cooldown() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Serve, config()).await.parts();
+    let made_up = token_with_kid(&key, "made-up", &clock);
+    assert_eq!(
+        kind(verifier.verify(&made_up).await),
+        ErrorKind::UnknownKeyId
+    );
+    assert_eq!(server.requests(), 1);
+    let other = token_with_kid(&key, "other", &clock);
+    assert_eq!(kind(verifier.verify(&other).await), ErrorKind::UnknownKeyId);
+    assert_eq!(server.requests(), 1, "inside the cooldown");
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(kind(verifier.verify(&other).await), ErrorKind::UnknownKeyId);
+    assert_eq!(server.requests(), 2);
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_replaced_key_under_the_same_kid_stops_verifying_old_tokens() {
     let first = TestKey::ed25519("k1");
     let second = TestKey::ed25519("k1");

@@ -14,11 +14,15 @@
 //!   [`ErrorKind::UnknownKeyId`] without fetching. A rotated-in key is accepted as soon as
 //!   that one refetch sees it; a removed key stops verifying after the next successful fetch.
 //! - **Cold start.** Building the verifier does no I/O. The first requests wait for the one
-//!   in-flight fetch, bounded by the fetch timeout (5 s).
+//!   in-flight fetch, bounded by the fetch timeout (5 s). That fetch opens the cooldown only
+//!   if a waiting request's `kid` is still missing afterwards (or the fetch failed), so a key
+//!   rotated in right after start-up is picked up by the first refetch, with no wait.
 //! - **Outage.** A failed fetch keeps the last good set, served for up to 24 hours past its
 //!   max-age (stale-if-error), and is retried with exponential backoff and jitter. With no
 //!   usable set, verification fails with [`ErrorKind::KeysUnavailable`] and
-//!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run.
+//!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run:
+//!   then requests fetch at most once per cooldown, whatever the backoff has grown to, so
+//!   the endpoint's return ends the refusals within one cooldown.
 //! - **Limits.** The whole fetch is bounded by the timeout; the body by a size cap (256 KiB);
 //!   `https` is required except for loopback hosts or an explicit opt-in. A non-200 status, a
 //!   body that is not a JWKS document, one over the cap, or one with no usable key is a
@@ -371,8 +375,12 @@ struct Snapshot {
 #[derive(Default)]
 struct FetchState {
     fetching: bool,
-    /// Someone waits on the in-flight fetch for an unknown `kid` (or a cold start): the
-    /// cooldown starts when it completes.
+    /// Someone waits on the in-flight fetch for a `kid` the held set lacks: the cooldown
+    /// starts when it completes. Waiters while no usable set is held (a cold start, or
+    /// keys past their stale window) do not set this:
+    /// they start the cooldown themselves only if their `kid` is still missing afterwards,
+    /// so a start-up fetch whose keys were all found leaves the first unknown-`kid` refetch
+    /// (a key rotation) free.
     on_demand: bool,
     cooldown_until: Option<SystemTime>,
     retry_at: Option<SystemTime>,
@@ -517,6 +525,7 @@ impl RemoteJwks {
     /// backoff forbids it), then look again.
     pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
         let mut launch = None;
+        let cold;
         let mut done = {
             let mut state = self.state();
             let now = self.inner.clock.now();
@@ -547,7 +556,11 @@ impl RemoteJwks {
                 };
                 launch = Some(self.claim_fetch(&mut state, runtime, reason));
             }
-            state.on_demand = true;
+            // Nothing usable held (a cold start, or keys past their stale window): the
+            // missing kid says nothing about an attack, so only a miss after the fetch
+            // opens the cooldown.
+            cold = self.usable_snapshot(now).is_none();
+            state.on_demand |= !cold;
             self.inner.completed.subscribe()
         };
         if let Some(launch) = launch {
@@ -560,7 +573,24 @@ impl RemoteJwks {
         if let Some(key) = self.held_key(kid, now) {
             return Ok(key);
         }
-        Err(self.miss_error(&self.state(), now))
+        let mut state = self.state();
+        if cold {
+            self.start_cooldown(&mut state, now);
+        }
+        Err(self.miss_error(&state, now))
+    }
+
+    /// Open the unknown-`kid` cooldown from `now`, unless one is already running.
+    fn start_cooldown(&self, state: &mut FetchState, now: SystemTime) {
+        let cooldown = self.inner.config.cooldown;
+        let running = state.cooldown_until.is_some_and(|until| {
+            until
+                .duration_since(now)
+                .is_ok_and(|left| !left.is_zero() && left <= cooldown)
+        });
+        if !running {
+            state.cooldown_until = Some(later(now, cooldown));
+        }
     }
 
     /// Where the key set stands.
@@ -646,13 +676,20 @@ impl RemoteJwks {
             .with_retry_after(Duration::from_secs(secs.max(1)))
     }
 
-    /// When the cooldown or retry backoff still forbids an on-demand fetch. A gate further
-    /// ahead than either could set means the clock was moved back; it is ignored rather than
-    /// blocking fetches for as long as the clock jumped.
+    /// When the cooldown or retry backoff still forbids an on-demand fetch. While no usable
+    /// set is held every request is being refused, so only the cooldown applies: the
+    /// endpoint's return is noticed within one cooldown, not a backoff grown over a long
+    /// outage. A gate further ahead than either could set means the clock was moved back; it
+    /// is ignored rather than blocking fetches for as long as the clock jumped.
     fn pending_gate(&self, state: &FetchState, now: SystemTime) -> Option<SystemTime> {
         let config = &self.inner.config;
         let longest = config.cooldown.max(config.retry_max);
-        state.gate().filter(|gate| {
+        let gate = if self.usable_snapshot(now).is_some() {
+            state.gate()
+        } else {
+            state.cooldown_until
+        };
+        gate.filter(|gate| {
             gate.duration_since(now)
                 .is_ok_and(|wait| !wait.is_zero() && wait <= longest)
         })

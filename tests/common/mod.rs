@@ -220,18 +220,3 @@ impl Captured {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
-
-/// README.md holds, word for word, the part of `file` (a test file's own text) between
-/// `// --- README: <section> ---` and `// --- end ---`.
-pub fn assert_readme_shows(file: &str, section: &str) {
-    let marker = format!("// --- README: {section} ---\n");
-    let start = file.find(&marker).expect("the file marks its readme part");
-    let end = file[start..].find("// --- end ---").expect("the part ends") + start;
-    let snippet = file[start + marker.len()..end].trim_end();
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    assert!(
-        readme.contains(snippet),
-        "README's \"{section}\" differs from the test file"
-    );
-}
