@@ -86,10 +86,9 @@ pub(super) async fn update(shared: &IssuerState, request: Request<Incoming>) -> 
     let name = fields.name(false);
     let rate_limit = fields.rate_limit();
     let expires_at = fields.expires_at();
-    let key_id = match (fields.finish(), key_id) {
-        (Ok(()), Some(key_id)) => key_id,
-        (Err(issues), _) => return bad_request(issues),
-        (Ok(()), None) => return bad_request(vec![Issue::new("keyId", "required")]),
+    let key_id = match finished(fields, key_id) {
+        Ok(key_id) => key_id,
+        Err(refused) => return *refused,
     };
     let updated = shared.api_keys.modify(&key_id, |info| {
         let beyond = not_held(&caller, &scopes, |s| {
@@ -178,8 +177,13 @@ async fn manager_and_key_id(
     let (caller, body) = manager_and_body(shared, request).await?;
     let mut fields = Fields::new(body);
     let key_id = fields.required_string("keyId");
+    Ok((caller, finished(fields, key_id)?))
+}
+
+/// The `keyId` read from a body whose every field was fine; else the 400 naming them.
+fn finished(fields: Fields, key_id: Option<String>) -> Result<String, Refused> {
     match (fields.finish(), key_id) {
-        (Ok(()), Some(key_id)) => Ok((caller, key_id)),
+        (Ok(()), Some(key_id)) => Ok(key_id),
         (Err(issues), _) => Err(Box::new(bad_request(issues))),
         (Ok(()), None) => Err(Box::new(bad_request(vec![Issue::new("keyId", "required")]))),
     }
