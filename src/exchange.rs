@@ -23,10 +23,15 @@
 //! - **Origin.** The API key is sent only to the configured endpoint: the client follows
 //!   no redirect, not even one within the same origin. A redirect answer (3xx) is a failed
 //!   exchange, [`ExchangeErrorKind::UnexpectedStatus`] with its status, and is not retried.
-//! - **Errors.** Every failure is a [`Refusal`] of kind [`RefusalKind::Exchange`] whose
+//! - **Errors.** Every failure is a [`Refusal`] of kind [`RefusalKind::Exchange`] (or
+//!   [`RefusalKind::ApiKeyRejected`], below) whose
 //!   [`ExchangeError`] (from [`ExchangeError::of`]) tells the status and what MKA1 refused,
 //!   including the `{"detail":[{"path","message"}]}` list of a 400. The API key never
 //!   appears in an error.
+//! - **A rejected key.** A 401 means MKA1 no longer accepts the API key (unknown, revoked,
+//!   regenerated or expired): the refusal is of kind [`RefusalKind::ApiKeyRejected`], is
+//!   never retried, says to check the key, and the cache drops every token the key minted,
+//!   so no caller is handed one again.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -233,7 +238,9 @@ pub enum ExchangeErrorKind {
     InvalidRequest,
     /// MKA1 answered 400: it found the request invalid (see [`ExchangeError::issues`]).
     BadRequest,
-    /// MKA1 answered 401: the API key is missing, unknown, revoked or expired.
+    /// MKA1 answered 401: the API key is missing, unknown, revoked, regenerated or expired.
+    /// Never retried; the client drops every token it cached, and the [`Refusal`] is of kind
+    /// [`RefusalKind::ApiKeyRejected`].
     Unauthorized,
     /// MKA1 answered 403: the API key may not mint this token (audience or permissions).
     Forbidden,
@@ -357,7 +364,11 @@ impl ExchangeError {
     }
 
     fn into_error(self) -> Refusal {
-        Refusal::with_detail(RefusalKind::Exchange, self.to_string()).with_source(self)
+        let kind = match self.kind {
+            ExchangeErrorKind::Unauthorized => RefusalKind::ApiKeyRejected,
+            _ => RefusalKind::Exchange,
+        };
+        Refusal::with_detail(kind, self.to_string()).with_source(self)
     }
 }
 
@@ -398,6 +409,12 @@ impl fmt::Display for ExchangeError {
         }
         if self.attempts > 1 {
             write!(f, " after {} attempts", self.attempts)?;
+        }
+        if self.kind == ExchangeErrorKind::Unauthorized {
+            f.write_str(
+                "; check the configured api key: mka1 does not know it, or it was revoked, \
+                 regenerated or has expired",
+            )?;
         }
         Ok(())
     }
@@ -725,6 +742,10 @@ impl ExchangeClient {
             };
             let cached = match cache.try_get_with(key.clone(), init).await {
                 Ok(cached) => cached,
+                Err(error) if error.kind() == RefusalKind::ApiKeyRejected => {
+                    self.drop_tokens_of_rejected_key();
+                    return Err((*error).clone());
+                }
                 Err(error) => {
                     // A token that has not expired yet still beats no token.
                     let now = self.inner.clock.now_unix();
@@ -758,6 +779,17 @@ impl ExchangeClient {
             permissions: Arc::from([]),
             expires_in: None,
         }
+    }
+
+    /// MKA1 no longer accepts the key: forget every token it minted, so none is handed out
+    /// again (not even an unexpired one while a renewal fails).
+    fn drop_tokens_of_rejected_key(&self) {
+        let cached = self.inner.cache.entry_count();
+        self.inner.cache.invalidate_all();
+        tracing::warn!(
+            cached,
+            "mka1 rejected the api key; dropped the tokens it minted. check the configured key"
+        );
     }
 
     /// Drop `entry` for `key`, unless another caller already replaced it.

@@ -143,7 +143,11 @@ async fn exchanged_tokens_verify_for_every_algorithm_on_both_paths() {
             assert_eq!(header["kid"], issuer.current_kid().as_str());
             assert_eq!(claims["iat"], NOW);
             assert_eq!(claims["exp"], NOW + 3600, "default lifetime");
-            assert_eq!(claims["permissions"], json!(["agent:read", "agent:write"]));
+            // All of the bootstrap key's scopes: the permissions and `write:apikeys`.
+            assert_eq!(
+                claims["permissions"],
+                json!(["agent:read", "agent:write", "write:apikeys"])
+            );
 
             let verified = verifier
                 .verify(token)

@@ -116,9 +116,10 @@ async fn token_takes_the_key_from_mka1_bearer_auth_too() {
     .await
     .json();
     assert_eq!(json["sub"], "user-7");
+    // Every scope of the bootstrap key, `write:apikeys` included (issue 17).
     assert_eq!(
         json["permissions"],
-        serde_json::json!(["agent:read", "agent:write"])
+        serde_json::json!(["agent:read", "agent:write", "write:apikeys"])
     );
     assert_eq!(
         (json["alg"].as_str(), json["iss"].as_str()),
