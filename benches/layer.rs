@@ -9,7 +9,7 @@
 //!   verifies every time (target at least 10x faster).
 //!
 //! As in `benches/verify.rs`, criterion prints absolute wall-clock times and the ratios are
-//! measured at the end, side by side, by thread CPU time. Run with `cargo bench --bench layer`.
+//! measured at the end, side by side, by thread CPU time. Run with `cargo bench -p mka1-auth-benches --bench layer`.
 
 mod support;
 

@@ -1101,6 +1101,42 @@ async fn a_rotated_in_kid_is_accepted_on_the_one_refetch_and_a_removed_one_is_dr
 }
 
 #[tokio::test]
+async fn a_key_rotated_in_right_after_start_up_is_accepted_without_waiting() {
+    // The start-up fetch found every key it was asked for: it opens no cooldown, so the
+    // first unknown kid (a rotation) refetches at once, with the clock standing still.
+    let (old, clock, server, verifier) = Fixture::warm(config()).await.parts();
+    let new = TestKey::es256("new");
+    server.serve(jwks(&[&old, &new]));
+    verifier.verify(&token(&new, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 2);
+    // That refetch was for an unknown kid: the cooldown is open now.
+    let made_up = token_with_kid(&old, "made-up", &clock);
+    assert_eq!(
+        kind(verifier.verify(&made_up).await),
+        ErrorKind::UnknownKeyId
+    );
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_cold_start_that_leaves_a_kid_unknown_opens_the_cooldown() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Serve, config()).await.parts();
+    let made_up = token_with_kid(&key, "made-up", &clock);
+    assert_eq!(
+        kind(verifier.verify(&made_up).await),
+        ErrorKind::UnknownKeyId
+    );
+    assert_eq!(server.requests(), 1);
+    let other = token_with_kid(&key, "other", &clock);
+    assert_eq!(kind(verifier.verify(&other).await), ErrorKind::UnknownKeyId);
+    assert_eq!(server.requests(), 1, "inside the cooldown");
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(kind(verifier.verify(&other).await), ErrorKind::UnknownKeyId);
+    assert_eq!(server.requests(), 2);
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_replaced_key_under_the_same_kid_stops_verifying_old_tokens() {
     let first = TestKey::ed25519("k1");
     let second = TestKey::ed25519("k1");

@@ -14,7 +14,9 @@
 //!   [`ErrorKind::UnknownKeyId`] without fetching. A rotated-in key is accepted as soon as
 //!   that one refetch sees it; a removed key stops verifying after the next successful fetch.
 //! - **Cold start.** Building the verifier does no I/O. The first requests wait for the one
-//!   in-flight fetch, bounded by the fetch timeout (5 s).
+//!   in-flight fetch, bounded by the fetch timeout (5 s). That fetch opens the cooldown only
+//!   if a waiting request's `kid` is still missing afterwards (or the fetch failed), so a key
+//!   rotated in right after start-up is picked up by the first refetch, with no wait.
 //! - **Outage.** A failed fetch keeps the last good set, served for up to 24 hours past its
 //!   max-age (stale-if-error), and is retried with exponential backoff and jitter. With no
 //!   usable set, verification fails with [`ErrorKind::KeysUnavailable`] and
@@ -371,8 +373,11 @@ struct Snapshot {
 #[derive(Default)]
 struct FetchState {
     fetching: bool,
-    /// Someone waits on the in-flight fetch for an unknown `kid` (or a cold start): the
-    /// cooldown starts when it completes.
+    /// Someone waits on the in-flight fetch for a `kid` the held set lacks: the cooldown
+    /// starts when it completes. Waiters of a cold start (nothing held yet) do not set this:
+    /// they start the cooldown themselves only if their `kid` is still missing afterwards,
+    /// so a start-up fetch whose keys were all found leaves the first unknown-`kid` refetch
+    /// (a key rotation) free.
     on_demand: bool,
     cooldown_until: Option<SystemTime>,
     retry_at: Option<SystemTime>,
@@ -517,6 +522,7 @@ impl RemoteJwks {
     /// backoff forbids it), then look again.
     pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
         let mut launch = None;
+        let cold;
         let mut done = {
             let mut state = self.state();
             let now = self.inner.clock.now();
@@ -547,7 +553,8 @@ impl RemoteJwks {
                 };
                 launch = Some(self.claim_fetch(&mut state, runtime, reason));
             }
-            state.on_demand = true;
+            cold = state.last_success.is_none();
+            state.on_demand |= !cold;
             self.inner.completed.subscribe()
         };
         if let Some(launch) = launch {
@@ -560,7 +567,24 @@ impl RemoteJwks {
         if let Some(key) = self.held_key(kid, now) {
             return Ok(key);
         }
-        Err(self.miss_error(&self.state(), now))
+        let mut state = self.state();
+        if cold {
+            self.start_cooldown(&mut state, now);
+        }
+        Err(self.miss_error(&state, now))
+    }
+
+    /// Open the unknown-`kid` cooldown from `now`, unless one is already running.
+    fn start_cooldown(&self, state: &mut FetchState, now: SystemTime) {
+        let cooldown = self.inner.config.cooldown;
+        let running = state.cooldown_until.is_some_and(|until| {
+            until
+                .duration_since(now)
+                .is_ok_and(|left| !left.is_zero() && left <= cooldown)
+        });
+        if !running {
+            state.cooldown_until = Some(later(now, cooldown));
+        }
     }
 
     /// Where the key set stands.
