@@ -10,6 +10,7 @@ use aws_lc_rs::rand::SystemRandom;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::faults::Faults;
 use super::server::serve;
 use super::signing::{random_b64, KeyRing, SigningAlgorithm, SigningKey};
 use super::state::IssuerState;
@@ -153,6 +154,7 @@ impl DevIssuerBuilder {
                 current: Arc::new(key),
                 retired: Vec::new(),
             }),
+            faults: Faults::new(),
         });
         let (shutdown, signal) = watch::channel(false);
         let server = tokio::spawn(serve(listener, Arc::clone(&shared), signal));

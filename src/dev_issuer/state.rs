@@ -8,6 +8,7 @@ use aws_lc_rs::error::Unspecified;
 use aws_lc_rs::rand::SystemRandom;
 use serde_json::{json, Map, Value};
 
+use super::faults::Faults;
 use super::signing::{KeyRing, SigningAlgorithm, SigningKey};
 use crate::clock::SharedClock;
 
@@ -22,6 +23,8 @@ pub(super) struct IssuerState {
     pub(super) rotation_grace: Duration,
     pub(super) rng: SystemRandom,
     pub(super) keys: Mutex<KeyRing>,
+    /// Test-only controls of the JWKS endpoint.
+    pub(super) faults: Faults,
 }
 
 impl IssuerState {
