@@ -1119,6 +1119,29 @@ async fn a_key_rotated_in_right_after_start_up_is_accepted_without_waiting() {
 }
 
 #[tokio::test]
+async fn after_an_outage_outlives_the_stale_window_recovery_leaves_a_rotation_free() {
+    let config = config().stale_if_error(Duration::from_secs(60));
+    let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
+    server.set_mode(Mode::Error500);
+    // Default max-age (10 min) plus the stale window: the held keys are no longer used.
+    clock.advance(Duration::from_secs(10 * 60 + 61));
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+    // The endpoint is back; once the wait it asked for is over, the held kid recovers ...
+    server.set_mode(Mode::Serve);
+    clock.advance(Duration::from_secs(31));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    let fetches = server.requests();
+    // ... and that fetch, which found its kid, opened no cooldown: a rotation is picked up.
+    let new = TestKey::es256("new");
+    server.serve(jwks(&[&key, &new]));
+    verifier.verify(&token(&new, &clock)).await.unwrap();
+    assert_eq!(server.requests(), fetches + 1);
+}
+
+#[tokio::test]
 async fn a_cold_start_that_leaves_a_kid_unknown_opens_the_cooldown() {
     let (key, clock, server, verifier) = Fixture::cold(Mode::Serve, config()).await.parts();
     let made_up = token_with_kid(&key, "made-up", &clock);

@@ -374,7 +374,8 @@ struct Snapshot {
 struct FetchState {
     fetching: bool,
     /// Someone waits on the in-flight fetch for a `kid` the held set lacks: the cooldown
-    /// starts when it completes. Waiters of a cold start (nothing held yet) do not set this:
+    /// starts when it completes. Waiters while no usable set is held (a cold start, or
+    /// keys past their stale window) do not set this:
     /// they start the cooldown themselves only if their `kid` is still missing afterwards,
     /// so a start-up fetch whose keys were all found leaves the first unknown-`kid` refetch
     /// (a key rotation) free.
@@ -553,7 +554,10 @@ impl RemoteJwks {
                 };
                 launch = Some(self.claim_fetch(&mut state, runtime, reason));
             }
-            cold = state.last_success.is_none();
+            // Nothing usable held (a cold start, or keys past their stale window): the
+            // missing kid says nothing about an attack, so only a miss after the fetch
+            // opens the cooldown.
+            cold = self.usable_snapshot(now).is_none();
             state.on_demand |= !cold;
             self.inner.completed.subscribe()
         };
