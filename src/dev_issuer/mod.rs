@@ -277,11 +277,12 @@ impl DevIssuer {
     /// use mka1_auth::dev_issuer::{DevIssuer, JwksFault};
     ///
     /// let issuer = DevIssuer::start().await?;
+    /// let http = reqwest::Client::builder().no_proxy().build()?;
     /// issuer.set_jwks_fault(JwksFault::Error500);
-    /// let answer = reqwest::get(issuer.jwks_url()).await?;
+    /// let answer = http.get(issuer.jwks_url()).send().await?;
     /// assert_eq!(answer.status(), 500);
     /// issuer.set_jwks_fault(JwksFault::None);
-    /// assert_eq!(reqwest::get(issuer.jwks_url()).await?.status(), 200);
+    /// assert_eq!(http.get(issuer.jwks_url()).send().await?.status(), 200);
     /// assert_eq!(issuer.jwks_requests(), 2);
     /// # Ok(()) }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
