@@ -1142,6 +1142,30 @@ async fn after_an_outage_outlives_the_stale_window_recovery_leaves_a_rotation_fr
 }
 
 #[tokio::test]
+async fn with_no_usable_keys_the_endpoint_is_retried_once_per_cooldown_not_on_the_backoff() {
+    let config = config().stale_if_error(Duration::from_secs(60));
+    let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
+    server.set_mode(Mode::Error500);
+    clock.advance(Duration::from_secs(10 * 60 + 61));
+    // A long outage: six failed fetches, one per cooldown, each answered 503 with a
+    // Retry-After of the cooldown (the backoff would have grown to 5 minutes).
+    for attempt in 1..=6 {
+        let before = server.requests();
+        let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::KeysUnavailable, "attempt {attempt}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+        assert_eq!(server.requests(), before + 1, "attempt {attempt}");
+        let again = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::KeysUnavailable);
+        assert_eq!(server.requests(), before + 1, "no fetch inside the cooldown");
+        clock.advance(Duration::from_secs(30));
+    }
+    assert_eq!(verifier.key_set_status().consecutive_failures, 6);
+    server.set_mode(Mode::Serve);
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_cold_start_that_leaves_a_kid_unknown_opens_the_cooldown() {
     let (key, clock, server, verifier) = Fixture::cold(Mode::Serve, config()).await.parts();
     let made_up = token_with_kid(&key, "made-up", &clock);

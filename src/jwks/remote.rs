@@ -20,7 +20,9 @@
 //! - **Outage.** A failed fetch keeps the last good set, served for up to 24 hours past its
 //!   max-age (stale-if-error), and is retried with exponential backoff and jitter. With no
 //!   usable set, verification fails with [`ErrorKind::KeysUnavailable`] and
-//!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run.
+//!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run:
+//!   then requests fetch at most once per cooldown, whatever the backoff has grown to, so
+//!   the endpoint's return ends the refusals within one cooldown.
 //! - **Limits.** The whole fetch is bounded by the timeout; the body by a size cap (256 KiB);
 //!   `https` is required except for loopback hosts or an explicit opt-in. A non-200 status, a
 //!   body that is not a JWKS document, one over the cap, or one with no usable key is a
@@ -674,13 +676,20 @@ impl RemoteJwks {
             .with_retry_after(Duration::from_secs(secs.max(1)))
     }
 
-    /// When the cooldown or retry backoff still forbids an on-demand fetch. A gate further
-    /// ahead than either could set means the clock was moved back; it is ignored rather than
-    /// blocking fetches for as long as the clock jumped.
+    /// When the cooldown or retry backoff still forbids an on-demand fetch. While no usable
+    /// set is held every request is being refused, so only the cooldown applies: the
+    /// endpoint's return is noticed within one cooldown, not a backoff grown over a long
+    /// outage. A gate further ahead than either could set means the clock was moved back; it
+    /// is ignored rather than blocking fetches for as long as the clock jumped.
     fn pending_gate(&self, state: &FetchState, now: SystemTime) -> Option<SystemTime> {
         let config = &self.inner.config;
         let longest = config.cooldown.max(config.retry_max);
-        state.gate().filter(|gate| {
+        let gate = if self.usable_snapshot(now).is_some() {
+            state.gate()
+        } else {
+            state.cooldown_until
+        };
+        gate.filter(|gate| {
             gate.duration_since(now)
                 .is_ok_and(|wait| !wait.is_zero() && wait <= longest)
         })
