@@ -1157,7 +1157,11 @@ async fn with_no_usable_keys_the_endpoint_is_retried_once_per_cooldown_not_on_th
         assert_eq!(server.requests(), before + 1, "attempt {attempt}");
         let again = verifier.verify(&token(&key, &clock)).await.unwrap_err();
         assert_eq!(again.kind(), ErrorKind::KeysUnavailable);
-        assert_eq!(server.requests(), before + 1, "no fetch inside the cooldown");
+        assert_eq!(
+            server.requests(),
+            before + 1,
+            "no fetch inside the cooldown"
+        );
         clock.advance(Duration::from_secs(30));
     }
     assert_eq!(verifier.key_set_status().consecutive_failures, 6);
