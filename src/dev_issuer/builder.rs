@@ -14,6 +14,7 @@ use super::api_keys::{
     check_secret, ApiKeySpec, KeyStore, NewKey, Owner, RateLimit, BOOTSTRAP_KEY_ID,
     WRITE_APIKEYS_SCOPE,
 };
+use super::faults::Faults;
 use super::server::serve;
 use super::signing::{KeyRing, SigningAlgorithm, SigningKey};
 use super::state::IssuerState;
@@ -204,6 +205,7 @@ impl DevIssuerBuilder {
                 current: Arc::new(key),
                 retired: Vec::new(),
             }),
+            faults: Faults::new(),
         });
         let (shutdown, signal) = watch::channel(false);
         let server = tokio::spawn(serve(listener, Arc::clone(&shared), signal));

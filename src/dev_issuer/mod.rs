@@ -107,6 +107,7 @@ use crate::error::ConfigError;
 mod api_keys;
 mod builder;
 mod exchange;
+mod faults;
 mod fields;
 mod reply;
 mod request;
@@ -122,6 +123,7 @@ pub use self::api_keys::{
     WRITE_APIKEYS_SCOPE,
 };
 pub use self::builder::DevIssuerBuilder;
+pub use self::faults::JwksFault;
 pub use self::signing::SigningAlgorithm;
 use self::state::IssuerState;
 pub use crate::protocol::{
@@ -380,10 +382,46 @@ impl DevIssuer {
         self.shared.api_keys.list()
     }
 
+    /// **Test-only control**: make the JWKS endpoint answer 500 or hang (see [`JwksFault`]),
+    /// or serve again with [`JwksFault::None`]. Requests held by [`JwksFault::Hang`] are
+    /// answered as the new setting says once it changes, and released when the issuer stops.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mka1_auth::dev_issuer::{DevIssuer, JwksFault};
+    ///
+    /// let issuer = DevIssuer::start().await?;
+    /// let http = reqwest::Client::builder().no_proxy().build()?;
+    /// issuer.set_jwks_fault(JwksFault::Error500);
+    /// let answer = http.get(issuer.jwks_url()).send().await?;
+    /// assert_eq!(answer.status(), 500);
+    /// issuer.set_jwks_fault(JwksFault::None);
+    /// assert_eq!(http.get(issuer.jwks_url()).send().await?.status(), 200);
+    /// assert_eq!(issuer.jwks_requests(), 2);
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn set_jwks_fault(&self, fault: JwksFault) {
+        self.shared.faults.set_jwks(fault);
+    }
+
+    /// The JWKS endpoint's current [`JwksFault`] setting.
+    pub fn jwks_fault(&self) -> JwksFault {
+        self.shared.faults.jwks()
+    }
+
+    /// How many requests the JWKS endpoint has received (answered, failed or held), to
+    /// count a verifier's fetches in tests.
+    pub fn jwks_requests(&self) -> u64 {
+        self.shared.faults.jwks_requests()
+    }
+
     /// Stop accepting connections, let in-flight requests finish, and wait until they have.
     ///
     /// Dropping the handle stops the server the same way without waiting.
     pub async fn shutdown(mut self) {
+        // Held JWKS requests would keep the graceful shutdown waiting.
+        self.shared.faults.set_jwks(JwksFault::None);
         let _ = self.shutdown.send(true);
         if let Some(server) = self.server.take() {
             let _ = server.await;
@@ -393,6 +431,7 @@ impl DevIssuer {
 
 impl Drop for DevIssuer {
     fn drop(&mut self) {
+        self.shared.faults.set_jwks(JwksFault::None);
         let _ = self.shutdown.send(true);
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::exchange::exchange;
+use super::faults::JwksFault;
 use super::reply::{json_response, method_not_allowed, refusal};
 use super::scoped;
 use super::state::IssuerState;
@@ -152,6 +153,13 @@ async fn answer(
     match endpoint {
         Endpoint::Exchange => exchange(shared, request).await,
         Endpoint::Jwks => {
+            if shared.faults.on_jwks_request().await == JwksFault::Error500 {
+                return refusal(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the jwks endpoint is failing (a dev issuer fault switch)",
+                    Vec::new(),
+                );
+            }
             let max_age = shared.jwks_max_age.as_secs();
             let mut response = json_response(StatusCode::OK, &shared.jwks());
             if let Ok(value) = HeaderValue::try_from(format!("public, max-age={max_age}")) {

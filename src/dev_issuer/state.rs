@@ -9,6 +9,7 @@ use aws_lc_rs::rand::SystemRandom;
 use serde_json::{json, Map, Value};
 
 use super::api_keys::KeyStore;
+use super::faults::Faults;
 use super::signing::{KeyRing, SigningAlgorithm, SigningKey};
 use crate::clock::SharedClock;
 
@@ -27,6 +28,8 @@ pub(super) struct IssuerState {
     pub(super) api_keys: KeyStore,
     /// The signing keys.
     pub(super) keys: Mutex<KeyRing>,
+    /// Test-only controls of the JWKS endpoint.
+    pub(super) faults: Faults,
 }
 
 impl IssuerState {
