@@ -31,10 +31,12 @@ pub struct Case {
 }
 
 impl Case {
-    pub fn open() -> Case {
+    /// The unprotected route, sent the same `Authorization` header as `like` (so both routes
+    /// read the same bytes and only the layer differs), expecting 200.
+    pub fn open_like(like: &Case) -> Case {
         Case {
             path: "/open",
-            auth: None,
+            auth: like.auth.clone(),
             expect: 200,
             kind: Kind::Valid,
         }
@@ -90,6 +92,8 @@ pub struct Report {
     pub attack: KindReport,
     /// A few wrong answers, described (never with a token).
     pub wrong_examples: Vec<String>,
+    /// 5xx answers where the case expected something else.
+    pub unexpected_5xx: u64,
     /// Whether the plan ran out before the time was up.
     pub exhausted: bool,
 }
@@ -141,6 +145,7 @@ impl Report {
             }
         }
         self.exhausted |= other.exhausted;
+        self.unexpected_5xx += other.unexpected_5xx;
     }
 
     pub fn empty() -> Report {
@@ -149,6 +154,7 @@ impl Report {
             valid: KindReport::default(),
             attack: KindReport::default(),
             wrong_examples: Vec::new(),
+            unexpected_5xx: 0,
             exhausted: false,
         }
     }
@@ -251,6 +257,9 @@ fn record(report: &mut Report, case: &Case, status: u16, retry_after: bool, late
     let right = status == case.expect && (status != 503 || retry_after);
     if !right {
         per_kind.wrong += 1;
+        if status >= 500 && status != case.expect {
+            report.unexpected_5xx += 1;
+        }
         if report.wrong_examples.len() < 5 {
             report.wrong_examples.push(format!(
                 "{:?} case on {}: expected {}, got {status}{}",
