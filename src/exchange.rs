@@ -721,7 +721,12 @@ impl ExchangeClient {
             let ran = AtomicBool::new(false);
             let init = async {
                 ran.store(true, Ordering::Relaxed);
-                self.exchange(request, lifetime).await
+                let exchanged = self.exchange(request, lifetime).await;
+                crate::metrics::count(match exchanged {
+                    Ok(_) => crate::metrics::Event::ExchangeOk,
+                    Err(_) => crate::metrics::Event::ExchangeError,
+                });
+                exchanged
             };
             let cached = match cache.try_get_with(key.clone(), init).await {
                 Ok(cached) => cached,
@@ -735,7 +740,11 @@ impl ExchangeClient {
                     return Err((*error).clone());
                 }
             };
-            if ran.load(Ordering::Relaxed) || cached.renew_at > self.inner.clock.now_unix() {
+            if ran.load(Ordering::Relaxed) {
+                return Ok(cached.token);
+            }
+            if cached.renew_at > self.inner.clock.now_unix() {
+                crate::metrics::count(crate::metrics::Event::ExchangeCached);
                 return Ok(cached.token);
             }
             self.evict(&key, &cached).await;
@@ -818,6 +827,7 @@ impl ExchangeClient {
                 Some(wait) => wait,
                 None => backoff(inner.backoff_base, inner.backoff_max, attempt),
             };
+            crate::metrics::count(crate::metrics::Event::ExchangeRetried);
             tracing::debug!(attempt, ?wait, error = %error, "retrying the mka1 token exchange");
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;

@@ -57,7 +57,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::jwks::Algorithm;
-use reqwest::header::{HeaderMap, ACCEPT, CACHE_CONTROL, LOCATION};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, CACHE_CONTROL, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, LOCATION,
+};
 use reqwest::{redirect, Url};
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -365,6 +368,8 @@ struct Snapshot {
     expires_at: SystemTime,
     /// Past this the set is not used at all (max-age plus the stale-if-error window).
     usable_until: SystemTime,
+    /// What identifies the document this set came from, for conditional fetches.
+    validators: Validators,
 }
 
 /// Fetch bookkeeping: whether one runs, and when the next may.
@@ -457,11 +462,30 @@ enum Unfollowed {
     Limit,
 }
 
-/// A successfully fetched and parsed key set.
+/// A successful fetch: a parsed key set, or word that the held one is still current.
 struct Fetched {
-    keys: KeySet,
-    entries: HashMap<Box<str>, Value>,
+    /// The new key set and the JWK entries of its usable keys; `None` for a 304 answer to a
+    /// conditional fetch (the held set is still current).
+    changed: Option<(KeySet, HashMap<Box<str>, Value>)>,
     max_age: Duration,
+    validators: Validators,
+}
+
+/// What the server said identifies the document (`ETag`, `Last-Modified`), sent back on the
+/// next fetch (`If-None-Match`, `If-Modified-Since`) so an unchanged set costs a 304.
+#[derive(Clone, Default)]
+struct Validators {
+    etag: Option<HeaderValue>,
+    last_modified: Option<HeaderValue>,
+}
+
+impl Validators {
+    fn of(headers: &HeaderMap) -> Validators {
+        Validators {
+            etag: headers.get(ETAG).cloned(),
+            last_modified: headers.get(LAST_MODIFIED).cloned(),
+        }
+    }
 }
 
 impl RemoteJwks {
@@ -479,7 +503,7 @@ impl RemoteJwks {
             None => build_client(&url)?,
         };
         let (completed, _) = watch::channel(0);
-        Ok(RemoteJwks {
+        let jwks = RemoteJwks {
             inner: Arc::new(RemoteKeySetState {
                 url,
                 config,
@@ -491,7 +515,23 @@ impl RemoteJwks {
                 completed,
                 refresh_due_ms: AtomicU64::new(u64::MAX),
             }),
-        })
+        };
+        crate::metrics::watch_key_set(jwks.status_while_alive());
+        Ok(jwks)
+    }
+
+    /// This set's status and its clock's time, for as long as the set lives (for the
+    /// metrics gauges, which must not keep it alive).
+    fn status_while_alive(
+        &self,
+    ) -> impl Fn() -> Option<(KeySetStatus, SystemTime)> + Send + Sync + 'static {
+        let weak = Arc::downgrade(&self.inner);
+        move || {
+            let jwks = RemoteJwks {
+                inner: weak.upgrade()?,
+            };
+            Some((jwks.status(), jwks.inner.clock.now()))
+        }
     }
 
     /// Look `kid` up in the held set without waiting. Starts a background refresh when one
@@ -697,13 +737,21 @@ impl RemoteJwks {
 
     async fn fetch(&self) -> Result<Fetched, FetchError> {
         let inner = &*self.inner;
-        let mut response = inner
+        let mut request = inner
             .client
             .get(inner.url.clone())
-            .header(ACCEPT, "application/json, application/jwk-set+json")
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .header(ACCEPT, "application/json, application/jwk-set+json");
+        // With a set held, ask only for a changed one.
+        let held = self.snapshot().map(|s| s.validators.clone());
+        if let Some(held) = &held {
+            if let Some(etag) = &held.etag {
+                request = request.header(IF_NONE_MATCH, etag.clone());
+            }
+            if let Some(date) = &held.last_modified {
+                request = request.header(IF_MODIFIED_SINCE, date.clone());
+            }
+        }
+        let mut response = request.send().await.map_err(transport_error)?;
         // A caller's client may have followed redirects anywhere; only the origin's answer
         // is used.
         if response.url().origin() != inner.url.origin() {
@@ -716,6 +764,18 @@ impl RemoteJwks {
                 why: unfollowed_redirect(&response, &inner.url),
             });
         }
+        let max_age = || {
+            inner.config.clamp_max_age(
+                cache_max_age(response.headers()).unwrap_or(inner.config.default_max_age),
+            )
+        };
+        if status == reqwest::StatusCode::NOT_MODIFIED && held.is_some() {
+            return Ok(Fetched {
+                changed: None,
+                max_age: max_age(),
+                validators: held.unwrap_or_default(),
+            });
+        }
         if status != reqwest::StatusCode::OK {
             return Err(FetchError::Status(status.as_u16()));
         }
@@ -726,9 +786,8 @@ impl RemoteJwks {
         {
             return Err(FetchError::TooLarge(cap));
         }
-        let max_age = inner.config.clamp_max_age(
-            cache_max_age(response.headers()).unwrap_or(inner.config.default_max_age),
-        );
+        let max_age = max_age();
+        let validators = Validators::of(response.headers());
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if body.len() + chunk.len() > cap {
@@ -736,11 +795,10 @@ impl RemoteJwks {
             }
             body.extend_from_slice(&chunk);
         }
-        let (keys, entries) = parse_document(&body, &inner.algorithms)?;
         Ok(Fetched {
-            keys,
-            entries,
+            changed: Some(parse_document(&body, &inner.algorithms)?),
             max_age,
+            validators,
         })
     }
 
@@ -749,29 +807,18 @@ impl RemoteJwks {
         let inner = &*self.inner;
         let now = inner.clock.now();
         let mut state = self.state();
-        match result {
-            Ok(fetched) => {
-                let key_count = fetched.keys.len();
-                let skipped = fetched.keys.skipped().len();
-                let max_age = fetched.max_age;
-                let snapshot = self.next_snapshot(fetched, now);
-                inner.snapshot.publish(snapshot);
+        let published = result.and_then(|fetched| self.publish(fetched, now));
+        match published {
+            Ok(max_age) => {
                 state.last_success = Some(now);
                 state.failures = 0;
                 state.retry_at = None;
                 // Refresh at 80% of the max-age, so the set never goes stale while the
                 // endpoint answers.
                 state.next_refresh = Some(later(now, max_age / 5 * 4));
-                tracing::info!(
-                    host = self.host(),
-                    path = inner.url.path(),
-                    key_count,
-                    skipped,
-                    max_age_secs = max_age.as_secs(),
-                    "jwks fetched"
-                );
             }
             Err(error) => {
+                crate::metrics::count(crate::metrics::Event::FetchError);
                 state.failures = state.failures.saturating_add(1);
                 let backoff = jittered_on(&*inner.clock, inner.config.backoff(state.failures));
                 state.retry_at = Some(later(now, backoff));
@@ -802,14 +849,56 @@ impl RemoteJwks {
         inner.completed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// The snapshot for a fresh fetch, keeping the identity of keys whose JWK is unchanged.
-    fn next_snapshot(&self, fetched: Fetched, now: SystemTime) -> Snapshot {
+    /// Publish what a successful fetch brought (a 304 renews the held set), and log it.
+    /// Its max-age, or an error when a 304 came with no set held.
+    fn publish(&self, fetched: Fetched, now: SystemTime) -> Result<Duration, FetchError> {
+        let max_age = fetched.max_age;
+        let not_modified = fetched.changed.is_none();
+        let snapshot = self
+            .next_snapshot(fetched, now)
+            .ok_or(FetchError::Status(304))?;
+        crate::metrics::count(if not_modified {
+            crate::metrics::Event::FetchNotModified
+        } else {
+            crate::metrics::Event::FetchOk
+        });
+        tracing::info!(
+            host = self.host(),
+            path = self.inner.url.path(),
+            key_count = snapshot.keys.len(),
+            skipped = snapshot.keys.skipped().len(),
+            max_age_secs = max_age.as_secs(),
+            not_modified,
+            "jwks fetched"
+        );
+        self.inner.snapshot.publish(snapshot);
+        Ok(max_age)
+    }
+
+    /// The snapshot for a successful fetch, keeping the identity of keys whose JWK is
+    /// unchanged; for a 304, the held set with a new lifetime (`None` if none is held).
+    fn next_snapshot(&self, fetched: Fetched, now: SystemTime) -> Option<Snapshot> {
         let Fetched {
-            mut keys,
-            entries,
+            changed,
             max_age,
+            validators,
         } = fetched;
-        if let Some(previous) = self.snapshot() {
+        let previous = self.snapshot();
+        let (mut keys, entries) = match changed {
+            Some(changed) => changed,
+            None => {
+                let held = previous?;
+                let expires_at = later(now, max_age);
+                return Some(Snapshot {
+                    keys: Arc::clone(&held.keys),
+                    entries: held.entries.clone(),
+                    expires_at,
+                    usable_until: later(expires_at, self.inner.config.stale_if_error),
+                    validators,
+                });
+            }
+        };
+        if let Some(previous) = previous {
             for (kid, key) in keys.keys.iter_mut() {
                 if let Some(old) = previous.keys.get(kid) {
                     if previous.entries.get(kid) == entries.get(kid) {
@@ -819,12 +908,13 @@ impl RemoteJwks {
             }
         }
         let expires_at = later(now, max_age);
-        Snapshot {
+        Some(Snapshot {
             keys: Arc::new(keys),
             entries,
             expires_at,
             usable_until: later(expires_at, self.inner.config.stale_if_error),
-        }
+            validators,
+        })
     }
 }
 
@@ -1211,11 +1301,10 @@ mod tests {
     }
 
     fn fetched(body: &str) -> Result<Fetched, FetchError> {
-        let (keys, entries) = parse_document(body.as_bytes(), &[Algorithm::EdDSA])?;
         Ok(Fetched {
-            keys,
-            entries,
+            changed: Some(parse_document(body.as_bytes(), &[Algorithm::EdDSA])?),
             max_age: DEFAULT_MAX_AGE,
+            validators: Validators::default(),
         })
     }
 

@@ -176,9 +176,11 @@ impl Verifier {
         if let Some(probe) = &mut probe {
             if let Some(entry) = probe.get() {
                 if let Some(answer) = s.recheck_hit(probe, entry, at, now) {
+                    crate::metrics::count(crate::metrics::Event::CacheHit);
                     return Attempt::Done(answer);
                 }
             }
+            crate::metrics::count(crate::metrics::Event::CacheMiss);
         }
         match s.verify_uncached(token, at, now) {
             Ok((verified, key_serial)) => {
