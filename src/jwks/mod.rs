@@ -577,6 +577,15 @@ impl KeySource {
         }
     }
 
+    /// Fetch a remote set now (or wait for the fetch in flight); a static set is ready.
+    pub(crate) async fn refresh(&self) -> Result<KeySetStatus, Error> {
+        match self {
+            KeySource::Static(_) => Ok(self.status()),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.refresh().await,
+        }
+    }
+
     /// Where the key set stands, for health endpoints.
     pub(crate) fn status(&self) -> KeySetStatus {
         match self {

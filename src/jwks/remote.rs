@@ -574,11 +574,7 @@ impl RemoteJwks {
                     return Err(self.miss_error(&state, now));
                 }
                 let Ok(runtime) = Handle::try_current() else {
-                    return Err(Error::with_detail(
-                        ErrorKind::KeysUnavailable,
-                        "fetching keys needs a tokio runtime",
-                    )
-                    .with_retry_after(self.inner.config.cooldown.max(Duration::from_secs(1))));
+                    return Err(self.no_runtime());
                 };
                 let reason = if state.last_success.is_none() {
                     "cold start"
@@ -601,6 +597,58 @@ impl RemoteJwks {
             return Ok(key);
         }
         Err(self.miss_error(&self.state(), now))
+    }
+
+    /// Fetch now, or join the fetch in flight, and wait for it to finish: the warm-up that
+    /// makes the set usable before the first token needs it. A retry backoff after failed
+    /// fetches still holds (nothing is fetched before it ends), so calling this often costs
+    /// the endpoint no more than requests would. The status after, or why no set is usable.
+    pub(crate) async fn refresh(&self) -> Result<KeySetStatus, Error> {
+        let mut launch = None;
+        let mut done = {
+            let mut state = self.state();
+            let now = self.inner.clock.now();
+            let retry_max = self.inner.config.retry_max;
+            let backing_off = state.retry_at.is_some_and(|at| {
+                at.duration_since(now)
+                    .is_ok_and(|wait| !wait.is_zero() && wait <= retry_max)
+            });
+            if !state.fetching && !backing_off {
+                let Ok(runtime) = Handle::try_current() else {
+                    return Err(self.no_runtime());
+                };
+                launch = Some(self.claim_fetch(&mut state, runtime, "refresh"));
+            }
+            let done = self.inner.completed.subscribe();
+            if !state.fetching {
+                drop(state);
+                return self.usable_status();
+            }
+            done
+        };
+        if let Some(launch) = launch {
+            launch.spawn();
+        }
+        // The fetch always reports (see `resolve_missing`).
+        let _ = done.changed().await;
+        self.usable_status()
+    }
+
+    /// The status, when a set is usable now; else why not.
+    fn usable_status(&self) -> Result<KeySetStatus, Error> {
+        let now = self.inner.clock.now();
+        match self.usable_snapshot(now) {
+            Some(_) => Ok(self.status()),
+            None => Err(self.miss_error(&self.state(), now)),
+        }
+    }
+
+    fn no_runtime(&self) -> Error {
+        Error::with_detail(
+            ErrorKind::KeysUnavailable,
+            "fetching keys needs a tokio runtime",
+        )
+        .with_retry_after(self.inner.config.cooldown.max(Duration::from_secs(1)))
     }
 
     /// Where the key set stands.
@@ -758,22 +806,26 @@ impl RemoteJwks {
             return Err(FetchError::OtherOrigin);
         }
         let status = response.status();
-        if status.is_redirection() {
-            return Err(FetchError::Redirect {
-                status: status.as_u16(),
-                why: unfollowed_redirect(&response, &inner.url),
-            });
-        }
         let max_age = || {
             inner.config.clamp_max_age(
                 cache_max_age(response.headers()).unwrap_or(inner.config.default_max_age),
             )
         };
-        if status == reqwest::StatusCode::NOT_MODIFIED && held.is_some() {
-            return Ok(Fetched {
-                changed: None,
-                max_age: max_age(),
-                validators: held.unwrap_or_default(),
+        // A 304 is a 3xx, but no redirect: the held set is current.
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return match held {
+                Some(validators) => Ok(Fetched {
+                    changed: None,
+                    max_age: max_age(),
+                    validators,
+                }),
+                None => Err(FetchError::Status(304)),
+            };
+        }
+        if status.is_redirection() {
+            return Err(FetchError::Redirect {
+                status: status.as_u16(),
+                why: unfollowed_redirect(&response, &inner.url),
             });
         }
         if status != reqwest::StatusCode::OK {

@@ -163,6 +163,31 @@ impl Verifier {
         self.inner.keys.status()
     }
 
+    /// Fetch the key set now, and wait for it: a warm-up, so readiness (a usable
+    /// [`key_set_status`](Self::key_set_status)) does not wait for the first token. With
+    /// keys from a JWKS URL it starts a fetch, or joins the one in flight, bounded by the
+    /// fetch timeout; while a retry backoff after failed fetches runs it fetches nothing and
+    /// answers at once. A static key set is ready as it is.
+    ///
+    /// The status when a key set is usable afterwards; otherwise an
+    /// [`ErrorKind::KeysUnavailable`] error saying why, with
+    /// [`retry_after`](Error::retry_after). Spawn it at start-up rather than awaiting it
+    /// there, so a JWKS endpoint that is down does not hold the service's start.
+    ///
+    /// ```
+    /// # async fn demo(verifier: mka1_auth::Verifier) {
+    /// let warm_up = verifier.clone();
+    /// tokio::spawn(async move {
+    ///     if let Err(e) = warm_up.refresh().await {
+    ///         tracing::warn!(error = %e, "no usable key set yet");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub async fn refresh(&self) -> Result<KeySetStatus, Error> {
+        self.inner.keys.refresh().await
+    }
+
     /// Verify with what is held now; never waits.
     pub(crate) fn verify_now(&self, token: &str) -> Attempt {
         let s = &*self.inner;
