@@ -586,6 +586,15 @@ impl KeySource {
         }
     }
 
+    /// Keep a remote set fresh in the background; a static set needs nothing.
+    #[cfg(feature = "remote")]
+    pub(crate) fn spawn_refresher(&self) -> Result<remote::Refresher, ConfigError> {
+        match self {
+            KeySource::Static(_) => Ok(remote::Refresher::idle()),
+            KeySource::Remote(remote) => remote.spawn_refresher(),
+        }
+    }
+
     /// Where the key set stands, for health endpoints.
     pub(crate) fn status(&self) -> KeySetStatus {
         match self {

@@ -73,7 +73,9 @@ use crate::net::{is_loopback_host, transport_error_text};
 use crate::retry::{backoff_ceiling, jittered_on};
 
 mod published;
+mod refresher;
 use published::Published;
+pub use refresher::Refresher;
 
 /// Default bound on a whole fetch: connect, request, response and body.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -604,6 +606,11 @@ impl RemoteJwks {
     /// fetches still holds (nothing is fetched before it ends), so calling this often costs
     /// the endpoint no more than requests would. The status after, or why no set is usable.
     pub(crate) async fn refresh(&self) -> Result<KeySetStatus, Error> {
+        self.refresh_for("refresh").await
+    }
+
+    /// [`refresh`](Self::refresh), logging `reason` when a fetch starts.
+    async fn refresh_for(&self, reason: &'static str) -> Result<KeySetStatus, Error> {
         let mut launch = None;
         let mut done = {
             let mut state = self.state();
@@ -617,7 +624,7 @@ impl RemoteJwks {
                 let Ok(runtime) = Handle::try_current() else {
                     return Err(self.no_runtime());
                 };
-                launch = Some(self.claim_fetch(&mut state, runtime, "refresh"));
+                launch = Some(self.claim_fetch(&mut state, runtime, reason));
             }
             let done = self.inner.completed.subscribe();
             if !state.fetching {
@@ -632,6 +639,16 @@ impl RemoteJwks {
         // The fetch always reports (see `resolve_missing`).
         let _ = done.changed().await;
         self.usable_status()
+    }
+
+    /// Keep this set fresh from a background task on the current Tokio runtime (see
+    /// [`Refresher`]); fails outside a runtime.
+    pub(crate) fn spawn_refresher(&self) -> Result<Refresher, ConfigError> {
+        let runtime = Handle::try_current().map_err(|_| ConfigError::InvalidSetting {
+            name: "runtime",
+            reason: "the key-set refresher runs on a tokio runtime: spawn it inside one".into(),
+        })?;
+        Ok(refresher::spawn(self, &runtime))
     }
 
     /// The status, when a set is usable now; else why not.
