@@ -357,14 +357,20 @@ fn on_behalf_of_mismatch() -> Error {
     )
 }
 
-/// The layer's answer to a refused request.
-fn refuse<B, R: Reject<B>>(config: &AuthConfig, reject: &R, error: Error) -> Response<B> {
+/// The layer's answer to a refused request with these headers.
+fn refuse<B, R: Reject<B>>(
+    config: &AuthConfig,
+    reject: &R,
+    error: Error,
+    headers: &HeaderMap,
+) -> Response<B> {
     // The key source knows when its next fetch is allowed; the configured value is the fallback.
     crate::metrics::count(crate::metrics::Event::Refused(error.kind()));
     let retry_after = error.retry_after().unwrap_or(config.retry_after);
     let rejection = Rejection::new(error)
         .with_realm(Arc::clone(&config.realm))
-        .with_retry_after(retry_after);
+        .with_retry_after(retry_after)
+        .with_grpc(crate::grpc::is_grpc(headers));
     respond(reject, rejection)
 }
 
@@ -387,7 +393,7 @@ where
                 future: crate::metrics::call(&mut self.inner, req),
             },
             Step::Refuse(error) => State::Refused {
-                response: Some(refuse(&self.config, &*self.reject, error)),
+                response: Some(refuse(&self.config, &*self.reject, error, req.headers())),
             },
             Step::Fetch(token) => {
                 // The readied service goes into the future; a fresh clone stays here.
@@ -495,7 +501,7 @@ where
                             future: crate::metrics::call(inner, req),
                         },
                         Err(error) => State::Refused {
-                            response: Some(refuse(config, &**reject, error)),
+                            response: Some(refuse(config, &**reject, error, req.headers())),
                         },
                     }
                 }

@@ -94,6 +94,7 @@ pub mod exchange;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+pub mod grpc;
 mod guard;
 mod headers;
 pub mod jwks;
