@@ -224,7 +224,15 @@ fn metrics_pairs(l: &Layers) -> Vec<Pair<'_>> {
     let shared = move |users| through(&l.fixture.ours, users, true);
     let apart = move |users: Range<usize>| {
         let twin = users.start != 0;
-        through(if twin { &l.fixture.twin } else { &l.fixture.ours }, users, true)
+        through(
+            if twin {
+                &l.fixture.twin
+            } else {
+                &l.fixture.ours
+            },
+            users,
+            true,
+        )
     };
     let gate = Gate {
         two: two_threads(apart),

@@ -67,10 +67,10 @@
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
-use crate::error::ErrorKind;
-use crate::rejection::{Reject, Rejection};
 #[cfg(feature = "tonic")]
 use crate::claims::{OnBehalfOf, VerifiedToken};
+use crate::error::ErrorKind;
+use crate::rejection::{Reject, Rejection};
 
 /// The `grpc-status` header.
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
@@ -266,7 +266,13 @@ mod tests {
     #[test]
     fn every_kind_has_its_grpc_status() {
         use ErrorKind::*;
-        for kind in [MissingCredentials, InvalidRequest, Malformed, Expired, UnknownKeyId] {
+        for kind in [
+            MissingCredentials,
+            InvalidRequest,
+            Malformed,
+            Expired,
+            UnknownKeyId,
+        ] {
             assert_eq!(status_code(kind), 16, "{kind:?}");
         }
         assert_eq!(status_code(InsufficientPermission), 7);

@@ -29,8 +29,15 @@ async fn serve(app: Router) -> SocketAddr {
 /// An endpoint that mints only for requests carrying `x-through: corporate-proxy`, as a
 /// client set up for a proxy would add.
 async fn picky(headers: HeaderMap) -> axum::response::Response {
-    if headers.get("x-through").is_none_or(|v| v != "corporate-proxy") {
-        return (StatusCode::FORBIDDEN, r#"{"detail":"not through the proxy"}"#).into_response();
+    if headers
+        .get("x-through")
+        .is_none_or(|v| v != "corporate-proxy")
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            r#"{"detail":"not through the proxy"}"#,
+        )
+            .into_response();
     }
     // `{"exp": NOW + 3600}` as a JWT-shaped token.
     let token = "eyJhbGciOiJFZERTQSJ9.eyJleHAiOjE4MDAwMDM2MDB9.c2ln";
@@ -88,7 +95,10 @@ async fn an_answer_from_another_origin_is_refused() {
         .build()
         .unwrap();
     let err = client
-        .token(&ExchangeRequest::new("https://agents.example.test", "user-42"))
+        .token(&ExchangeRequest::new(
+            "https://agents.example.test",
+            "user-42",
+        ))
         .await
         .unwrap_err();
     let exchange = ExchangeError::of(&err).unwrap();
@@ -101,5 +111,9 @@ async fn an_answer_from_another_origin_is_refused() {
     // reqwest drops `Authorization` when it follows a redirect to another host.
     let calls = elsewhere.calls();
     assert_eq!(calls.len(), 1);
-    assert!(calls[0].authorization.is_empty(), "{:?}", calls[0].authorization);
+    assert!(
+        calls[0].authorization.is_empty(),
+        "{:?}",
+        calls[0].authorization
+    );
 }

@@ -20,6 +20,7 @@ use axum::Router;
 use common::*;
 use http::{Request, StatusCode};
 use jwks_server::JwksServer;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use mka1_auth::exchange::ExchangeRequest;
 use mka1_auth::metrics::{
     EXCHANGE_TOTAL, JWKS_AGE_SECONDS, JWKS_FETCHES_TOTAL, JWKS_KEYS, REQUESTS_TOTAL,
@@ -28,7 +29,6 @@ use mka1_auth::metrics::{
 use mka1_auth::{
     ErrorKind, ManualClock, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, Verifier,
 };
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use mock_mka1::{MockMka1, Reply};
 use serde_json::json;
 use tower::ServiceExt;
@@ -146,20 +146,35 @@ async fn requests_and_cache_lookups_are_counted_by_result_and_reason() {
     }
     assert_eq!(status(&app, Some(&reader_only), None).await, StatusCode::OK);
     assert_eq!(status(&app, None, None).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(status(&app, Some(&expired), None).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(status(&app, Some(&forged), None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&app, Some(&expired), None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&app, Some(&forged), None).await,
+        StatusCode::UNAUTHORIZED
+    );
     // Let in by the layer, refused by the permissions layer behind it: counted once, refused.
     for _ in 0..2 {
-        assert_eq!(status(&app, Some(&no_read), None).await, StatusCode::FORBIDDEN);
+        assert_eq!(
+            status(&app, Some(&no_read), None).await,
+            StatusCode::FORBIDDEN
+        );
     }
     let other_user = Some(("x-on-behalf-of", "user-9"));
-    assert_eq!(status(&app, Some(&good), other_user).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status(&app, Some(&good), other_user).await,
+        StatusCode::FORBIDDEN
+    );
     // Optional mode: no credentials is anonymous, and the permissions layer refuses it.
     let optional = Router::new()
         .route("/agents", get(|| async { "open" }))
         .layer(Mka1AuthLayer::optional(verifier.clone()));
     assert_eq!(status(&optional, None, None).await, StatusCode::OK);
-    assert_eq!(status(&app_optional(&verifier), None, None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&app_optional(&verifier), None, None).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     let published = Published::now();
     let requests = |result| published.counter(REQUESTS_TOTAL, &[("result", result)]);
@@ -219,7 +234,10 @@ async fn counts_from_many_threads_all_arrive_once() {
     mka1_auth::metrics::set_counting(true);
     verifier.verify(&token).await.unwrap();
     let published = Published::now();
-    assert_eq!(published.counter(TOKEN_CACHE_TOTAL, &[("result", "hit")]), 1);
+    assert_eq!(
+        published.counter(TOKEN_CACHE_TOTAL, &[("result", "hit")]),
+        1
+    );
 }
 
 #[tokio::test]
@@ -259,7 +277,10 @@ async fn a_jwks_failure_and_recovery_show_in_fetches_and_gauges() {
     let published = Published::now();
     assert_eq!(fetches(&published, "ok"), 1);
     assert_eq!(fetches(&published, "error"), 0);
-    assert_eq!(published.counter(REQUESTS_TOTAL, &[("result", "allowed")]), 1);
+    assert_eq!(
+        published.counter(REQUESTS_TOTAL, &[("result", "allowed")]),
+        1
+    );
     assert_eq!(published.gauge(JWKS_KEYS), Some(1.0));
     assert_eq!(published.gauge(JWKS_AGE_SECONDS), Some(42.0));
 
@@ -268,7 +289,11 @@ async fn a_jwks_failure_and_recovery_show_in_fetches_and_gauges() {
     clock.advance(Duration::from_secs(500));
     let renewed = verifier.refresh().await.unwrap();
     assert_eq!(renewed.key_count, 1);
-    assert!(server.conditions()[2].is_some(), "{:?}", server.conditions());
+    assert!(
+        server.conditions()[2].is_some(),
+        "{:?}",
+        server.conditions()
+    );
     let published = Published::now();
     assert_eq!(fetches(&published, "not_modified"), 1);
     assert_eq!(fetches(&published, "ok"), 0);

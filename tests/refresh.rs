@@ -75,7 +75,9 @@ async fn an_unchanged_set_is_renewed_by_a_304_and_keeps_its_cached_tokens() {
     let conditions = server.conditions();
     assert_eq!(conditions.len(), 2);
     assert_eq!(conditions[0], None, "nothing held, nothing to compare");
-    assert!(conditions[1].as_deref().is_some_and(|etag| etag.starts_with('"')));
+    assert!(conditions[1]
+        .as_deref()
+        .is_some_and(|etag| etag.starts_with('"')));
     // The same key, so the token cached against it is still answered from memory.
     let again = verifier.verify(&token).await.unwrap();
     assert!(std::ptr::eq(first.raw_claims(), again.raw_claims()));
@@ -170,7 +172,13 @@ fn the_refresher_needs_a_runtime() {
         .build()
         .unwrap();
     let err = verifier.spawn_refresher().unwrap_err();
-    assert!(matches!(err, ConfigError::InvalidSetting { name: "runtime", .. }));
+    assert!(matches!(
+        err,
+        ConfigError::InvalidSetting {
+            name: "runtime",
+            ..
+        }
+    ));
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
 

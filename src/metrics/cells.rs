@@ -80,7 +80,10 @@ pub(super) fn bump(slot: usize) {
     // Only this thread writes its cell, so a load and a store are enough.
     let _ = CLAIM.try_with(|claim| {
         let count = &claim.cell.counts[slot];
-        count.store(count.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        count.store(
+            count.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     });
 }
 

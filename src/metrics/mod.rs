@@ -257,13 +257,11 @@ impl Publisher {
     /// Publish every `every` (a zero interval is read as one second), starting now, on the
     /// current Tokio runtime. Fails outside one.
     pub fn spawn(every: Duration) -> Result<Publisher, ConfigError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            ConfigError::InvalidSetting {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| ConfigError::InvalidSetting {
                 name: "runtime",
-                reason: "the metrics publisher runs on a tokio runtime: spawn it inside one"
-                    .into(),
-            }
-        })?;
+                reason: "the metrics publisher runs on a tokio runtime: spawn it inside one".into(),
+            })?;
         let every = if every.is_zero() {
             Duration::from_secs(1)
         } else {
@@ -323,7 +321,10 @@ where
 
 /// Call the inner service for a request the layer admitted, counting it when answered.
 #[inline]
-pub(crate) fn call<S: Service<Request<B>>, B>(inner: &mut S, req: Request<B>) -> Counted<S::Future> {
+pub(crate) fn call<S: Service<Request<B>>, B>(
+    inner: &mut S,
+    req: Request<B>,
+) -> Counted<S::Future> {
     let anonymous = req.extensions().get::<VerifiedToken>().is_none();
     Counted {
         inner: inner.call(req),

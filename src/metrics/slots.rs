@@ -77,11 +77,27 @@ const FIXED: [(Event, &str, &[(&str, &str)]); 11] = [
     (Event::CacheHit, TOKEN_CACHE_TOTAL, &[("result", "hit")]),
     (Event::CacheMiss, TOKEN_CACHE_TOTAL, &[("result", "miss")]),
     (Event::FetchOk, JWKS_FETCHES_TOTAL, &[("result", "ok")]),
-    (Event::FetchNotModified, JWKS_FETCHES_TOTAL, &[("result", "not_modified")]),
-    (Event::FetchError, JWKS_FETCHES_TOTAL, &[("result", "error")]),
+    (
+        Event::FetchNotModified,
+        JWKS_FETCHES_TOTAL,
+        &[("result", "not_modified")],
+    ),
+    (
+        Event::FetchError,
+        JWKS_FETCHES_TOTAL,
+        &[("result", "error")],
+    ),
     (Event::ExchangeOk, EXCHANGE_TOTAL, &[("result", "ok")]),
-    (Event::ExchangeCached, EXCHANGE_TOTAL, &[("result", "cached")]),
-    (Event::ExchangeRetried, EXCHANGE_TOTAL, &[("result", "retried")]),
+    (
+        Event::ExchangeCached,
+        EXCHANGE_TOTAL,
+        &[("result", "cached")],
+    ),
+    (
+        Event::ExchangeRetried,
+        EXCHANGE_TOTAL,
+        &[("result", "retried")],
+    ),
     (Event::ExchangeError, EXCHANGE_TOTAL, &[("result", "error")]),
 ];
 
@@ -126,7 +142,10 @@ pub(super) fn series(slot: usize) -> Series {
         },
         None => Series {
             name: REQUESTS_TOTAL,
-            labels: vec![("result", "refused"), ("reason", REASONS[slot - FIXED.len()].1)],
+            labels: vec![
+                ("result", "refused"),
+                ("reason", REASONS[slot - FIXED.len()].1),
+            ],
             always: false,
         },
     }
@@ -157,6 +176,9 @@ mod tests {
         }
         let refused = series(slot(Event::Refused(ErrorKind::Expired)));
         assert_eq!(refused.name, REQUESTS_TOTAL);
-        assert_eq!(refused.labels, [("result", "refused"), ("reason", "expired")]);
+        assert_eq!(
+            refused.labels,
+            [("result", "refused"), ("reason", "expired")]
+        );
     }
 }
