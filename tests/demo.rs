@@ -1,7 +1,6 @@
 //! The main job, `cargo run --example protected_api`, run in-process: its start-up lines, its
 //! routes, the printed curl, the proxy route and a JWKS endpoint that is down.
 
-#[allow(dead_code)]
 mod common;
 #[allow(dead_code)]
 #[path = "../examples/protected_api.rs"]

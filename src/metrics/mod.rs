@@ -16,7 +16,7 @@
 //!
 //! - **requests**: one per request through [`Mka1AuthLayer`](crate::Mka1AuthLayer), by its
 //!   final answer: `refused` when the layer refused it, or when something behind it that
-//!   answers with this crate's [`Error`](crate::Error) did (the
+//!   answers with this crate's [`Error`] did (the
 //!   [`RequirePermissionsLayer`](crate::RequirePermissionsLayer)'s
 //!   `insufficient_permission`, an extractor's `missing_credentials` in optional mode);
 //!   otherwise `allowed` (a verified token) or `anonymous` (optional mode, no credentials).
@@ -52,7 +52,7 @@
 //! ```
 //!
 //! Publishing goes to the recorder in effect where it runs: the global one, or a local one
-//! ([`metrics::with_local_recorder`](::metrics::with_local_recorder)), which is how tests read exact counts:
+//! ([`metrics::with_local_recorder`]), which is how tests read exact counts:
 //!
 //! ```
 //! use metrics_util::debugging::DebuggingRecorder;
@@ -163,7 +163,7 @@ where
 
 /// Send every count made since the last publish, and the current gauges, to the recorder in
 /// effect here (the global one, or a local one set with
-/// [`metrics::with_local_recorder`](::metrics::with_local_recorder)). Call it where the metrics are read, or let a
+/// [`metrics::with_local_recorder`]). Call it where the metrics are read, or let a
 /// [`Publisher`] call it. Cheap: it sums one small cell per thread.
 ///
 /// ```

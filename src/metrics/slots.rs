@@ -70,8 +70,11 @@ pub(super) fn reason(kind: ErrorKind) -> &'static str {
     REASONS[kind_index(kind)].1
 }
 
+/// Label pairs of a series.
+type Labels = &'static [(&'static str, &'static str)];
+
 /// The slots before the refusals, one per other event, in this order.
-const FIXED: [(Event, &str, &[(&str, &str)]); 11] = [
+const FIXED: [(Event, &str, Labels); 11] = [
     (Event::Allowed, REQUESTS_TOTAL, &[("result", "allowed")]),
     (Event::Anonymous, REQUESTS_TOTAL, &[("result", "anonymous")]),
     (Event::CacheHit, TOKEN_CACHE_TOTAL, &[("result", "hit")]),
