@@ -198,18 +198,22 @@ async fn proxy_forwards_the_token_and_the_verified_user() {
     upstream_task.abort();
 }
 
-#[tokio::test]
-async fn starts_when_the_jwks_endpoint_is_down() {
-    // A loopback port nothing listens on.
+/// The demo against a JWKS URL on a loopback port nothing listens on.
+async fn start_with_jwks_down() -> (Running, Vec<String>) {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let jwks_url = format!("http://{}/jwks", closed.local_addr().unwrap());
     drop(closed);
-    let (running, lines) = start_demo(Config {
+    start_demo(Config {
         jwks_url: Some(jwks_url),
         audience: Some("https://api.example.test".into()),
         ..loopback_config()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn starts_when_the_jwks_endpoint_is_down() {
+    let (running, lines) = start_with_jwks_down().await;
     let addr = running.addr;
     assert!(running.dev_issuer.is_none());
     assert_eq!(lines, vec![format!("listening on http://{addr}")]);
@@ -307,15 +311,7 @@ async fn readyz_metrics_and_one_log_line_per_refusal() {
 
 #[tokio::test]
 async fn readyz_says_why_while_no_key_set_is_usable() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let jwks_url = format!("http://{}/jwks", closed.local_addr().unwrap());
-    drop(closed);
-    let (running, _) = start_demo(Config {
-        jwks_url: Some(jwks_url),
-        audience: Some("https://api.example.test".into()),
-        ..loopback_config()
-    })
-    .await;
+    let (running, _) = start_with_jwks_down().await;
     let addr = running.addr;
     let ready = client()
         .get(format!("http://{addr}/readyz"))

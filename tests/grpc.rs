@@ -13,7 +13,7 @@ mod grpc_service;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use grpc_service::{hello, outbound, serve, GREETER};
+use grpc_service::{hello, outbound, serve, HelloReply, GREETER};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
@@ -21,7 +21,7 @@ use mka1_auth::exchange::ExchangeSource;
 use mka1_auth::outbound::Outbound;
 use mka1_auth::{Mka1AuthLayer, OnBehalfOf, Verifier};
 use tonic::transport::{Channel, Endpoint};
-use tonic::Code;
+use tonic::{Code, Status};
 use tower::{Layer, ServiceExt};
 
 const FRONT: &str = "https://front.example.test";
@@ -80,6 +80,13 @@ impl World {
         .unwrap()
     }
 
+    /// Call through the outbound layer for `user` (verified by the front), with tokens
+    /// holding these permissions.
+    async fn call_for(&self, user: &str, permissions: &[&str]) -> Result<HelloReply, Status> {
+        let user = self.front_user(user).await;
+        hello(self.outbound(permissions), self.origin(), Some(user), &[]).await
+    }
+
     /// A token for the greeter, minted directly (for calls without the outbound layer).
     fn token(&self, user: &str) -> String {
         self.issuer.mint(Mint::new(GREETER, user))
@@ -89,15 +96,7 @@ impl World {
 #[tokio::test]
 async fn an_outbound_tonic_client_is_allowed_and_its_user_reaches_the_handler() {
     let world = World::start().await;
-    let user = world.front_user("user-42").await;
-    let reply = hello(
-        world.outbound(&["agent:read"]),
-        world.origin(),
-        Some(user),
-        &[],
-    )
-    .await
-    .unwrap();
+    let reply = world.call_for("user-42", &["agent:read"]).await.unwrap();
     assert_eq!(reply.message, "hello grpc, user-42");
     assert_eq!(reply.metadata_user, "user-42");
 
@@ -140,15 +139,10 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
 #[tokio::test]
 async fn a_missing_permission_or_another_user_is_permission_denied() {
     let world = World::start().await;
-    let user = world.front_user("user-42").await;
-    let status = hello(
-        world.outbound(&["agent:write"]),
-        world.origin(),
-        Some(user),
-        &[],
-    )
-    .await
-    .unwrap_err();
+    let status = world
+        .call_for("user-42", &["agent:write"])
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(
         status.message().contains("permission"),
