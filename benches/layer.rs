@@ -13,7 +13,7 @@
 //!   least 1.8x). The other pairs run with counting off, so they read as before the feature.
 //!
 //! As in `benches/verify.rs`, criterion prints absolute wall-clock times and the ratios are
-//! measured at the end, side by side, by thread CPU time. Run with `cargo bench --bench layer`.
+//! measured at the end, side by side, by thread CPU time. Run with `cargo bench -p mka1-auth-benches --bench layer`.
 
 mod support;
 

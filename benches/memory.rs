@@ -12,7 +12,7 @@
 //! (`ForwardLayer::onward_request`), beside building the same request's URI by hand with
 //! `format!` (issue 12: the forward allocates nothing beyond the onward request itself).
 //!
-//! Run with `cargo bench --bench memory`.
+//! Run with `cargo bench -p mka1-auth-benches --bench memory`.
 
 mod support;
 

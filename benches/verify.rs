@@ -29,7 +29,7 @@
 //! - raw `jsonwebtoken::decode` on two threads, which shares nothing between threads, shows
 //!   what the same signature work scales to on this machine.
 //!
-//! Run with `cargo bench --bench verify`; a name filter after `--` narrows both parts, and
+//! Run with `cargo bench -p mka1-auth-benches --bench verify`; a name filter after `--` narrows both parts, and
 //! `BENCH_SHOW_ROUNDS=1` prints every round's raw times.
 
 mod support;

@@ -1,6 +1,7 @@
 //! A local stand-in for MKA1's token service (feature `dev-issuer`), for tests and demos.
 //!
-//! [`DevIssuer`] runs an HTTP/1 server on `127.0.0.1` (an ephemeral port) inside your tokio
+//! [`DevIssuer`] runs an HTTP/1 server on `127.0.0.1` (an ephemeral port, unless
+//! [`DevIssuerBuilder::bind`] says otherwise) inside your tokio
 //! runtime. It speaks the parts of MKA1 a downstream service meets:
 //!
 //! - `POST` [`EXCHANGE_TOKEN_PATH`] and the older [`LEGACY_EXCHANGE_TOKEN_PATH`] exchange its
@@ -52,7 +53,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -337,6 +338,7 @@ pub struct DevIssuerBuilder {
     issuer: Option<String>,
     jwks_max_age: Duration,
     rotation_grace: Duration,
+    bind: SocketAddr,
 }
 
 impl Default for DevIssuerBuilder {
@@ -349,6 +351,7 @@ impl Default for DevIssuerBuilder {
             issuer: None,
             jwks_max_age: DEFAULT_JWKS_MAX_AGE,
             rotation_grace: DEFAULT_ROTATION_GRACE,
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         }
     }
 }
@@ -387,7 +390,8 @@ impl DevIssuerBuilder {
         self
     }
 
-    /// The `iss` claim. Default: the issuer's base URL, `http://127.0.0.1:<port>`.
+    /// The `iss` claim. Default: the issuer's base URL ([`DevIssuer::base_url`]),
+    /// `http://127.0.0.1:<port>`.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
@@ -406,8 +410,30 @@ impl DevIssuerBuilder {
         self
     }
 
-    /// Generate the first key, bind `127.0.0.1:0` and start serving on the current tokio
-    /// runtime.
+    /// The address to listen on. Default: `127.0.0.1:0` (loopback, an ephemeral port).
+    ///
+    /// Nothing the dev issuer serves is secret, but its API key mints tokens: bind a
+    /// non-loopback address only where that is what you want (a test network of containers).
+    /// When the address is unspecified (`0.0.0.0`, `[::]`), [`DevIssuer::base_url`] names
+    /// the loopback address of the same family, which is where this machine reaches it.
+    ///
+    /// ```
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use mka1_auth::dev_issuer::DevIssuer;
+    ///
+    /// let issuer = DevIssuer::builder().bind("0.0.0.0:0".parse().unwrap()).start().await?;
+    /// assert!(issuer.local_addr().ip().is_unspecified());
+    /// assert!(issuer.base_url().starts_with("http://127.0.0.1:"));
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Generate the first key, bind the [`bind`](Self::bind) address (default
+    /// `127.0.0.1:0`) and start serving on the current tokio runtime.
     ///
     /// Fails when the socket cannot be bound, the API key is unusable, or no key can be
     /// generated.
@@ -425,9 +451,9 @@ impl DevIssuerBuilder {
         };
         let key = SigningKey::generate(self.algorithm, &rng).map_err(no_randomness)?;
 
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let listener = TcpListener::bind(self.bind).await?;
         let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
+        let base_url = format!("http://{}", reachable(addr));
         let shared = Arc::new(IssuerState {
             api_key,
             issuer: self.issuer.unwrap_or_else(|| base_url.clone()),
@@ -452,6 +478,16 @@ impl DevIssuerBuilder {
             shutdown,
             server: Some(server),
         })
+    }
+}
+
+/// Where this machine reaches a server listening on `addr`: an unspecified address
+/// (`0.0.0.0`, `[::]`) is reached on the loopback address of its family.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
     }
 }
 
@@ -508,7 +544,8 @@ impl DevIssuer {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port>`, without a trailing slash: the MKA1 base URL to give a client.
+    /// `http://127.0.0.1:<port>` (or the address given to [`DevIssuerBuilder::bind`]), without
+    /// a trailing slash: the MKA1 base URL to give a client.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }

@@ -185,6 +185,25 @@ async fn no_usable_keys_is_unavailable() {
     assert_eq!(status.code(), Code::Unavailable);
 }
 
+/// README's tonic server snippet (compiled only: it serves until the process ends).
+#[allow(dead_code)]
+#[rustfmt::skip] // as README shows it
+async fn readme_grpc_server(verifier: Verifier, addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    let greeter = grpc_service::GreeterServer;
+    // --- README: grpc server ---
+    use mka1_auth::grpc::GrpcReject;
+    use mka1_auth::{Mka1AuthLayer, RequirePermissionsLayer};
+    use tower::Layer;
+
+    tonic::transport::Server::builder()
+        .layer(Mka1AuthLayer::new(verifier).reject_with(GrpcReject))
+        .add_service(RequirePermissionsLayer::new(["agent:read"]).reject_with(GrpcReject).layer(greeter))
+        .serve(addr)
+        .await?;
+    // --- end ---
+    Ok(())
+}
+
 /// Without `GrpcReject`, the standard answer still speaks gRPC to a gRPC request (and JSON
 /// to anything else).
 #[tokio::test]

@@ -22,8 +22,9 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use mka1_auth::jwks::remote::RemoteJwksConfig;
-use mka1_auth::{Clock, ConfigError, Error, ErrorKind, ManualClock, Verifier};
+use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
+use mka1_auth::jwks::{SkipReason, DEFAULT_ALGORITHMS};
+use mka1_auth::{Algorithm, Clock, ConfigError, Error, ErrorKind, ManualClock, Verifier};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -1101,6 +1102,93 @@ async fn a_rotated_in_kid_is_accepted_on_the_one_refetch_and_a_removed_one_is_dr
 }
 
 #[tokio::test]
+async fn a_key_rotated_in_right_after_start_up_is_accepted_without_waiting() {
+    // The start-up fetch found every key it was asked for: it opens no cooldown, so the
+    // first unknown kid (a rotation) refetches at once, with the clock standing still.
+    let (old, clock, server, verifier) = Fixture::warm(config()).await.parts();
+    let new = TestKey::es256("new");
+    server.serve(jwks(&[&old, &new]));
+    verifier.verify(&token(&new, &clock)).await.unwrap();
+    assert_eq!(server.requests(), 2);
+    // That refetch was for an unknown kid: the cooldown is open now.
+    let made_up = token_with_kid(&old, "made-up", &clock);
+    assert_eq!(
+        kind(verifier.verify(&made_up).await),
+        ErrorKind::UnknownKeyId
+    );
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn after_an_outage_outlives_the_stale_window_recovery_leaves_a_rotation_free() {
+    let config = config().stale_if_error(Duration::from_secs(60));
+    let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
+    server.set_mode(Mode::Error500);
+    // Default max-age (10 min) plus the stale window: the held keys are no longer used.
+    clock.advance(Duration::from_secs(10 * 60 + 61));
+    assert_eq!(
+        kind(verifier.verify(&token(&key, &clock)).await),
+        ErrorKind::KeysUnavailable
+    );
+    // The endpoint is back; once the wait it asked for is over, the held kid recovers ...
+    server.set_mode(Mode::Serve);
+    clock.advance(Duration::from_secs(31));
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+    let fetches = server.requests();
+    // ... and that fetch, which found its kid, opened no cooldown: a rotation is picked up.
+    let new = TestKey::es256("new");
+    server.serve(jwks(&[&key, &new]));
+    verifier.verify(&token(&new, &clock)).await.unwrap();
+    assert_eq!(server.requests(), fetches + 1);
+}
+
+#[tokio::test]
+async fn with_no_usable_keys_the_endpoint_is_retried_once_per_cooldown_not_on_the_backoff() {
+    let config = config().stale_if_error(Duration::from_secs(60));
+    let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
+    server.set_mode(Mode::Error500);
+    clock.advance(Duration::from_secs(10 * 60 + 61));
+    // A long outage: six failed fetches, one per cooldown, each answered 503 with a
+    // Retry-After of the cooldown (the backoff would have grown to 5 minutes).
+    for attempt in 1..=6 {
+        let before = server.requests();
+        let err = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::KeysUnavailable, "attempt {attempt}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+        assert_eq!(server.requests(), before + 1, "attempt {attempt}");
+        let again = verifier.verify(&token(&key, &clock)).await.unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::KeysUnavailable);
+        assert_eq!(
+            server.requests(),
+            before + 1,
+            "no fetch inside the cooldown"
+        );
+        clock.advance(Duration::from_secs(30));
+    }
+    assert_eq!(verifier.key_set_status().consecutive_failures, 6);
+    server.set_mode(Mode::Serve);
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cold_start_that_leaves_a_kid_unknown_opens_the_cooldown() {
+    let (key, clock, server, verifier) = Fixture::cold(Mode::Serve, config()).await.parts();
+    let made_up = token_with_kid(&key, "made-up", &clock);
+    assert_eq!(
+        kind(verifier.verify(&made_up).await),
+        ErrorKind::UnknownKeyId
+    );
+    assert_eq!(server.requests(), 1);
+    let other = token_with_kid(&key, "other", &clock);
+    assert_eq!(kind(verifier.verify(&other).await), ErrorKind::UnknownKeyId);
+    assert_eq!(server.requests(), 1, "inside the cooldown");
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(kind(verifier.verify(&other).await), ErrorKind::UnknownKeyId);
+    assert_eq!(server.requests(), 2);
+    verifier.verify(&token(&key, &clock)).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_replaced_key_under_the_same_kid_stops_verifying_old_tokens() {
     let first = TestKey::ed25519("k1");
     let second = TestKey::ed25519("k1");
@@ -1205,4 +1293,108 @@ fn verifying_outside_a_runtime_fails_cleanly() {
         Poll::Pending => panic!("no fetch can start without a runtime"),
     };
     assert_eq!(kind(result), ErrorKind::KeysUnavailable);
+}
+
+// ---------------------------------------------------------------------------------------
+// JwksProbe: one fetch under the same rules, reporting what a verifier would not show.
+
+fn probe(url: &str) -> JwksProbe {
+    JwksProbe::new(url, config(), &DEFAULT_ALGORITHMS).unwrap()
+}
+
+#[tokio::test]
+async fn a_probe_reports_every_entry_its_skip_reason_and_the_freshness() {
+    let key = TestKey::ed25519("k1");
+    let server = JwksServer::start(json!({"keys": [
+        key.jwk(),
+        {"kty": "oct", "kid": "h", "k": "c2VjcmV0"},
+        // ES256 is not in the allow-list this probe loads for.
+        TestKey::es256("p256").jwk(),
+    ]}))
+    .await;
+    server.cache_control("public, max-age=10");
+    let eddsa_only = JwksProbe::new(&server.url(), config(), &[Algorithm::EdDSA]).unwrap();
+    let probed = eddsa_only.fetch().await.unwrap();
+    assert_eq!(probed.keys().kids().collect::<Vec<_>>(), ["k1"]);
+    let skipped: Vec<_> = probed
+        .keys()
+        .skipped()
+        .iter()
+        .map(|s| (s.kid.as_deref(), s.reason.clone()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (Some("h"), SkipReason::SymmetricKey),
+            (Some("p256"), SkipReason::UnsupportedAlgorithm),
+        ]
+    );
+    assert_eq!(probed.entries().len(), 3);
+    assert_eq!(probed.entries()[1]["kty"], "oct");
+    assert_eq!(probed.cache_max_age(), Some(Duration::from_secs(10)));
+    // Clamped to the one-minute floor, as a verifier would.
+    assert_eq!(probed.fresh_for(), Duration::from_secs(60));
+    assert!(!format!("{probed:?}").contains("c2VjcmV0"));
+
+    // No Cache-Control: the default ten minutes.
+    *server.state.cache_control.lock().unwrap() = None;
+    let probed = probe(&server.url()).fetch().await.unwrap();
+    assert_eq!(probed.cache_max_age(), None);
+    assert_eq!(probed.fresh_for(), Duration::from_secs(600));
+}
+
+#[tokio::test]
+async fn a_probe_of_a_set_without_usable_keys_still_says_why() {
+    let server = JwksServer::start(json!({"keys": [
+        {"kty": "oct", "kid": "h", "k": "c2VjcmV0"},
+        {"kty": "RSA", "kid": "r", "n": "AQAB", "e": "AQAB"},
+    ]}))
+    .await;
+    let probed = probe(&server.url()).fetch().await.unwrap();
+    assert!(probed.keys().is_empty());
+    let reasons: Vec<_> = probed.keys().skipped().iter().map(|s| &s.reason).collect();
+    assert_eq!(
+        reasons,
+        [&SkipReason::SymmetricKey, &SkipReason::WeakRsaKey]
+    );
+    // A verifier counts the same fetch as failed.
+    let clock = ManualClock::at_unix(NOW);
+    let v = verifier(&server.url(), &clock, config());
+    let t = token(&TestKey::ed25519("k1"), &clock);
+    assert_eq!(kind(v.verify(&t).await), ErrorKind::KeysUnavailable);
+    let status = v.key_set_status();
+    assert!(status.last_error.unwrap().contains("no usable key"));
+}
+
+#[tokio::test]
+async fn a_probe_follows_the_fetch_rules_and_says_what_failed() {
+    let server = JwksServer::start(jwks(&[&TestKey::ed25519("k1")])).await;
+    let failure = |server: &JwksServer| {
+        let url = server.url();
+        async move {
+            let err = probe(&url).fetch().await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+            err.detail().unwrap().to_owned()
+        }
+    };
+    server.set_mode(Mode::Error500);
+    assert_eq!(failure(&server).await, "unexpected http status 500");
+    server.set_mode(Mode::Html);
+    assert!(failure(&server)
+        .await
+        .starts_with("the body is not a jwks document"));
+    let other = JwksServer::start(jwks(&[&TestKey::ed25519("k1")])).await;
+    server.redirect_to(other.url());
+    assert!(failure(&server).await.contains("another origin"));
+    assert_eq!(other.requests(), 0);
+    server.redirect_to("/moved");
+    assert!(probe(&server.url()).fetch().await.is_ok());
+    assert!(matches!(
+        JwksProbe::new(
+            "http://jwks.example.com/keys",
+            config(),
+            &DEFAULT_ALGORITHMS
+        ),
+        Err(ConfigError::InvalidJwksUrl(_))
+    ));
 }

@@ -377,3 +377,45 @@ async fn every_series_is_known_from_the_first_publish() {
         "insufficient_permission"
     );
 }
+
+/// README's metrics snippet, run: a `/metrics` route that publishes, then renders.
+#[rustfmt::skip] // as README shows it
+async fn readme_metrics() -> Result<(axum::Router, mka1_auth::metrics::Publisher), Box<dyn std::error::Error>> {
+    // --- README: metrics ---
+    use axum::{routing::get, Router};
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let internal: Router = Router::new().route("/metrics", get(move || async move {
+        mka1_auth::metrics::publish();      // the counts so far, then the text
+        prometheus.render()
+    }));
+    // or, for an exporter that serves by itself: publish every second
+    let publisher = mka1_auth::metrics::Publisher::spawn(std::time::Duration::from_secs(1))?;
+    // --- end ---
+    Ok((internal, publisher))
+}
+
+#[tokio::test]
+async fn the_readme_metrics_route_serves_prometheus_text() {
+    let _serial = serial().await;
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_with_clock(&[&key], &ManualClock::at_unix(NOW));
+    let (internal, publisher) = readme_metrics().await.unwrap();
+    let app = app(Mka1AuthLayer::new(verifier));
+    assert_eq!(status(&app, None, None).await, StatusCode::UNAUTHORIZED);
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = internal.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    let text = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+    assert!(
+        text.contains(
+            r#"mka1_auth_requests_total{result="refused",reason="missing_credentials"} 1"#
+        ),
+        "{text}"
+    );
+    drop(publisher);
+}

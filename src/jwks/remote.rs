@@ -14,11 +14,15 @@
 //!   [`ErrorKind::UnknownKeyId`] without fetching. A rotated-in key is accepted as soon as
 //!   that one refetch sees it; a removed key stops verifying after the next successful fetch.
 //! - **Cold start.** Building the verifier does no I/O. The first requests wait for the one
-//!   in-flight fetch, bounded by the fetch timeout (5 s).
+//!   in-flight fetch, bounded by the fetch timeout (5 s). That fetch opens the cooldown only
+//!   if a waiting request's `kid` is still missing afterwards (or the fetch failed), so a key
+//!   rotated in right after start-up is picked up by the first refetch, with no wait.
 //! - **Outage.** A failed fetch keeps the last good set, served for up to 24 hours past its
 //!   max-age (stale-if-error), and is retried with exponential backoff and jitter. With no
 //!   usable set, verification fails with [`ErrorKind::KeysUnavailable`] and
-//!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run.
+//!   [`Error::retry_after`](crate::Error::retry_after) says when the next fetch may run:
+//!   then requests fetch at most once per cooldown, whatever the backoff has grown to, so
+//!   the endpoint's return ends the refusals within one cooldown.
 //! - **Limits.** The whole fetch is bounded by the timeout; the body by a size cap (256 KiB);
 //!   `https` is required except for loopback hosts or an explicit opt-in. A non-200 status, a
 //!   body that is not a JWKS document, one over the cap, or one with no usable key is a
@@ -72,8 +76,10 @@ use crate::error::{ConfigError, Error, ErrorKind};
 use crate::net::{is_loopback_host, transport_error_text};
 use crate::retry::{backoff_ceiling, jittered_on};
 
+mod probe;
 mod published;
 mod refresher;
+pub use probe::{JwksProbe, ProbedJwks};
 use published::Published;
 pub use refresher::Refresher;
 
@@ -378,8 +384,12 @@ struct Snapshot {
 #[derive(Default)]
 struct FetchState {
     fetching: bool,
-    /// Someone waits on the in-flight fetch for an unknown `kid` (or a cold start): the
-    /// cooldown starts when it completes.
+    /// Someone waits on the in-flight fetch for a `kid` the held set lacks: the cooldown
+    /// starts when it completes. Waiters while no usable set is held (a cold start, or
+    /// keys past their stale window) do not set this:
+    /// they start the cooldown themselves only if their `kid` is still missing afterwards,
+    /// so a start-up fetch whose keys were all found leaves the first unknown-`kid` refetch
+    /// (a key rotation) free.
     on_demand: bool,
     cooldown_until: Option<SystemTime>,
     retry_at: Option<SystemTime>,
@@ -473,6 +483,14 @@ struct Fetched {
     validators: Validators,
 }
 
+/// The HTTP answer to a fetch: the body (`None` for a 304), the response's max-age and what
+/// identifies the document.
+struct Answer {
+    body: Option<Vec<u8>>,
+    max_age: Option<Duration>,
+    validators: Validators,
+}
+
 /// What the server said identifies the document (`ETag`, `Last-Modified`), sent back on the
 /// next fetch (`If-None-Match`, `If-Modified-Since`) so an unchanged set costs a 304.
 #[derive(Clone, Default)]
@@ -559,6 +577,7 @@ impl RemoteJwks {
     /// backoff forbids it), then look again.
     pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
         let mut launch = None;
+        let cold;
         let mut done = {
             let mut state = self.state();
             let now = self.inner.clock.now();
@@ -585,7 +604,11 @@ impl RemoteJwks {
                 };
                 launch = Some(self.claim_fetch(&mut state, runtime, reason));
             }
-            state.on_demand = true;
+            // Nothing usable held (a cold start, or keys past their stale window): the
+            // missing kid says nothing about an attack, so only a miss after the fetch
+            // opens the cooldown.
+            cold = self.usable_snapshot(now).is_none();
+            state.on_demand |= !cold;
             self.inner.completed.subscribe()
         };
         if let Some(launch) = launch {
@@ -598,7 +621,24 @@ impl RemoteJwks {
         if let Some(key) = self.held_key(kid, now) {
             return Ok(key);
         }
-        Err(self.miss_error(&self.state(), now))
+        let mut state = self.state();
+        if cold {
+            self.start_cooldown(&mut state, now);
+        }
+        Err(self.miss_error(&state, now))
+    }
+
+    /// Open the unknown-`kid` cooldown from `now`, unless one is already running.
+    fn start_cooldown(&self, state: &mut FetchState, now: SystemTime) {
+        let cooldown = self.inner.config.cooldown;
+        let running = state.cooldown_until.is_some_and(|until| {
+            until
+                .duration_since(now)
+                .is_ok_and(|left| !left.is_zero() && left <= cooldown)
+        });
+        if !running {
+            state.cooldown_until = Some(later(now, cooldown));
+        }
     }
 
     /// Fetch now, or join the fetch in flight, and wait for it to finish: the warm-up that
@@ -751,13 +791,20 @@ impl RemoteJwks {
             .with_retry_after(Duration::from_secs(secs.max(1)))
     }
 
-    /// When the cooldown or retry backoff still forbids an on-demand fetch. A gate further
-    /// ahead than either could set means the clock was moved back; it is ignored rather than
-    /// blocking fetches for as long as the clock jumped.
+    /// When the cooldown or retry backoff still forbids an on-demand fetch. While no usable
+    /// set is held every request is being refused, so only the cooldown applies: the
+    /// endpoint's return is noticed within one cooldown, not a backoff grown over a long
+    /// outage. A gate further ahead than either could set means the clock was moved back; it
+    /// is ignored rather than blocking fetches for as long as the clock jumped.
     fn pending_gate(&self, state: &FetchState, now: SystemTime) -> Option<SystemTime> {
         let config = &self.inner.config;
         let longest = config.cooldown.max(config.retry_max);
-        state.gate().filter(|gate| {
+        let gate = if self.usable_snapshot(now).is_some() {
+            state.gate()
+        } else {
+            state.cooldown_until
+        };
+        gate.filter(|gate| {
             gate.duration_since(now)
                 .is_ok_and(|wait| !wait.is_zero() && wait <= longest)
         })
@@ -801,13 +848,38 @@ impl RemoteJwks {
     }
 
     async fn fetch(&self) -> Result<Fetched, FetchError> {
+        let config = &self.inner.config;
+        // With a set held, ask only for a changed one.
+        let held = self.snapshot().map(|s| s.validators.clone());
+        let answer = self.fetch_answer(held).await?;
+        let max_age = config.clamp_max_age(answer.max_age.unwrap_or(config.default_max_age));
+        let changed = match answer.body {
+            Some(body) => Some(parse_document(&body, &self.inner.algorithms)?),
+            None => None,
+        };
+        Ok(Fetched {
+            changed,
+            max_age,
+            validators: answer.validators,
+        })
+    }
+
+    /// The HTTP part of an unconditional fetch, under every rule but the document's: the
+    /// body, and the response's `Cache-Control` max-age (see [`cache_max_age`]).
+    async fn fetch_body(&self) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
+        let answer = self.fetch_answer(None).await?;
+        // Only a conditional request is answered without a body.
+        Ok((answer.body.unwrap_or_default(), answer.max_age))
+    }
+
+    /// The HTTP part of a fetch, conditional on `held` (what identifies the held set's
+    /// document) when given: a 304 to it comes back without a body.
+    async fn fetch_answer(&self, held: Option<Validators>) -> Result<Answer, FetchError> {
         let inner = &*self.inner;
         let mut request = inner
             .client
             .get(inner.url.clone())
             .header(ACCEPT, "application/json, application/jwk-set+json");
-        // With a set held, ask only for a changed one.
-        let held = self.snapshot().map(|s| s.validators.clone());
         if let Some(held) = &held {
             if let Some(etag) = &held.etag {
                 request = request.header(IF_NONE_MATCH, etag.clone());
@@ -823,17 +895,13 @@ impl RemoteJwks {
             return Err(FetchError::OtherOrigin);
         }
         let status = response.status();
-        let max_age = || {
-            inner.config.clamp_max_age(
-                cache_max_age(response.headers()).unwrap_or(inner.config.default_max_age),
-            )
-        };
+        let max_age = cache_max_age(response.headers());
         // A 304 is a 3xx, but no redirect: the held set is current.
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return match held {
-                Some(validators) => Ok(Fetched {
-                    changed: None,
-                    max_age: max_age(),
+                Some(validators) => Ok(Answer {
+                    body: None,
+                    max_age,
                     validators,
                 }),
                 None => Err(FetchError::Status(304)),
@@ -855,7 +923,6 @@ impl RemoteJwks {
         {
             return Err(FetchError::TooLarge(cap));
         }
-        let max_age = max_age();
         let validators = Validators::of(response.headers());
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
@@ -864,8 +931,8 @@ impl RemoteJwks {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Fetched {
-            changed: Some(parse_document(&body, &inner.algorithms)?),
+        Ok(Answer {
+            body: Some(body),
             max_age,
             validators,
         })
