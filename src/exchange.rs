@@ -450,6 +450,7 @@ pub struct ExchangeClientBuilder {
     backoff_max: Duration,
     max_retry_after: Duration,
     timeout: Duration,
+    http: Option<reqwest::Client>,
 }
 
 impl fmt::Debug for ExchangeClientBuilder {
@@ -532,6 +533,34 @@ impl ExchangeClientBuilder {
         self
     }
 
+    /// Send the exchanges with this client instead of one built for the purpose: for a
+    /// proxy, private CA roots or other transport settings, as
+    /// [`RemoteJwksConfig::http_client`](crate::jwks::remote::RemoteJwksConfig::http_client)
+    /// does for the JWKS. The [`timeout`](Self::timeout) still applies to each request.
+    ///
+    /// The built-in client follows no redirect, so the API key goes to the configured origin
+    /// only. Give yours `reqwest::redirect::Policy::none()` to keep that; whatever its
+    /// policy, an answer that did not come from the configured origin (scheme, host and
+    /// port) is refused, and the exchange fails.
+    ///
+    /// ```
+    /// use mka1_auth::exchange::ExchangeClient;
+    ///
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()?;
+    /// let client = ExchangeClient::builder()
+    ///     .api_key("mk_live_example")
+    ///     .http_client(http)
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
     /// Check the settings and build the client.
     pub fn build(self) -> Result<ExchangeClient, ConfigError> {
         let api_key = match &self.api_key {
@@ -544,14 +573,16 @@ impl ExchangeClientBuilder {
             Some(key) => ApiKey::new(key)?,
         };
         let endpoint = endpoint_url(&self.base_url, &self.path)?;
-        // No redirect is ever followed: the API key goes to the endpoint and nowhere else,
-        // and a 3xx comes back as the answer (a failed exchange). The client is private, so
-        // no other policy can be put in; every answer is the endpoint's own.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+        // No redirect is ever followed by the built-in client: the API key goes to the
+        // endpoint and nowhere else, and a 3xx comes back as the answer (a failed exchange).
+        // A caller's client may follow some; an answer from another origin is refused.
+        let http = match self.http {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| ConfigError::HttpClient(e.to_string()))?,
+        };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let cache = moka::future::Cache::builder()
             .max_capacity(self.capacity)
@@ -572,6 +603,7 @@ impl ExchangeClientBuilder {
                 backoff_base: self.backoff_base,
                 backoff_max: self.backoff_max,
                 max_retry_after: self.max_retry_after,
+                timeout: self.timeout,
             }),
         })
     }
@@ -643,6 +675,7 @@ struct ExchangeClientState {
     backoff_base: Duration,
     backoff_max: Duration,
     max_retry_after: Duration,
+    timeout: Duration,
 }
 
 impl fmt::Debug for ExchangeClient {
@@ -718,6 +751,7 @@ impl ExchangeClient {
             backoff_max: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            http: None,
         }
     }
 
@@ -738,7 +772,12 @@ impl ExchangeClient {
             let ran = AtomicBool::new(false);
             let init = async {
                 ran.store(true, Ordering::Relaxed);
-                self.exchange(request, lifetime).await
+                let exchanged = self.exchange(request, lifetime).await;
+                crate::metrics::count(match exchanged {
+                    Ok(_) => crate::metrics::Event::ExchangeOk,
+                    Err(_) => crate::metrics::Event::ExchangeError,
+                });
+                exchanged
             };
             let cached = match cache.try_get_with(key.clone(), init).await {
                 Ok(cached) => cached,
@@ -756,7 +795,11 @@ impl ExchangeClient {
                     return Err((*error).clone());
                 }
             };
-            if ran.load(Ordering::Relaxed) || cached.renew_at > self.inner.clock.now_unix() {
+            if ran.load(Ordering::Relaxed) {
+                return Ok(cached.token);
+            }
+            if cached.renew_at > self.inner.clock.now_unix() {
+                crate::metrics::count(crate::metrics::Event::ExchangeCached);
                 return Ok(cached.token);
             }
             self.evict(&key, &cached).await;
@@ -850,6 +893,7 @@ impl ExchangeClient {
                 Some(wait) => wait,
                 None => backoff(inner.backoff_base, inner.backoff_max, attempt),
             };
+            crate::metrics::count(crate::metrics::Event::ExchangeRetried);
             tracing::debug!(attempt, ?wait, error = %error, "retrying the mka1 token exchange");
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
@@ -876,9 +920,20 @@ impl ExchangeClient {
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
             .body(body.to_vec())
+            .timeout(inner.timeout)
             .send()
             .await
             .map_err(transport)?;
+        if response.url().origin() != inner.endpoint.origin() {
+            return Err(Failure {
+                error: ExchangeError::new(ExchangeErrorKind::UnexpectedStatus).with_message(
+                    "the answer came from another origin than the configured one (the http \
+                     client followed a redirect); it is not used"
+                        .into(),
+                ),
+                retryable: false,
+            });
+        }
         let status = response.status();
         let retry_after = response
             .headers()

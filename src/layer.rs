@@ -357,13 +357,20 @@ fn on_behalf_of_mismatch() -> Error {
     )
 }
 
-/// The layer's answer to a refused request.
-fn refuse<B, R: Reject<B>>(config: &AuthConfig, reject: &R, error: Error) -> Response<B> {
+/// The layer's answer to a refused request with these headers.
+fn refuse<B, R: Reject<B>>(
+    config: &AuthConfig,
+    reject: &R,
+    error: Error,
+    headers: &HeaderMap,
+) -> Response<B> {
     // The key source knows when its next fetch is allowed; the configured value is the fallback.
+    crate::metrics::count(crate::metrics::Event::Refused(error.kind()));
     let retry_after = error.retry_after().unwrap_or(config.retry_after);
     let rejection = Rejection::new(error)
         .with_realm(Arc::clone(&config.realm))
-        .with_retry_after(retry_after);
+        .with_retry_after(retry_after)
+        .with_grpc(crate::grpc::is_grpc(headers));
     respond(reject, rejection)
 }
 
@@ -383,10 +390,10 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let state = match self.config.start(&mut req) {
             Step::Admit => State::Calling {
-                future: self.inner.call(req),
+                future: crate::metrics::call(&mut self.inner, req),
             },
             Step::Refuse(error) => State::Refused {
-                response: Some(refuse(&self.config, &*self.reject, error)),
+                response: Some(refuse(&self.config, &*self.reject, error, req.headers())),
             },
             Step::Fetch(token) => {
                 // The readied service goes into the future; a fresh clone stays here.
@@ -436,7 +443,7 @@ pin_project! {
         },
         Calling {
             #[pin]
-            future: S::Future,
+            future: crate::metrics::Counted<S::Future>,
         },
         Refused {
             response: Option<S::Response>,
@@ -491,10 +498,10 @@ where
                         .expect("ResponseFuture polled after completion");
                     match result.and_then(|v| config.admit(&mut req, v, token)) {
                         Ok(()) => State::Calling {
-                            future: inner.call(req),
+                            future: crate::metrics::call(inner, req),
                         },
                         Err(error) => State::Refused {
-                            response: Some(refuse(config, &**reject, error)),
+                            response: Some(refuse(config, &**reject, error, req.headers())),
                         },
                     }
                 }

@@ -196,7 +196,10 @@ where
                 future: self.inner.call(req),
             },
             Err(rejection) => Kind::Refused {
-                response: Some(respond(&*self.layer.reject, rejection)),
+                response: Some(respond(
+                    &*self.layer.reject,
+                    rejection.with_grpc(crate::grpc::is_grpc(req.headers())),
+                )),
             },
         };
         ResponseFuture { kind }

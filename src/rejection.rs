@@ -57,6 +57,7 @@ pub struct Rejection {
     realm: Arc<str>,
     scope: Option<Arc<str>>,
     retry_after: Duration,
+    grpc: bool,
 }
 
 impl Rejection {
@@ -67,6 +68,7 @@ impl Rejection {
             realm: Arc::from(DEFAULT_REALM),
             scope: None,
             retry_after: DEFAULT_RETRY_AFTER,
+            grpc: false,
         }
     }
 
@@ -104,6 +106,19 @@ impl Rejection {
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = retry_after;
         self
+    }
+
+    /// Answer the gRPC way ([`crate::grpc`]): HTTP 200 with `grpc-status`. The layers set it
+    /// for requests whose `content-type` is `application/grpc...`.
+    #[must_use]
+    pub fn with_grpc(mut self, grpc: bool) -> Self {
+        self.grpc = grpc;
+        self
+    }
+
+    /// Whether the refused request was a gRPC call, to be answered the gRPC way.
+    pub fn is_grpc(&self) -> bool {
+        self.grpc
     }
 
     /// Why the request was refused.
@@ -206,7 +221,13 @@ impl Rejection {
     ///
     /// Any body type that can be made from a `String` works: axum's `Body`,
     /// `http_body_util::Full<Bytes>`, `String` itself.
+    ///
+    /// A gRPC request's rejection ([`is_grpc`](Self::is_grpc)) gets the gRPC answer
+    /// instead: see [`crate::grpc`].
     pub fn into_http_response<B: From<String>>(self) -> Response<B> {
+        if self.grpc {
+            return crate::grpc::response(self, B::from(String::new()));
+        }
         let mut response = Response::new(B::from(self.json_body()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
