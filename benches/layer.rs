@@ -12,6 +12,10 @@
 //!   check reads a field of the token, the other deserializes a claim with
 //!   `VerifiedToken::claim`.
 //!
+//! - `metrics`: repeated tokens with the `metrics` feature's counting on, beside the same
+//!   layer with it off, one thread; and two threads against one with counting on (target at
+//!   least 1.8x). The other pairs run with counting off, so they read as before the feature.
+//!
 //! As in `benches/verify.rs`, criterion prints absolute wall-clock times and the ratios are
 //! measured at the end, side by side, by thread CPU time. Run with `cargo bench -p mka1-auth-benches --bench layer`.
 
@@ -226,7 +230,61 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
         label,
         Goal::Info,
     ));
+    pairs.extend(metrics_pairs(l));
     pairs
+}
+
+/// `routine` with the `metrics` feature's counting on or off for its blocks; off again
+/// after, as every other pair runs.
+fn counting(on: bool, mut routine: Routine<'_>) -> Routine<'_> {
+    Box::new(move |n| {
+        mka1_auth::metrics::set_counting(on);
+        let times = routine(n);
+        mka1_auth::metrics::set_counting(false);
+        times
+    })
+}
+
+/// What counting costs (feature `metrics`): repeated tokens through the layer, keys from a
+/// JWKS URL, counting on against off; and two threads against one with counting on, gated
+/// like the pair above.
+fn metrics_pairs(l: &Layers) -> Vec<Pair<'_>> {
+    let through = move |verifiers: &Verifiers, users, on| {
+        let svc = Mka1AuthLayer::new(verifiers.remote.clone()).layer(service_fn(trivial));
+        counting(on, l.per_request(svc, users))
+    };
+    let alg = l.fixture.alg;
+    let cost = Pair::new(
+        format!("layer/{alg}/repeated, jwks url: metrics counting on vs off"),
+        through(&l.fixture.ours, ALL, true),
+        through(&l.fixture.ours, ALL, false),
+    )
+    .figure("cpu time, counting / not", cpu_cost, Goal::Info);
+    let shared = move |users| through(&l.fixture.ours, users, true);
+    let apart = move |users: Range<usize>| {
+        let twin = users.start != 0;
+        through(
+            if twin {
+                &l.fixture.twin
+            } else {
+                &l.fixture.ours
+            },
+            users,
+            true,
+        )
+    };
+    let gate = Gate {
+        two: two_threads(apart),
+        one: shared(ALL),
+    };
+    let scaling = thread_pair(
+        format!("layer/{alg}/repeated, jwks url, metrics counting on: two threads / one"),
+        (two_threads(shared), shared(ALL)),
+        gate,
+        "throughput, two cores free",
+        Goal::AtLeast(1.8),
+    );
+    vec![cost, scaling]
 }
 
 fn criterion_benches(c: &mut Criterion, all: &[Layers]) {
@@ -244,5 +302,7 @@ fn criterion_benches(c: &mut Criterion, all: &[Layers]) {
 }
 
 fn main() {
+    // Counting (feature `metrics`) is on only where a pair turns it on.
+    mka1_auth::metrics::set_counting(false);
     run(Layers::new, criterion_benches, pairs);
 }

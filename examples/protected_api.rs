@@ -22,7 +22,10 @@
 //! | `BIND` | address to listen on | `127.0.0.1:3000` |
 //! | `UPSTREAM_URL` | where `/proxy/<path>` forwards to | none (`/proxy` answers 502) |
 //!
-//! Routes: `GET /healthz` (no auth), `GET /whoami`, `GET /agents` (needs `agent:read`),
+//! Routes: `GET /healthz` (no auth, liveness), `GET /readyz` (no auth: 200 while the key
+//! set is usable, else 503 with a short JSON reason), `GET /metrics` (no auth, Prometheus
+//! text; serve it on an internal port in production), `GET /whoami`, `GET /agents` (needs
+//! `agent:read`),
 //! and any method on `/proxy/<path>`, forwarded to `UPSTREAM_URL/<path>` with the caller's
 //! token and `X-On-Behalf-Of` set to the verified user. The forward
 //! ([`mka1_auth::outbound::forward`]) keeps the path under `UPSTREAM_URL`'s (dot segments in
@@ -34,8 +37,10 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::outbound::forward::{Forward, ForwardLayer};
 use mka1_auth::outbound::{Outbound, ReqwestService};
@@ -81,10 +86,64 @@ fn app(verifier: Verifier, upstream: Option<Upstream>) -> Router {
             "/agents",
             get(agents).route_layer(RequirePermissionsLayer::new(["agent:read"])),
         )
-        .layer(Mka1AuthLayer::new(verifier));
+        .layer(Mka1AuthLayer::new(verifier.clone()));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .merge(protected)
+        .route("/readyz", get(move || readyz(verifier.clone())))
+        .route("/metrics", get(metrics))
+        .merge(protected.layer(axum::middleware::map_response(log_refusal)))
+}
+
+/// Readiness: 200 while the key set is usable (fresh, or stale within its limit), else 503
+/// with a short reason; both with the key set's status.
+async fn readyz(verifier: Verifier) -> (StatusCode, Json<serde_json::Value>) {
+    let status = verifier.key_set_status();
+    if status.usable {
+        return (
+            StatusCode::OK,
+            Json(json!({ "ready": true, "key_set": status })),
+        );
+    }
+    let reason = match (&status.last_error, status.last_success) {
+        (Some(error), _) => format!("no usable key set: the last fetch failed: {error}"),
+        (None, None) => "no key set fetched yet".to_owned(),
+        (None, Some(_)) => "the key set outlived its stale-if-error window".to_owned(),
+    };
+    let body = json!({ "ready": false, "reason": reason, "key_set": status });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+}
+
+/// The Prometheus recorder, installed once for the process; its handle renders the text.
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed already (then this one sees nothing).
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// The metrics in the Prometheus text format: the counts published first (they are kept
+/// per thread until then; see `mka1_auth::metrics`).
+async fn metrics() -> Response {
+    let prometheus = prometheus();
+    mka1_auth::metrics::publish();
+    let content_type = [("content-type", "text/plain; version=0.0.4")];
+    (content_type, prometheus.render()).into_response()
+}
+
+/// One `info` line per refused request: kind and status, never the token. (Answers of 500
+/// and up are logged by the crate itself, at `warn`.)
+async fn log_refusal(response: Response) -> Response {
+    if let Some(error) = response.extensions().get::<mka1_auth::Error>() {
+        let status = response.status();
+        if !status.is_server_error() {
+            tracing::info!(kind = ?error.kind(), status = status.as_u16(), "request refused");
+        }
+    }
+    response
 }
 
 fn upstream_client(url: &str) -> Result<Upstream, Box<dyn Error>> {
@@ -200,13 +259,19 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
     }
     // Builds without I/O: the service starts even when the JWKS endpoint is down.
     let verifier = builder.build()?;
+    warm_up(&verifier);
+    // Keeps the keys fresh without traffic; runs as long as the returned handle lives.
+    let refresher = verifier.spawn_refresher()?;
     let upstream = config
         .upstream_url
         .map(|u| upstream_client(&u))
         .transpose()?;
 
     let router = app(verifier, upstream);
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(async move {
+        let _refresher = refresher;
+        axum::serve(listener, router).await
+    });
     writeln!(out, "listening on http://{addr}")?;
     out.flush()?;
     Ok(Running {
@@ -214,6 +279,20 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
         dev_issuer,
         server,
     })
+}
+
+/// Fetch the key set in the background now, so `/readyz` does not wait for the first
+/// token; start-up does not wait for it either (the JWKS endpoint may be down).
+fn warm_up(verifier: &Verifier) {
+    let verifier = verifier.clone();
+    tokio::spawn(async move {
+        match verifier.refresh().await {
+            Ok(status) => tracing::info!(key_count = status.key_count, "key set ready"),
+            Err(error) => {
+                tracing::warn!(%error, "no usable key set yet: /readyz answers 503 until one is fetched")
+            }
+        }
+    });
 }
 
 /// Log to stderr, filtered by `RUST_LOG` (default `info,mka1_auth=debug`: every refusal

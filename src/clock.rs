@@ -2,9 +2,16 @@
 //! [`Clock`], so tests can move time without sleeping.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+/// What [`Clock::sleep_until`] returns.
+pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// A source of the current time.
 ///
@@ -41,6 +48,39 @@ pub trait Clock: Send + Sync + 'static {
     /// ```
     fn pins_jitter(&self) -> bool {
         false
+    }
+
+    /// Wait until this clock reads `deadline` or later: how a timer on this clock waits (the
+    /// key-set refresher's, see `Verifier::spawn_refresher`).
+    ///
+    /// The default sleeps on Tokio's timer for as long as the clock says is left, and again
+    /// should the clock not be there yet when it wakes (it needs a runtime with the time
+    /// driver on). [`ManualClock`] wakes its sleepers when it is moved instead, so tests move
+    /// time and never wait for it.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use mka1_auth::{Clock, ManualClock};
+    ///
+    /// # async fn demo() {
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let deadline = clock.now() + Duration::from_secs(60);
+    /// let mover = clock.clone();
+    /// let woken = tokio::spawn(async move { mover.sleep_until(deadline).await });
+    /// clock.advance(Duration::from_secs(60));
+    /// woken.await.unwrap();
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo());
+    /// ```
+    fn sleep_until(&self, deadline: SystemTime) -> Sleep<'_> {
+        Box::pin(async move {
+            while let Ok(left) = deadline.duration_since(self.now()) {
+                if left.is_zero() {
+                    return;
+                }
+                tokio::time::sleep(left).await;
+            }
+        })
     }
 }
 
@@ -84,6 +124,8 @@ impl Clock for SystemClock {
 #[derive(Clone)]
 pub struct ManualClock {
     nanos: Arc<AtomicU64>,
+    /// Wakes [`sleep_until`](Clock::sleep_until) whenever the clock is moved.
+    moved: Arc<Notify>,
 }
 
 impl ManualClock {
@@ -91,6 +133,7 @@ impl ManualClock {
     pub fn at_unix(unix_secs: u64) -> Self {
         ManualClock {
             nanos: Arc::new(AtomicU64::new(unix_secs.saturating_mul(1_000_000_000))),
+            moved: Arc::default(),
         }
     }
 
@@ -102,6 +145,7 @@ impl ManualClock {
             .unwrap_or(0);
         ManualClock {
             nanos: Arc::new(AtomicU64::new(nanos)),
+            moved: Arc::default(),
         }
     }
 
@@ -113,12 +157,14 @@ impl ManualClock {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 Some(n.saturating_add(by))
             });
+        self.moved.notify_waiters();
     }
 
     /// Set the clock to `unix_secs` seconds after the epoch.
     pub fn set_unix(&self, unix_secs: u64) {
         self.nanos
             .store(unix_secs.saturating_mul(1_000_000_000), Ordering::Release);
+        self.moved.notify_waiters();
     }
 }
 
@@ -129,6 +175,22 @@ impl Clock for ManualClock {
 
     fn pins_jitter(&self) -> bool {
         true
+    }
+
+    /// Waits until the clock is moved to `deadline` or past it; never on real time.
+    fn sleep_until(&self, deadline: SystemTime) -> Sleep<'_> {
+        Box::pin(async move {
+            loop {
+                let moved = self.moved.notified();
+                let mut moved = std::pin::pin!(moved);
+                // Registered before the time is read, so a move in between is not missed.
+                moved.as_mut().enable();
+                if self.now() >= deadline {
+                    return;
+                }
+                moved.await;
+            }
+        })
     }
 }
 

@@ -23,10 +23,15 @@
 //! - **Origin.** The API key is sent only to the configured endpoint: the client follows
 //!   no redirect, not even one within the same origin. A redirect answer (3xx) is a failed
 //!   exchange, [`ExchangeErrorKind::UnexpectedStatus`] with its status, and is not retried.
-//! - **Errors.** Every failure is a [`Refusal`] of kind [`RefusalKind::Exchange`] whose
+//! - **Errors.** Every failure is a [`Refusal`] of kind [`RefusalKind::Exchange`] (or
+//!   [`RefusalKind::ApiKeyRejected`], below) whose
 //!   [`ExchangeError`] (from [`ExchangeError::of`]) tells the status and what MKA1 refused,
 //!   including the `{"detail":[{"path","message"}]}` list of a 400. The API key never
 //!   appears in an error.
+//! - **A rejected key.** A 401 means MKA1 no longer accepts the API key (unknown, revoked,
+//!   regenerated or expired): the refusal is of kind [`RefusalKind::ApiKeyRejected`], is
+//!   never retried, says to check the key, and the cache drops every token the key minted,
+//!   so no caller is handed one again.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -233,7 +238,9 @@ pub enum ExchangeErrorKind {
     InvalidRequest,
     /// MKA1 answered 400: it found the request invalid (see [`ExchangeError::issues`]).
     BadRequest,
-    /// MKA1 answered 401: the API key is missing, unknown, revoked or expired.
+    /// MKA1 answered 401: the API key is missing, unknown, revoked, regenerated or expired.
+    /// Never retried; the client drops every token it cached, and the [`Refusal`] is of kind
+    /// [`RefusalKind::ApiKeyRejected`].
     Unauthorized,
     /// MKA1 answered 403: the API key may not mint this token (audience or permissions).
     Forbidden,
@@ -357,7 +364,11 @@ impl ExchangeError {
     }
 
     fn into_error(self) -> Refusal {
-        Refusal::with_detail(RefusalKind::Exchange, self.to_string()).with_source(self)
+        let kind = match self.kind {
+            ExchangeErrorKind::Unauthorized => RefusalKind::ApiKeyRejected,
+            _ => RefusalKind::Exchange,
+        };
+        Refusal::with_detail(kind, self.to_string()).with_source(self)
     }
 }
 
@@ -399,6 +410,12 @@ impl fmt::Display for ExchangeError {
         if self.attempts > 1 {
             write!(f, " after {} attempts", self.attempts)?;
         }
+        if self.kind == ExchangeErrorKind::Unauthorized {
+            f.write_str(
+                "; check the configured api key: mka1 does not know it, or it was revoked, \
+                 regenerated or has expired",
+            )?;
+        }
         Ok(())
     }
 }
@@ -433,6 +450,7 @@ pub struct ExchangeClientBuilder {
     backoff_max: Duration,
     max_retry_after: Duration,
     timeout: Duration,
+    http: Option<reqwest::Client>,
 }
 
 impl fmt::Debug for ExchangeClientBuilder {
@@ -515,6 +533,34 @@ impl ExchangeClientBuilder {
         self
     }
 
+    /// Send the exchanges with this client instead of one built for the purpose: for a
+    /// proxy, private CA roots or other transport settings, as
+    /// [`RemoteJwksConfig::http_client`](crate::jwks::remote::RemoteJwksConfig::http_client)
+    /// does for the JWKS. The [`timeout`](Self::timeout) still applies to each request.
+    ///
+    /// The built-in client follows no redirect, so the API key goes to the configured origin
+    /// only. Give yours `reqwest::redirect::Policy::none()` to keep that; whatever its
+    /// policy, an answer that did not come from the configured origin (scheme, host and
+    /// port) is refused, and the exchange fails.
+    ///
+    /// ```
+    /// use mka1_auth::exchange::ExchangeClient;
+    ///
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()?;
+    /// let client = ExchangeClient::builder()
+    ///     .api_key("mk_live_example")
+    ///     .http_client(http)
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
     /// Check the settings and build the client.
     pub fn build(self) -> Result<ExchangeClient, ConfigError> {
         let api_key = match &self.api_key {
@@ -527,14 +573,16 @@ impl ExchangeClientBuilder {
             Some(key) => ApiKey::new(key)?,
         };
         let endpoint = endpoint_url(&self.base_url, &self.path)?;
-        // No redirect is ever followed: the API key goes to the endpoint and nowhere else,
-        // and a 3xx comes back as the answer (a failed exchange). The client is private, so
-        // no other policy can be put in; every answer is the endpoint's own.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+        // No redirect is ever followed by the built-in client: the API key goes to the
+        // endpoint and nowhere else, and a 3xx comes back as the answer (a failed exchange).
+        // A caller's client may follow some; an answer from another origin is refused.
+        let http = match self.http {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| ConfigError::HttpClient(e.to_string()))?,
+        };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let cache = moka::future::Cache::builder()
             .max_capacity(self.capacity)
@@ -555,6 +603,7 @@ impl ExchangeClientBuilder {
                 backoff_base: self.backoff_base,
                 backoff_max: self.backoff_max,
                 max_retry_after: self.max_retry_after,
+                timeout: self.timeout,
             }),
         })
     }
@@ -626,6 +675,7 @@ struct ExchangeClientState {
     backoff_base: Duration,
     backoff_max: Duration,
     max_retry_after: Duration,
+    timeout: Duration,
 }
 
 impl fmt::Debug for ExchangeClient {
@@ -701,6 +751,7 @@ impl ExchangeClient {
             backoff_max: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            http: None,
         }
     }
 
@@ -721,10 +772,19 @@ impl ExchangeClient {
             let ran = AtomicBool::new(false);
             let init = async {
                 ran.store(true, Ordering::Relaxed);
-                self.exchange(request, lifetime).await
+                let exchanged = self.exchange(request, lifetime).await;
+                crate::metrics::count(match exchanged {
+                    Ok(_) => crate::metrics::Event::ExchangeOk,
+                    Err(_) => crate::metrics::Event::ExchangeError,
+                });
+                exchanged
             };
             let cached = match cache.try_get_with(key.clone(), init).await {
                 Ok(cached) => cached,
+                Err(error) if error.kind() == RefusalKind::ApiKeyRejected => {
+                    self.drop_tokens_of_rejected_key();
+                    return Err((*error).clone());
+                }
                 Err(error) => {
                     // A token that has not expired yet still beats no token.
                     let now = self.inner.clock.now_unix();
@@ -735,7 +795,11 @@ impl ExchangeClient {
                     return Err((*error).clone());
                 }
             };
-            if ran.load(Ordering::Relaxed) || cached.renew_at > self.inner.clock.now_unix() {
+            if ran.load(Ordering::Relaxed) {
+                return Ok(cached.token);
+            }
+            if cached.renew_at > self.inner.clock.now_unix() {
+                crate::metrics::count(crate::metrics::Event::ExchangeCached);
                 return Ok(cached.token);
             }
             self.evict(&key, &cached).await;
@@ -758,6 +822,17 @@ impl ExchangeClient {
             permissions: Arc::from([]),
             expires_in: None,
         }
+    }
+
+    /// MKA1 no longer accepts the key: forget every token it minted, so none is handed out
+    /// again (not even an unexpired one while a renewal fails).
+    fn drop_tokens_of_rejected_key(&self) {
+        let cached = self.inner.cache.entry_count();
+        self.inner.cache.invalidate_all();
+        tracing::warn!(
+            cached,
+            "mka1 rejected the api key; dropped the tokens it minted. check the configured key"
+        );
     }
 
     /// Drop `entry` for `key`, unless another caller already replaced it.
@@ -818,6 +893,7 @@ impl ExchangeClient {
                 Some(wait) => wait,
                 None => backoff(inner.backoff_base, inner.backoff_max, attempt),
             };
+            crate::metrics::count(crate::metrics::Event::ExchangeRetried);
             tracing::debug!(attempt, ?wait, error = %error, "retrying the mka1 token exchange");
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
@@ -844,9 +920,20 @@ impl ExchangeClient {
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
             .body(body.to_vec())
+            .timeout(inner.timeout)
             .send()
             .await
             .map_err(transport)?;
+        if response.url().origin() != inner.endpoint.origin() {
+            return Err(Failure {
+                error: ExchangeError::new(ExchangeErrorKind::UnexpectedStatus).with_message(
+                    "the answer came from another origin than the configured one (the http \
+                     client followed a redirect); it is not used"
+                        .into(),
+                ),
+                retryable: false,
+            });
+        }
         let status = response.status();
         let retry_after = response
             .headers()

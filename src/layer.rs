@@ -203,12 +203,12 @@ struct Shared<R> {
 }
 
 impl<R> Shared<R> {
-    /// The layer's answer to a refused request.
-    fn refuse<B>(&self, error: Error) -> Response<B>
+    /// The layer's answer to a refused request with these headers.
+    fn refuse<B>(&self, error: Error, headers: &HeaderMap) -> Response<B>
     where
         R: Reject<B>,
     {
-        refuse(&self.config, &*self.reject, error)
+        refuse(&self.config, &*self.reject, error, headers)
     }
 
     /// The inner service's response, with an answer given behind the layer rendered
@@ -387,13 +387,20 @@ fn on_behalf_of_mismatch() -> Error {
     )
 }
 
-/// The layer's answer to a refused request.
-fn refuse<B, R: Reject<B>>(config: &AuthConfig, reject: &R, error: Error) -> Response<B> {
+/// The layer's answer to a refused request with these headers.
+fn refuse<B, R: Reject<B>>(
+    config: &AuthConfig,
+    reject: &R,
+    error: Error,
+    headers: &HeaderMap,
+) -> Response<B> {
     // The key source knows when its next fetch is allowed; the configured value is the fallback.
+    crate::metrics::count(crate::metrics::Event::Refused(error.kind()));
     let retry_after = error.retry_after().unwrap_or(config.retry_after);
     let rejection = Rejection::new(error)
         .with_realm(Arc::clone(&config.realm))
-        .with_retry_after(retry_after);
+        .with_retry_after(retry_after)
+        .with_grpc(crate::grpc::is_grpc(headers));
     respond(reject, rejection)
 }
 
@@ -413,11 +420,11 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let state = match self.shared.config.start(&mut req) {
             Step::Admit => State::Calling {
-                future: self.inner.call(req),
+                future: crate::metrics::call(&mut self.inner, req),
                 shared: Arc::clone(&self.shared),
             },
             Step::Refuse(error) => State::Refused {
-                response: Some(self.shared.refuse(error)),
+                response: Some(self.shared.refuse(error, req.headers())),
             },
             Step::Fetch(token) => {
                 // The readied service goes into the future; a fresh clone stays here.
@@ -465,7 +472,7 @@ pin_project! {
         },
         Calling {
             #[pin]
-            future: S::Future,
+            future: crate::metrics::Counted<S::Future>,
             shared: Arc<Shared<R>>,
         },
         Refused {
@@ -523,11 +530,11 @@ where
                         .expect("ResponseFuture polled after completion");
                     match result.and_then(|v| shared.config.admit(&mut req, v, token)) {
                         Ok(()) => State::Calling {
-                            future: inner.call(req),
+                            future: crate::metrics::call(inner, req),
                             shared: Arc::clone(shared),
                         },
                         Err(error) => State::Refused {
-                            response: Some(shared.refuse(error)),
+                            response: Some(shared.refuse(error, req.headers())),
                         },
                     }
                 }

@@ -94,10 +94,18 @@ pub mod exchange;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+pub mod grpc;
 mod guard;
 mod headers;
 pub mod jwks;
 pub mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+// Without the feature, the counting hooks compile to nothing.
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics/off.rs"]
+mod metrics;
 mod net;
 pub mod outbound;
 pub mod permissions;

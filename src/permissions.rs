@@ -339,7 +339,10 @@ where
                 future: self.inner.call(req),
             },
             Err(rejection) => Kind::Refused {
-                response: Some(self.layer.refuse(rejection)),
+                response: Some(
+                    self.layer
+                        .refuse(rejection.with_grpc(crate::grpc::is_grpc(req.headers()))),
+                ),
             },
         };
         ResponseFuture { kind }

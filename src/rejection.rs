@@ -23,7 +23,7 @@
 //! `reject_with` of its own) and a [`Rejection`] a handler returns. Those are rendered the
 //! standard way where they happen, marked, and rendered again through the layer's
 //! [`Reject`] as the response passes back out through it, in the layer's realm; headers
-//! that layers in between added (other than `Content-*`, `WWW-Authenticate` and
+//! that layers in between added (other than `Content-*`, `Grpc-*`, `WWW-Authenticate` and
 //! `Retry-After`, which describe the standard answer) and response extensions are kept.
 //! What no authentication layer wraps (an extractor on a route without one, a permission
 //! layer outside it) keeps the standard answer, since no custom one is known there.
@@ -70,6 +70,7 @@ pub struct Rejection {
     realm: Option<Arc<str>>,
     scope: Option<Arc<str>>,
     retry_after: Duration,
+    grpc: bool,
 }
 
 impl Rejection {
@@ -81,6 +82,7 @@ impl Rejection {
             realm: None,
             scope: None,
             retry_after: DEFAULT_RETRY_AFTER,
+            grpc: false,
         }
     }
 
@@ -139,6 +141,19 @@ impl Rejection {
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = retry_after;
         self
+    }
+
+    /// Answer the gRPC way ([`crate::grpc`]): HTTP 200 with `grpc-status`. The layers set it
+    /// for requests whose `content-type` is `application/grpc...`.
+    #[must_use]
+    pub fn with_grpc(mut self, grpc: bool) -> Self {
+        self.grpc = grpc;
+        self
+    }
+
+    /// Whether the refused request was a gRPC call, to be answered the gRPC way.
+    pub fn is_grpc(&self) -> bool {
+        self.grpc
     }
 
     /// Why the request was refused.
@@ -241,7 +256,13 @@ impl Rejection {
     ///
     /// Any body type that can be made from a `String` works: axum's `Body`,
     /// `http_body_util::Full<Bytes>`, `String` itself.
+    ///
+    /// A gRPC request's rejection ([`is_grpc`](Self::is_grpc)) gets the gRPC answer
+    /// instead: see [`crate::grpc`].
     pub fn into_http_response<B: From<String>>(self) -> Response<B> {
+        if self.grpc {
+            return crate::grpc::response(self, B::from(String::new()));
+        }
         let mut response = Response::new(B::from(self.json_body()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
@@ -285,9 +306,14 @@ pub(crate) fn respond<B, R: Reject<B> + ?Sized>(reject: &R, rejection: Rejection
 #[derive(Clone)]
 pub(crate) struct Pending(pub(crate) Rejection);
 
-/// Headers of a standard answer that describe it, and so do not carry over to another.
+/// Headers of a standard answer that describe it (its body, challenge, `Retry-After`, or
+/// gRPC status), and so do not carry over to another.
 fn describes_the_answer(name: &http::HeaderName) -> bool {
-    name.as_str().starts_with("content-") || *name == WWW_AUTHENTICATE || *name == RETRY_AFTER
+    let name = name.as_str();
+    name.starts_with("content-")
+        || name.starts_with("grpc-")
+        || name == WWW_AUTHENTICATE
+        || name == RETRY_AFTER
 }
 
 /// The authentication layer's last look at a response from behind it: one marked

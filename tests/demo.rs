@@ -1,6 +1,7 @@
 //! The main job, `cargo run --example protected_api`, run in-process: its start-up lines, its
 //! routes, the printed curl, the proxy route and a JWKS endpoint that is down.
 
+mod common;
 #[allow(dead_code)]
 #[path = "../examples/protected_api.rs"]
 mod protected_api;
@@ -197,18 +198,22 @@ async fn proxy_forwards_the_token_and_the_verified_user() {
     upstream_task.abort();
 }
 
-#[tokio::test]
-async fn starts_when_the_jwks_endpoint_is_down() {
-    // A loopback port nothing listens on.
+/// The demo against a JWKS URL on a loopback port nothing listens on.
+async fn start_with_jwks_down() -> (Running, Vec<String>) {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let jwks_url = format!("http://{}/jwks", closed.local_addr().unwrap());
     drop(closed);
-    let (running, lines) = start_demo(Config {
+    start_demo(Config {
         jwks_url: Some(jwks_url),
         audience: Some("https://api.example.test".into()),
         ..loopback_config()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn starts_when_the_jwks_endpoint_is_down() {
+    let (running, lines) = start_with_jwks_down().await;
     let addr = running.addr;
     assert!(running.dev_issuer.is_none());
     assert_eq!(lines, vec![format!("listening on http://{addr}")]);
@@ -242,4 +247,89 @@ async fn a_busy_port_says_what_to_do() {
     };
     assert!(err.contains("another process is using it"), "{err}");
     assert!(err.contains("set BIND"), "{err}");
+}
+
+#[tokio::test]
+async fn readyz_metrics_and_one_log_line_per_refusal() {
+    let logs = common::traced();
+    let (running, lines) = start_demo(loopback_config()).await;
+    let addr = running.addr;
+    let token = printed_token(&lines);
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client().get(format!("http://{addr}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    // A verified token means a usable key set, whether or not the warm-up got there first.
+    assert_eq!(get("/whoami", Some(&token)).await.status(), 200);
+    let ready = get("/readyz", None).await;
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["key_set"]["usable"], true);
+    assert!(ready["key_set"]["key_count"].as_u64().unwrap() >= 1);
+    assert!(ready["key_set"]["last_success"].as_u64().unwrap() > 1_600_000_000);
+
+    let forged = format!("{token}x");
+    assert_eq!(get("/whoami", Some(&forged)).await.status(), 401);
+    assert_eq!(get("/whoami", None).await.status(), 401);
+    let metrics = get("/metrics", None).await;
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    for expected in [
+        "# TYPE mka1_auth_requests_total counter",
+        "result=\"allowed\"",
+        "reason=\"invalid_signature\"",
+        "reason=\"missing_credentials\"",
+        "# TYPE mka1_auth_token_cache_total counter",
+        "# TYPE mka1_auth_jwks_fetches_total counter",
+        "# TYPE mka1_auth_jwks_keys gauge",
+        "mka1_auth_jwks_age_seconds ",
+        "# TYPE mka1_auth_exchange_total counter",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+
+    // Each refusal left one info line with its kind and status, and no token.
+    let logged = logs.text();
+    let refused: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("request refused") && l.contains(" INFO "))
+        .collect();
+    assert!(refused
+        .iter()
+        .any(|l| l.contains("InvalidSignature") && l.contains("status=401")));
+    assert!(refused.iter().any(|l| l.contains("MissingCredentials")));
+    assert!(
+        !logged.contains(&token[token.len() - 20..]),
+        "a token was logged"
+    );
+    running.server.abort();
+}
+
+#[tokio::test]
+async fn readyz_says_why_while_no_key_set_is_usable() {
+    let (running, _) = start_with_jwks_down().await;
+    let addr = running.addr;
+    let ready = client()
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["ready"], false);
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.starts_with("no "), "{reason}");
+    assert_eq!(body["key_set"]["usable"], false);
+    // Liveness is another matter.
+    let health = client()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    running.server.abort();
 }

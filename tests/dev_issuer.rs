@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use mka1_auth::dev_issuer::{
-    DevIssuer, Mint, SigningAlgorithm, EXCHANGE_TOKEN_PATH, JWKS_PATH, LEGACY_EXCHANGE_TOKEN_PATH,
-    MAX_BODY_BYTES,
+    DevIssuer, JwksFault, Mint, SigningAlgorithm, EXCHANGE_TOKEN_PATH, JWKS_PATH,
+    LEGACY_EXCHANGE_TOKEN_PATH, MAX_BODY_BYTES,
 };
 use mka1_auth::{ErrorKind, ManualClock, Verifier};
 use reqwest::header::HeaderMap;
@@ -143,7 +143,11 @@ async fn exchanged_tokens_verify_for_every_algorithm_on_both_paths() {
             assert_eq!(header["kid"], issuer.current_kid().as_str());
             assert_eq!(claims["iat"], NOW);
             assert_eq!(claims["exp"], NOW + 3600, "default lifetime");
-            assert_eq!(claims["permissions"], json!(["agent:read", "agent:write"]));
+            // All of the bootstrap key's scopes: the permissions and `write:apikeys`.
+            assert_eq!(
+                claims["permissions"],
+                json!(["agent:read", "agent:write", "write:apikeys"])
+            );
 
             let verified = verifier
                 .verify(token)
@@ -713,4 +717,44 @@ async fn listener_closes(addr: std::net::SocketAddr) -> bool {
         }
     }
     false
+}
+
+// Test-only fault switches (issue 16).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwks_fault_switches_fail_and_hold_requests_and_count_them() {
+    let issuer = DevIssuer::start().await.unwrap();
+    assert_eq!(issuer.jwks_fault(), JwksFault::None);
+    issuer.set_jwks_fault(JwksFault::Error500);
+    let failed = http().get(issuer.jwks_url()).send().await.unwrap();
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(failed.text().await.unwrap().contains("fault switch"));
+
+    issuer.set_jwks_fault(JwksFault::Hang);
+    let held = tokio::spawn(http().get(issuer.jwks_url()).send());
+    // Wait for the request to arrive (an event, not a time).
+    while issuer.jwks_requests() < 2 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!held.is_finished(), "a hanging endpoint answers nothing");
+    issuer.set_jwks_fault(JwksFault::None);
+    let released = held.await.unwrap().unwrap();
+    assert_eq!(released.status(), StatusCode::OK);
+    assert_eq!(issuer.jwks_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_requests_held_by_a_hang() {
+    let issuer = DevIssuer::start().await.unwrap();
+    issuer.set_jwks_fault(JwksFault::Hang);
+    let held = tokio::spawn(http().get(issuer.jwks_url()).send());
+    while issuer.jwks_requests() < 1 {
+        tokio::task::yield_now().await;
+    }
+    issuer.shutdown().await;
+    // Released and answered (as the endpoint's setting now says) before the server stopped.
+    assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
 }

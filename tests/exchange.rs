@@ -28,7 +28,13 @@ fn req(user: &str) -> ExchangeRequest {
 }
 
 fn exchange_error(err: &Refusal) -> &ExchangeError {
-    assert_eq!(err.kind(), RefusalKind::Exchange, "{err}");
+    assert!(
+        matches!(
+            err.kind(),
+            RefusalKind::Exchange | RefusalKind::ApiKeyRejected
+        ),
+        "{err}"
+    );
     ExchangeError::of(err).unwrap_or_else(|| panic!("no exchange error inside {err:?}"))
 }
 
@@ -304,11 +310,17 @@ async fn mka1_401_and_403_say_what_was_refused_without_the_key() {
         ),
     ]);
     let err = client.token(&req("u")).await.unwrap_err();
+    assert_eq!(err.kind(), RefusalKind::ApiKeyRejected);
     let ex = exchange_error(&err);
     assert_eq!(ex.kind(), ExchangeErrorKind::Unauthorized);
     assert_eq!(ex.status(), Some(401));
+    assert_eq!(ex.attempts(), 1, "a rejected key is not retried");
     assert!(
         err.to_string().contains("did not accept the api key"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("check the configured api key"),
         "{err}"
     );
     assert!(ex.message().unwrap().contains("<redacted> is revoked"));

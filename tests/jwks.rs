@@ -22,8 +22,9 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use mka1_auth::jwks::remote::RemoteJwksConfig;
-use mka1_auth::{Clock, ConfigError, Error, ErrorKind, ManualClock, Verifier};
+use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
+use mka1_auth::jwks::{SkipReason, DEFAULT_ALGORITHMS};
+use mka1_auth::{Algorithm, Clock, ConfigError, Error, ErrorKind, ManualClock, Verifier};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -1292,4 +1293,108 @@ fn verifying_outside_a_runtime_fails_cleanly() {
         Poll::Pending => panic!("no fetch can start without a runtime"),
     };
     assert_eq!(kind(result), ErrorKind::KeysUnavailable);
+}
+
+// ---------------------------------------------------------------------------------------
+// JwksProbe: one fetch under the same rules, reporting what a verifier would not show.
+
+fn probe(url: &str) -> JwksProbe {
+    JwksProbe::new(url, config(), &DEFAULT_ALGORITHMS).unwrap()
+}
+
+#[tokio::test]
+async fn a_probe_reports_every_entry_its_skip_reason_and_the_freshness() {
+    let key = TestKey::ed25519("k1");
+    let server = JwksServer::start(json!({"keys": [
+        key.jwk(),
+        {"kty": "oct", "kid": "h", "k": "c2VjcmV0"},
+        // ES256 is not in the allow-list this probe loads for.
+        TestKey::es256("p256").jwk(),
+    ]}))
+    .await;
+    server.cache_control("public, max-age=10");
+    let eddsa_only = JwksProbe::new(&server.url(), config(), &[Algorithm::EdDSA]).unwrap();
+    let probed = eddsa_only.fetch().await.unwrap();
+    assert_eq!(probed.keys().kids().collect::<Vec<_>>(), ["k1"]);
+    let skipped: Vec<_> = probed
+        .keys()
+        .skipped()
+        .iter()
+        .map(|s| (s.kid.as_deref(), s.reason.clone()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (Some("h"), SkipReason::SymmetricKey),
+            (Some("p256"), SkipReason::UnsupportedAlgorithm),
+        ]
+    );
+    assert_eq!(probed.entries().len(), 3);
+    assert_eq!(probed.entries()[1]["kty"], "oct");
+    assert_eq!(probed.cache_max_age(), Some(Duration::from_secs(10)));
+    // Clamped to the one-minute floor, as a verifier would.
+    assert_eq!(probed.fresh_for(), Duration::from_secs(60));
+    assert!(!format!("{probed:?}").contains("c2VjcmV0"));
+
+    // No Cache-Control: the default ten minutes.
+    *server.state.cache_control.lock().unwrap() = None;
+    let probed = probe(&server.url()).fetch().await.unwrap();
+    assert_eq!(probed.cache_max_age(), None);
+    assert_eq!(probed.fresh_for(), Duration::from_secs(600));
+}
+
+#[tokio::test]
+async fn a_probe_of_a_set_without_usable_keys_still_says_why() {
+    let server = JwksServer::start(json!({"keys": [
+        {"kty": "oct", "kid": "h", "k": "c2VjcmV0"},
+        {"kty": "RSA", "kid": "r", "n": "AQAB", "e": "AQAB"},
+    ]}))
+    .await;
+    let probed = probe(&server.url()).fetch().await.unwrap();
+    assert!(probed.keys().is_empty());
+    let reasons: Vec<_> = probed.keys().skipped().iter().map(|s| &s.reason).collect();
+    assert_eq!(
+        reasons,
+        [&SkipReason::SymmetricKey, &SkipReason::WeakRsaKey]
+    );
+    // A verifier counts the same fetch as failed.
+    let clock = ManualClock::at_unix(NOW);
+    let v = verifier(&server.url(), &clock, config());
+    let t = token(&TestKey::ed25519("k1"), &clock);
+    assert_eq!(kind(v.verify(&t).await), ErrorKind::KeysUnavailable);
+    let status = v.key_set_status();
+    assert!(status.last_error.unwrap().contains("no usable key"));
+}
+
+#[tokio::test]
+async fn a_probe_follows_the_fetch_rules_and_says_what_failed() {
+    let server = JwksServer::start(jwks(&[&TestKey::ed25519("k1")])).await;
+    let failure = |server: &JwksServer| {
+        let url = server.url();
+        async move {
+            let err = probe(&url).fetch().await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+            err.detail().unwrap().to_owned()
+        }
+    };
+    server.set_mode(Mode::Error500);
+    assert_eq!(failure(&server).await, "unexpected http status 500");
+    server.set_mode(Mode::Html);
+    assert!(failure(&server)
+        .await
+        .starts_with("the body is not a jwks document"));
+    let other = JwksServer::start(jwks(&[&TestKey::ed25519("k1")])).await;
+    server.redirect_to(other.url());
+    assert!(failure(&server).await.contains("another origin"));
+    assert_eq!(other.requests(), 0);
+    server.redirect_to("/moved");
+    assert!(probe(&server.url()).fetch().await.is_ok());
+    assert!(matches!(
+        JwksProbe::new(
+            "http://jwks.example.com/keys",
+            config(),
+            &DEFAULT_ALGORITHMS
+        ),
+        Err(ConfigError::InvalidJwksUrl(_))
+    ));
 }

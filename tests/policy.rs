@@ -5,6 +5,7 @@
 //! naming the wrong order.
 
 mod common;
+mod jwks_server;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -412,6 +413,57 @@ async fn two_issuers_with_overlapping_kids_verify_each_with_its_own_key() {
         (status.key_count, status.usable, status.remote),
         (3, true, false)
     );
+}
+
+#[tokio::test]
+async fn per_issuer_sources_warm_up_and_refresh_each_on_its_own() {
+    let (ours, theirs) = (TestKey::ed25519("k1"), TestKey::ed25519("k1"));
+    let our_server = jwks_server::JwksServer::start(jwks(&[&ours]), 600).await;
+    let their_server = jwks_server::JwksServer::start(jwks(&[&theirs]), 600).await;
+    let verifier = |clock: &ManualClock| {
+        Verifier::builder()
+            .issuer_jwks_url(ISSUER, our_server.url())
+            .issuer_jwks_url(OTHER_ISSUER, their_server.url())
+            .audience(AUDIENCE)
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    // Both down: the warm-up fails, having asked each source once.
+    our_server.fail(true);
+    their_server.fail(true);
+    let clock = ManualClock::at_unix(NOW);
+    let err = verifier(&clock).refresh().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+    assert_eq!((our_server.requests(), their_server.requests()), (1, 1));
+
+    // One down: the warm-up succeeds, and the status says which issuer's keys are missing.
+    our_server.fail(false);
+    let verifier = verifier(&clock);
+    let status = verifier.refresh().await.unwrap();
+    assert_eq!((our_server.requests(), their_server.requests()), (2, 2));
+    assert!(status.usable && status.remote);
+    let usable: Vec<_> = status
+        .per_issuer
+        .iter()
+        .map(|(i, s)| (i.as_str(), s.usable))
+        .collect();
+    assert_eq!(usable, [(ISSUER, true), (OTHER_ISSUER, false)]);
+    let last_error = status.last_error.unwrap();
+    assert!(
+        last_error.starts_with(&format!("issuer {OTHER_ISSUER}: ")),
+        "{last_error}"
+    );
+    assert_eq!(status.consecutive_failures, 1);
+    // Our tokens pass meanwhile; theirs are refused until their keys come.
+    verifier.verify(&ours.sign(&claims_at(NOW))).await.unwrap();
+    let their_token = theirs.sign(&claims_with(json!({"iss": OTHER_ISSUER})));
+    let err = verifier.verify(&their_token).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+
+    // One refresher handle runs a task for each remote source.
+    let refresher = verifier.spawn_refresher().unwrap();
+    assert!(refresher.is_running());
 }
 
 #[test]

@@ -1,95 +1,28 @@
 //! Interop with MKA1's official Python SDK, `meetkai-mka1` 0.12.128 from PyPI.
 //!
-//! The test keeps a virtualenv under `target/` (reused while it holds the right SDK version),
-//! runs `tests/sdk/interop.py` against a `DevIssuer`, and verifies the tokens the SDK got with
-//! a `Verifier`. A missing Python, a failed `venv` or a failed `pip install` fails the test:
+//! The test keeps a virtualenv under `target/` (`tests/sdk/venv.rs`, reused while it holds the
+//! right SDK version), runs `tests/sdk/interop.py` against a `DevIssuer`, and verifies the
+//! tokens the SDK got with a `Verifier`: exchanges on both paths, their refusals, and a scoped
+//! API key's whole life through `auth.api_keys` (create, list, exchange, regenerate, update,
+//! delete, bad input). A missing Python, a failed `venv` or a failed `pip install` fails the test:
 //! it is never skipped. Set `MKA1_SDK_PYTHON` to choose the interpreter (default `python3`).
 #![cfg(feature = "dev-issuer")]
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::time::Duration;
 
-use mka1_auth::dev_issuer::DevIssuer;
+use mka1_auth::dev_issuer::{DevIssuer, BOOTSTRAP_KEY_ID};
 use mka1_auth::{Clock, ErrorKind, ManualClock, Verifier};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::process::Command;
 
-const SDK_PACKAGE: &str = "meetkai-mka1";
-const SDK_VERSION: &str = "0.12.128";
+#[path = "sdk/venv.rs"]
+mod venv;
+use venv::sdk_python;
+
 const AUDIENCE: &str = "https://api.example.test";
 const OTHER_AUDIENCE: &str = "https://other.example.test";
-
-/// Run a command to completion; panic with its output if it fails.
-async fn run(what: &str, command: &mut Command) -> Output {
-    let output = command
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{what}: could not run {command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    output
-}
-
-fn venv_python(venv: &Path) -> PathBuf {
-    if cfg!(windows) {
-        venv.join("Scripts").join("python.exe")
-    } else {
-        venv.join("bin").join("python")
-    }
-}
-
-/// Whether `python` has exactly the pinned SDK version installed.
-async fn has_sdk(python: &Path) -> bool {
-    let probe = format!("import importlib.metadata as m; print(m.version('{SDK_PACKAGE}'))");
-    match Command::new(python).args(["-c", &probe]).output().await {
-        Ok(out) => {
-            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == SDK_VERSION
-        }
-        Err(_) => false,
-    }
-}
-
-/// A virtualenv under `target/` with the pinned SDK, created (or repaired) when needed.
-async fn sdk_python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mka1-sdk-venv-{SDK_VERSION}"));
-    let python = venv_python(&venv);
-    if has_sdk(&python).await {
-        return python;
-    }
-    let base = std::env::var("MKA1_SDK_PYTHON").unwrap_or_else(|_| "python3".into());
-    run(
-        "creating the sdk virtualenv",
-        Command::new(&base)
-            .args(["-m", "venv", "--clear"])
-            .arg(&venv),
-    )
-    .await;
-    run(
-        "pip install of the mka1 python sdk",
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--quiet",
-            ])
-            .arg(format!("{SDK_PACKAGE}=={SDK_VERSION}")),
-    )
-    .await;
-    assert!(
-        has_sdk(&python).await,
-        "{SDK_PACKAGE} {SDK_VERSION} is not importable after installing it"
-    );
-    python
-}
+const NOW: u64 = 1_800_000_000;
 
 fn token<'a>(out: &'a Value, name: &str) -> &'a str {
     out[name]
@@ -101,7 +34,7 @@ fn token<'a>(out: &'a Value, name: &str) -> &'a str {
 async fn the_official_python_sdk_gets_tokens_we_verify() {
     let python = sdk_python().await;
 
-    let clock = ManualClock::starting_now();
+    let clock = ManualClock::at_unix(NOW);
     let issuer = DevIssuer::builder()
         .clock(clock.clone())
         .start()
@@ -157,7 +90,7 @@ async fn the_official_python_sdk_gets_tokens_we_verify() {
     assert_eq!(verified.expires_at(), now + 600);
     assert_eq!(verified.key_id(), issuer.current_kid());
 
-    // With the SDK's defaults: all of the key's permissions, an hour.
+    // With the SDK's defaults: all of the (bootstrap) key's scopes, an hour.
     let verified = verifier
         .verify(token(&out, "exchange_token_defaults"))
         .await
@@ -165,7 +98,7 @@ async fn the_official_python_sdk_gets_tokens_we_verify() {
     assert_eq!(verified.subject(), "sdk-user-2");
     assert_eq!(
         verified.permissions().iter().collect::<Vec<_>>(),
-        ["agent:read", "agent:write"]
+        ["agent:read", "agent:write", "write:apikeys"]
     );
     assert_eq!(verified.expires_at(), now + 3600);
 
@@ -223,4 +156,85 @@ async fn the_official_python_sdk_gets_tokens_we_verify() {
     }
     let details = &errors["legacy_bad_user"]["data"]["details"];
     assert_eq!(details[0]["path"], "audience", "{details}");
+
+    the_scoped_key_lived_as_the_sdk_saw_it(&out["lifecycle"], &verifier, &issuer).await;
+}
+
+/// The permissions of a token the script obtained, once verified.
+async fn permissions_of(life: &Value, name: &str, verifier: &Verifier) -> Vec<String> {
+    let verified = verifier.verify(token(life, name)).await.unwrap();
+    verified.permissions().iter().map(str::to_owned).collect()
+}
+
+/// What `key_lifecycle` in the script saw: every answer parsed by the SDK's models, every
+/// refusal raised as the SDK's typed error.
+async fn the_scoped_key_lived_as_the_sdk_saw_it(
+    life: &Value,
+    verifier: &Verifier,
+    issuer: &DevIssuer,
+) {
+    let created = &life["created"];
+    let id = created["id"].as_str().expect("an id");
+    assert!(created["key"].as_str().unwrap().starts_with("mka1_dev_"));
+    assert_eq!(created["scopes"], json!(["agent:read", "files:read"]));
+    assert_eq!(created["teamId"], "team-1");
+    assert_eq!(
+        created["expiresAt"], "2027-01-16T08:00:00.000Z",
+        "now + 1 day"
+    );
+    assert_eq!(life["listed"][0]["id"], id, "{}", life["listed"]);
+    assert_eq!(life["listed_without_secrets"], true);
+
+    let all = permissions_of(life, "exchange_all", verifier).await;
+    assert_eq!(all, ["agent:read", "files:read"]);
+    assert_eq!(
+        permissions_of(life, "exchange_subset", verifier).await,
+        ["files:read"]
+    );
+    let renewed = permissions_of(life, "exchange_regenerated", verifier).await;
+    assert_eq!(renewed, all);
+    assert_eq!(
+        permissions_of(life, "exchange_updated", verifier).await,
+        ["agent:read"]
+    );
+
+    assert_eq!(life["regenerated"]["id"], id);
+    assert_ne!(life["regenerated"]["key"], created["key"]);
+    assert_eq!(
+        life["updated"],
+        json!({"id": id, "scopes": ["agent:read"], "userType": "user", "orgId": "dev-org",
+               "expiresAt": "2030-01-01T00:00:00.000Z"})
+    );
+    assert_eq!(life["deleted"], json!({"id": id, "deleted": true}));
+    assert_eq!(life["listed_after_delete"], json!([BOOTSTRAP_KEY_ID]));
+
+    let refused = [
+        ("exchange_outside", "ExchangeAPIKeyTokenForbiddenError", 403),
+        ("not_a_manager", "ListScopedAPIKeysForbiddenError", 403),
+        ("old_secret", "ExchangeAPIKeyTokenUnauthorizedError", 401),
+        ("old_secret_legacy", "GetJwtFromKeyUnauthorizedError", 401),
+        ("after_delete", "ExchangeAPIKeyTokenUnauthorizedError", 401),
+    ];
+    for (case, class, status) in refused {
+        assert_eq!(life[case]["class"], class, "{case}: {}", life[case]);
+        assert_eq!(life[case]["status"], status, "{case}");
+        assert!(life[case]["data"]["message"].is_string(), "{case}");
+    }
+    let bad_input = [
+        ("missing_name", "name"),
+        ("unknown_scope_format", "scopes.0"),
+        ("empty_scopes", "scopes"),
+        ("non_numeric_expires_in", "expiresIn"),
+    ];
+    for (case, path) in bad_input {
+        let refusal = &life["bad_input"][case];
+        assert_eq!(
+            refusal["class"], "CreateScopedAPIKeyBadRequestError",
+            "{case}: {refusal}"
+        );
+        assert_eq!(refusal["status"], 400, "{case}");
+        assert!(refusal["data"]["message"].is_string(), "{case}");
+        assert_eq!(refusal["paths"], json!([path]), "{case}");
+    }
+    assert_eq!(issuer.keys().len(), 1, "only the bootstrap key is left");
 }

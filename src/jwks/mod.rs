@@ -579,6 +579,24 @@ impl KeySource {
         }
     }
 
+    /// Fetch a remote set now (or wait for the fetch in flight); a static set is ready.
+    pub(crate) async fn refresh(&self) -> Result<KeySetStatus, Error> {
+        match self {
+            KeySource::Static(_) => Ok(self.status()),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.refresh().await,
+        }
+    }
+
+    /// Keep a remote set fresh in the background; a static set needs nothing.
+    #[cfg(feature = "remote")]
+    pub(crate) fn spawn_refresher(&self) -> Result<remote::Refresher, ConfigError> {
+        match self {
+            KeySource::Static(_) => Ok(remote::Refresher::idle()),
+            KeySource::Remote(remote) => remote.spawn_refresher(),
+        }
+    }
+
     /// Where the key set stands, for health endpoints.
     pub(crate) fn status(&self) -> KeySetStatus {
         match self {
@@ -644,7 +662,23 @@ impl KeySource {
 /// assert_eq!(status.next_refresh, None);
 /// # Ok::<(), mka1_auth::ConfigError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It is `Serialize`, so a readiness endpoint can answer with it; times are whole seconds
+/// since the Unix epoch:
+///
+/// ```
+/// # let verifier = mka1_auth::Verifier::builder()
+/// #     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+/// #         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+/// #     .audience("https://api.example.com")
+/// #     .build()?;
+/// let json = serde_json::to_value(verifier.key_set_status())?;
+/// assert_eq!(json["usable"], true);
+/// assert_eq!(json["key_count"], 1);
+/// assert_eq!(json["last_success"], serde_json::Value::Null);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct KeySetStatus {
     /// Whether the keys come from a JWKS URL (false for a static set).
@@ -663,19 +697,34 @@ pub struct KeySetStatus {
     /// Whether a fetch is in flight.
     pub fetching: bool,
     /// When the key set was last fetched successfully.
+    #[serde(serialize_with = "unix_seconds")]
     pub last_success: Option<SystemTime>,
     /// Why the most recent failed fetch failed (never contains a key or a secret). Kept after
     /// a later success; compare `last_error_at` with `last_success`.
     pub last_error: Option<String>,
     /// When the most recent failed fetch failed.
+    #[serde(serialize_with = "unix_seconds")]
     pub last_error_at: Option<SystemTime>,
     /// Failed fetches since the last success.
     pub consecutive_failures: u32,
     /// When the next background refresh (or, after a failure, retry) is due.
+    #[serde(serialize_with = "unix_seconds")]
     pub next_refresh: Option<SystemTime>,
     /// With a key source per issuer: each issuer and its source's status, in the order they
     /// were configured. Empty for a verifier with one key source.
     pub per_issuer: Vec<(String, KeySetStatus)>,
+}
+
+/// A time as whole seconds since the Unix epoch (`null` when absent).
+fn unix_seconds<S: serde::Serializer>(
+    time: &Option<SystemTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let secs = time.map(|t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    serde::Serialize::serialize(&secs, serializer)
 }
 
 #[cfg(test)]

@@ -61,7 +61,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::jwks::Algorithm;
-use reqwest::header::{HeaderMap, ACCEPT, CACHE_CONTROL, LOCATION};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, CACHE_CONTROL, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, LOCATION,
+};
 use reqwest::{redirect, Url};
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -73,8 +76,12 @@ use crate::error::{ConfigError, Error, ErrorKind};
 use crate::net::{is_loopback_host, transport_error_text};
 use crate::retry::{backoff_ceiling, jittered_on};
 
+mod probe;
 mod published;
+mod refresher;
+pub use probe::{JwksProbe, ProbedJwks};
 use published::Published;
+pub use refresher::Refresher;
 
 /// Default bound on a whole fetch: connect, request, response and body.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -369,6 +376,8 @@ struct Snapshot {
     expires_at: SystemTime,
     /// Past this the set is not used at all (max-age plus the stale-if-error window).
     usable_until: SystemTime,
+    /// What identifies the document this set came from, for conditional fetches.
+    validators: Validators,
 }
 
 /// Fetch bookkeeping: whether one runs, and when the next may.
@@ -465,11 +474,38 @@ enum Unfollowed {
     Limit,
 }
 
-/// A successfully fetched and parsed key set.
+/// A successful fetch: a parsed key set, or word that the held one is still current.
 struct Fetched {
-    keys: KeySet,
-    entries: HashMap<Box<str>, Value>,
+    /// The new key set and the JWK entries of its usable keys; `None` for a 304 answer to a
+    /// conditional fetch (the held set is still current).
+    changed: Option<(KeySet, HashMap<Box<str>, Value>)>,
     max_age: Duration,
+    validators: Validators,
+}
+
+/// The HTTP answer to a fetch: the body (`None` for a 304), the response's max-age and what
+/// identifies the document.
+struct Answer {
+    body: Option<Vec<u8>>,
+    max_age: Option<Duration>,
+    validators: Validators,
+}
+
+/// What the server said identifies the document (`ETag`, `Last-Modified`), sent back on the
+/// next fetch (`If-None-Match`, `If-Modified-Since`) so an unchanged set costs a 304.
+#[derive(Clone, Default)]
+struct Validators {
+    etag: Option<HeaderValue>,
+    last_modified: Option<HeaderValue>,
+}
+
+impl Validators {
+    fn of(headers: &HeaderMap) -> Validators {
+        Validators {
+            etag: headers.get(ETAG).cloned(),
+            last_modified: headers.get(LAST_MODIFIED).cloned(),
+        }
+    }
 }
 
 impl RemoteJwks {
@@ -487,7 +523,7 @@ impl RemoteJwks {
             None => build_client(&url)?,
         };
         let (completed, _) = watch::channel(0);
-        Ok(RemoteJwks {
+        let jwks = RemoteJwks {
             inner: Arc::new(RemoteKeySetState {
                 url,
                 config,
@@ -499,7 +535,23 @@ impl RemoteJwks {
                 completed,
                 refresh_due_ms: AtomicU64::new(u64::MAX),
             }),
-        })
+        };
+        crate::metrics::watch_key_set(jwks.status_while_alive());
+        Ok(jwks)
+    }
+
+    /// This set's status and its clock's time, for as long as the set lives (for the
+    /// metrics gauges, which must not keep it alive).
+    fn status_while_alive(
+        &self,
+    ) -> impl Fn() -> Option<(KeySetStatus, SystemTime)> + Send + Sync + 'static {
+        let weak = Arc::downgrade(&self.inner);
+        move || {
+            let jwks = RemoteJwks {
+                inner: weak.upgrade()?,
+            };
+            Some((jwks.status(), jwks.inner.clock.now()))
+        }
     }
 
     /// Look `kid` up in the held set without waiting. Starts a background refresh when one
@@ -543,11 +595,7 @@ impl RemoteJwks {
                     return Err(self.miss_error(&state, now));
                 }
                 let Ok(runtime) = Handle::try_current() else {
-                    return Err(Error::with_detail(
-                        ErrorKind::KeysUnavailable,
-                        "fetching keys needs a tokio runtime",
-                    )
-                    .with_retry_after(self.inner.config.cooldown.max(Duration::from_secs(1))));
+                    return Err(self.no_runtime());
                 };
                 let reason = if state.last_success.is_none() {
                     "cold start"
@@ -591,6 +639,73 @@ impl RemoteJwks {
         if !running {
             state.cooldown_until = Some(later(now, cooldown));
         }
+    }
+
+    /// Fetch now, or join the fetch in flight, and wait for it to finish: the warm-up that
+    /// makes the set usable before the first token needs it. A retry backoff after failed
+    /// fetches still holds (nothing is fetched before it ends), so calling this often costs
+    /// the endpoint no more than requests would. The status after, or why no set is usable.
+    pub(crate) async fn refresh(&self) -> Result<KeySetStatus, Error> {
+        self.refresh_for("refresh").await
+    }
+
+    /// [`refresh`](Self::refresh), logging `reason` when a fetch starts.
+    async fn refresh_for(&self, reason: &'static str) -> Result<KeySetStatus, Error> {
+        let mut launch = None;
+        let mut done = {
+            let mut state = self.state();
+            let now = self.inner.clock.now();
+            let retry_max = self.inner.config.retry_max;
+            let backing_off = state.retry_at.is_some_and(|at| {
+                at.duration_since(now)
+                    .is_ok_and(|wait| !wait.is_zero() && wait <= retry_max)
+            });
+            if !state.fetching && !backing_off {
+                let Ok(runtime) = Handle::try_current() else {
+                    return Err(self.no_runtime());
+                };
+                launch = Some(self.claim_fetch(&mut state, runtime, reason));
+            }
+            let done = self.inner.completed.subscribe();
+            if !state.fetching {
+                drop(state);
+                return self.usable_status();
+            }
+            done
+        };
+        if let Some(launch) = launch {
+            launch.spawn();
+        }
+        // The fetch always reports (see `resolve_missing`).
+        let _ = done.changed().await;
+        self.usable_status()
+    }
+
+    /// Keep this set fresh from a background task on the current Tokio runtime (see
+    /// [`Refresher`]); fails outside a runtime.
+    pub(crate) fn spawn_refresher(&self) -> Result<Refresher, ConfigError> {
+        let runtime = Handle::try_current().map_err(|_| ConfigError::InvalidSetting {
+            name: "runtime",
+            reason: "the key-set refresher runs on a tokio runtime: spawn it inside one".into(),
+        })?;
+        Ok(refresher::spawn(self, &runtime))
+    }
+
+    /// The status, when a set is usable now; else why not.
+    fn usable_status(&self) -> Result<KeySetStatus, Error> {
+        let now = self.inner.clock.now();
+        match self.usable_snapshot(now) {
+            Some(_) => Ok(self.status()),
+            None => Err(self.miss_error(&self.state(), now)),
+        }
+    }
+
+    fn no_runtime(&self) -> Error {
+        Error::with_detail(
+            ErrorKind::KeysUnavailable,
+            "fetching keys needs a tokio runtime",
+        )
+        .with_retry_after(self.inner.config.cooldown.max(Duration::from_secs(1)))
     }
 
     /// Where the key set stands.
@@ -734,20 +849,65 @@ impl RemoteJwks {
     }
 
     async fn fetch(&self) -> Result<Fetched, FetchError> {
+        let config = &self.inner.config;
+        // With a set held, ask only for a changed one.
+        let held = self.snapshot().map(|s| s.validators.clone());
+        let answer = self.fetch_answer(held).await?;
+        let max_age = config.clamp_max_age(answer.max_age.unwrap_or(config.default_max_age));
+        let changed = match answer.body {
+            Some(body) => Some(parse_document(&body, &self.inner.algorithms)?),
+            None => None,
+        };
+        Ok(Fetched {
+            changed,
+            max_age,
+            validators: answer.validators,
+        })
+    }
+
+    /// The HTTP part of an unconditional fetch, under every rule but the document's: the
+    /// body, and the response's `Cache-Control` max-age (see [`cache_max_age`]).
+    async fn fetch_body(&self) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
+        let answer = self.fetch_answer(None).await?;
+        // Only a conditional request is answered without a body.
+        Ok((answer.body.unwrap_or_default(), answer.max_age))
+    }
+
+    /// The HTTP part of a fetch, conditional on `held` (what identifies the held set's
+    /// document) when given: a 304 to it comes back without a body.
+    async fn fetch_answer(&self, held: Option<Validators>) -> Result<Answer, FetchError> {
         let inner = &*self.inner;
-        let mut response = inner
+        let mut request = inner
             .client
             .get(inner.url.clone())
-            .header(ACCEPT, "application/json, application/jwk-set+json")
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .header(ACCEPT, "application/json, application/jwk-set+json");
+        if let Some(held) = &held {
+            if let Some(etag) = &held.etag {
+                request = request.header(IF_NONE_MATCH, etag.clone());
+            }
+            if let Some(date) = &held.last_modified {
+                request = request.header(IF_MODIFIED_SINCE, date.clone());
+            }
+        }
+        let mut response = request.send().await.map_err(transport_error)?;
         // A caller's client may have followed redirects anywhere; only the origin's answer
         // is used.
         if response.url().origin() != inner.url.origin() {
             return Err(FetchError::OtherOrigin);
         }
         let status = response.status();
+        let max_age = cache_max_age(response.headers());
+        // A 304 is a 3xx, but no redirect: the held set is current.
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return match held {
+                Some(validators) => Ok(Answer {
+                    body: None,
+                    max_age,
+                    validators,
+                }),
+                None => Err(FetchError::Status(304)),
+            };
+        }
         if status.is_redirection() {
             return Err(FetchError::Redirect {
                 status: status.as_u16(),
@@ -764,9 +924,7 @@ impl RemoteJwks {
         {
             return Err(FetchError::TooLarge(cap));
         }
-        let max_age = inner.config.clamp_max_age(
-            cache_max_age(response.headers()).unwrap_or(inner.config.default_max_age),
-        );
+        let validators = Validators::of(response.headers());
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if body.len() + chunk.len() > cap {
@@ -774,11 +932,10 @@ impl RemoteJwks {
             }
             body.extend_from_slice(&chunk);
         }
-        let (keys, entries) = parse_document(&body, &inner.algorithms)?;
-        Ok(Fetched {
-            keys,
-            entries,
+        Ok(Answer {
+            body: Some(body),
             max_age,
+            validators,
         })
     }
 
@@ -787,29 +944,18 @@ impl RemoteJwks {
         let inner = &*self.inner;
         let now = inner.clock.now();
         let mut state = self.state();
-        match result {
-            Ok(fetched) => {
-                let key_count = fetched.keys.len();
-                let skipped = fetched.keys.skipped().len();
-                let max_age = fetched.max_age;
-                let snapshot = self.next_snapshot(fetched, now);
-                inner.snapshot.publish(snapshot);
+        let published = result.and_then(|fetched| self.publish(fetched, now));
+        match published {
+            Ok(max_age) => {
                 state.last_success = Some(now);
                 state.failures = 0;
                 state.retry_at = None;
                 // Refresh at 80% of the max-age, so the set never goes stale while the
                 // endpoint answers.
                 state.next_refresh = Some(later(now, max_age / 5 * 4));
-                tracing::info!(
-                    host = self.host(),
-                    path = inner.url.path(),
-                    key_count,
-                    skipped,
-                    max_age_secs = max_age.as_secs(),
-                    "jwks fetched"
-                );
             }
             Err(error) => {
+                crate::metrics::count(crate::metrics::Event::FetchError);
                 state.failures = state.failures.saturating_add(1);
                 let backoff = jittered_on(&*inner.clock, inner.config.backoff(state.failures));
                 state.retry_at = Some(later(now, backoff));
@@ -840,14 +986,56 @@ impl RemoteJwks {
         inner.completed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// The snapshot for a fresh fetch, keeping the identity of keys whose JWK is unchanged.
-    fn next_snapshot(&self, fetched: Fetched, now: SystemTime) -> Snapshot {
+    /// Publish what a successful fetch brought (a 304 renews the held set), and log it.
+    /// Its max-age, or an error when a 304 came with no set held.
+    fn publish(&self, fetched: Fetched, now: SystemTime) -> Result<Duration, FetchError> {
+        let max_age = fetched.max_age;
+        let not_modified = fetched.changed.is_none();
+        let snapshot = self
+            .next_snapshot(fetched, now)
+            .ok_or(FetchError::Status(304))?;
+        crate::metrics::count(if not_modified {
+            crate::metrics::Event::FetchNotModified
+        } else {
+            crate::metrics::Event::FetchOk
+        });
+        tracing::info!(
+            host = self.host(),
+            path = self.inner.url.path(),
+            key_count = snapshot.keys.len(),
+            skipped = snapshot.keys.skipped().len(),
+            max_age_secs = max_age.as_secs(),
+            not_modified,
+            "jwks fetched"
+        );
+        self.inner.snapshot.publish(snapshot);
+        Ok(max_age)
+    }
+
+    /// The snapshot for a successful fetch, keeping the identity of keys whose JWK is
+    /// unchanged; for a 304, the held set with a new lifetime (`None` if none is held).
+    fn next_snapshot(&self, fetched: Fetched, now: SystemTime) -> Option<Snapshot> {
         let Fetched {
-            mut keys,
-            entries,
+            changed,
             max_age,
+            validators,
         } = fetched;
-        if let Some(previous) = self.snapshot() {
+        let previous = self.snapshot();
+        let (mut keys, entries) = match changed {
+            Some(changed) => changed,
+            None => {
+                let held = previous?;
+                let expires_at = later(now, max_age);
+                return Some(Snapshot {
+                    keys: Arc::clone(&held.keys),
+                    entries: held.entries.clone(),
+                    expires_at,
+                    usable_until: later(expires_at, self.inner.config.stale_if_error),
+                    validators,
+                });
+            }
+        };
+        if let Some(previous) = previous {
             for (kid, key) in keys.keys.iter_mut() {
                 if let Some(old) = previous.keys.get(kid) {
                     if previous.entries.get(kid) == entries.get(kid) {
@@ -857,12 +1045,13 @@ impl RemoteJwks {
             }
         }
         let expires_at = later(now, max_age);
-        Snapshot {
+        Some(Snapshot {
             keys: Arc::new(keys),
             entries,
             expires_at,
             usable_until: later(expires_at, self.inner.config.stale_if_error),
-        }
+            validators,
+        })
     }
 }
 
@@ -1249,11 +1438,10 @@ mod tests {
     }
 
     fn fetched(body: &str) -> Result<Fetched, FetchError> {
-        let (keys, entries) = parse_document(body.as_bytes(), &[Algorithm::EdDSA])?;
         Ok(Fetched {
-            keys,
-            entries,
+            changed: Some(parse_document(body.as_bytes(), &[Algorithm::EdDSA])?),
             max_age: DEFAULT_MAX_AGE,
+            validators: Validators::default(),
         })
     }
 

@@ -9,6 +9,9 @@
 use std::time::SystemTime;
 
 use super::{KeySetStatus, KeySource};
+#[cfg(feature = "remote")]
+use crate::error::ConfigError;
+use crate::error::Error;
 
 /// Which of a verifier's sources: an index into them, `0` for a single source.
 pub(crate) type SourceId = usize;
@@ -64,6 +67,41 @@ impl KeySources {
     ) -> bool {
         self.for_issuer(issuer)
             .is_some_and(|(_, source)| source.still_holds(kid, serial, now))
+    }
+
+    /// Fetch every remote source now (or wait for its fetch in flight), one source after
+    /// another: the combined status when a source is usable afterwards (as
+    /// [`KeySetStatus::usable`] combines them), else the first source's error.
+    pub(crate) async fn refresh(&self) -> Result<KeySetStatus, Error> {
+        let sources = match self {
+            KeySources::One(source) => return source.refresh().await,
+            KeySources::ByIssuer(sources) => sources,
+        };
+        let mut first_error = None;
+        for (_, source) in sources.iter() {
+            if let Err(e) = source.refresh().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        let status = self.status();
+        match first_error {
+            Some(e) if !status.usable => Err(e),
+            _ => Ok(status),
+        }
+    }
+
+    /// Keep every remote source fresh in the background, under one handle.
+    #[cfg(feature = "remote")]
+    pub(crate) fn spawn_refresher(&self) -> Result<super::remote::Refresher, ConfigError> {
+        match self {
+            KeySources::One(source) => source.spawn_refresher(),
+            KeySources::ByIssuer(sources) => {
+                let each = sources.iter().map(|(_, source)| source.spawn_refresher());
+                Ok(super::remote::Refresher::all(
+                    each.collect::<Result<Vec<_>, _>>()?,
+                ))
+            }
+        }
     }
 
     /// Where the keys stand: the single source's status, or every issuer's combined with

@@ -22,6 +22,10 @@ pub enum RefusalKind {
     /// The MKA1 exchange endpoint refused or failed the exchange; the
     /// [`ExchangeError`](crate::exchange::ExchangeError) is the refusal's source.
     Exchange,
+    /// MKA1 does not accept the configured API key (401): it is unknown, revoked,
+    /// regenerated or expired. Retrying will not help; an operator must check the key. The
+    /// [`ExchangeError`](crate::exchange::ExchangeError) is the refusal's source.
+    ApiKeyRejected,
 }
 
 impl RefusalKind {
@@ -33,6 +37,7 @@ impl RefusalKind {
                 "no credential is available for the outbound call"
             }
             RefusalKind::Exchange => "the mka1 token exchange failed",
+            RefusalKind::ApiKeyRejected => "mka1 rejected the api key",
         }
     }
 }

@@ -193,6 +193,65 @@ impl Verifier {
         self.inner.keys.status()
     }
 
+    /// Fetch the key set now, and wait for it: a warm-up, so readiness (a usable
+    /// [`key_set_status`](Self::key_set_status)) does not wait for the first token. With
+    /// keys from a JWKS URL it starts a fetch, or joins the one in flight, bounded by the
+    /// fetch timeout; while a retry backoff after failed fetches runs it fetches nothing and
+    /// answers at once. A static key set is ready as it is.
+    ///
+    /// The status when a key set is usable afterwards; otherwise an
+    /// [`ErrorKind::KeysUnavailable`] error saying why, with
+    /// [`retry_after`](Error::retry_after). Spawn it at start-up rather than awaiting it
+    /// there, so a JWKS endpoint that is down does not hold the service's start.
+    ///
+    /// With a key source per issuer, each source is fetched in turn, and the answer is the
+    /// combined status when any source is usable (see [`KeySetStatus::per_issuer`]).
+    ///
+    /// ```
+    /// # async fn demo(verifier: mka1_auth::Verifier) {
+    /// let warm_up = verifier.clone();
+    /// tokio::spawn(async move {
+    ///     if let Err(e) = warm_up.refresh().await {
+    ///         tracing::warn!(error = %e, "no usable key set yet");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub async fn refresh(&self) -> Result<KeySetStatus, Error> {
+        self.inner.keys.refresh().await
+    }
+
+    /// Keep the key set fresh without traffic: a Tokio task that refreshes a JWKS URL's keys
+    /// at about 80% of their freshness (70-80%, at random, so replicas do not fetch
+    /// together), after a failure when the retry backoff ends, and at once when nothing is
+    /// held yet. It joins a fetch already in flight, so there is never more than one. It
+    /// stops when the returned handle is dropped, or when every clone of this verifier is.
+    ///
+    /// Off unless called: no task is spawned behind your back. A static key set needs no
+    /// refreshing; its handle runs nothing. With a key source per issuer, each remote
+    /// source gets a task, all under the one handle. Fails outside a Tokio runtime. Time comes from
+    /// the verifier's [`Clock`](crate::Clock) ([`Clock::sleep_until`](crate::Clock::sleep_until)).
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), mka1_auth::ConfigError> {
+    /// use mka1_auth::Verifier;
+    ///
+    /// let verifier = Verifier::builder()
+    ///     .jwks_url("https://apigw.mka1.com/api/v1/authentication/jwks")
+    ///     .audience("https://api.example.com")
+    ///     .build()?;
+    /// let refresher = verifier.spawn_refresher()?;
+    /// // ... serve; keep `refresher` alive as long as the service runs ...
+    /// # assert!(refresher.is_running());
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn spawn_refresher(&self) -> Result<crate::jwks::remote::Refresher, crate::ConfigError> {
+        self.inner.keys.spawn_refresher()
+    }
+
     /// Verify with what is held now; never waits.
     pub(crate) fn verify_now(&self, token: &str) -> Attempt {
         let s = &*self.inner;
@@ -206,9 +265,11 @@ impl Verifier {
         if let Some(probe) = &mut probe {
             if let Some(entry) = probe.get() {
                 if let Some(answer) = s.recheck_hit(probe, entry, at, now) {
+                    crate::metrics::count(crate::metrics::Event::CacheHit);
                     return Attempt::Done(answer.and_then(|v| s.check_uncached(v)));
                 }
             }
+            crate::metrics::count(crate::metrics::Event::CacheMiss);
         }
         let answer = match s.verify_uncached(token, at, now) {
             Ok((verified, key_serial)) => {

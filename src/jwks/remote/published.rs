@@ -56,6 +56,7 @@ mod tests {
             entries: Default::default(),
             expires_at: at,
             usable_until: at,
+            validators: Default::default(),
         }
     }
 

@@ -1,0 +1,37 @@
+//! What the crate counts: one [`Event`] per thing that happened. Shared by the counting
+//! module (feature `metrics`) and its no-op stand-in, so the hooks in the rest of the crate
+//! read the same either way.
+
+use crate::error::ErrorKind;
+
+/// One countable happening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The layer let a request with a verified token through, and nothing behind it
+    /// refused it.
+    Allowed,
+    /// The layer (optional mode) let a request without credentials through, and nothing
+    /// behind it refused it.
+    Anonymous,
+    /// The layer, the permissions layer or an extractor refused a request.
+    Refused(ErrorKind),
+    /// The verified-token cache answered.
+    CacheHit,
+    /// The verified-token cache did not hold the token (or no longer could answer for it).
+    CacheMiss,
+    /// A JWKS fetch brought a key set.
+    FetchOk,
+    /// A JWKS fetch was answered 304: the held set is still current.
+    FetchNotModified,
+    /// A JWKS fetch failed.
+    FetchError,
+    /// An exchange minted a token.
+    ExchangeOk,
+    /// A token was answered from the exchange client's cache (or from another caller's
+    /// exchange in flight).
+    ExchangeCached,
+    /// An exchange sent its request again after a failed attempt.
+    ExchangeRetried,
+    /// An exchange failed.
+    ExchangeError,
+}

@@ -1,0 +1,333 @@
+//! Metrics through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`, off by
+//! default): what was allowed and refused and why, how the token cache and the key set fare,
+//! and how the exchange client does. Install any recorder (Prometheus, StatsD, ...) and
+//! publish; nothing is recorded without one.
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `mka1_auth_requests_total` | counter | `result` = `allowed` / `anonymous` / `refused`; `reason` on refusals: the [`ErrorKind`] in snake case ([`reason`]: `expired`, `invalid_signature`, `insufficient_permission`, `keys_unavailable`, ...) |
+//! | `mka1_auth_token_cache_total` | counter | `result` = `hit` / `miss` |
+//! | `mka1_auth_jwks_fetches_total` | counter | `result` = `ok` / `not_modified` / `error` |
+//! | `mka1_auth_jwks_keys` | gauge | usable keys held (summed over the remote key sets alive) |
+//! | `mka1_auth_jwks_age_seconds` | gauge | seconds since the held set was last fetched successfully (the oldest, over the remote key sets alive; absent before the first success) |
+//! | `mka1_auth_exchange_total` | counter | `result` = `ok` / `cached` / `retried` / `error` |
+//!
+//! What counts as what:
+//!
+//! - **requests**: one per request through [`Mka1AuthLayer`](crate::Mka1AuthLayer), by its
+//!   final answer: `refused` when the layer refused it, or when something behind it that
+//!   answers with this crate's [`Error`] did (the
+//!   [`RequirePermissionsLayer`](crate::RequirePermissionsLayer)'s
+//!   `insufficient_permission`, an extractor's `missing_credentials` in optional mode);
+//!   otherwise `allowed` (a verified token) or `anonymous` (optional mode, no credentials).
+//! - **token cache**: one per lookup in the verified-token cache (when it is on): `hit` when
+//!   the cache answered (the answer may still be a refusal, say the token expired since),
+//!   `miss` when the token had to be verified afresh.
+//! - **JWKS fetches**: one per finished fetch; `not_modified` is a 304 answer to a
+//!   conditional fetch (`If-None-Match` / `If-Modified-Since`), which keeps the held set.
+//! - **exchange**: `ok` per token minted, `error` per exchange that failed (after its
+//!   retries), `retried` per request sent again, `cached` per token answered without an
+//!   exchange of its own (from the cache, or shared with a caller's exchange in flight).
+//!
+//! # Counting does not slow the hot path
+//!
+//! A cache hit writes nothing another thread writes, and counting keeps it so: each thread
+//! counts into a cell of its own (a plain load and store on cache lines no other thread
+//! writes), and the counts reach the recorder only when they are **published**: by
+//! [`publish`], called where the metrics are scraped, or every so often by a [`Publisher`].
+//! Gauges are computed when publishing too. Counting costs a request through the layer a
+//! few nanoseconds (see the layer bench).
+//!
+//! ```
+//! use std::time::Duration;
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // Either publish where the metrics are read (a `/metrics` handler) ...
+//! mka1_auth::metrics::publish();
+//! // ... or let a task publish every second, for exporters that serve by themselves.
+//! let publisher = mka1_auth::metrics::Publisher::spawn(Duration::from_secs(1))?;
+//! // Publishing stops when `publisher` is dropped.
+//! # drop(publisher);
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! Publishing goes to the recorder in effect where it runs: the global one, or a local one
+//! ([`metrics::with_local_recorder`]), which is how tests read exact counts:
+//!
+//! ```
+//! use metrics_util::debugging::DebuggingRecorder;
+//! use metrics_util::{CompositeKey, MetricKind};
+//!
+//! let recorder = DebuggingRecorder::new();
+//! let snapshotter = recorder.snapshotter();
+//! mka1_auth::metrics::publish(); // the counts so far go to the global recorder (none here)
+//! // ... requests ...
+//! metrics::with_local_recorder(&recorder, mka1_auth::metrics::publish);
+//! let counters = snapshotter.snapshot().into_vec();
+//! assert!(counters.iter().any(|(key, ..)| key.key().name() == "mka1_auth_requests_total"));
+//! ```
+
+mod cells;
+mod event;
+mod slots;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::claims::VerifiedToken;
+use crate::error::{ConfigError, Error, ErrorKind};
+use crate::jwks::KeySetStatus;
+
+pub(crate) use event::Event;
+
+/// `mka1_auth_requests_total`: requests through the layer, by `result` (and `reason`).
+pub const REQUESTS_TOTAL: &str = "mka1_auth_requests_total";
+/// `mka1_auth_token_cache_total`: verified-token cache lookups, by `result`.
+pub const TOKEN_CACHE_TOTAL: &str = "mka1_auth_token_cache_total";
+/// `mka1_auth_jwks_fetches_total`: finished JWKS fetches, by `result`.
+pub const JWKS_FETCHES_TOTAL: &str = "mka1_auth_jwks_fetches_total";
+/// `mka1_auth_jwks_keys`: usable keys held by the remote key sets.
+pub const JWKS_KEYS: &str = "mka1_auth_jwks_keys";
+/// `mka1_auth_jwks_age_seconds`: seconds since the held key set was last fetched.
+pub const JWKS_AGE_SECONDS: &str = "mka1_auth_jwks_age_seconds";
+/// `mka1_auth_exchange_total`: exchange client outcomes, by `result`.
+pub const EXCHANGE_TOTAL: &str = "mka1_auth_exchange_total";
+
+/// The `reason` label a refusal of this kind is counted under: the kind's name in snake
+/// case.
+///
+/// ```
+/// use mka1_auth::ErrorKind;
+/// assert_eq!(mka1_auth::metrics::reason(ErrorKind::InvalidSignature), "invalid_signature");
+/// assert_eq!(mka1_auth::metrics::reason(ErrorKind::KeysUnavailable), "keys_unavailable");
+/// ```
+pub fn reason(kind: ErrorKind) -> &'static str {
+    slots::reason(kind)
+}
+
+/// Whether counting is on (the default).
+static COUNTING: AtomicBool = AtomicBool::new(true);
+
+/// Turn counting on or off for the whole process (on by default). Off, nothing is counted
+/// until it is turned on again; what was counted before is still published. The benches
+/// use it to measure what counting costs, side by side in one run.
+///
+/// ```
+/// mka1_auth::metrics::set_counting(false);
+/// assert!(!mka1_auth::metrics::counting());
+/// mka1_auth::metrics::set_counting(true);
+/// ```
+pub fn set_counting(on: bool) {
+    COUNTING.store(on, Ordering::Relaxed);
+}
+
+/// Whether counting is on (see [`set_counting`]).
+pub fn counting() -> bool {
+    COUNTING.load(Ordering::Relaxed)
+}
+
+/// Count `event` on this thread (the hooks in the rest of the crate call this).
+#[inline]
+pub(crate) fn count(event: Event) {
+    // Written only by `set_counting`, so every thread keeps this line in its cache.
+    if COUNTING.load(Ordering::Relaxed) {
+        cells::bump(slots::slot(event));
+    }
+}
+
+/// The remote key sets alive, for the gauges: each gives its status and its clock's time,
+/// or `None` once dropped.
+type Watched = Box<dyn Fn() -> Option<(KeySetStatus, SystemTime)> + Send + Sync>;
+
+static WATCHED: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
+
+/// Gauge a remote key set from now on; `status` answers `None` once the set is gone.
+#[cfg(feature = "remote")]
+pub(crate) fn watch_key_set<F>(status: F)
+where
+    F: Fn() -> Option<(KeySetStatus, SystemTime)> + Send + Sync + 'static,
+{
+    WATCHED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Box::new(status));
+}
+
+/// Send every count made since the last publish, and the current gauges, to the recorder in
+/// effect here (the global one, or a local one set with
+/// [`metrics::with_local_recorder`]). Call it where the metrics are read, or let a
+/// [`Publisher`] call it. Cheap: it sums one small cell per thread.
+///
+/// ```
+/// mka1_auth::metrics::publish();
+/// ```
+pub fn publish() {
+    describe();
+    let gained = cells::drain();
+    for (slot, &delta) in gained.iter().enumerate() {
+        let series = slots::series(slot);
+        if delta > 0 || series.always {
+            ::metrics::counter!(series.name, &series.labels).increment(delta);
+        }
+    }
+    let (keys, age) = key_set_gauges();
+    ::metrics::gauge!(JWKS_KEYS).set(keys as f64);
+    if let Some(age) = age {
+        ::metrics::gauge!(JWKS_AGE_SECONDS).set(age.as_secs_f64());
+    }
+}
+
+/// Usable keys over every live remote key set, and the age of the oldest fetched one.
+fn key_set_gauges() -> (usize, Option<Duration>) {
+    let mut watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
+    let (mut keys, mut age) = (0, None::<Duration>);
+    watched.retain(|status| {
+        let Some((status, now)) = status() else {
+            return false;
+        };
+        if status.usable {
+            keys += status.key_count;
+        }
+        if let Some(fetched) = status.last_success {
+            let this = now.duration_since(fetched).unwrap_or_default();
+            age = Some(age.map_or(this, |a| a.max(this)));
+        }
+        true
+    });
+    (keys, age)
+}
+
+fn describe() {
+    use ::metrics::{describe_counter, describe_gauge, Unit};
+    describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "Requests through the mka1-auth layer, by result (allowed, anonymous, refused) and refusal reason."
+    );
+    describe_counter!(
+        TOKEN_CACHE_TOTAL,
+        Unit::Count,
+        "Verified-token cache lookups, by result (hit, miss)."
+    );
+    describe_counter!(
+        JWKS_FETCHES_TOTAL,
+        Unit::Count,
+        "Finished JWKS fetches, by result (ok, not_modified, error)."
+    );
+    describe_gauge!(JWKS_KEYS, Unit::Count, "Usable keys held from JWKS URLs.");
+    describe_gauge!(
+        JWKS_AGE_SECONDS,
+        Unit::Seconds,
+        "Seconds since the held JWKS was last fetched successfully."
+    );
+    describe_counter!(
+        EXCHANGE_TOTAL,
+        Unit::Count,
+        "MKA1 token exchange outcomes, by result (ok, cached, retried, error)."
+    );
+}
+
+/// Publishes the counts every interval on a Tokio task, until dropped. For exporters that
+/// serve the metrics by themselves; where your code answers the scrape, calling [`publish`]
+/// there is enough.
+///
+/// ```
+/// # async fn demo() -> Result<(), mka1_auth::ConfigError> {
+/// use std::time::Duration;
+/// let publisher = mka1_auth::metrics::Publisher::spawn(Duration::from_secs(1))?;
+/// // ... serve ...
+/// drop(publisher); // stops publishing
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Publisher {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Publish every `every` (a zero interval is read as one second), starting now, on the
+    /// current Tokio runtime. Fails outside one.
+    pub fn spawn(every: Duration) -> Result<Publisher, ConfigError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| ConfigError::InvalidSetting {
+                name: "runtime",
+                reason: "the metrics publisher runs on a tokio runtime: spawn it inside one".into(),
+            })?;
+        let every = if every.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            every
+        };
+        let task = runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                publish();
+            }
+        });
+        Ok(Publisher { task })
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pin_project! {
+    /// The inner service's future for an admitted request; counts the request by its
+    /// answer when it completes.
+    pub(crate) struct Counted<F> {
+        #[pin]
+        inner: F,
+        anonymous: bool,
+    }
+}
+
+impl<F, B, E> Future for Counted<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = ready!(this.inner.poll(cx));
+        // Something behind the layer may have refused it with this crate's error.
+        let refused = output
+            .as_ref()
+            .ok()
+            .and_then(|response| response.extensions().get::<Error>());
+        count(match refused {
+            Some(error) => Event::Refused(error.kind()),
+            None if *this.anonymous => Event::Anonymous,
+            None => Event::Allowed,
+        });
+        Poll::Ready(output)
+    }
+}
+
+/// Call the inner service for a request the layer admitted, counting it when answered.
+#[inline]
+pub(crate) fn call<S: Service<Request<B>>, B>(
+    inner: &mut S,
+    req: Request<B>,
+) -> Counted<S::Future> {
+    let anonymous = req.extensions().get::<VerifiedToken>().is_none();
+    Counted {
+        inner: inner.call(req),
+        anonymous,
+    }
+}

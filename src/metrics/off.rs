@@ -1,0 +1,32 @@
+//! The counting hooks when the `metrics` feature is off: each compiles to nothing.
+
+use http::Request;
+use tower_service::Service;
+
+// Some events are counted only where the feature is on (or with `remote`).
+#[allow(dead_code)]
+#[path = "event.rs"]
+mod event;
+pub(crate) use event::Event;
+
+/// Count an event: nothing to do without the feature.
+#[inline(always)]
+pub(crate) fn count(_event: Event) {}
+
+/// The inner service's future, unwrapped.
+pub(crate) type Counted<F> = F;
+
+/// Call the inner service for an admitted request.
+#[inline(always)]
+pub(crate) fn call<S: Service<Request<B>>, B>(inner: &mut S, req: Request<B>) -> S::Future {
+    inner.call(req)
+}
+
+/// Gauge a remote key set: nothing to do without the feature.
+#[cfg(feature = "remote")]
+#[inline(always)]
+pub(crate) fn watch_key_set<F>(_status: F)
+where
+    F: Fn() -> Option<(crate::jwks::KeySetStatus, std::time::SystemTime)> + Send + Sync + 'static,
+{
+}
