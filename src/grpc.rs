@@ -13,7 +13,7 @@
 //! | no credentials, a malformed `Authorization`, any invalid token | 16 `UNAUTHENTICATED` |
 //! | a missing permission, an `X-On-Behalf-Of` that names someone else | 7 `PERMISSION_DENIED` |
 //! | no usable key set | 14 `UNAVAILABLE` |
-//! | the layer missing in front of what needs it (a wiring bug) | 13 `INTERNAL` |
+//! | the layer missing in front of what needs it (a wiring bug), a claim check that panicked | 13 `INTERNAL` |
 //!
 //! `grpc-message` is the error's description, percent-encoded as the gRPC spec asks.
 //!
@@ -109,7 +109,7 @@ pub fn status_code(kind: ErrorKind) -> u16 {
     match kind {
         ErrorKind::InsufficientPermission | ErrorKind::OnBehalfOfMismatch => 7,
         ErrorKind::KeysUnavailable => 14,
-        ErrorKind::MissingLayer => 13,
+        ErrorKind::MissingLayer | ErrorKind::CheckPanicked => 13,
         _ => 16,
     }
 }
@@ -279,5 +279,7 @@ mod tests {
         assert_eq!(status_code(OnBehalfOfMismatch), 7);
         assert_eq!(status_code(KeysUnavailable), 14);
         assert_eq!(status_code(MissingLayer), 13);
+        assert_eq!(status_code(CheckPanicked), 13);
+        assert_eq!(status_code(CheckFailed), 16);
     }
 }
