@@ -572,36 +572,15 @@ async fn works_around_a_plain_service_fn_with_a_full_body() {
 
 #[tokio::test]
 async fn rejections_emit_a_tracing_event_without_the_token() {
-    use std::io::Write;
-    use std::sync::Mutex;
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    // The binary's one global capture: a per-thread subscriber races with other tests over
+    // `tracing`'s per-callsite interest cache (see tests/common).
+    let captured = traced();
     let f = fixture();
     let token = f.key.sign(&claims_with(json!({"exp": NOW - 3600})));
     let response = call(Mka1AuthLayer::new(f.verifier.clone()), bearer(&token)).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
-    let logged = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logged = captured.text();
     assert!(logged.contains("kind=Expired"), "{logged}");
     assert!(logged.contains("status=401"), "{logged}");
     assert!(!logged.contains(&token));
