@@ -5,7 +5,6 @@
 mod common;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use common::*;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE};
