@@ -1425,16 +1425,21 @@ mod tests {
     const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
     const ED_X2: &str = "fUHyO2pRMfO5fIG7XwY-6rmyg4TDn5S4EaE3PK5nUH0";
 
-    fn jwks_at(unix: u64) -> (RemoteJwks, Arc<crate::ManualClock>) {
-        let clock = Arc::new(crate::ManualClock::at_unix(unix));
-        let jwks = RemoteJwks::new(
+    /// A remote key set for EdDSA at a test URL, default settings, on `clock`. Also used by
+    /// the refresher's tests.
+    pub(super) fn jwks_on(clock: SharedClock) -> RemoteJwks {
+        RemoteJwks::new(
             "https://jwks.example.com/keys",
             RemoteJwksConfig::default(),
-            clock.clone(),
+            clock,
             vec![Algorithm::EdDSA],
         )
-        .unwrap();
-        (jwks, clock)
+        .unwrap()
+    }
+
+    fn jwks_at(unix: u64) -> (RemoteJwks, Arc<crate::ManualClock>) {
+        let clock = Arc::new(crate::ManualClock::at_unix(unix));
+        (jwks_on(clock.clone()), clock)
     }
 
     fn fetched(body: &str) -> Result<Fetched, FetchError> {
@@ -1553,13 +1558,7 @@ mod tests {
     #[test]
     fn retries_are_jittered_unless_the_clock_pins_them() {
         let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let jwks = RemoteJwks::new(
-            "https://jwks.example.com/keys",
-            RemoteJwksConfig::default(),
-            Arc::new(move || at),
-            vec![Algorithm::EdDSA],
-        )
-        .unwrap();
+        let jwks = jwks_on(Arc::new(move || at));
         let mut delays = Vec::new();
         for (failures, ceiling) in [(1, 30), (2, 60), (3, 120), (4, 240), (5, 300), (6, 300)] {
             jwks.complete(Err(FetchError::Status(503)));
@@ -1610,13 +1609,7 @@ mod tests {
 
     #[test]
     fn new_does_no_io_and_needs_no_runtime() {
-        let jwks = RemoteJwks::new(
-            "https://jwks.example.com/keys",
-            RemoteJwksConfig::default(),
-            Arc::new(crate::clock::SystemClock),
-            vec![Algorithm::EdDSA],
-        )
-        .unwrap();
+        let jwks = jwks_on(Arc::new(crate::clock::SystemClock));
         assert!(matches!(
             jwks.lookup("k1", jwks.inner.clock.now()),
             Lookup::NeedsFetch

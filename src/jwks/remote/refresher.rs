@@ -127,7 +127,7 @@ impl RemoteJwks {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse_document, FetchError, Fetched, RemoteJwksConfig, Validators};
+    use super::super::{parse_document, FetchError, Fetched, Validators};
     use super::*;
     use crate::jwks::Algorithm;
     use std::time::UNIX_EPOCH;
@@ -139,13 +139,7 @@ mod tests {
     fn refreshes_come_between_70_and_80_percent_of_the_freshness_at_random() {
         let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         // A clock that does not pin jitter.
-        let jwks = RemoteJwks::new(
-            "https://jwks.example.com/keys",
-            RemoteJwksConfig::default(),
-            Arc::new(move || at),
-            vec![Algorithm::EdDSA],
-        )
-        .unwrap();
+        let jwks = super::super::tests::jwks_on(Arc::new(move || at));
         assert_eq!(jwks.refresh_due(), at, "nothing held: at once");
         let keys = parse_document(DOC.as_bytes(), &[Algorithm::EdDSA]).unwrap();
         jwks.complete(Ok(Fetched {
