@@ -7,11 +7,17 @@
 //! `Authorization: Bearer <api key>` and `{"audience", "externalUserId", "expiresIn",
 //! "permissions"}`, and MKA1 answers `{"token": "<jwt>"}`.
 //!
+//! - **Permissions.** A request asks for [`Scopes::Exactly`] the permissions it names,
+//!   none by default (`"permissions": []`), or, only when it says so with
+//!   [`all_key_scopes`](ExchangeRequest::all_key_scopes), for [`Scopes::AllOfKey`] (the
+//!   field left out). See [`Scopes`] for why the default is none.
 //! - **Validation first.** The end-user id must pass
 //!   [`validate_end_user_id`] and `expiresIn` lie in
 //!   300..=2592000 seconds; a request that breaks either is refused without being sent.
-//! - **Cache.** Tokens are kept per (audience, end user, permissions), bounded in number, and
-//!   reused until [`renew_before`](ExchangeClientBuilder::renew_before) their `exp` (read
+//! - **Cache.** Tokens are kept per (audience, end user, [`Scopes`], lifetime asked for), so
+//!   a token is never handed to a caller that asked for other permissions or a shorter
+//!   life. The cache is bounded in number, and a token is reused until
+//!   [`renew_before`](ExchangeClientBuilder::renew_before) its `exp` (read
 //!   from the token's payload without checking its signature: it only schedules renewal, and
 //!   is never trusted past the lifetime that was asked for). Time comes from the client's
 //!   [`Clock`]. Concurrent callers for one key share one exchange. Failures are
@@ -69,6 +75,9 @@ use crate::outbound::{
 };
 use crate::retry::{backoff, parse_retry_after};
 
+mod scopes;
+pub use scopes::Scopes;
+
 pub use crate::protocol::{
     DEFAULT_BASE_URL, DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH,
     MAX_EXPIRES_IN, MIN_EXPIRES_IN,
@@ -99,18 +108,19 @@ pub struct ExchangeRequest {
     audience: String,
     external_user_id: String,
     expires_in: Option<Duration>,
-    permissions: Vec<String>,
+    scopes: Scopes,
 }
 
 impl ExchangeRequest {
     /// A token for `audience` (the target service's URL) and the end user
-    /// `external_user_id`.
+    /// `external_user_id`, with no permissions until
+    /// [`permissions`](Self::permissions) names some (see [`Scopes`]).
     pub fn new(audience: impl Into<String>, external_user_id: impl Into<String>) -> Self {
         ExchangeRequest {
             audience: audience.into(),
             external_user_id: external_user_id.into(),
             expires_in: None,
-            permissions: Vec::new(),
+            scopes: Scopes::Exactly(Vec::new()),
         }
     }
 
@@ -120,16 +130,28 @@ impl ExchangeRequest {
         self
     }
 
-    /// The permissions to embed (for example `agent:read`). Order and repeats do not matter.
+    /// Exactly the permissions to embed (for example `agent:read`): [`Scopes::Exactly`].
+    /// Order and repeats do not matter; an empty list asks for a token with none.
     pub fn permissions<I>(mut self, permissions: I) -> Self
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        self.permissions = permissions.into_iter().map(Into::into).collect();
-        self.permissions.sort_unstable();
-        self.permissions.dedup();
+        self.scopes = Scopes::exactly(permissions);
         self
+    }
+
+    /// Every scope the API key holds, whatever they are when the token is minted:
+    /// [`Scopes::AllOfKey`]. The widest token the key can get; prefer
+    /// [`permissions`](Self::permissions) with what the call needs.
+    pub fn all_key_scopes(mut self) -> Self {
+        self.scopes = Scopes::AllOfKey;
+        self
+    }
+
+    /// Which permissions the token is to carry.
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
     }
 
     /// The audience.
@@ -174,7 +196,11 @@ impl ExchangeRequest {
                 format!("is {secs} s; it must lie in {MIN_EXPIRES_IN}..={MAX_EXPIRES_IN}"),
             ));
         }
-        if self.permissions.iter().any(|p| p.is_empty()) {
+        if self
+            .scopes
+            .field()
+            .is_some_and(|list| list.iter().any(String::is_empty))
+        {
             return Err(issue("permissions", "holds an empty permission".into()));
         }
         Ok(secs)
@@ -687,11 +713,14 @@ impl fmt::Debug for ExchangeClient {
     }
 }
 
+/// What a cached token was asked for. The lifetime is part of it: a token minted for 30
+/// days is never handed to a caller that asked for 300 s.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
     audience: Box<str>,
     user: Box<str>,
-    permissions: Box<[String]>,
+    scopes: Scopes,
+    lifetime: u64,
 }
 
 #[derive(Clone)]
@@ -757,13 +786,14 @@ impl ExchangeClient {
 
     /// A token for this request: from the cache while it is fresh, else exchanged.
     ///
-    /// Concurrent calls for the same (audience, user, permissions) share one exchange.
+    /// Concurrent calls for the same (audience, user, scopes, lifetime) share one exchange.
     pub async fn token(&self, request: &ExchangeRequest) -> Result<ExchangedToken, Refusal> {
         let lifetime = request.validate().map_err(ExchangeError::into_error)?;
         let key = CacheKey {
             audience: request.audience.as_str().into(),
             user: request.external_user_id.as_str().into(),
-            permissions: request.permissions.clone().into(),
+            scopes: request.scopes.clone(),
+            lifetime,
         };
         let cache = &self.inner.cache;
         let mut stale: Option<Cached> = None;
@@ -814,12 +844,13 @@ impl ExchangeClient {
 
     /// A [`CredentialSource`] for the outbound layer: tokens for `audience`, one per end
     /// user (a request without an end user fails with
-    /// [`RefusalKind::CredentialUnavailable`]).
+    /// [`RefusalKind::CredentialUnavailable`]), with no permissions until
+    /// [`ExchangeSource::permissions`] names some (see [`Scopes`]).
     pub fn source(&self, audience: impl Into<String>) -> ExchangeSource {
         ExchangeSource {
             client: self.clone(),
             audience: audience.into().into(),
-            permissions: Arc::from([]),
+            scopes: Scopes::Exactly(Vec::new()),
             expires_in: None,
         }
     }
@@ -861,14 +892,15 @@ impl ExchangeClient {
             external_user_id: &'a str,
             // The official SDK sends a float such as `300.0`.
             expires_in: f64,
-            #[serde(skip_serializing_if = "<[String]>::is_empty")]
-            permissions: &'a [String],
+            // `[]` asks for none; only `Scopes::AllOfKey` leaves the field out.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            permissions: Option<&'a [String]>,
         }
         let body = serde_json::to_vec(&Body {
             audience: &request.audience,
             external_user_id: &request.external_user_id,
             expires_in: lifetime as f64,
-            permissions: &request.permissions,
+            permissions: request.scopes.field(),
         })
         .map_err(|e| {
             ExchangeError::new(ExchangeErrorKind::InvalidRequest)
@@ -1117,18 +1149,26 @@ fn jwt_exp(token: &str) -> Option<u64> {
 pub struct ExchangeSource {
     client: ExchangeClient,
     audience: Arc<str>,
-    permissions: Arc<[String]>,
+    scopes: Scopes,
     expires_in: Option<Duration>,
 }
 
 impl ExchangeSource {
-    /// The permissions to ask for in every token.
+    /// Exactly the permissions every token carries ([`Scopes::Exactly`]; default none, see
+    /// [`Scopes`] for why).
     pub fn permissions<I>(mut self, permissions: I) -> Self
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        self.permissions = permissions.into_iter().map(Into::into).collect();
+        self.scopes = Scopes::exactly(permissions);
+        self
+    }
+
+    /// Every token carries every scope the API key holds ([`Scopes::AllOfKey`]): the widest
+    /// tokens the key can get, for every user. Prefer [`permissions`](Self::permissions).
+    pub fn all_key_scopes(mut self) -> Self {
+        self.scopes = Scopes::AllOfKey;
         self
     }
 
@@ -1143,7 +1183,7 @@ impl fmt::Debug for ExchangeSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExchangeSource")
             .field("audience", &self.audience)
-            .field("permissions", &self.permissions)
+            .field("scopes", &self.scopes)
             .finish_non_exhaustive()
     }
 }
@@ -1159,8 +1199,8 @@ impl CredentialSource for ExchangeSource {
             );
             return ExchangeFuture(Box::pin(std::future::ready(Err(error))));
         };
-        let mut request = ExchangeRequest::new(&*self.audience, user)
-            .permissions(self.permissions.iter().cloned());
+        let mut request = ExchangeRequest::new(&*self.audience, user);
+        request.scopes = self.scopes.clone();
         request.expires_in = self.expires_in;
         let client = self.client.clone();
         ExchangeFuture(Box::pin(async move {

@@ -87,11 +87,33 @@ async fn default_lifetime_and_no_permissions() {
     let mka1 = mock().await;
     let client = mka1.client().build().unwrap();
     let token = client.token(&req("u")).await.unwrap();
+    // No permissions is `[]`: an omitted field would ask MKA1 for all of the key's scopes.
+    assert_eq!(
+        mka1.calls()[0].body,
+        json!({"audience": AUD, "externalUserId": "u", "expiresIn": 3600.0, "permissions": []})
+    );
+    assert_eq!(token.expires_at(), NOW + 3600);
+
+    // So is an empty list, however it was computed.
+    client
+        .token(&req("v").permissions(Vec::<String>::new()))
+        .await
+        .unwrap();
+    assert_eq!(mka1.calls()[1].body["permissions"], json!([]));
+}
+
+#[tokio::test]
+async fn only_all_key_scopes_leaves_permissions_out() {
+    let mka1 = mock().await;
+    let client = mka1.client().build().unwrap();
+    client
+        .token(&req("u").permissions(["agent:read"]).all_key_scopes())
+        .await
+        .unwrap();
     assert_eq!(
         mka1.calls()[0].body,
         json!({"audience": AUD, "externalUserId": "u", "expiresIn": 3600.0})
     );
-    assert_eq!(token.expires_at(), NOW + 3600);
 }
 
 #[tokio::test]
@@ -258,7 +280,11 @@ async fn invalid_input_is_refused_before_sending() {
             .await
             .unwrap();
     }
-    assert_eq!(mka1.calls().len(), 1, "only the valid requests were sent");
+    assert_eq!(
+        mka1.calls().len(),
+        2,
+        "only the valid requests were sent, one per lifetime"
+    );
 }
 
 #[tokio::test]
@@ -585,4 +611,179 @@ async fn configuration_is_checked() {
     assert!(!format!("{client:?}").contains(API_KEY));
     let builder = ExchangeClient::builder().api_key(API_KEY);
     assert!(!format!("{builder:?}").contains(API_KEY));
+}
+
+/// Against the dev issuer, which reads `permissions` as MKA1 does: `[]` is none, a request
+/// without the field gets all of the key's scopes. Tokens are verified, not just decoded.
+#[cfg(feature = "dev-issuer")]
+mod on_the_dev_issuer {
+    use std::time::Duration;
+
+    use http::Request;
+    use mka1_auth::dev_issuer::{ApiKeySpec, DevIssuer};
+    use mka1_auth::exchange::{
+        ExchangeClient, ExchangeRequest, ExchangeSource, ExchangedToken, MAX_EXPIRES_IN,
+    };
+    use mka1_auth::outbound::{OutboundLayer, ReqwestService};
+    use mka1_auth::{ManualClock, VerifiedToken, Verifier};
+    use tower::{Layer, ServiceExt};
+
+    use super::mock_mka1::Upstream;
+    use super::{AUD, NOW};
+
+    const KEY_SCOPES: [&str; 2] = ["agent:read", "agent:write"];
+
+    struct World {
+        clock: ManualClock,
+        // Kept alive: the server stops when its handle is dropped.
+        _issuer: DevIssuer,
+        client: ExchangeClient,
+        verifier: Verifier,
+    }
+
+    impl World {
+        async fn start() -> World {
+            let clock = ManualClock::at_unix(NOW);
+            let issuer = DevIssuer::builder()
+                .clock(clock.clone())
+                .start()
+                .await
+                .unwrap();
+            let key = issuer.create_key(ApiKeySpec::new(KEY_SCOPES)).unwrap();
+            let client = ExchangeClient::builder()
+                .base_url(issuer.base_url())
+                .api_key(key.secret())
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            let verifier = Verifier::builder()
+                .jwks(issuer.jwks_json())
+                .issuer(issuer.issuer())
+                .audience(AUD)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            World {
+                clock,
+                _issuer: issuer,
+                client,
+                verifier,
+            }
+        }
+
+        async fn verify(&self, token: &str) -> VerifiedToken {
+            self.verifier.verify(token).await.unwrap()
+        }
+
+        async fn exchange(&self, request: &ExchangeRequest) -> (ExchangedToken, VerifiedToken) {
+            let token = self.client.token(request).await.unwrap();
+            let verified = self.verify(token.expose()).await;
+            (token, verified)
+        }
+
+        /// The permissions of the token `source` sends upstream for `user`, through the
+        /// outbound layer.
+        async fn sent_permissions(&self, source: ExchangeSource, user: &str) -> Vec<String> {
+            let upstream = Upstream::start().await;
+            let user = user.to_owned();
+            let client = OutboundLayer::builder(source)
+                .allow_origin(upstream.origin())
+                .end_user_from(move |_| Some(user.clone()))
+                .build()
+                .unwrap()
+                .layer(ReqwestService::new().unwrap());
+            let req = Request::get(upstream.url("/x"))
+                .body(String::new())
+                .unwrap();
+            assert_eq!(client.oneshot(req).await.unwrap().status(), 200);
+            let auth = upstream.seen()[0].all("authorization");
+            let token = auth[0].strip_prefix("Bearer ").unwrap();
+            permissions(&self.verify(token).await)
+        }
+    }
+
+    fn permissions(verified: &VerifiedToken) -> Vec<String> {
+        verified.permissions().iter().map(str::to_owned).collect()
+    }
+
+    #[tokio::test]
+    async fn an_empty_permission_list_gets_a_token_with_no_permissions() {
+        let world = World::start().await;
+        let computed: Vec<String> = Vec::new(); // a least-privilege list that came out empty
+        let (_, verified) = world
+            .exchange(&ExchangeRequest::new(AUD, "u1").permissions(computed))
+            .await;
+        assert_eq!(verified.subject(), "u1");
+        assert!(
+            verified.permissions().is_empty(),
+            "{:?}",
+            permissions(&verified)
+        );
+
+        // Nothing asked for is the default, for a request and for a source.
+        let (_, verified) = world.exchange(&ExchangeRequest::new(AUD, "u2")).await;
+        assert!(
+            verified.permissions().is_empty(),
+            "{:?}",
+            permissions(&verified)
+        );
+        let source = world.client.source(AUD);
+        assert!(world.sent_permissions(source, "u3").await.is_empty());
+        let source = world.client.source(AUD).permissions(Vec::<String>::new());
+        assert!(world.sent_permissions(source, "u4").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn all_key_scopes_gets_every_scope_the_key_holds_and_a_list_exactly_that() {
+        let world = World::start().await;
+        let all = ExchangeRequest::new(AUD, "u1").all_key_scopes();
+        assert_eq!(permissions(&world.exchange(&all).await.1), KEY_SCOPES);
+        let source = world.client.source(AUD).all_key_scopes();
+        assert_eq!(world.sent_permissions(source, "u2").await, KEY_SCOPES);
+
+        let read = ExchangeRequest::new(AUD, "u1").permissions(["agent:read"]);
+        assert_eq!(permissions(&world.exchange(&read).await.1), ["agent:read"]);
+        let source = world.client.source(AUD).permissions(["agent:read"]);
+        assert_eq!(world.sent_permissions(source, "u2").await, ["agent:read"]);
+    }
+
+    #[tokio::test]
+    async fn none_and_all_are_cached_apart() {
+        let world = World::start().await;
+        let none = ExchangeRequest::new(AUD, "u").permissions(Vec::<String>::new());
+        let all = ExchangeRequest::new(AUD, "u").all_key_scopes();
+        for _ in 0..2 {
+            assert!(world.exchange(&none).await.1.permissions().is_empty());
+            assert_eq!(permissions(&world.exchange(&all).await.1), KEY_SCOPES);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shorter_lifetime_never_gets_a_longer_lived_cached_token() {
+        let world = World::start().await;
+        let request = |secs: u64| {
+            ExchangeRequest::new(AUD, "u")
+                .permissions(["agent:read"])
+                .expires_in(Duration::from_secs(secs))
+        };
+        let (month, verified) = world.exchange(&request(MAX_EXPIRES_IN)).await;
+        assert_eq!(verified.expires_at(), NOW + MAX_EXPIRES_IN);
+
+        world.clock.advance(Duration::from_secs(10));
+        let now = NOW + 10;
+        let (short, verified) = world.exchange(&request(300)).await;
+        assert_ne!(short.expose(), month.expose(), "a fresh token");
+        assert!(
+            verified.expires_at() <= now + 300,
+            "{}",
+            verified.expires_at()
+        );
+        assert!(short.expires_at() <= now + 300, "{}", short.expires_at());
+
+        // Each lifetime keeps its own cached token.
+        let again = world.client.token(&request(300)).await.unwrap();
+        assert_eq!(again.expose(), short.expose());
+        let again = world.client.token(&request(MAX_EXPIRES_IN)).await.unwrap();
+        assert_eq!(again.expose(), month.expose());
+    }
 }

@@ -48,14 +48,19 @@ fn verifier(issuer: &DevIssuer, clock: &ManualClock) -> Verifier {
         .unwrap()
 }
 
-/// The permissions of a token the client gets for `user` (asking for `permissions`).
+/// The permissions of a token the client gets for `user`, asking for exactly `permissions`,
+/// or with `None` for all of the key's scopes.
 async fn permissions(
     client: &ExchangeClient,
     verifier: &Verifier,
     user: &str,
-    permissions: &[&str],
+    permissions: Option<&[&str]>,
 ) -> Result<Vec<String>, Refusal> {
-    let request = ExchangeRequest::new(AUDIENCE, user).permissions(permissions.iter().copied());
+    let request = ExchangeRequest::new(AUDIENCE, user);
+    let request = match permissions {
+        Some(list) => request.permissions(list.iter().copied()),
+        None => request.all_key_scopes(),
+    };
     let token = client.token(&request).await?;
     let verified = verifier.verify(token.expose()).await.unwrap();
     Ok(verified.permissions().iter().map(str::to_owned).collect())
@@ -86,13 +91,13 @@ async fn the_client_follows_the_key_through_its_life_on_both_paths() {
         let old = client(&issuer, key.secret(), path, &clock);
 
         // All of the key's scopes, then a subset; a scope outside them is refused.
-        let all = permissions(&old, &verifier, "u1", &[]).await.unwrap();
+        let all = permissions(&old, &verifier, "u1", None).await.unwrap();
         assert_eq!(all, ["orders:read", "orders:write"], "{path}");
-        let subset = permissions(&old, &verifier, "u1", &["orders:read"])
+        let subset = permissions(&old, &verifier, "u1", Some(&["orders:read"]))
             .await
             .unwrap();
         assert_eq!(subset, ["orders:read"]);
-        let err = permissions(&old, &verifier, "u1", &["files:read"])
+        let err = permissions(&old, &verifier, "u1", Some(&["files:read"]))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), RefusalKind::Exchange);
@@ -103,11 +108,14 @@ async fn the_client_follows_the_key_through_its_life_on_both_paths() {
 
         // Regenerated: the client holding the old secret is rejected; a new one works.
         let renewed = issuer.regenerate_key(key.id()).unwrap();
-        let err = permissions(&old, &verifier, "u2", &[]).await.unwrap_err();
+        let err = permissions(&old, &verifier, "u2", None).await.unwrap_err();
         assert_key_rejected(&err, key.secret());
         let new = client(&issuer, renewed.secret(), path, &clock);
         assert_eq!(
-            permissions(&new, &verifier, "u2", &[]).await.unwrap().len(),
+            permissions(&new, &verifier, "u2", None)
+                .await
+                .unwrap()
+                .len(),
             2
         );
 
@@ -120,12 +128,12 @@ async fn the_client_follows_the_key_through_its_life_on_both_paths() {
             .await
             .unwrap();
         assert_eq!(answer.status(), 200);
-        let all = permissions(&new, &verifier, "u3", &[]).await.unwrap();
+        let all = permissions(&new, &verifier, "u3", None).await.unwrap();
         assert_eq!(all, ["orders:read"]);
 
         // Deleted: rejected from then on.
         assert!(issuer.revoke_key(key.id()));
-        let err = permissions(&new, &verifier, "u4", &[]).await.unwrap_err();
+        let err = permissions(&new, &verifier, "u4", None).await.unwrap_err();
         assert_key_rejected(&err, renewed.secret());
     }
 }
