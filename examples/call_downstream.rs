@@ -11,6 +11,9 @@
 //! client's cache and adds `X-On-Behalf-Of`), and prints the answer. `TARGET_AUDIENCE`
 //! defaults to `TARGET_URL`. The target can be the `protected_api` example.
 //!
+//! The token carries only [`PERMISSIONS`], what the target's routes need: ask for what you
+//! use, never for all of the key's scopes by default.
+//!
 //! With `LISTEN_ADDR` set it instead serves [`onward_router`]: the shape of an axum handler
 //! that calls onward with the user its own request was verified for.
 
@@ -22,13 +25,21 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use http::Request;
 use http_body_util::BodyExt;
-use mka1_auth::exchange::{ExchangeClient, ExchangeRequest, ExchangeSource};
+use mka1_auth::exchange::{ExchangeClient, ExchangeRequest, ExchangeSource, ExchangedToken};
 use mka1_auth::outbound::{Outbound, OutboundLayer, ReqwestService};
 use mka1_auth::OnBehalfOf;
 use tower::{Layer, ServiceExt};
 
 /// The outbound client: reqwest, with credentials for the target's origin only.
 type Client = Outbound<ReqwestService, ExchangeSource>;
+
+/// The permissions the tokens carry: `protected_api`'s `/whoami` and `/agents` need no more.
+pub const PERMISSIONS: [&str; 1] = ["agent:read"];
+
+/// Tokens for `audience`, one per end user, carrying only [`PERMISSIONS`].
+fn source(exchange: &ExchangeClient, audience: &str) -> ExchangeSource {
+    exchange.source(audience).permissions(PERMISSIONS)
+}
 
 fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("set {name} (see the example's docs)"))
@@ -78,7 +89,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let audience = env("TARGET_AUDIENCE").unwrap_or_else(|_| target.clone());
 
     if let Ok(addr) = env("LISTEN_ADDR") {
-        let client = OutboundLayer::builder(exchange.source(&audience))
+        let client = OutboundLayer::builder(source(&exchange, &audience))
             .allow_origin(origin_of(&target)?)
             .build()?
             .layer(ReqwestService::new()?);
@@ -89,18 +100,31 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
 
     let end_user = env("END_USER")?;
-    // Exchanging directly shows what was minted; the layer below reuses the cached token.
-    let token = exchange
-        .token(&ExchangeRequest::new(&audience, &end_user))
-        .await?;
+    let (token, status, body) = whoami(&exchange, &target, &audience, &end_user).await?;
     println!(
         "exchanged a token for {end_user} (audience {audience}), {}",
         validity(token.expires_at(), std::time::SystemTime::now())
     );
+    println!("{status}: {body}");
+    Ok(())
+}
 
-    let user = end_user.clone();
-    let client = OutboundLayer::builder(exchange.source(&audience))
-        .allow_origin(origin_of(&target)?)
+/// Exchange a token for `end_user`, then call `target/whoami` with it through the outbound
+/// layer: the token, and the answer's status and body.
+pub async fn whoami(
+    exchange: &ExchangeClient,
+    target: &str,
+    audience: &str,
+    end_user: &str,
+) -> Result<(ExchangedToken, StatusCode, String), Box<dyn Error>> {
+    // Exchanging directly shows what was minted; the layer below reuses the cached token,
+    // as it asks for the same permissions and lifetime.
+    let request = ExchangeRequest::new(audience, end_user).permissions(PERMISSIONS);
+    let token = exchange.token(&request).await?;
+
+    let user = end_user.to_owned();
+    let client = OutboundLayer::builder(source(exchange, audience))
+        .allow_origin(origin_of(target)?)
         .end_user_from(move |_| Some(user.clone()))
         .build()?
         .layer(ReqwestService::new()?);
@@ -108,8 +132,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let res = client.oneshot(req).await?;
     let status = res.status();
     let body = res.into_body().collect().await?.to_bytes();
-    println!("{status}: {}", String::from_utf8_lossy(&body));
-    Ok(())
+    Ok((token, status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// An axum app whose handler calls onward for the user it received.

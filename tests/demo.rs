@@ -1,6 +1,11 @@
 //! The main job, `cargo run --example protected_api`, run in-process: its start-up lines, its
-//! routes, the printed curl, the proxy route and a JWKS endpoint that is down.
+//! routes, the printed curl, the proxy route and a JWKS endpoint that is down; and the
+//! `call_downstream` line it prints, run against it.
 
+#[cfg(feature = "remote")]
+#[allow(dead_code)]
+#[path = "../examples/call_downstream.rs"]
+mod call_downstream;
 mod common;
 #[allow(dead_code)]
 #[path = "../examples/protected_api.rs"]
@@ -332,4 +337,38 @@ async fn readyz_says_why_while_no_key_set_is_usable() {
         .unwrap();
     assert_eq!(health.status(), 200);
     running.server.abort();
+}
+
+/// What the printed `call_downstream` line does: its token reaches `/whoami` carrying only
+/// what the example uses, though the demo's key holds more (`agent:write`, `write:apikeys`).
+#[cfg(feature = "remote")]
+#[tokio::test]
+async fn call_downstream_asks_only_for_the_permission_it_uses() {
+    use mka1_auth::dev_issuer::WRITE_APIKEYS_SCOPE;
+    use mka1_auth::exchange::ExchangeClient;
+
+    let (running, _) = start_demo(loopback_config()).await;
+    let issuer = running.dev_issuer.as_ref().unwrap();
+    assert!(issuer.permissions().len() > 1, "{:?}", issuer.permissions());
+    let exchange = ExchangeClient::builder()
+        .base_url(issuer.base_url())
+        .api_key(issuer.api_key())
+        .build()
+        .unwrap();
+    let target = format!("http://{}", running.addr);
+    let (_, status, body) = call_downstream::whoami(&exchange, &target, &target, "user-42")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["sub"], "user-42");
+    assert_eq!(
+        body["permissions"],
+        serde_json::json!(call_downstream::PERMISSIONS)
+    );
+    assert_eq!(call_downstream::PERMISSIONS, ["agent:read"]);
+    assert!(!body["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&WRITE_APIKEYS_SCOPE.into()));
 }
