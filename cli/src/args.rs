@@ -175,9 +175,10 @@ pub struct TokenArgs {
     /// The end user the token acts for (MKA1's externalUserId).
     #[arg(long, value_name = "ID")]
     pub external_user_id: String,
-    /// Permissions to embed; repeat or separate with commas (default: all of the key's).
+    /// Exactly the permissions to embed; repeat or separate with commas. `--permissions ''`
+    /// asks for none. Without the flag: all of the key's scopes, as MKA1's own CLI asks.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
-    pub permissions: Vec<String>,
+    pub permissions: Option<Vec<String>>,
     /// The token's lifetime in seconds, 300 to 2592000 (default 3600).
     #[arg(long, value_name = "SECONDS")]
     pub expires_in: Option<u64>,

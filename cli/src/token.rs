@@ -34,8 +34,13 @@ pub async fn run(args: TokenArgs) -> Result<Outcome, Failure> {
         .api_key(key)
         .build()
         .map_err(|e| Failure::Usage(format!("MKA1_SERVER_URL or the api key: {e}")))?;
-    let mut request =
-        ExchangeRequest::new(args.audience, args.external_user_id).permissions(args.permissions);
+    let request = ExchangeRequest::new(args.audience, args.external_user_id);
+    let mut request = match args.permissions {
+        // No flag: the widest token the key can get, as MKA1's own CLI asks for it.
+        None => request.all_key_scopes(),
+        // Exactly these; `--permissions ''` (no name at all) is none, never all.
+        Some(names) => request.permissions(names.into_iter().filter(|p| !p.is_empty())),
+    };
     if let Some(secs) = args.expires_in {
         request = request.expires_in(Duration::from_secs(secs));
     }

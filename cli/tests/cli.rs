@@ -129,6 +129,42 @@ async fn token_takes_the_key_from_mka1_bearer_auth_too() {
 }
 
 #[tokio::test]
+async fn token_with_an_empty_permissions_flag_gets_a_token_with_none() {
+    let issuer = DevIssuerProcess::start(&[]).await;
+    // `--permissions "$PERMS"` with PERMS empty: none, not all of the key's scopes.
+    let minted = issuer
+        .token(
+            "MKA1_API_KEY",
+            &issuer.api_key,
+            &[
+                "--audience",
+                AUDIENCE,
+                "--external-user-id",
+                "user-7",
+                "--permissions",
+                "",
+            ],
+        )
+        .await;
+    assert_eq!(minted.code, Some(0), "{}", minted.stderr);
+    let json = run_args(&[
+        "verify",
+        minted.stdout.trim(),
+        "--audience",
+        AUDIENCE,
+        "--jwks-url",
+        &issuer.jwks_url,
+        "--json",
+    ])
+    .await
+    .json();
+    assert_eq!(json["result"], "valid", "{json}");
+    assert_eq!(json["sub"], "user-7");
+    assert_eq!(json["permissions"], serde_json::json!([]));
+    assert_eq!(issuer.interrupt().await, Some(0));
+}
+
+#[tokio::test]
 async fn a_failed_exchange_exits_1_and_a_bad_request_2() {
     let issuer = DevIssuerProcess::start(&["--api-key", "the-right-key"]).await;
     let args = ["--audience", AUDIENCE, "--external-user-id", "u"];
