@@ -21,7 +21,8 @@ const ORDERS: &str = "https://orders.example.test";
 /// Gets a token to call the orders service for `user`; says 503 when MKA1 no longer
 /// accepts this service's key (an operator must act: retrying will not help).
 async fn report(State(mka1): State<ExchangeClient>, Path(user): Path<String>) -> StatusCode {
-    match mka1.token(&ExchangeRequest::new(ORDERS, user)).await {
+    let request = ExchangeRequest::new(ORDERS, user).permissions(["orders:read"]);
+    match mka1.token(&request).await {
         Ok(_token) => StatusCode::OK, // ... call the orders service with it
         Err(e) if e.kind() == RefusalKind::ApiKeyRejected => StatusCode::SERVICE_UNAVAILABLE,
         Err(_) => StatusCode::BAD_GATEWAY,

@@ -68,8 +68,8 @@ fn outbound() -> Fallible<()> {
     use mka1_auth::{exchange::ExchangeClient, outbound::{Outbound, ReqwestService}};
     use tower::Layer;
     let exchange = ExchangeClient::builder().api_key(std::env::var("MKA1_API_KEY")?).build()?;
-    let client = Outbound::layer(exchange.source("https://other-service.example"),
-                                 ["https://other-service.example"])?
+    let tokens = exchange.source("https://other-service.example").permissions(["orders:read"]);
+    let client = Outbound::layer(tokens, ["https://other-service.example"])?
         .layer(ReqwestService::new()?);
     // In a handler: mka1_auth::outbound::carry_identity(&parts.extensions, req.extensions_mut());
     // then client.oneshot(req): the call carries a token minted for that user and audience.
@@ -180,6 +180,11 @@ async fn the_readme_exchange_call_gets_a_token_the_demo_accepts() {
     let token = answer["token"].as_str().unwrap();
     let verified = verifier.verify(token).await.unwrap();
     assert_eq!(verified.subject(), "user-42");
+    // Only what the demo's routes need, though the key holds more.
+    assert_eq!(
+        verified.permissions().iter().collect::<Vec<_>>(),
+        ["agent:read"]
+    );
 }
 
 #[test]
