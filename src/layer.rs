@@ -173,51 +173,11 @@ impl<R> Mka1AuthLayer<R> {
         self.edit(|s| s.retry_after = retry_after)
     }
 
-    /// Answer a refused gRPC call the gRPC way (HTTP 200, `grpc-status`; see
-    /// [`grpc`](crate::grpc)): say so on a layer that guards gRPC services. Default `false`:
-    /// every refusal is a 401, 403, 400, 500 or 503, whatever the request's headers.
-    ///
-    /// Only a request that is a gRPC call gets it: `POST` over HTTP/2 with `content-type`
-    /// `application/grpc`, or that followed by `+` or `;` ([`grpc::call_of`](crate::grpc::call_of));
-    /// anything else keeps the RFC 6750 answer, so REST routes beside gRPC ones keep their
-    /// 401 and 403. The answers given behind the layer (the permission layer, the
-    /// extractors, a handler's [`Rejection`]) follow this choice. Do not set it on a service
-    /// a forward-auth gateway asks for its verdict: a refusal is then a 2xx to a client that
-    /// sends a gRPC call.
-    ///
-    /// ```
-    /// use mka1_auth::{grpc::GrpcReject, Mka1AuthLayer, Verifier};
-    /// # fn demo(verifier: Verifier) {
-    /// // tonic::transport::Server::builder().layer(layer)...
-    /// let layer = Mka1AuthLayer::new(verifier).grpc_answers(true).reject_with(GrpcReject);
-    /// # let _ = layer;
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn grpc_answers(self, answer: bool) -> Self {
-        self.edit(|s| s.grpc.grpc = answer)
-    }
-
-    /// Answer a refused gRPC-web call the gRPC-web way (HTTP 200, `grpc-status`,
-    /// `content-type: application/grpc-web` or `application/grpc-web-text`): say so on a
-    /// layer that guards gRPC-web services (a browser client, tonic-web). Default `false`.
-    ///
-    /// Only `POST` over HTTP/1.1 or HTTP/2 with `content-type` `application/grpc-web` or
-    /// `application/grpc-web-text`, alone or followed by `+` or `;`, gets it; see
-    /// [`grpc_answers`](Self::grpc_answers), which it does not imply (nor the reverse).
-    ///
-    /// ```
-    /// use mka1_auth::{Mka1AuthLayer, Verifier};
-    /// # fn demo(verifier: Verifier) {
-    /// let layer = Mka1AuthLayer::new(verifier)
-    ///     .grpc_answers(true)
-    ///     .grpc_web_answers(true);
-    /// # let _ = layer;
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn grpc_web_answers(self, answer: bool) -> Self {
-        self.edit(|s| s.grpc.web = answer)
+    /// Change which gRPC calls the layer answers the gRPC way: for
+    /// [`grpc_answers`](Self::grpc_answers) and [`grpc_web_answers`](Self::grpc_web_answers),
+    /// which live beside the rest of gRPC in [`grpc`](crate::grpc).
+    pub(crate) fn edit_grpc(self, change: impl FnOnce(&mut GrpcAnswers)) -> Self {
+        self.edit(|s| change(&mut s.grpc))
     }
 
     /// Answer refused requests with `reject` instead of the standard answer (see
