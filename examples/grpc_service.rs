@@ -5,13 +5,14 @@
 //! cargo run --example grpc_service
 //! ```
 //!
-//! It serves `demo.Greeter/Hello` (HTTP/2) behind `Mka1AuthLayer` and a
-//! `RequirePermissionsLayer` (`agent:read`), both with `GrpcReject`, then calls it three
-//! times and prints what came back: through the outbound layer for `user-42` (allowed; the
-//! handler reads the user with `mka1_auth::grpc::on_behalf_of`), without a token
-//! (`Unauthenticated`, grpc-status 16) and with a token lacking `agent:read`
-//! (`PermissionDenied`, 7). The service definition is written by hand with prost derives, as
-//! tonic's code generator would write it, so no `protoc` is needed.
+//! It serves `demo.Greeter/Hello` (HTTP/2) behind `Mka1AuthLayer` (opted into gRPC answers
+//! with `grpc_answers(true)`) and a `RequirePermissionsLayer` (`agent:read`), both with
+//! `GrpcReject`, then calls it three times and prints what came back: through the outbound
+//! layer for `user-42` (allowed; the handler reads the user with
+//! `mka1_auth::grpc::on_behalf_of`), without a token (`Unauthenticated`, grpc-status 16) and
+//! with a token lacking `agent:read` (`PermissionDenied`, 7). The service definition is
+//! written by hand with prost derives, as tonic's code generator would write it, so no
+//! `protoc` is needed.
 //!
 //! `BIND` sets the server's address (default `127.0.0.1:0`, any free port).
 
@@ -113,15 +114,27 @@ where
     }
 }
 
-/// Serve the greeter at `bind` behind the layers (`agent:read` required); its address.
+/// Serve the greeter at `bind` behind the layers (`agent:read` required), the auth layer
+/// opted into gRPC answers; its address.
 pub async fn serve(verifier: Verifier, bind: SocketAddr) -> std::io::Result<SocketAddr> {
+    let auth = Mka1AuthLayer::new(verifier)
+        .grpc_answers(true)
+        .reject_with(GrpcReject);
+    serve_behind(auth, bind).await
+}
+
+/// Serve the greeter at `bind` behind `auth` and the permission layer; its address.
+pub async fn serve_behind(
+    auth: Mka1AuthLayer<GrpcReject>,
+    bind: SocketAddr,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
     let greeter = RequirePermissionsLayer::new(["agent:read"])
         .reject_with(GrpcReject)
         .layer(GreeterServer);
     let server = tonic::transport::Server::builder()
-        .layer(Mka1AuthLayer::new(verifier).reject_with(GrpcReject))
+        .layer(auth)
         .add_service(greeter);
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     tokio::spawn(server.serve_with_incoming(incoming));

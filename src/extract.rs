@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 
 use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken};
 use crate::error::{Error, ErrorKind};
-use crate::guard::{authenticated, realm_of, required};
+use crate::guard::{authenticated, like_the_layer, required};
 use crate::permissions::{Need, PermissionSet};
 use crate::rejection::Rejection;
 
@@ -101,14 +101,11 @@ pub struct Claims<T>(pub T);
 impl<T: DeserializeOwned> Claims<T> {
     fn from_token(token: &VerifiedToken, parts: &Parts) -> Result<Self, Rejection> {
         token.claims().map(Claims).map_err(|e| {
-            Rejection::new(
-                Error::with_detail(
-                    ErrorKind::InvalidClaim,
-                    "the claims do not have the shape this route expects",
-                )
-                .with_source(e),
-            )
-            .with_realm(realm_of(&parts.extensions))
+            let error = Error::with_detail(
+                ErrorKind::InvalidClaim,
+                "the claims do not have the shape this route expects",
+            );
+            like_the_layer(Rejection::new(error.with_source(e)), &parts.extensions)
         })
     }
 }
@@ -201,9 +198,7 @@ impl<S: Send + Sync, P: PermissionSet> FromRequestParts<S> for Require<P> {
         let token: &VerifiedToken = required(&parts.extensions)?;
         let listed = P::PERMISSIONS.iter().copied();
         if !P::NEED.met_by(token.permissions(), listed.clone()) {
-            return Err(P::NEED
-                .refusal(listed)
-                .with_realm(realm_of(&parts.extensions)));
+            return Err(like_the_layer(P::NEED.refusal(listed), &parts.extensions));
         }
         Ok(Require {
             token: token.clone(),

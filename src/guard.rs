@@ -8,13 +8,16 @@ use std::sync::Arc;
 use http::Extensions;
 
 use crate::error::{Error, ErrorKind};
-use crate::rejection::{Rejection, DEFAULT_REALM};
+use crate::grpc::Call;
+use crate::rejection::Rejection;
 
 /// Marks a request that went through the layer, authenticated or anonymous, and carries
-/// what extractors need to answer like the layer would.
+/// what extractors need to answer like the layer would: its realm, and the gRPC call the
+/// request is when the layer opted into answering such calls the gRPC way.
 #[derive(Clone)]
 pub(crate) struct Guarded {
     pub(crate) realm: Arc<str>,
+    pub(crate) grpc: Option<Call>,
 }
 
 /// What an extractor without the layer in front answers with.
@@ -57,17 +60,21 @@ pub(crate) fn required_or<'e, T: Send + Sync + 'static>(
     no_layer: &'static str,
 ) -> Result<&'e T, Rejection> {
     authenticated_or(extensions, no_layer)?.ok_or_else(|| {
-        let mut rejection = Rejection::new(Error::new(ErrorKind::MissingCredentials));
-        if let Some(guarded) = extensions.get::<Guarded>() {
-            rejection = rejection.with_realm(Arc::clone(&guarded.realm));
-        }
-        rejection
+        like_the_layer(
+            Rejection::new(Error::new(ErrorKind::MissingCredentials)),
+            extensions,
+        )
     })
 }
 
-/// The realm the layer in front answers with, or the default.
-pub(crate) fn realm_of(extensions: &Extensions) -> Arc<str> {
-    extensions
-        .get::<Guarded>()
-        .map_or_else(|| Arc::from(DEFAULT_REALM), |g| Arc::clone(&g.realm))
+/// `rejection` as the layer in front would answer it: in its realm, and the gRPC way when
+/// it opted into that for this request's kind of call. Unchanged without a layer in front
+/// (never the gRPC way, then).
+pub(crate) fn like_the_layer(rejection: Rejection, extensions: &Extensions) -> Rejection {
+    match extensions.get::<Guarded>() {
+        Some(guarded) => rejection
+            .with_realm(Arc::clone(&guarded.realm))
+            .with_grpc(guarded.grpc),
+        None => rejection,
+    }
 }

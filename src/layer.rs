@@ -37,6 +37,7 @@ use tower_service::Service;
 
 use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 use crate::error::{Error, ErrorKind};
+use crate::grpc::{Call, GrpcAnswers};
 use crate::guard::Guarded;
 use crate::headers::{has_variant, remove_every_spelling, variants_of};
 use crate::rejection::{answer_behind, respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
@@ -87,6 +88,7 @@ struct AuthConfig {
     optional: bool,
     overwrite_on_behalf_of: bool,
     retry_after: Duration,
+    grpc: GrpcAnswers,
 }
 
 impl Mka1AuthLayer {
@@ -100,6 +102,7 @@ impl Mka1AuthLayer {
                 optional: false,
                 overwrite_on_behalf_of: false,
                 retry_after: crate::rejection::DEFAULT_RETRY_AFTER,
+                grpc: GrpcAnswers::default(),
             }),
             reject: Arc::new(StandardReject),
         }
@@ -170,6 +173,13 @@ impl<R> Mka1AuthLayer<R> {
         self.edit(|s| s.retry_after = retry_after)
     }
 
+    /// Change which gRPC calls the layer answers the gRPC way: for
+    /// [`grpc_answers`](Self::grpc_answers) and [`grpc_web_answers`](Self::grpc_web_answers),
+    /// which live beside the rest of gRPC in [`grpc`](crate::grpc).
+    pub(crate) fn edit_grpc(self, change: impl FnOnce(&mut GrpcAnswers)) -> Self {
+        self.edit(|s| change(&mut s.grpc))
+    }
+
     /// Answer refused requests with `reject` instead of the standard answer (see
     /// [`Reject`]): the layer's own refusals, and every answer given behind it by the
     /// extractors, [`RequirePermissionsLayer`](crate::RequirePermissionsLayer) (unless it
@@ -203,21 +213,21 @@ struct Shared<R> {
 }
 
 impl<R> Shared<R> {
-    /// The layer's answer to a refused request with these headers.
-    fn refuse<B>(&self, error: Error, headers: &HeaderMap) -> Response<B>
+    /// The layer's answer to a refused request, answered as the gRPC call `call` if any.
+    fn refuse<B>(&self, error: Error, call: Option<Call>) -> Response<B>
     where
         R: Reject<B>,
     {
-        refuse(&self.config, &*self.reject, error, headers)
+        refuse(&self.config, &*self.reject, error, call)
     }
 
     /// The inner service's response, with an answer given behind the layer rendered
-    /// through the layer's `Reject`.
-    fn answer<B>(&self, response: Response<B>) -> Response<B>
+    /// through the layer's `Reject` (as the gRPC call `call` if any).
+    fn answer<B>(&self, response: Response<B>, call: Option<Call>) -> Response<B>
     where
         R: Reject<B>,
     {
-        answer_behind(&*self.reject, &self.config.realm, response)
+        answer_behind(&*self.reject, &self.config.realm, call, response)
     }
 }
 
@@ -296,11 +306,13 @@ enum Step {
 }
 
 impl AuthConfig {
-    fn start<B>(&self, req: &mut Request<B>) -> Step {
+    /// The first look at a request, which is the gRPC call `call` this layer answers the
+    /// gRPC way, if any.
+    fn start<B>(&self, req: &mut Request<B>, call: Option<Call>) -> Step {
         let verified = match find_token(req.headers(), self.cookie.as_deref()) {
             Err(e) => return Step::Refuse(e),
             Ok(None) if self.optional => {
-                self.admit_anonymous(req);
+                self.admit_anonymous(req, call);
                 return Step::Admit;
             }
             Ok(None) => return Step::Refuse(Error::new(ErrorKind::MissingCredentials)),
@@ -310,7 +322,7 @@ impl AuthConfig {
                 Attempt::NeedKey(_) => return Step::Fetch(BearerToken::within(header, token)),
             },
         };
-        match self.admit(req, verified.0, verified.1) {
+        match self.admit(req, verified.0, verified.1, call) {
             Ok(()) => Step::Admit,
             Err(e) => Step::Refuse(e),
         }
@@ -321,6 +333,7 @@ impl AuthConfig {
         req: &mut Request<B>,
         verified: VerifiedToken,
         token: BearerToken,
+        call: Option<Call>,
     ) -> Result<(), Error> {
         let user = verified.on_behalf_of().clone();
         // `X_On_Behalf_Of` and other spellings count as the header itself (see `headers`).
@@ -342,7 +355,7 @@ impl AuthConfig {
         ext.insert(user);
         ext.insert(verified);
         ext.insert(token);
-        ext.insert(self.guarded());
+        ext.insert(self.guarded(call));
         Ok(())
     }
 
@@ -364,18 +377,19 @@ impl AuthConfig {
         Ok(())
     }
 
-    fn admit_anonymous<B>(&self, req: &mut Request<B>) {
+    fn admit_anonymous<B>(&self, req: &mut Request<B>, call: Option<Call>) {
         remove_every_spelling(req.headers_mut(), &X_ON_BEHALF_OF);
         let ext = req.extensions_mut();
         ext.remove::<OnBehalfOf>();
         ext.remove::<VerifiedToken>();
         ext.remove::<BearerToken>();
-        ext.insert(self.guarded());
+        ext.insert(self.guarded(call));
     }
 
-    fn guarded(&self) -> Guarded {
+    fn guarded(&self, call: Option<Call>) -> Guarded {
         Guarded {
             realm: Arc::clone(&self.realm),
+            grpc: call,
         }
     }
 }
@@ -387,12 +401,12 @@ fn on_behalf_of_mismatch() -> Error {
     )
 }
 
-/// The layer's answer to a refused request with these headers.
+/// The layer's answer to a refused request, answered as the gRPC call `call` if any.
 fn refuse<B, R: Reject<B>>(
     config: &AuthConfig,
     reject: &R,
     error: Error,
-    headers: &HeaderMap,
+    call: Option<Call>,
 ) -> Response<B> {
     // The key source knows when its next fetch is allowed; the configured value is the fallback.
     crate::metrics::count(crate::metrics::Event::Refused(error.kind()));
@@ -400,7 +414,7 @@ fn refuse<B, R: Reject<B>>(
     let rejection = Rejection::new(error)
         .with_realm(Arc::clone(&config.realm))
         .with_retry_after(retry_after)
-        .with_grpc(crate::grpc::is_grpc(headers));
+        .with_grpc(call);
     respond(reject, rejection)
 }
 
@@ -418,13 +432,15 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let state = match self.shared.config.start(&mut req) {
+        let call = self.shared.config.grpc.call(&req);
+        let state = match self.shared.config.start(&mut req, call) {
             Step::Admit => State::Calling {
                 future: crate::metrics::call(&mut self.inner, req),
                 shared: Arc::clone(&self.shared),
+                call,
             },
             Step::Refuse(error) => State::Refused {
-                response: Some(self.shared.refuse(error, req.headers())),
+                response: Some(self.shared.refuse(error, call)),
             },
             Step::Fetch(token) => {
                 // The readied service goes into the future; a fresh clone stays here.
@@ -437,6 +453,7 @@ where
                     inner,
                     request: Some((req, token)),
                     shared: Arc::clone(&self.shared),
+                    call,
                 }
             }
         };
@@ -469,11 +486,13 @@ pin_project! {
             inner: S,
             request: Option<(Request<ReqBody>, BearerToken)>,
             shared: Arc<Shared<R>>,
+            call: Option<Call>,
         },
         Calling {
             #[pin]
             future: crate::metrics::Counted<S::Future>,
             shared: Arc<Shared<R>>,
+            call: Option<Call>,
         },
         Refused {
             response: Option<S::Response>,
@@ -508,9 +527,13 @@ where
         let mut state = self.project().state;
         loop {
             let next = match state.as_mut().project() {
-                StateProj::Calling { future, shared } => {
+                StateProj::Calling {
+                    future,
+                    shared,
+                    call,
+                } => {
                     let response = ready!(future.poll(cx));
-                    return Poll::Ready(response.map(|r| shared.answer(r)));
+                    return Poll::Ready(response.map(|r| shared.answer(r, *call)));
                 }
                 StateProj::Refused { response } => {
                     let response = response
@@ -523,18 +546,21 @@ where
                     inner,
                     request,
                     shared,
+                    call,
                 } => {
                     let result = ready!(verify.as_mut().poll(cx));
                     let (mut req, token) = request
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    match result.and_then(|v| shared.config.admit(&mut req, v, token)) {
+                    let call = *call;
+                    match result.and_then(|v| shared.config.admit(&mut req, v, token, call)) {
                         Ok(()) => State::Calling {
                             future: crate::metrics::call(inner, req),
                             shared: Arc::clone(shared),
+                            call,
                         },
                         Err(error) => State::Refused {
-                            response: Some(shared.refuse(error, req.headers())),
+                            response: Some(shared.refuse(error, call)),
                         },
                     }
                 }

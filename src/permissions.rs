@@ -48,7 +48,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::claims::{Permissions, VerifiedToken};
-use crate::guard::{realm_of, required_or};
+use crate::guard::{like_the_layer, required_or};
 use crate::rejection::{respond, Pending, Reject, Rejection, StandardReject};
 
 /// What the permission layer answers when no authentication layer ran before it.
@@ -248,7 +248,7 @@ impl<R> RequirePermissionsLayer<R> {
         {
             Ok(())
         } else {
-            Err(Rejection::clone(&self.refusal).with_realm(realm_of(extensions)))
+            Err(like_the_layer(Rejection::clone(&self.refusal), extensions))
         }
     }
 
@@ -339,10 +339,7 @@ where
                 future: self.inner.call(req),
             },
             Err(rejection) => Kind::Refused {
-                response: Some(
-                    self.layer
-                        .refuse(rejection.with_grpc(crate::grpc::is_grpc(req.headers()))),
-                ),
+                response: Some(self.layer.refuse(rejection)),
             },
         };
         ResponseFuture { kind }

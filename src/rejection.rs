@@ -36,6 +36,7 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::error::{Error, ErrorKind};
+use crate::grpc::Call;
 
 /// The realm named in `WWW-Authenticate` when none is configured.
 pub const DEFAULT_REALM: &str = "mka1";
@@ -70,7 +71,7 @@ pub struct Rejection {
     realm: Option<Arc<str>>,
     scope: Option<Arc<str>>,
     retry_after: Duration,
-    grpc: bool,
+    grpc: Option<Call>,
 }
 
 impl Rejection {
@@ -82,7 +83,7 @@ impl Rejection {
             realm: None,
             scope: None,
             retry_after: DEFAULT_RETRY_AFTER,
-            grpc: false,
+            grpc: None,
         }
     }
 
@@ -143,16 +144,29 @@ impl Rejection {
         self
     }
 
-    /// Answer the gRPC way ([`crate::grpc`]): HTTP 200 with `grpc-status`. The layers set it
-    /// for requests whose `content-type` is `application/grpc...`.
+    /// Answer the gRPC way for this kind of call ([`crate::grpc`]): HTTP 200 with
+    /// `grpc-status`; `None` for the standard answer. The layers set it only for a real
+    /// gRPC call, and only when opted in
+    /// ([`Mka1AuthLayer::grpc_answers`](crate::Mka1AuthLayer::grpc_answers)).
+    ///
+    /// ```
+    /// use mka1_auth::grpc::Call;
+    /// use mka1_auth::{Error, ErrorKind, Rejection};
+    ///
+    /// let rejection = Rejection::new(Error::new(ErrorKind::Expired));
+    /// assert_eq!(rejection.grpc(), None);
+    /// let response: http::Response<String> =
+    ///     rejection.with_grpc(Some(Call::Grpc)).into_http_response();
+    /// assert_eq!(response.headers()["grpc-status"], "16");
+    /// ```
     #[must_use]
-    pub fn with_grpc(mut self, grpc: bool) -> Self {
-        self.grpc = grpc;
+    pub fn with_grpc(mut self, call: Option<Call>) -> Self {
+        self.grpc = call;
         self
     }
 
-    /// Whether the refused request was a gRPC call, to be answered the gRPC way.
-    pub fn is_grpc(&self) -> bool {
+    /// The gRPC call this refusal is answered as, if any (see [`with_grpc`](Self::with_grpc)).
+    pub fn grpc(&self) -> Option<Call> {
         self.grpc
     }
 
@@ -257,16 +271,26 @@ impl Rejection {
     /// Any body type that can be made from a `String` works: axum's `Body`,
     /// `http_body_util::Full<Bytes>`, `String` itself.
     ///
-    /// A gRPC request's rejection ([`is_grpc`](Self::is_grpc)) gets the gRPC answer
+    /// A rejection marked as a gRPC call ([`grpc`](Self::grpc)) gets the gRPC answer
     /// instead: see [`crate::grpc`].
     pub fn into_http_response<B: From<String>>(self) -> Response<B> {
-        if self.grpc {
+        if self.grpc.is_some() {
             return crate::grpc::response(self, B::from(String::new()));
         }
-        let mut response = Response::new(B::from(self.json_body()));
+        let body = B::from(self.json_body());
+        let mut response = self.into_status_response(body);
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+
+    /// The RFC 6750 status, `WWW-Authenticate` or `Retry-After`, and the [`Error`] in the
+    /// extensions, with `body` (whatever its type).
+    pub(crate) fn into_status_response<B>(self, body: B) -> Response<B> {
+        let mut response = Response::new(body);
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(challenge) = self.www_authenticate() {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
@@ -317,13 +341,15 @@ fn describes_the_answer(name: &http::HeaderName) -> bool {
 }
 
 /// The authentication layer's last look at a response from behind it: one marked
-/// [`Pending`] is rendered again through `reject`, in `realm` unless it named its own.
+/// [`Pending`] is rendered again through `reject`, in `realm` unless it named its own, as
+/// the gRPC call `call` (the layer's choice for this request) unless it named one.
 /// The headers layers in between added (but those describing the standard answer) and
 /// the response extensions are kept. Any other response passes unchanged.
 #[inline]
 pub(crate) fn answer_behind<B, R: Reject<B> + ?Sized>(
     reject: &R,
     realm: &Arc<str>,
+    call: Option<Call>,
     mut response: Response<B>,
 ) -> Response<B> {
     let Some(Pending(mut rejection)) = response.extensions_mut().remove::<Pending>() else {
@@ -332,6 +358,7 @@ pub(crate) fn answer_behind<B, R: Reject<B> + ?Sized>(
     if rejection.realm.is_none() {
         rejection.realm = Some(Arc::clone(realm));
     }
+    rejection.grpc = rejection.grpc.or(call);
     let error = rejection.error().clone();
     let mut answer = reject.reject(rejection);
     let (parts, _) = response.into_parts();

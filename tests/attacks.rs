@@ -16,11 +16,13 @@ use aws_lc_rs::hmac;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::*;
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response};
+use mka1_auth::grpc::{Call, GrpcReject};
+use mka1_auth::rejection::StandardReject;
 use mka1_auth::{
-    Algorithm, Error, ErrorKind, ManualClock, Mka1AuthLayer, VerifiedToken, Verifier,
-    X_ON_BEHALF_OF,
+    Algorithm, Error, ErrorKind, ManualClock, Mka1AuthLayer, RequirePermissionsLayer,
+    VerifiedToken, Verifier, X_ON_BEHALF_OF,
 };
 use serde_json::{json, Value};
 use tower::{service_fn, Layer, ServiceExt};
@@ -1714,6 +1716,396 @@ async fn header_tricks_through_the_layer() {
                 for problem in refusal_problems(&response, &token, kind, status) {
                     failures.push(format!("{name}: {problem}"));
                 }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// gRPC spellings (issue 25): a refusal answered with HTTP 200 is a grant to a forward-auth
+// gateway, so only a real gRPC call to a layer that opted in gets one.
+
+/// Which calls the auth layer answers the gRPC way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GrpcOptIn {
+    None,
+    Grpc,
+    Web,
+    Both,
+}
+
+impl GrpcOptIn {
+    fn layer(self, verifier: Verifier) -> Mka1AuthLayer {
+        let (grpc, web) = match self {
+            GrpcOptIn::None => (false, false),
+            GrpcOptIn::Grpc => (true, false),
+            GrpcOptIn::Web => (false, true),
+            GrpcOptIn::Both => (true, true),
+        };
+        Mka1AuthLayer::new(verifier)
+            .grpc_answers(grpc)
+            .grpc_web_answers(web)
+    }
+
+    fn answers(self, call: Call) -> bool {
+        match call {
+            Call::Grpc => matches!(self, GrpcOptIn::Grpc | GrpcOptIn::Both),
+            _ => matches!(self, GrpcOptIn::Web | GrpcOptIn::Both),
+        }
+    }
+}
+
+/// How the answer is rendered: the auth layer's `Reject`, and the permission layer's own
+/// (`None`: it leaves its answers to the auth layer).
+#[derive(Clone, Copy, Debug)]
+enum Render {
+    Standard,
+    GrpcRejectOnAuth,
+    GrpcRejectOnPermissions,
+    StandardOnPermissions,
+}
+
+/// A request spelling and the gRPC call it really is, if any.
+struct Spelling {
+    name: &'static str,
+    method: http::Method,
+    version: http::Version,
+    content_type: Option<&'static str>,
+    call: Option<Call>,
+}
+
+fn grpc_spellings() -> Vec<Spelling> {
+    use http::{Method, Version};
+    let spelling = |name, method, version, content_type, call| Spelling {
+        name,
+        method,
+        version,
+        content_type,
+        call,
+    };
+    let h2 = Version::HTTP_2;
+    let h11 = Version::HTTP_11;
+    let ct = Some;
+    vec![
+        spelling(
+            "grpc",
+            Method::POST,
+            h2,
+            ct("application/grpc"),
+            Some(Call::Grpc),
+        ),
+        spelling(
+            "grpc+proto",
+            Method::POST,
+            h2,
+            ct("application/grpc+proto"),
+            Some(Call::Grpc),
+        ),
+        spelling(
+            "grpc;charset",
+            Method::POST,
+            h2,
+            ct("application/grpc;charset=utf-8"),
+            Some(Call::Grpc),
+        ),
+        spelling(
+            "GRPC in capitals",
+            Method::POST,
+            h2,
+            ct("APPLICATION/GRPC"),
+            Some(Call::Grpc),
+        ),
+        spelling(
+            "grpc, GET over HTTP/2",
+            Method::GET,
+            h2,
+            ct("application/grpc"),
+            None,
+        ),
+        spelling(
+            "grpc, POST over HTTP/1.1",
+            Method::POST,
+            h11,
+            ct("application/grpc"),
+            None,
+        ),
+        spelling(
+            "grpc, GET over HTTP/1.1 (curl)",
+            Method::GET,
+            h11,
+            ct("application/grpc"),
+            None,
+        ),
+        spelling("grpcX", Method::POST, h2, ct("application/grpcX"), None),
+        spelling("grpc-", Method::POST, h2, ct("application/grpc-"), None),
+        spelling(
+            "grpc, space before ;",
+            Method::POST,
+            h2,
+            ct("application/grpc ;a=b"),
+            None,
+        ),
+        spelling("no content-type", Method::POST, h2, None, None),
+        spelling("json", Method::POST, h2, ct("application/json"), None),
+        spelling(
+            "grpc-web over HTTP/1.1",
+            Method::POST,
+            h11,
+            ct("application/grpc-web"),
+            Some(Call::GrpcWeb),
+        ),
+        spelling(
+            "grpc-web+proto over HTTP/2",
+            Method::POST,
+            h2,
+            ct("application/grpc-web+proto"),
+            Some(Call::GrpcWeb),
+        ),
+        spelling(
+            "grpc-web-text",
+            Method::POST,
+            h11,
+            ct("application/grpc-web-text"),
+            Some(Call::GrpcWebText),
+        ),
+        spelling(
+            "grpc-web-text;charset",
+            Method::POST,
+            h11,
+            ct("application/grpc-web-text;charset=utf-8"),
+            Some(Call::GrpcWebText),
+        ),
+        spelling(
+            "grpc-web, GET",
+            Method::GET,
+            h11,
+            ct("application/grpc-web"),
+            None,
+        ),
+        spelling(
+            "grpc-web over HTTP/1.0",
+            Method::POST,
+            http::Version::HTTP_10,
+            ct("application/grpc-web"),
+            None,
+        ),
+        spelling(
+            "grpc-webX",
+            Method::POST,
+            h11,
+            ct("application/grpc-webX"),
+            None,
+        ),
+    ]
+}
+
+impl Spelling {
+    fn request(&self, authorization: Option<&str>) -> Request<String> {
+        let mut req = Request::builder()
+            .method(self.method.clone())
+            .version(self.version)
+            .uri("/demo.Greeter/Hello");
+        if let Some(content_type) = self.content_type {
+            req = req.header(CONTENT_TYPE, content_type);
+        }
+        if let Some(authorization) = authorization {
+            req = req.header(AUTHORIZATION, authorization);
+        }
+        req.body(String::new()).unwrap()
+    }
+}
+
+/// What is wrong with `response` to a refusal of `kind` (RFC 6750 `status`, gRPC code
+/// `code`), answered the gRPC way as `grpc` or, when `None`, the RFC 6750 way.
+fn grpc_refusal_problems(
+    response: &Response<String>,
+    kind: ErrorKind,
+    status: u16,
+    code: &str,
+    grpc: Option<Call>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let headers = response.headers();
+    match response.extensions().get::<Error>() {
+        Some(e) if e.kind() == kind => {}
+        other => problems.push(format!(
+            "kind {:?} (expected {kind:?})",
+            other.map(Error::kind)
+        )),
+    }
+    match grpc {
+        Some(call) => {
+            if response.status() != 200 {
+                problems.push(format!(
+                    "status {} (expected the gRPC 200)",
+                    response.status()
+                ));
+            }
+            if headers.get("grpc-status").is_none_or(|v| v != code) {
+                problems.push(format!(
+                    "grpc-status {:?} (expected {code})",
+                    headers.get("grpc-status")
+                ));
+            }
+            if headers
+                .get(CONTENT_TYPE)
+                .is_none_or(|v| v != call.content_type())
+            {
+                problems.push(format!("content-type {:?}", headers.get(CONTENT_TYPE)));
+            }
+            if !response.body().is_empty() {
+                problems.push("a body on a trailers-only answer".into());
+            }
+        }
+        None => {
+            if response.status() != status {
+                problems.push(format!("status {} (expected {status})", response.status()));
+            }
+            if response.status().is_success() {
+                problems.push("A REFUSAL ANSWERED WITH A 2XX".into());
+            }
+            if headers.contains_key("grpc-status") || headers.contains_key("grpc-message") {
+                problems.push("a grpc-status on an RFC 6750 answer".into());
+            }
+            match headers.get(WWW_AUTHENTICATE) {
+                Some(v) if v.as_bytes().starts_with(b"Bearer realm=") => {}
+                other => problems.push(format!("www-authenticate {other:?}")),
+            }
+        }
+    }
+    problems
+}
+
+#[tokio::test]
+async fn grpc_spellings_through_the_auth_and_permission_layers() {
+    let fixture = Fixture::new();
+    let verifier = fixture.verifier(Setup::Strict);
+    let token = fixture.ed.sign(&claims_at(NOW));
+    let forged = with_signature(&token, &flip_bit(&signature_of(&token), 3));
+    let valid = format!("Bearer {token}");
+    let forged = format!("Bearer {forged}");
+    use ErrorKind::*;
+    // The token has `agent:read` and `agent:write`; the route needs `agent:admin`.
+    let refusals = [
+        ("no token", None, MissingCredentials, 401, "16"),
+        (
+            "forged token",
+            Some(forged.as_str()),
+            InvalidSignature,
+            401,
+            "16",
+        ),
+        (
+            "missing permission",
+            Some(valid.as_str()),
+            InsufficientPermission,
+            403,
+            "7",
+        ),
+    ];
+    let opt_ins = [
+        GrpcOptIn::None,
+        GrpcOptIn::Grpc,
+        GrpcOptIn::Web,
+        GrpcOptIn::Both,
+    ];
+    let renders = [
+        Render::Standard,
+        Render::GrpcRejectOnAuth,
+        Render::GrpcRejectOnPermissions,
+        Render::StandardOnPermissions,
+    ];
+
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for opt_in in opt_ins {
+        for render in renders {
+            let auth = opt_in.layer(verifier.clone());
+            let permissions = RequirePermissionsLayer::new(["agent:admin"]);
+            let svc = match render {
+                Render::Standard => auth
+                    .layer(permissions.layer(service_fn(protected)))
+                    .boxed_clone(),
+                Render::GrpcRejectOnAuth => auth
+                    .reject_with(GrpcReject)
+                    .layer(permissions.layer(service_fn(protected)))
+                    .boxed_clone(),
+                Render::GrpcRejectOnPermissions => auth
+                    .layer(
+                        permissions
+                            .reject_with(GrpcReject)
+                            .layer(service_fn(protected)),
+                    )
+                    .boxed_clone(),
+                Render::StandardOnPermissions => auth
+                    .layer(
+                        permissions
+                            .reject_with(StandardReject)
+                            .layer(service_fn(protected)),
+                    )
+                    .boxed_clone(),
+            };
+            for spelling in grpc_spellings() {
+                for (refusal, authorization, kind, status, code) in refusals {
+                    cases += 1;
+                    let response = svc
+                        .clone()
+                        .oneshot(spelling.request(authorization))
+                        .await
+                        .unwrap();
+                    let grpc = spelling.call.filter(|call| opt_in.answers(*call));
+                    for problem in grpc_refusal_problems(&response, kind, status, code, grpc) {
+                        failures.push(format!(
+                            "{opt_in:?} opt-in, {render:?}, {}, {refusal}: {problem}",
+                            spelling.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases > 800, "{cases}");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// A permission layer with no authentication layer in front (a wiring bug, 500) never
+/// answers the gRPC way, whatever the request says and whatever renders the answer.
+#[tokio::test]
+async fn a_permission_layer_alone_never_answers_grpc() {
+    let standard = RequirePermissionsLayer::new(["agent:read"]).layer(service_fn(protected));
+    let grpc = RequirePermissionsLayer::new(["agent:read"])
+        .reject_with(GrpcReject)
+        .layer(service_fn(protected));
+    let mut failures = Vec::new();
+    for spelling in grpc_spellings() {
+        for (name, response) in [
+            (
+                "standard",
+                standard.clone().oneshot(spelling.request(None)).await,
+            ),
+            (
+                "GrpcReject",
+                grpc.clone().oneshot(spelling.request(None)).await,
+            ),
+        ] {
+            let response = response.unwrap();
+            let kind = response.extensions().get::<Error>().map(Error::kind);
+            if response.status() != 500
+                || kind != Some(ErrorKind::MissingLayer)
+                || response.headers().contains_key("grpc-status")
+            {
+                failures.push(format!(
+                    "{name}, {}: {} {kind:?} {:?}",
+                    spelling.name,
+                    response.status(),
+                    response.headers().get("grpc-status")
+                ));
             }
         }
     }

@@ -131,6 +131,67 @@ async fn prints_the_start_up_lines_and_the_curl_works() {
     running.server.abort();
 }
 
+/// Issue 25: a client-chosen `content-type: application/grpc...` does not turn a refusal of
+/// the demo's REST routes into a 200 (which a forward-auth gateway would take as a grant).
+#[tokio::test]
+async fn a_grpc_content_type_never_turns_a_refusal_into_a_2xx() {
+    let (running, lines) = start_demo(loopback_config()).await;
+    let addr = running.addr;
+    let issuer = running.dev_issuer.as_ref().unwrap();
+    let token = printed_token(&lines);
+    // The printed token with one signature byte changed.
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let mut signature = signature.as_bytes().to_vec();
+    signature[4] = if signature[4] == b'A' { b'B' } else { b'A' };
+    let forged = format!("{signed}.{}", String::from_utf8(signature).unwrap());
+    let no_read = issuer
+        .mint(Mint::new(format!("http://{addr}"), "user-7").permissions(Vec::<String>::new()));
+
+    let cases = [
+        ("/whoami", None, 401),
+        ("/whoami", Some(forged.as_str()), 401),
+        ("/agents", None, 401),
+        ("/agents", Some(forged.as_str()), 401),
+        ("/agents", Some(no_read.as_str()), 403),
+        ("/proxy/anything", None, 401),
+    ];
+    let content_types = [
+        "application/grpc",
+        "application/grpc+proto",
+        "application/grpc;charset=utf-8",
+        "APPLICATION/GRPC",
+        "application/grpcx",
+        "application/grpc-web",
+        "application/grpc-web-text",
+    ];
+    for (path, token, status) in cases {
+        for content_type in content_types {
+            // `/agents` is GET only: a POST that passes authentication is a 405.
+            let methods = match status {
+                403 => &[reqwest::Method::GET][..],
+                _ => &[reqwest::Method::GET, reqwest::Method::POST],
+            };
+            for method in methods {
+                let mut request = client()
+                    .request(method.clone(), format!("http://{addr}{path}"))
+                    .header("content-type", content_type);
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await.unwrap();
+                let what = format!("{method} {path} {content_type} token: {}", token.is_some());
+                assert_eq!(response.status().as_u16(), status, "{what}");
+                assert!(response.headers().get("grpc-status").is_none(), "{what}");
+                assert!(
+                    response.headers().contains_key("www-authenticate"),
+                    "{what}"
+                );
+            }
+        }
+    }
+    running.server.abort();
+}
+
 #[derive(Clone, Default)]
 struct Seen(Arc<Mutex<Vec<(String, HeaderMap)>>>);
 
