@@ -420,7 +420,11 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let state = match self.shared.config.start(&mut req) {
             Step::Admit => State::Calling {
-                future: crate::metrics::call(&mut self.inner, req),
+                future: crate::metrics::call(
+                    &mut self.inner,
+                    req.extensions().get::<VerifiedToken>().is_none(),
+                    req,
+                ),
                 shared: Arc::clone(&self.shared),
             },
             Step::Refuse(error) => State::Refused {
@@ -530,7 +534,11 @@ where
                         .expect("ResponseFuture polled after completion");
                     match result.and_then(|v| shared.config.admit(&mut req, v, token)) {
                         Ok(()) => State::Calling {
-                            future: crate::metrics::call(inner, req),
+                            future: crate::metrics::call(
+                                inner,
+                                req.extensions().get::<VerifiedToken>().is_none(),
+                                req,
+                            ),
                             shared: Arc::clone(shared),
                         },
                         Err(error) => State::Refused {

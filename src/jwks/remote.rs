@@ -73,6 +73,7 @@ use tokio::sync::watch;
 use super::{JwksDocument, KeySet, KeySetStatus, Lookup, VerificationKey};
 use crate::clock::SharedClock;
 use crate::error::{ConfigError, Error, ErrorKind};
+use crate::metrics::KeySetGauges;
 use crate::net::{is_loopback_host, transport_error_text};
 use crate::retry::{backoff_ceiling, jittered_on};
 
@@ -536,21 +537,26 @@ impl RemoteJwks {
                 refresh_due_ms: AtomicU64::new(u64::MAX),
             }),
         };
-        crate::metrics::watch_key_set(jwks.status_while_alive());
+        crate::metrics::watch_key_set(jwks.gauges_while_alive());
         Ok(jwks)
     }
 
-    /// This set's status and its clock's time, for as long as the set lives (for the
-    /// metrics gauges, which must not keep it alive).
-    fn status_while_alive(
-        &self,
-    ) -> impl Fn() -> Option<(KeySetStatus, SystemTime)> + Send + Sync + 'static {
+    /// This set's gauge reading, for as long as the set lives (for the metrics gauges, which
+    /// must not keep it alive): its usable keys and the time since its last successful fetch,
+    /// on its clock.
+    fn gauges_while_alive(&self) -> impl Fn() -> Option<KeySetGauges> + Send + Sync + 'static {
         let weak = Arc::downgrade(&self.inner);
         move || {
             let jwks = RemoteJwks {
                 inner: weak.upgrade()?,
             };
-            Some((jwks.status(), jwks.inner.clock.now()))
+            let (status, now) = (jwks.status(), jwks.inner.clock.now());
+            Some(KeySetGauges {
+                usable_keys: if status.usable { status.key_count } else { 0 },
+                since_last_fetch: status
+                    .last_success
+                    .map(|fetched| now.duration_since(fetched).unwrap_or_default()),
+            })
         }
     }
 
