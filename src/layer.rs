@@ -435,7 +435,11 @@ where
         let call = self.shared.config.grpc.call(&req);
         let state = match self.shared.config.start(&mut req, call) {
             Step::Admit => State::Calling {
-                future: crate::metrics::call(&mut self.inner, req),
+                future: crate::metrics::call(
+                    &mut self.inner,
+                    req.extensions().get::<VerifiedToken>().is_none(),
+                    req,
+                ),
                 shared: Arc::clone(&self.shared),
                 call,
             },
@@ -555,7 +559,11 @@ where
                     let call = *call;
                     match result.and_then(|v| shared.config.admit(&mut req, v, token, call)) {
                         Ok(()) => State::Calling {
-                            future: crate::metrics::call(inner, req),
+                            future: crate::metrics::call(
+                                inner,
+                                req.extensions().get::<VerifiedToken>().is_none(),
+                                req,
+                            ),
                             shared: Arc::clone(shared),
                             call,
                         },

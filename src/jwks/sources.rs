@@ -1,4 +1,6 @@
-//! A verifier's key sources: one for every token, or one per issuer
+//! Where a verifier's keys come from: a [`KeySource`] (a static set, or a remote one) and how
+//! a `kid` is looked up in it ([`Lookup`]); and a verifier's sources, one for every token or
+//! one per issuer
 //! ([`VerifierBuilder::issuer_jwks_url`](crate::VerifierBuilder::issuer_jwks_url) and
 //! friends), where the token's `iss` picks the source before any key is looked up.
 //!
@@ -6,12 +8,120 @@
 //! status. A `kid` is only ever looked up in the source of the token's issuer, so a key one
 //! issuer publishes never verifies another issuer's token, whatever `kid` the two share.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{KeySetStatus, KeySource};
+#[cfg(feature = "remote")]
+use super::remote;
+use super::{KeySet, KeySetStatus, VerificationKey};
 #[cfg(feature = "remote")]
 use crate::error::ConfigError;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
+
+/// The outcome of looking a `kid` up without doing any I/O.
+///
+/// A static set lends its key: a fresh verification then writes to no memory that another
+/// thread's verification also writes (no shared reference count), so threads scale.
+pub(crate) enum Lookup<'a> {
+    /// The key is held.
+    Found(Cow<'a, Arc<VerificationKey>>),
+    /// Not held; a refetch may find it (or it is not worth one: the source decides).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    NeedsFetch,
+    /// Not held, and nothing could find it (a static set): fail at once, no slow path.
+    Unknown,
+}
+
+/// Where a verifier's keys come from.
+#[derive(Clone)]
+pub(crate) enum KeySource {
+    /// A fixed key set given at build time.
+    Static(Arc<KeySet>),
+    /// A JWKS URL, fetched and cached.
+    #[cfg(feature = "remote")]
+    Remote(remote::RemoteJwks),
+}
+
+impl KeySource {
+    /// Look a key up in what is held at `now` (the verification's one clock reading),
+    /// without waiting on I/O.
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
+    pub(crate) fn lookup(&self, kid: &str, now: SystemTime) -> Lookup<'_> {
+        match self {
+            KeySource::Static(set) => match set.get(kid) {
+                Some(k) => Lookup::Found(Cow::Borrowed(k)),
+                None => Lookup::Unknown,
+            },
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.lookup(kid, now),
+        }
+    }
+
+    /// After a miss: try to obtain `kid` (remote: one guarded refetch). Returns the key, or
+    /// `UnknownKeyId` / `KeysUnavailable`.
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
+    pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
+        match self {
+            KeySource::Static(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.resolve_missing(kid).await,
+        }
+    }
+
+    /// Fetch a remote set now (or wait for the fetch in flight); a static set is ready.
+    pub(crate) async fn refresh(&self) -> Result<KeySetStatus, Error> {
+        match self {
+            KeySource::Static(_) => Ok(self.status()),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.refresh().await,
+        }
+    }
+
+    /// Keep a remote set fresh in the background; a static set needs nothing.
+    #[cfg(feature = "remote")]
+    pub(crate) fn spawn_refresher(&self) -> Result<remote::Refresher, ConfigError> {
+        match self {
+            KeySource::Static(_) => Ok(remote::Refresher::idle()),
+            KeySource::Remote(remote) => remote.spawn_refresher(),
+        }
+    }
+
+    /// Where the key set stands, for health endpoints.
+    pub(crate) fn status(&self) -> KeySetStatus {
+        match self {
+            KeySource::Static(set) => KeySetStatus {
+                remote: false,
+                key_count: set.len(),
+                skipped_keys: set.skipped().len(),
+                usable: true,
+                stale: false,
+                fetching: false,
+                last_success: None,
+                last_error: None,
+                last_error_at: None,
+                consecutive_failures: 0,
+                next_refresh: None,
+                per_issuer: Vec::new(),
+            },
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.status(),
+        }
+    }
+
+    /// Whether the key held for `kid` at `now` is still the one with this serial (a key that
+    /// left the set, or was replaced, takes its cached tokens with it). This writes nothing
+    /// shared, so threads answering cache hits do not slow each other (a remote set reads the
+    /// snapshot the thread remembers, after one atomic load).
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
+    pub(crate) fn still_holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
+        match self {
+            KeySource::Static(set) => set.get(kid).is_some_and(|k| k.serial == serial),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => remote.holds(kid, serial, now),
+        }
+    }
+}
 
 /// Which of a verifier's sources: an index into them, `0` for a single source.
 pub(crate) type SourceId = usize;

@@ -1,6 +1,8 @@
-//! What the crate counts: one [`Event`] per thing that happened. Shared by the counting
-//! module (feature `metrics`) and its no-op stand-in, so the hooks in the rest of the crate
-//! read the same either way.
+//! What the crate counts: one [`Event`] per thing that happened, and what a remote key set
+//! shows the gauges ([`KeySetGauges`]). Shared by the counting module (feature `metrics`)
+//! and its no-op stand-in, so the hooks in the rest of the crate read the same either way.
+
+use std::time::Duration;
 
 use crate::error::ErrorKind;
 
@@ -34,4 +36,14 @@ pub(crate) enum Event {
     ExchangeRetried,
     /// An exchange failed.
     ExchangeError,
+}
+
+/// One remote key set's reading for the gauges, taken when publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeySetGauges {
+    /// Usable keys held (0 while the held set is not usable).
+    pub(crate) usable_keys: usize,
+    /// Time since the last successful fetch, on the key set's clock (`None` before the
+    /// first).
+    pub(crate) since_last_fetch: Option<Duration>,
 }

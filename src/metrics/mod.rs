@@ -76,17 +76,15 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::claims::VerifiedToken;
 use crate::error::{ConfigError, Error, ErrorKind};
-use crate::jwks::KeySetStatus;
 
-pub(crate) use event::Event;
+pub(crate) use event::{Event, KeySetGauges};
 
 /// `mka1_auth_requests_total`: requests through the layer, by `result` (and `reason`).
 pub const REQUESTS_TOTAL: &str = "mka1_auth_requests_total";
@@ -143,22 +141,22 @@ pub(crate) fn count(event: Event) {
     }
 }
 
-/// The remote key sets alive, for the gauges: each gives its status and its clock's time,
-/// or `None` once dropped.
-type Watched = Box<dyn Fn() -> Option<(KeySetStatus, SystemTime)> + Send + Sync>;
+/// The remote key sets alive, for the gauges: each gives its reading, or `None` once
+/// dropped.
+type Watched = Box<dyn Fn() -> Option<KeySetGauges> + Send + Sync>;
 
 static WATCHED: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
 
-/// Gauge a remote key set from now on; `status` answers `None` once the set is gone.
+/// Gauge a remote key set from now on; `gauges` answers `None` once the set is gone.
 #[cfg(feature = "remote")]
-pub(crate) fn watch_key_set<F>(status: F)
+pub(crate) fn watch_key_set<F>(gauges: F)
 where
-    F: Fn() -> Option<(KeySetStatus, SystemTime)> + Send + Sync + 'static,
+    F: Fn() -> Option<KeySetGauges> + Send + Sync + 'static,
 {
     WATCHED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push(Box::new(status));
+        .push(Box::new(gauges));
 }
 
 /// Send every count made since the last publish, and the current gauges, to the recorder in
@@ -189,15 +187,12 @@ pub fn publish() {
 fn key_set_gauges() -> (usize, Option<Duration>) {
     let mut watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
     let (mut keys, mut age) = (0, None::<Duration>);
-    watched.retain(|status| {
-        let Some((status, now)) = status() else {
+    watched.retain(|gauges| {
+        let Some(gauges) = gauges() else {
             return false;
         };
-        if status.usable {
-            keys += status.key_count;
-        }
-        if let Some(fetched) = status.last_success {
-            let this = now.duration_since(fetched).unwrap_or_default();
+        keys += gauges.usable_keys;
+        if let Some(this) = gauges.since_last_fetch {
             age = Some(age.map_or(this, |a| a.max(this)));
         }
         true
@@ -319,13 +314,14 @@ where
     }
 }
 
-/// Call the inner service for a request the layer admitted, counting it when answered.
+/// Call the inner service for a request the layer admitted (`anonymous`: without a verified
+/// token), counting it when answered.
 #[inline]
 pub(crate) fn call<S: Service<Request<B>>, B>(
     inner: &mut S,
+    anonymous: bool,
     req: Request<B>,
 ) -> Counted<S::Future> {
-    let anonymous = req.extensions().get::<VerifiedToken>().is_none();
     Counted {
         inner: inner.call(req),
         anonymous,

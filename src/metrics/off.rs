@@ -8,6 +8,8 @@ use tower_service::Service;
 #[path = "event.rs"]
 mod event;
 pub(crate) use event::Event;
+#[cfg(feature = "remote")]
+pub(crate) use event::KeySetGauges;
 
 /// Count an event: nothing to do without the feature.
 #[inline(always)]
@@ -18,15 +20,19 @@ pub(crate) type Counted<F> = F;
 
 /// Call the inner service for an admitted request.
 #[inline(always)]
-pub(crate) fn call<S: Service<Request<B>>, B>(inner: &mut S, req: Request<B>) -> S::Future {
+pub(crate) fn call<S: Service<Request<B>>, B>(
+    inner: &mut S,
+    _anonymous: bool,
+    req: Request<B>,
+) -> S::Future {
     inner.call(req)
 }
 
 /// Gauge a remote key set: nothing to do without the feature.
 #[cfg(feature = "remote")]
 #[inline(always)]
-pub(crate) fn watch_key_set<F>(_status: F)
+pub(crate) fn watch_key_set<F>(_gauges: F)
 where
-    F: Fn() -> Option<(crate::jwks::KeySetStatus, std::time::SystemTime)> + Send + Sync + 'static,
+    F: Fn() -> Option<KeySetGauges> + Send + Sync + 'static,
 {
 }

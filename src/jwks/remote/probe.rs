@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::error::FetchError;
 use super::{RemoteJwks, RemoteJwksConfig};
 use crate::clock::SystemClock;
 use crate::error::{ConfigError, Error, ErrorKind};
@@ -79,10 +80,10 @@ impl JwksProbe {
         let unavailable = |why: String| Error::with_detail(ErrorKind::KeysUnavailable, why);
         let (body, cache_max_age) = tokio::time::timeout(timeout, self.jwks.fetch_body())
             .await
-            .unwrap_or(Err(super::FetchError::Timeout(timeout)))
+            .unwrap_or(Err(FetchError::Timeout(timeout)))
             .map_err(|e| unavailable(e.to_string()))?;
         let document: JwksDocument = serde_json::from_slice(&body)
-            .map_err(|e| unavailable(super::FetchError::NotJwks(e.to_string()).to_string()))?;
+            .map_err(|e| unavailable(FetchError::NotJwks(e.to_string()).to_string()))?;
         let keys = KeySet::from_entries(document.keys.clone(), &self.jwks.inner.algorithms);
         Ok(ProbedJwks {
             keys,

@@ -127,7 +127,9 @@ impl RemoteJwks {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse_document, FetchError, Fetched, Validators};
+    use super::super::error::FetchError;
+    use super::super::fetch::{parse_document, Fetched};
+    use super::super::http::Validators;
     use super::*;
     use crate::jwks::Algorithm;
     use std::time::UNIX_EPOCH;
