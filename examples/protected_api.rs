@@ -22,6 +22,11 @@
 //! | `BIND` | address to listen on | `127.0.0.1:3000` |
 //! | `UPSTREAM_URL` | where `/proxy/<path>` forwards to | none (`/proxy` answers 502) |
 //!
+//! `MKA1_AUDIENCE` or `MKA1_ISSUER` set without `MKA1_JWKS_URL` is a partial production
+//! configuration: the demo refuses to start (exit status 2) and names `MKA1_JWKS_URL`,
+//! rather than fall back to the dev issuer, which would print an administrator API key and
+//! trust the tokens it mints. `BIND` and `UPSTREAM_URL` work in both modes.
+//!
 //! Routes: `GET /healthz` (no auth, liveness), `GET /readyz` (no auth: 200 while the key
 //! set is usable, else 503 with a short JSON reason), `GET /metrics` (no auth, Prometheus
 //! text; serve it on an internal port in production), `GET /whoami`, `GET /agents` (needs
@@ -35,6 +40,7 @@
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -171,9 +177,30 @@ pub struct Config {
     pub upstream_url: Option<String>,
 }
 
+/// The variables of a production configuration, each of which needs `MKA1_JWKS_URL`.
+const PRODUCTION_ONLY: [&str; 2] = ["MKA1_AUDIENCE", "MKA1_ISSUER"];
+
 impl Config {
     /// Read the configuration from the environment.
     pub fn from_env() -> Result<Config, Box<dyn Error>> {
+        Self::from_vars(var)
+    }
+
+    /// Read the configuration through `var` (a variable's non-empty value). A production
+    /// variable without `MKA1_JWKS_URL` is an error naming it: no silent dev issuer.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, Box<dyn Error>> {
+        let set: Vec<&str> = PRODUCTION_ONLY
+            .into_iter()
+            .filter(|name| var(name).is_some())
+            .collect();
+        if var("MKA1_JWKS_URL").is_none() && !set.is_empty() {
+            let (names, verb) = (set.join(" and "), if set.len() > 1 { "are" } else { "is" });
+            return Err(format!(
+                "MKA1_JWKS_URL is not set, but {names} {verb}: set MKA1_JWKS_URL to your MKA1 \
+                 deployment's JWKS URL, or unset {names} to run the embedded dev issuer"
+            )
+            .into());
+        }
         Ok(Config {
             bind: var("BIND")
                 .map(|b| {
@@ -306,10 +333,38 @@ fn init_logging() {
         .init();
 }
 
+/// What `main` does, reading variables through `var`: exit status 2 (and the reason on
+/// `err`) when the configuration is unusable, before anything starts; else serve until the
+/// server fails (exit status 1).
+pub async fn run(
+    var: impl Fn(&str) -> Option<String>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> ExitCode {
+    let config = match Config::from_vars(var) {
+        Ok(config) => config,
+        Err(e) => {
+            let _ = writeln!(err, "protected_api: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let served: Result<(), Box<dyn Error>> = async {
+        let running = start(config, out).await?;
+        running.server.await??;
+        Ok(())
+    }
+    .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(err, "protected_api: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> ExitCode {
     init_logging();
-    let running = start(Config::from_env()?, &mut std::io::stdout()).await?;
-    running.server.await??;
-    Ok(())
+    run(var, &mut std::io::stdout(), &mut std::io::stderr()).await
 }

@@ -11,6 +11,20 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, ErrorKind};
 
 /// The header that carries the end user a call is made for.
+///
+/// Its value is MKA1's `externalUserId` whole (see [`validate_end_user_id`]): any printable
+/// ASCII, so it may hold `,`, `;`, `"` and `=`. A service reading it must take it as one
+/// opaque value, the exact bytes of the one header line, never split it as a list (HTTP's
+/// comma-joined repeated headers) or parse it as parameters: `alice,bob` is one user. The
+/// crate's layers always send exactly one such header.
+///
+/// ```
+/// use mka1_auth::claims::{validate_end_user_id, X_ON_BEHALF_OF};
+///
+/// assert_eq!(X_ON_BEHALF_OF.as_str(), "x-on-behalf-of");
+/// // One user, not a list: a valid id may hold a comma, a semicolon and a quote.
+/// assert!(validate_end_user_id(r#"alice,bob;role="admin""#).is_ok());
+/// ```
 pub const X_ON_BEHALF_OF: http::HeaderName = http::HeaderName::from_static("x-on-behalf-of");
 
 /// The longest end-user id MKA1 accepts.
@@ -54,7 +68,8 @@ pub fn validate_end_user_id(id: &str) -> Result<(), Error> {
 /// Only the crate creates one, from a token whose signature and claims were verified, so a
 /// handler that takes `OnBehalfOf` never sees a value a client typed into a header. It is
 /// always a valid end-user id (see [`validate_end_user_id`]) and so always a valid header
-/// value.
+/// value. It is one opaque id even when it holds `,`, `;` or `"` (see [`X_ON_BEHALF_OF`]):
+/// compare it whole, never split it.
 ///
 /// Cheap to clone: it shares the verified token's memory (one reference count), and it
 /// compares, hashes and prints as the id alone.

@@ -1070,13 +1070,13 @@ impl ExchangeClient {
         error
     }
 
-    /// Shorten text from the outside world, drop control characters, and blank out the API
-    /// key should it appear.
+    /// Shorten text from the outside world, drop control characters (line and paragraph
+    /// separators and bidi controls too), and blank out the API key should it appear.
     fn scrub(&self, text: &str) -> String {
         let text = text.replace(&self.inner.secret, "<redacted>");
         let mut out: String = text
             .chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| !crate::shown::must_escape(*c))
             .take(MAX_TEXT_CHARS)
             .collect();
         if text.chars().count() > MAX_TEXT_CHARS {

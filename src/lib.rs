@@ -113,6 +113,7 @@ pub mod protocol;
 pub mod rejection;
 #[cfg(feature = "remote")]
 mod retry;
+mod shown;
 mod token_cache;
 mod verify;
 

@@ -409,6 +409,80 @@ async fn managing_keys_needs_write_apikeys_and_grants_only_held_scopes() {
 }
 
 #[tokio::test]
+async fn no_other_key_may_take_over_or_disable_the_bootstrap_key() {
+    let clock = ManualClock::at_unix(NOW);
+    let issuer = start(&clock).await;
+    let boot = issuer.api_key().to_owned();
+    let before = issuer.keys()[0].clone();
+    // A manager holding every scope the bootstrap key lists: it could manage any other key.
+    let manager = issuer
+        .create_key(ApiKeySpec::new(before.scopes().iter().cloned()))
+        .unwrap();
+    let m = manager.secret();
+    let bootstrap = |more: Value| {
+        let mut body = json!({"keyId": BOOTSTRAP_KEY_ID});
+        body.as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        body
+    };
+    let attempts = [
+        // Take over: a regeneration would answer the bootstrap key's new secret.
+        (SCOPED_API_KEY_REGENERATE_PATH, bootstrap(json!({}))),
+        // Disable: delete, narrow, expire.
+        (SCOPED_API_KEY_DELETE_PATH, bootstrap(json!({}))),
+        (
+            SCOPED_API_KEY_UPDATE_PATH,
+            bootstrap(json!({"scopes": ["agent:read"]})),
+        ),
+        (
+            SCOPED_API_KEY_UPDATE_PATH,
+            bootstrap(json!({"scopes": before.scopes(), "expiresAt": NOW_TEXT})),
+        ),
+    ];
+    for (path, body) in attempts {
+        let (status, refused) = post(&issuer, path, m, body.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path} {body}: {refused}");
+        assert_eq!(paths(&refused), ["keyId"], "{path}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("bootstrap key"),
+            "{refused}"
+        );
+        assert!(refused.get("key").is_none(), "no secret: {refused}");
+    }
+    // The bootstrap key is as it was, and still works.
+    let after = &issuer.keys()[0];
+    assert_eq!(after.id(), BOOTSTRAP_KEY_ID);
+    assert_eq!(after.scopes(), before.scopes());
+    assert_eq!(after.expires_at(), None);
+    assert_eq!(after.start(), before.start());
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(list(&issuer, &boot, "").await.0, StatusCode::OK);
+    let (status, _) = exchange(&issuer, EXCHANGE_TOKEN_PATH, &boot, user(None)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The manager still manages other keys, and the bootstrap key itself may manage itself.
+    let other = issuer.create_key(ApiKeySpec::new(["agent:read"])).unwrap();
+    let regenerate = json!({"keyId": other.id()});
+    let (status, _) = post(&issuer, SCOPED_API_KEY_REGENERATE_PATH, m, regenerate).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, regenerated) = post(
+        &issuer,
+        SCOPED_API_KEY_REGENERATE_PATH,
+        &boot,
+        bootstrap(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{regenerated}");
+    assert_eq!(list(&issuer, &boot, "").await.0, StatusCode::UNAUTHORIZED);
+    let new_boot = regenerated["key"].as_str().unwrap();
+    assert_eq!(list(&issuer, new_boot, "").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn bad_bodies_get_400_naming_every_bad_field() {
     let clock = ManualClock::at_unix(NOW);
     let issuer = start(&clock).await;

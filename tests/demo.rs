@@ -11,13 +11,14 @@ mod common;
 #[path = "../examples/protected_api.rs"]
 mod protected_api;
 
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::Router;
 use mka1_auth::dev_issuer::Mint;
-use protected_api::{start, Config, Running};
+use protected_api::{run, start, Config, Running};
 use serde_json::Value;
 
 fn loopback_config() -> Config {
@@ -432,4 +433,64 @@ async fn call_downstream_asks_only_for_the_permission_it_uses() {
         .as_array()
         .unwrap()
         .contains(&WRITE_APIKEYS_SCOPE.into()));
+}
+
+/// A variable lookup over these pairs, as `std::env::var` filtered to non-empty values.
+fn vars(pairs: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    let pairs = pairs.to_vec();
+    move |name| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[tokio::test]
+async fn a_partial_production_configuration_refuses_to_start() {
+    let audience = ("MKA1_AUDIENCE", "https://api.example.test");
+    let issuer = ("MKA1_ISSUER", "https://mka1.example.test");
+    let bind = ("BIND", "127.0.0.1:0");
+    for (pairs, named) in [
+        (vec![audience], "MKA1_AUDIENCE is"),
+        (vec![issuer, bind], "MKA1_ISSUER is"),
+        (
+            vec![audience, issuer, bind],
+            "MKA1_AUDIENCE and MKA1_ISSUER are",
+        ),
+    ] {
+        // Refused when read (so this test never starts a demo that would serve forever).
+        assert!(Config::from_vars(vars(&pairs)).is_err(), "{pairs:?}");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(vars(&pairs), &mut out, &mut err).await;
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!(code, ExitCode::from(2), "{pairs:?}: {err}");
+        // Nothing started: no dev issuer, so no api key printed and no token trusted.
+        assert!(
+            out.is_empty(),
+            "{pairs:?}: {}",
+            String::from_utf8_lossy(&out)
+        );
+        assert!(
+            err.starts_with("protected_api: MKA1_JWKS_URL is not set, but "),
+            "{err}"
+        );
+        assert!(err.contains(named), "{err}");
+    }
+
+    // The bare demo keeps its embedded issuer, with `BIND` and `UPSTREAM_URL` or without.
+    let dev = Config::from_vars(vars(&[bind, ("UPSTREAM_URL", "http://127.0.0.1:9")])).unwrap();
+    assert_eq!(dev.jwks_url, None);
+    let (running, lines) = start_demo(dev).await;
+    assert!(running.dev_issuer.is_some());
+    assert!(lines[1].starts_with("MKA1_API_KEY="), "{lines:?}");
+    running.server.abort();
+    assert!(Config::from_vars(vars(&[])).unwrap().jwks_url.is_none());
+
+    // A complete production configuration is read as given.
+    let jwks = ("MKA1_JWKS_URL", "https://mka1.example.test/jwks");
+    let config = Config::from_vars(vars(&[jwks, audience, issuer])).unwrap();
+    assert_eq!(config.jwks_url.as_deref(), Some(jwks.1));
+    assert_eq!(config.audience.as_deref(), Some(audience.1));
+    assert_eq!(config.issuer.as_deref(), Some(issuer.1));
 }

@@ -929,3 +929,81 @@ async fn refusals_say_what_to_change_at_debug_and_never_show_the_token() {
     assert_eq!(result.unwrap_err().kind(), ErrorKind::AlgorithmMismatch);
     assert!(log.contains("ES256") && log.contains("ed-1"), "{log}");
 }
+
+/// Every value from a token or key set that reaches the log is quoted, escaped and cut: a
+/// `\n` in it cannot start a forged line, and a long one costs the log 100 characters.
+#[tokio::test]
+async fn token_and_key_set_values_cannot_forge_a_log_line() {
+    fn assert_no_forged_line(log: &str, marker: &str) {
+        assert!(log.contains(&format!("\\n{marker}")), "not logged: {log}");
+        assert!(!log.contains(&format!("\n{marker}")), "forged line: {log}");
+        assert!(
+            log.lines().all(|l| !l.trim_start().starts_with(marker)),
+            "{log}"
+        );
+    }
+    let clock = ManualClock::at_unix(NOW);
+    let key = TestKey::ed25519("ed-1");
+
+    // With a key source per issuer, `iss` is read (and refused) before any signature check.
+    let per_issuer = Verifier::builder()
+        .issuer_jwks(ISSUER, jwks(&[&key]))
+        .audience(AUDIENCE)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let forged_iss = "https://evil.example\nFORGED-ISS level=INFO user=admin";
+    let token = key.sign(&claims_with(json!({ "iss": forged_iss })));
+    let (result, log) = debug_log_of(per_issuer.verify(&token)).await;
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::InvalidIssuer);
+    assert_no_forged_line(&log, "FORGED-ISS");
+    assert!(log.contains("signature_checked=false"), "{log}");
+
+    // A long unverified `iss` is cut at 100 characters.
+    let long_iss = format!("https://{}", "i".repeat(1_000));
+    let token = key.sign(&claims_with(json!({ "iss": long_iss })));
+    let (result, log) = debug_log_of(per_issuer.verify(&token)).await;
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::InvalidIssuer);
+    let shown = format!("\"https://{}\"…", "i".repeat(92));
+    assert!(log.contains(&shown), "{log}");
+    assert!(!log.contains(&"i".repeat(93)), "not cut");
+
+    // The header's `alg`, refused before any key work.
+    let header = json!({ "alg": "EdDSA\nFORGED-ALG level=INFO", "kid": "ed-1" });
+    let token = key.sign_with_header(&header, &claims_at(NOW));
+    let (result, log) = debug_log_of(per_issuer.verify(&token)).await;
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::AlgorithmNotAllowed);
+    assert_no_forged_line(&log, "FORGED-ALG");
+
+    // A `kid` from the key set (and the token), on an `alg` that does not fit its key.
+    let odd_kid = TestKey::ed25519("k\nFORGED-KID level=INFO");
+    let es = TestKey::es256(&odd_kid.kid);
+    let verifier = Verifier::builder()
+        .jwks(jwks(&[&odd_kid]))
+        .audience(AUDIENCE)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let (result, log) = debug_log_of(verifier.verify(&es.sign(&claims_at(NOW)))).await;
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::AlgorithmMismatch);
+    assert_no_forged_line(&log, "FORGED-KID");
+
+    // `aud`, escaped even though the signature was checked.
+    let token = odd_kid.sign(&claims_with(json!({ "aud": ["x\nFORGED-AUD level=INFO"] })));
+    let (result, log) = debug_log_of(verifier.verify(&token)).await;
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::InvalidAudience);
+    assert_no_forged_line(&log, "FORGED-AUD");
+
+    // A key set's skipped key, logged with its `kid`.
+    let (built, log) = debug_log_of(async {
+        let mut set = jwks(&[&key]);
+        set["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "kty": "oct", "k": "c2VjcmV0", "kid": "h\nFORGED-SKIP level=INFO" }));
+        Verifier::builder().jwks(set).audience(AUDIENCE).build()
+    })
+    .await;
+    built.unwrap();
+    assert_no_forged_line(&log, "FORGED-SKIP");
+}

@@ -9,7 +9,7 @@ use mka1_auth::{Error, ErrorKind, VerifierBuilder};
 use serde_json::{json, Map, Value};
 
 use crate::keys::{names, skipped_json, KeyFacts, KidStatus};
-use crate::out::quoted;
+use crate::out::{json_text, quoted};
 use crate::unverified::{json_type, Part, Unverified};
 use crate::verify::Settings;
 use crate::when;
@@ -37,7 +37,7 @@ pub fn kind_name(kind: ErrorKind) -> String {
 
 /// A header member or claim as compact JSON (quoted and escaped), or `absent`.
 fn shown(value: Option<&Value>) -> String {
-    value.map_or_else(|| "absent".to_owned(), Value::to_string)
+    value.map_or_else(|| "absent".to_owned(), json_text)
 }
 
 /// The members `names` of a decoded part, those present.
@@ -75,7 +75,11 @@ impl Refusal<'_> {
             None => "absent".into(),
             Some(value) => match when::numeric(value) {
                 Some(t) => when::describe(t, self.settings.now),
-                None => format!("{value} (not a NumericDate: {})", json_type(value)),
+                None => format!(
+                    "{} (not a NumericDate: {})",
+                    json_text(value),
+                    json_type(value)
+                ),
             },
         }
     }
@@ -141,7 +145,10 @@ impl Refusal<'_> {
             }
             ErrorKind::MissingKeyId => match self.header("kid") {
                 None => "the header has no kid; keys are found by kid only".into(),
-                Some(kid) => format!("the header's kid is {kid}, not a non-empty string"),
+                Some(kid) => format!(
+                    "the header's kid is {}, not a non-empty string",
+                    json_text(kid)
+                ),
             },
             ErrorKind::UnknownKeyId => self.unknown_kid(),
             ErrorKind::AlgorithmNotAllowed => format!(

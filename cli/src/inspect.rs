@@ -45,6 +45,7 @@ fn members(text: &mut String, map: &Map<String, Value>, now: i64) {
             }
             _ => String::new(),
         };
+        let value = out::json_text(value);
         text.push_str(&format!("  {name_shown}{pad}  {value}{date}\n"));
     }
 }

@@ -95,11 +95,12 @@ impl<'a> Entry<'a> {
         }
     }
 
-    /// `kty oct, alg HS256`: what the entry says it is (string members only).
+    /// `kty "oct", alg "HS256"`: what the entry says it is (string members only, quoted:
+    /// they are the key set's text).
     fn claims_to_be(&self) -> String {
         let members: Vec<String> = ["kty", "crv", "alg", "use"]
             .into_iter()
-            .filter_map(|name| Some(format!("{name} {}", self.raw.get(name)?.as_str()?)))
+            .filter_map(|name| Some(format!("{name} {}", quoted(self.raw.get(name)?.as_str()?))))
             .collect();
         if members.is_empty() {
             "no kty".into()

@@ -46,6 +46,8 @@ pub async fn run(args: TokenArgs) -> Result<Outcome, Failure> {
     }
     match client.token(&request).await {
         Ok(token) => {
+            // Printed as it is, for `$(mka1-auth token ...)`: the client accepts only a token
+            // of visible ASCII characters, so it cannot hold a control or bidi character.
             out::print(&format!("{}\n", token.expose()));
             Ok(Outcome::Success)
         }

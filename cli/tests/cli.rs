@@ -453,11 +453,13 @@ async fn jwks_lists_a_skipped_key_with_its_reason() {
     assert!(out.contains(&format!(r#"usable   "{kid}""#)), "{out}");
     assert!(out.contains("Ed25519, verifies EdDSA"), "{out}");
     assert!(
-        out.contains("kty oct, alg HS256: symmetric (oct) keys are never trusted"),
+        out.contains(r#"kty "oct", alg "HS256": symmetric (oct) keys are never trusted"#),
         "{out}"
     );
     assert!(
-        out.contains("kty OKP, crv Ed25519, alg EdDSA, use enc: not a signature key (use/key_ops)"),
+        out.contains(
+            r#"kty "OKP", crv "Ed25519", alg "EdDSA", use "enc": not a signature key (use/key_ops)"#
+        ),
         "{out}"
     );
     assert!(!out.contains("c2VjcmV0"), "never a secret");
@@ -701,4 +703,180 @@ async fn every_kind_of_refusal_is_explained() {
         assert!(out.contains(&why), "{kind}: {out}");
         refused.hides_signature_of(&token);
     }
+}
+
+/// Characters that must never reach the terminal as they are from a token, key set or server:
+/// they end a line, move the cursor, ring, or reorder the text after them.
+const INERT: [char; 18] = [
+    '\r', '\t', '\u{7}', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{61c}', '\u{200e}', '\u{200f}',
+    '\u{202a}', '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{2028}', '\u{2029}',
+];
+
+/// `output` holds none of [`INERT`], and no line of it starts with `forged`.
+fn assert_inert(what: &str, output: &str, forged: &[&str]) {
+    for c in INERT {
+        assert!(
+            !output.contains(c),
+            "{what}: {:?} printed raw: {output:?}",
+            c
+        );
+    }
+    for line in output.lines() {
+        for f in forged {
+            assert!(!line.trim_start().starts_with(f), "{what}: forged {line:?}");
+        }
+    }
+}
+
+/// Every control and bidi character of the issue, and a line that would pass for output.
+const HOSTILE: &str = "\r\t\u{7}\u{1b}[2J\u{7f}\u{85}\u{9b}\u{61c}\u{200e}\u{200f}\u{202a}\u{202e}\u{2066}\u{2067}\u{2068}\u{2069}\u{2028}\u{2029}";
+
+#[tokio::test]
+async fn a_hostile_key_set_cannot_forge_a_line() {
+    let issuer = DevIssuer::builder()
+        .clock(ManualClock::at_unix(NOW))
+        .start()
+        .await
+        .unwrap();
+    let mut document: Value = serde_json::from_str(&issuer.jwks_json()).unwrap();
+    let keys = document["keys"].as_array_mut().unwrap();
+    keys.push(serde_json::json!({
+        "kty": format!("oct\nusable   \"prod\"  Ed25519, verifies EdDSA{HOSTILE}"),
+        "crv": format!("P-256\nskipped  \"x\"{HOSTILE}"),
+        "alg": "HS256\nusable   \"prod\"  Ed25519, verifies EdDSA",
+        "use": format!("sig{HOSTILE}\nvalid"),
+        "kid": format!("evil\nusable   \"prod\"{HOSTILE}"),
+        "k": "c2VjcmV0",
+    }));
+    let path = file("hostile-jwks.json", &document.to_string());
+    let forged = ["usable   \"prod\"", "skipped  \"x\"", "valid"];
+
+    let listed = run_args(&["jwks", path.to_str().unwrap()]).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert_inert("jwks", &listed.stdout, &forged);
+    assert_eq!(
+        listed
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("usable"))
+            .count(),
+        1,
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed
+            .stdout
+            .contains(r#"alg "HS256\nusable   \"prod\"  Ed25519, verifies EdDSA""#),
+        "{}",
+        listed.stdout
+    );
+
+    let json = run_args(&["jwks", path.to_str().unwrap(), "--json"]).await;
+    assert_inert("jwks --json", &json.stdout, &forged);
+    // The escapes are JSON's: the values come back whole.
+    let alg = &json.json()["keys"][1]["alg"];
+    assert_eq!(alg, "HS256\nusable   \"prod\"  Ed25519, verifies EdDSA");
+    assert_eq!(json.json()["keys"][1]["kty"], keys_member(&document, "kty"));
+
+    // A token naming the hostile key: the refusal shows its kid and why it was skipped.
+    let kid = keys_member(&document, "kid");
+    let token = with_header(
+        &issuer.mint(Mint::new(AUDIENCE, "user-42")),
+        &serde_json::json!({"alg": "EdDSA", "kid": kid}).to_string(),
+    );
+    let at = NOW.to_string();
+    for mode in [&[][..], &["--json"][..]] {
+        let mut more = vec!["--at", at.as_str()];
+        more.extend(mode);
+        let refused = verify_with_file(&token, &path, &more).await;
+        assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+        assert_inert("verify", &refused.stdout, &forged);
+        assert_inert("verify", &refused.stderr, &forged);
+    }
+}
+
+/// The hostile (second) key's member `name`.
+fn keys_member(document: &Value, name: &str) -> Value {
+    document["keys"][1][name].clone()
+}
+
+#[tokio::test]
+async fn a_hostile_token_cannot_forge_a_line() {
+    use base64::Engine;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let issuer = DevIssuer::builder()
+        .clock(ManualClock::at_unix(NOW))
+        .start()
+        .await
+        .unwrap();
+    let header = serde_json::json!({
+        "alg": format!("EdDSA\nvalid\n  sub          \"admin\"{HOSTILE}"),
+        "kid": format!("k{HOSTILE}\nvalid"),
+        "typ": format!("JWT\r\nvalid{HOSTILE}"),
+    });
+    let claims = serde_json::json!({
+        "sub": format!("user\nvalid{HOSTILE}"),
+        "aud": [format!("{AUDIENCE}\nvalid{HOSTILE}")],
+        "iss": format!("iss{HOSTILE}\n  why      fine"),
+        "permissions": [format!("admin\nvalid{HOSTILE}")],
+        "exp": format!("soon{HOSTILE}\nvalid"),
+        "note": {"nested": format!("x{HOSTILE}\nvalid")},
+    });
+    let token = format!("{}.{}.c2lnbmF0dXJl", b64(header), b64(claims));
+    let forged = ["valid", "sub          \"admin\"", "why      fine"];
+    let jwks = file("hostile-token-jwks.json", &issuer.jwks_json());
+    let at = NOW.to_string();
+    for mode in [&[][..], &["--json"][..]] {
+        let mut args = vec!["inspect", token.as_str()];
+        args.extend(mode);
+        let inspected = run_args(&args).await;
+        assert_eq!(inspected.code, Some(0), "{}", inspected.stderr);
+        assert_inert("inspect", &inspected.stdout, &forged);
+
+        let mut more = vec!["--at", at.as_str(), "--issuer", issuer.issuer()];
+        more.extend(mode);
+        let refused = verify_with_file(&token, &jwks, &more).await;
+        assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+        assert!(refused.stdout.contains("refused"), "{}", refused.stdout);
+        assert_inert("verify", &refused.stdout, &forged);
+    }
+    let json = run_args(&["inspect", &token, "--json"]).await.json();
+    assert_eq!(json["claims"]["sub"], format!("user\nvalid{HOSTILE}"));
+}
+
+#[tokio::test]
+async fn a_hostile_exchange_answer_cannot_forge_a_line() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that answers every exchange 400 with hostile text: MKA1 gone wrong.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let detail = format!("bad{HOSTILE}\nvalid token");
+    let body = serde_json::json!({
+        "detail": [{"path": format!("audience{HOSTILE}\nvalid"), "message": detail}],
+    })
+    .to_string();
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 64 * 1024];
+            let _ = socket.read(&mut request).await;
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    let failed = run(mka1_auth()
+        .env("MKA1_API_KEY", "mk_test_key")
+        .env("MKA1_SERVER_URL", &url)
+        .args(["token", "--audience", AUDIENCE, "--external-user-id", "u"]))
+    .await;
+    server.abort();
+    assert_eq!(failed.code, Some(1), "{}", failed.stderr);
+    assert!(failed.stderr.contains("status 400"), "{}", failed.stderr);
+    assert!(failed.stdout.is_empty());
+    assert_inert("token", &failed.stderr, &["valid"]);
 }

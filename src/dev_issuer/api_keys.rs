@@ -250,6 +250,12 @@ impl Caller {
     pub(super) fn holds(&self, scope: &str) -> bool {
         self.administrator || self.scopes.iter().any(|held| held == scope)
     }
+
+    /// Whether the caller is the bootstrap key, the only key that may update, regenerate or
+    /// delete the bootstrap key.
+    pub(super) fn is_administrator(&self) -> bool {
+        self.administrator
+    }
 }
 
 /// Why a presented secret does not authenticate.

@@ -60,7 +60,15 @@
 //! [`BOOTSTRAP_KEY_ID`]). Its exchanges embed its scopes, the configured
 //! [`permissions`](DevIssuerBuilder::permissions) and [`WRITE_APIKEYS_SCOPE`] (or the subset
 //! asked for; any other gets 403). In managing keys it is the administrator and holds every
-//! scope: it may grant any well-formed scope and regenerate or delete any key. More keys come from [`DevIssuerBuilder::key`],
+//! scope: it may grant any well-formed scope and update, regenerate or delete any key.
+//! It stands for what the official SDK calls the session (a key is minted by "a session, or
+//! a bearer key holding `write:apikeys`"; added scopes are bounded "by the caller's role
+//! (and, for a key caller, the calling key's own scopes)"), and nothing in the SDK lets a
+//! key manage the session. So no other key may update, regenerate or delete the bootstrap
+//! key, whatever scopes it holds (403): one key can neither take it over (a regeneration
+//! answers the new secret) nor disable it (narrow its scopes, expire or delete it). Only the
+//! bootstrap key itself, or the handle ([`DevIssuer::regenerate_key`],
+//! [`DevIssuer::revoke_key`]), does. More keys come from [`DevIssuerBuilder::key`],
 //! [`DevIssuer::create_key`] or the endpoints below; each has scopes, an optional expiry on
 //! the issuer's clock, and a secret the issuer keeps only as its SHA-256 digest (compared in
 //! constant time, never logged). Every endpoint needs a calling key holding `write:apikeys`
@@ -81,7 +89,8 @@
 //!   an `expiresAt` that is not a date-time.
 //! - **403**: a key may grant only scopes it holds (on create, and for scopes an update
 //!   adds; scopes already on the key may stay), and may regenerate or delete only keys whose
-//!   every scope it holds (itself included). The bootstrap key holds them all.
+//!   every scope it holds (itself included). The bootstrap key holds them all, and no key
+//!   but itself may update, regenerate or delete it.
 //! - **404**: no key has the `keyId`.
 //!
 //! Every key belongs to one organization (`orgId` `dev-org`) and the user `dev-user` (or the

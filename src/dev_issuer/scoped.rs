@@ -1,13 +1,14 @@
 //! The scoped API-key endpoints, shaped as the official SDK's `auth.api_keys` calls them:
 //! create (201, the secret shown once), list (never a secret), update, regenerate (the old
 //! secret stops working at once) and delete. Each needs a calling key holding
-//! `write:apikeys`; what a key may grant is bounded by its own scopes.
+//! `write:apikeys`; what a key may grant is bounded by its own scopes. No key but the
+//! bootstrap key itself may update, regenerate or delete the bootstrap key.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::api_keys::{start_of, ApiKeyInfo, Caller, NewKey, KEY_PREFIX, ORG_ID};
+use super::api_keys::{start_of, ApiKeyInfo, Caller, NewKey, BOOTSTRAP_KEY_ID, KEY_PREFIX, ORG_ID};
 use super::fields::Fields;
 use super::reply::{bad_request, json_response, refusal, Issue, Refused};
 use super::request::{json_object, key_manager};
@@ -91,11 +92,12 @@ pub(super) async fn update(shared: &IssuerState, request: Request<Incoming>) -> 
         Err(refused) => return *refused,
     };
     let updated = shared.api_keys.modify(&key_id, |info| {
+        may_manage(&caller, info)?;
         let beyond = not_held(&caller, &scopes, |s| {
             !info.scopes.iter().any(|had| had == s)
         });
         if !beyond.is_empty() {
-            return Err(beyond);
+            return Err(Box::new(forbidden(beyond)));
         }
         info.set_scopes(scopes);
         if name.is_some() {
@@ -115,7 +117,7 @@ pub(super) async fn update(shared: &IssuerState, request: Request<Incoming>) -> 
     });
     match updated {
         None => not_found(&key_id),
-        Some(Err(beyond)) => forbidden(beyond),
+        Some(Err(refused)) => *refused,
         Some(Ok(body)) => json_response(StatusCode::OK, &body),
     }
 }
@@ -204,8 +206,26 @@ fn not_held(caller: &Caller, scopes: &[String], counts: impl Fn(&str) -> bool) -
         .collect()
 }
 
-/// A key may regenerate or delete only keys whose every scope it holds (itself included).
+/// The bootstrap key stands for the account's administrator (in MKA1, the session that
+/// creates the first keys), which no API key manages: another key may not update,
+/// regenerate or delete it, however many scopes it holds. Any other key may be managed.
+fn may_manage(caller: &Caller, key: &ApiKeyInfo) -> Result<(), Refused> {
+    if key.id != BOOTSTRAP_KEY_ID || caller.is_administrator() {
+        return Ok(());
+    }
+    let message =
+        "only the bootstrap key itself may update, regenerate or delete the bootstrap key";
+    Err(Box::new(refusal(
+        StatusCode::FORBIDDEN,
+        message,
+        vec![Issue::new("keyId", message)],
+    )))
+}
+
+/// A key may regenerate or delete only keys whose every scope it holds (itself included),
+/// and never the bootstrap key but itself ([`may_manage`]).
 fn holds_every_scope_of(caller: &Caller, key: &ApiKeyInfo) -> Result<(), Refused> {
+    may_manage(caller, key)?;
     if caller.holds_all(&key.scopes) {
         return Ok(());
     }

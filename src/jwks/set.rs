@@ -138,7 +138,8 @@ impl KeySet {
             }
         }
         for s in &skipped {
-            tracing::warn!(kid = s.kid.as_deref().unwrap_or(""), reason = %s.reason, "skipped a jwks key");
+            let kid = s.kid.as_deref().map(crate::shown::Shown);
+            tracing::warn!(kid = ?kid, reason = %s.reason, "skipped a jwks key");
         }
         KeySet { keys, skipped }
     }

@@ -1,8 +1,9 @@
 //! Each thread's front cache: its most recent verified tokens ([`FRONT_SLOTS`], in sets of
 //! [`FRONT_WAYS`], the least recently used giving way), each with its text.
 //!
-//! A repeated token is found by comparing its text (its last bytes first, then all of it in
-//! time that depends only on its length), with no hashing at all, and without touching
+//! A repeated token is found by comparing its text (its last eight bytes and its length
+//! first, each with an early exit, then every byte of it without one; see [`same_text`]),
+//! with no hashing at all, and without touching
 //! anything another thread writes, so hits scale with threads. The set is chosen by the
 //! token's last bytes (signature bytes, random for any real token); that choice needs no
 //! collision resistance, since only an exact match of the whole text answers, and only
@@ -165,10 +166,12 @@ fn tail(token: &str) -> u64 {
     u64::from_le_bytes(word)
 }
 
-/// Whether two tokens are the same text, in time that depends only on their length: no
-/// early exit at the first difference, so the time a lookup takes says nothing about how
-/// much of a held token a probe got right. (A probe reaches this only with a held token's
-/// [`tail`] already right, 48 bits of its signature.)
+/// Whether two tokens are the same text. Texts of different lengths differ at once (a
+/// token's length is no secret); texts of one length are compared in full, with no early
+/// exit at the first difference, so the time a lookup takes says nothing about how much of
+/// a held token a probe got right. What a lookup's time can show is only whether a probe
+/// matched a held token's [`tail`] (compared first, with an early exit: 48 bits of its
+/// signature, guessed whole or not at all) and its length.
 fn same_text(held: &str, probe: &str) -> bool {
     let (held, probe) = (held.as_bytes(), probe.as_bytes());
     if held.len() != probe.len() {

@@ -10,6 +10,7 @@ use super::jws::{Compact, Header, StrValue};
 use super::{MissingKey, NotVerified};
 use crate::error::{Error, ErrorKind};
 use crate::jwks::{self, b64url_decode, KeySource, Lookup, VerificationKey};
+use crate::shown::Shown;
 
 /// The key a token names, and the algorithm it is to be verified with.
 pub(super) struct SelectedKey<'k> {
@@ -37,11 +38,10 @@ pub(super) fn select_key<'k>(
         .and_then(jwks::parse_alg)
         .filter(|a| algorithms.contains(a))
         .ok_or_else(|| {
-            // The header's `alg` is no secret, but it is the sender's text: shown cut short.
-            let token_alg: Option<String> =
-                header.alg.as_deref().map(|a| a.chars().take(24).collect());
+            // The header's `alg` is no secret, but it is the sender's unverified text: shown
+            // quoted, escaped and cut short.
             tracing::debug!(
-                ?token_alg,
+                token_alg = ?header.alg.as_deref().map(Shown),
                 allowed = ?algorithms,
                 "token refused: its `alg` is not on the allow-list"
             );
@@ -65,7 +65,7 @@ pub(super) fn select_key<'k>(
     if !key.accepts(alg) {
         tracing::debug!(
             token_alg = %alg,
-            kid = %key.kid(),
+            kid = ?Shown(key.kid()),
             key_type = ?key.key_type(),
             "token refused: its `alg` does not fit the key its `kid` names"
         );

@@ -365,7 +365,7 @@ impl VerifierState {
             KeySources::ByIssuer(_) => {
                 // The issuer picks the key source: the payload is read before any key work.
                 let (payload, claims) = parse_claims(jws.payload_b64, &self.permissions_claim)?;
-                let issuer = self.rules.check_issuer(claims.iss.as_ref())?;
+                let issuer = self.rules.check_issuer(claims.iss.as_ref(), false)?;
                 let (id, source) = self.keys.for_issuer(issuer).ok_or_else(|| {
                     Error::with_detail(ErrorKind::InvalidIssuer, "no key source for this `iss`")
                 })?;

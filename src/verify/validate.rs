@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::payload::RawClaims;
 use crate::claims::{validate_end_user_id, Fields, Permissions, VerifiedToken};
 use crate::error::{Error, ErrorKind};
+use crate::shown::{Shown, ShownList};
 
 /// 9999-12-31T23:59:59Z: no real NumericDate lies beyond it.
 const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
@@ -165,8 +166,9 @@ impl ClaimRules {
         if !audiences.iter().any(|a| self.audiences.contains(a)) {
             // A token's `aud` is no secret; showing it beside the configured ones turns the
             // commonest mistake (a trailing `/`, `localhost` for `127.0.0.1`) into one look.
+            // The signature is checked by now, but the text is still the issuer's: escaped.
             tracing::debug!(
-                token_aud = ?audiences,
+                token_aud = ?ShownList(&audiences),
                 configured = ?self.audiences,
                 "token refused: its `aud` names none of the configured audiences exactly"
             );
@@ -180,7 +182,7 @@ impl ClaimRules {
 
     /// [`check_issuer`](Self::check_issuer), keeping the issuer.
     fn validate_issuer(&self, iss: Option<Value>) -> Result<Option<Box<str>>, Error> {
-        self.check_issuer(iss.as_ref())?;
+        self.check_issuer(iss.as_ref(), true)?;
         Ok(match iss {
             Some(Value::String(s)) => Some(s.into_boxed_str()),
             _ => None,
@@ -188,10 +190,12 @@ impl ClaimRules {
     }
 
     /// `iss`, when present, a string; when issuers are configured, present and one of them.
-    /// Also run before any key work when the issuer picks the key source.
+    /// Also run before any key work when the issuer picks the key source, with
+    /// `signature_checked` false: the refused `iss` is then the sender's unverified text.
     pub(super) fn check_issuer<'c>(
         &self,
         iss: Option<&'c Value>,
+        signature_checked: bool,
     ) -> Result<Option<&'c str>, Error> {
         let issuer = match iss {
             Some(Value::String(s)) => Some(s.as_str()),
@@ -210,7 +214,8 @@ impl ClaimRules {
                 Some(iss) if self.issuers.iter().any(|i| **i == *iss) => {}
                 Some(iss) => {
                     tracing::debug!(
-                        token_iss = %iss,
+                        token_iss = ?Shown(iss),
+                        signature_checked,
                         configured = ?self.issuers,
                         "token refused: its `iss` is none of the configured issuers"
                     );
