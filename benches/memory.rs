@@ -11,8 +11,12 @@
 //! Also counted: the allocations of one forwarded request's onward request
 //! (`ForwardLayer::onward_request`), beside building the same request's URI by hand with
 //! `format!` (issue 12: the forward allocates nothing beyond the onward request itself).
+//! And the forward's time per header of a large request head (issue 25): a `Connection`
+//! header of about 350 KB beside 10, 100 and 1,000 other headers, half of them dropped;
+//! the cost per header must stay flat as the count grows.
 //!
-//! Run with `cargo bench -p mka1-auth-benches --bench memory`.
+//! Run with `cargo bench -p mka1-auth-benches --bench memory`; `-- forward` runs only the
+//! forward's figures.
 
 mod support;
 
@@ -24,7 +28,7 @@ use mka1_auth::outbound::forward::ForwardLayer;
 use mka1_auth::{VerifiedToken, Verifier};
 use serde_json::json;
 use support::common::{claims_at, jwks, TestKey, AUDIENCE};
-use support::{now_unix, ready};
+use support::{now_unix, ready, thread_cpu};
 
 /// The system allocator, keeping count of what is currently allocated.
 struct Counting;
@@ -119,6 +123,11 @@ fn verifier(key: &TestKey, cache: bool) -> Verifier {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "forward") {
+        forward_allocations();
+        forward_head_cost();
+        return;
+    }
     // A default-size cache (10,000) filled to 80%: its shards fill unevenly, and none may
     // overflow and evict, or fewer tokens would be held than counted.
     let n: usize = 8_000;
@@ -185,6 +194,7 @@ fn main() {
         in_cache[0], in_cache[2]
     );
     forward_allocations();
+    forward_head_cost();
 }
 
 /// Allocations per onward request, ours beside a URI built by hand, over the same requests.
@@ -225,4 +235,73 @@ fn forward_allocations() {
         "\nforward: {ours:.1} allocations per onward request (path, query, headers checked and \
          cleaned); a URI built by hand with format!: {by_hand:.1}"
     );
+}
+
+/// The forward's CPU time for a request head with `n` headers beside its `Connection`
+/// header, half kept and half dropped (`X-Forwarded-*`): per request, and per header beyond
+/// the request with `n = 0`. Twice: with a `Connection` header of about 350 KB (20,000
+/// tokens, as a client may send within hyper's limits), and with `Connection: keep-alive`.
+fn forward_head_cost() {
+    let tokens: Vec<String> = (0..20_000).map(|i| format!("x-hop-token-{i:05}")).collect();
+    let large = http::HeaderValue::try_from(tokens.join(", ")).unwrap();
+    println!(
+        "\nforward: CPU time for a request head with n headers (half dropped) beside a {} KB \
+         `Connection` header, and beside `Connection: keep-alive`",
+        large.len() / 1000
+    );
+    println!(
+        "  {:>6} {:>14} {:>12} {:>14} {:>12}",
+        "n", "large: request", "per header", "usual: request", "per header"
+    );
+    let usual = http::HeaderValue::from_static("keep-alive");
+    let (mut large_alone, mut usual_alone) = (0.0, 0.0);
+    for n in [0, 10, 100, 1_000] {
+        let large_request = head_cost(&large, n);
+        let usual_request = head_cost(&usual, n);
+        if n == 0 {
+            (large_alone, usual_alone) = (large_request, usual_request);
+            println!(
+                "  {n:>6} {large_request:>11.1} µs {:>12} {usual_request:>11.2} µs",
+                ""
+            );
+        } else {
+            let per = |request: f64, alone: f64| (request - alone) / n as f64;
+            println!(
+                "  {n:>6} {large_request:>11.1} µs {:>9.3} µs {usual_request:>11.2} µs {:>9.3} µs",
+                per(large_request, large_alone),
+                per(usual_request, usual_alone),
+            );
+        }
+    }
+}
+
+/// Microseconds of CPU time per onward request for a head of `connection` and `n` headers.
+fn head_cost(connection: &http::HeaderValue, n: usize) -> f64 {
+    let forward = ForwardLayer::to("http://127.0.0.1:9000/base").unwrap();
+    let inbound = || {
+        let mut req = http::Request::get("/agents/runs").body(()).unwrap();
+        let headers = req.headers_mut();
+        headers.insert("connection", connection.clone());
+        for i in 0..n {
+            let name = if i % 2 == 0 {
+                format!("x-app-{i}")
+            } else {
+                format!("x-forwarded-app-{i}")
+            };
+            let name = http::HeaderName::try_from(name).unwrap();
+            headers.insert(name, http::HeaderValue::from_static("v"));
+        }
+        req
+    };
+    // Enough requests for about a second, at least three (unless one request takes seconds,
+    // as the quadratic scan before issue 25 did).
+    let (mut spent, mut requests) = (Duration::ZERO, 0u32);
+    while (requests < 3 || spent < Duration::from_secs(1)) && spent < Duration::from_secs(5) {
+        let req = inbound();
+        let start = thread_cpu();
+        std::hint::black_box(forward.onward_request(req).unwrap());
+        spent += thread_cpu() - start;
+        requests += 1;
+    }
+    (spent / requests).as_secs_f64() * 1e6
 }

@@ -18,6 +18,59 @@ use crate::rejection::Rejection;
 pub(crate) struct Guarded {
     pub(crate) realm: Arc<str>,
     pub(crate) grpc: Option<Call>,
+    /// The cookies a token may be read from, by this layer or one in front of it: a
+    /// forward never passes these on.
+    pub(crate) token_cookies: TokenCookies,
+}
+
+/// The names of the cookies the layers a request went through read tokens from.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum TokenCookies {
+    #[default]
+    None,
+    One(Arc<str>),
+    /// Layers in a row that read different cookies (rare).
+    Many(Arc<[Arc<str>]>),
+}
+
+impl TokenCookies {
+    /// The cookie `ours` (this layer's, if any) and those of the layers the request went
+    /// through before (`before`). Allocates only when both name cookies, and they differ.
+    pub(crate) fn with(ours: Option<&Arc<str>>, before: Option<&Guarded>) -> TokenCookies {
+        let before = before.map_or(&TokenCookies::None, |g| &g.token_cookies);
+        match (ours, before) {
+            (None, before) => before.clone(),
+            (Some(ours), TokenCookies::None) => TokenCookies::One(Arc::clone(ours)),
+            (Some(ours), before) if before.contains(ours) => before.clone(),
+            (Some(ours), before) => {
+                let mut all: Vec<Arc<str>> = before.iter().cloned().collect();
+                all.push(Arc::clone(ours));
+                TokenCookies::Many(all.into())
+            }
+        }
+    }
+
+    /// The cookie names.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        let (one, many): (Option<&Arc<str>>, &[Arc<str>]) = match self {
+            TokenCookies::None => (None, &[]),
+            TokenCookies::One(name) => (Some(name), &[]),
+            TokenCookies::Many(names) => (None, names),
+        };
+        one.into_iter().chain(many)
+    }
+
+    /// Whether `name` is one of them.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.iter().any(|n| &**n == name)
+    }
+}
+
+/// The cookies that carried tokens to the layers `extensions`' request went through.
+pub(crate) fn token_cookies(extensions: &Extensions) -> &TokenCookies {
+    extensions
+        .get::<Guarded>()
+        .map_or(&TokenCookies::None, |g| &g.token_cookies)
 }
 
 /// What an extractor without the layer in front answers with.
@@ -76,5 +129,43 @@ pub(crate) fn like_the_layer(rejection: Rejection, extensions: &Extensions) -> R
             .with_realm(Arc::clone(&guarded.realm))
             .with_grpc(guarded.grpc),
         None => rejection,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(cookies: TokenCookies) -> Guarded {
+        Guarded {
+            realm: Arc::from("r"),
+            grpc: None,
+            token_cookies: cookies,
+        }
+    }
+
+    #[test]
+    fn token_cookies_add_up_across_layers() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let names = |c: &TokenCookies| c.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(names(&TokenCookies::with(None, None)).is_empty());
+        let one = TokenCookies::with(Some(&a), None);
+        assert_eq!(names(&one), ["a"]);
+        // A layer without a cookie keeps what the one before read.
+        assert_eq!(
+            names(&TokenCookies::with(None, Some(&mark(one.clone())))),
+            ["a"]
+        );
+        assert_eq!(
+            names(&TokenCookies::with(Some(&a), Some(&mark(one.clone())))),
+            ["a"]
+        );
+        let two = TokenCookies::with(Some(&b), Some(&mark(one)));
+        assert_eq!(names(&two), ["a", "b"]);
+        assert!(two.contains("a") && two.contains("b") && !two.contains("c"));
+        let mut ext = Extensions::new();
+        assert!(names(token_cookies(&ext)).is_empty());
+        ext.insert(mark(two));
+        assert_eq!(names(token_cookies(&ext)), ["a", "b"]);
     }
 }

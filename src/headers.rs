@@ -5,19 +5,15 @@
 //! application as the same `HTTP_X_ON_BEHALF_OF` as `X-On-Behalf-Of`. So every rule here
 //! treats upper and lower case, and `_` and `-`, as the same name.
 
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
 use http::header::{HeaderMap, HeaderName, CONNECTION};
 
 /// Whether two header names are the same once case and `_`/`-` are ignored.
 #[inline]
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
-    let fold = |c: u8| {
-        if c == b'_' {
-            b'-'
-        } else {
-            c.to_ascii_lowercase()
-        }
-    };
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+    Folded(a.as_bytes()) == Folded(b.as_bytes())
 }
 
 /// Whether `name` spells `canonical` in some other way than `canonical` itself (a name in a
@@ -73,25 +69,92 @@ pub(crate) const HOP_BY_HOP: [&str; 9] = [
     "proxy-authenticate",
 ];
 
-/// Whether a header called `name` must not cross a proxy: a hop-by-hop header in any
-/// spelling, or one that a `Connection` header of `headers` names.
-pub(crate) fn is_hop_by_hop(name: &str, headers: &HeaderMap) -> bool {
-    HOP_BY_HOP.iter().any(|h| same_name(name, h)) || named_by_connection(name, headers)
+/// Whether `name` is a hop-by-hop header in some spelling (see [`HOP_BY_HOP`]). The headers
+/// a `Connection` header names are hop-by-hop too: see [`ConnectionTokens`].
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| same_name(name, h))
 }
 
-/// Whether a `Connection` header in `headers` lists `name` (comma-separated tokens).
-fn named_by_connection(name: &str, headers: &HeaderMap) -> bool {
-    headers.get_all(CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|b| *b == b',')
-            .filter_map(|token| std::str::from_utf8(token.trim_ascii()).ok())
-            .any(|token| same_name(token, name))
-    })
+/// The header names the `Connection` headers of a request or answer list, read once: a
+/// proxy asks about every other header, and a client may send thousands of tokens.
+///
+/// Tokens that are hop-by-hop anyway (and `close`) are left out, so the usual
+/// `Connection: keep-alive` or `close` allocates nothing; other tokens go into a set keyed
+/// by the folded name (case ignored, `_` = `-`), so each question costs one lookup whatever
+/// the number of tokens.
+pub(crate) struct ConnectionTokens<'h> {
+    named: Option<HashSet<Folded<'h>>>,
+}
+
+impl<'h> ConnectionTokens<'h> {
+    /// The tokens of every `Connection` header in `headers`.
+    pub(crate) fn of(headers: &'h HeaderMap) -> Self {
+        let mut named: Option<HashSet<Folded<'h>>> = None;
+        for value in headers.get_all(CONNECTION) {
+            #[cfg(test)]
+            tests::CONNECTION_BYTES_READ.with(|n| n.set(n.get() + value.len()));
+            for token in value.as_bytes().split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                let Ok(text) = std::str::from_utf8(token) else {
+                    continue; // Not a header name: names nothing.
+                };
+                if token.is_empty() || is_hop_by_hop(text) || same_name(text, "close") {
+                    continue;
+                }
+                named.get_or_insert_with(HashSet::new).insert(Folded(token));
+            }
+        }
+        ConnectionTokens { named }
+    }
+
+    /// Whether a `Connection` header lists `name`, in any spelling.
+    pub(crate) fn name(&self, name: &str) -> bool {
+        self.named
+            .as_ref()
+            .is_some_and(|set| set.contains(&Folded(name.as_bytes())))
+    }
+}
+
+/// A header name compared and hashed as [`same_name`] reads it: case ignored, `_` = `-`.
+#[derive(Clone, Copy)]
+struct Folded<'a>(&'a [u8]);
+
+fn fold(c: u8) -> u8 {
+    if c == b'_' {
+        b'-'
+    } else {
+        c.to_ascii_lowercase()
+    }
+}
+
+impl PartialEq for Folded<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(other.0)
+                .all(|(a, b)| fold(*a) == fold(*b))
+    }
+}
+
+impl Eq for Folded<'_> {}
+
+impl Hash for Folded<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.len());
+        let mut buf = [0u8; 64];
+        for chunk in self.0.chunks(buf.len()) {
+            for (to, from) in buf.iter_mut().zip(chunk) {
+                *to = fold(*from);
+            }
+            state.write(&buf[..chunk.len()]);
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http::HeaderValue;
 
@@ -123,7 +186,9 @@ mod tests {
     fn hop_by_hop_includes_what_connection_names() {
         let mut h = HeaderMap::new();
         h.append(CONNECTION, HeaderValue::from_static("close, X-Secret-Hop"));
-        h.append(CONNECTION, HeaderValue::from_static(" x_other_hop ,TE"));
+        h.append(CONNECTION, HeaderValue::from_static(" x_other_hop ,TE,,"));
+        let named = ConnectionTokens::of(&h);
+        let hop = |name: &str| is_hop_by_hop(name) || named.name(name);
         for name in [
             "connection",
             "keep-alive",
@@ -133,13 +198,54 @@ mod tests {
             "transfer-encoding",
             "x-secret-hop",
             "x_secret_hop",
+            "X_SECRET-HOP",
             "x-other-hop",
             "te",
         ] {
-            assert!(is_hop_by_hop(name, &h), "{name}");
+            assert!(hop(name), "{name}");
         }
-        for name in ["content-type", "x-secret", "authorization", "cookie"] {
-            assert!(!is_hop_by_hop(name, &h), "{name}");
+        for name in [
+            "content-type",
+            "x-secret",
+            "authorization",
+            "cookie",
+            "close",
+            "",
+        ] {
+            assert!(!hop(name), "{name}");
         }
+    }
+
+    #[test]
+    fn usual_connection_tokens_need_no_set() {
+        let mut h = HeaderMap::new();
+        h.append(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade, close"),
+        );
+        assert!(ConnectionTokens::of(&h).named.is_none());
+        assert!(ConnectionTokens::of(&HeaderMap::new()).named.is_none());
+    }
+
+    #[test]
+    fn folded_names_hash_alike() {
+        use std::hash::BuildHasher;
+        let state = std::collections::hash_map::RandomState::new();
+        let long = "X_Long".repeat(40);
+        for (a, b) in [
+            ("X_On-Behalf_Of", "x-on-behalf-of"),
+            (long.as_str(), &long.to_lowercase().replace('_', "-")),
+        ] {
+            assert!(Folded(a.as_bytes()) == Folded(b.as_bytes()));
+            assert_eq!(
+                state.hash_one(Folded(a.as_bytes())),
+                state.hash_one(Folded(b.as_bytes()))
+            );
+        }
+    }
+
+    thread_local! {
+        /// Bytes of `Connection` values [`ConnectionTokens::of`] has read on this thread.
+        pub(crate) static CONNECTION_BYTES_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 }

@@ -38,7 +38,7 @@ use tower_service::Service;
 use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 use crate::error::{Error, ErrorKind};
 use crate::grpc::{Call, GrpcAnswers};
-use crate::guard::Guarded;
+use crate::guard::{Guarded, TokenCookies};
 use crate::headers::{has_variant, remove_every_spelling, variants_of};
 use crate::rejection::{answer_behind, respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
 use crate::verify::{Attempt, Verifier};
@@ -84,7 +84,7 @@ impl<R> std::fmt::Debug for Mka1AuthLayer<R> {
 struct AuthConfig {
     verifier: Verifier,
     realm: Arc<str>,
-    cookie: Option<Box<str>>,
+    cookie: Option<Arc<str>>,
     optional: bool,
     overwrite_on_behalf_of: bool,
     retry_after: Duration,
@@ -156,7 +156,7 @@ impl<R> Mka1AuthLayer<R> {
     pub fn cookie(self, name: impl Into<String>) -> Self {
         let name = name.into();
         assert!(is_cookie_name(&name), "`{name}` is not a valid cookie name");
-        self.edit(|s| s.cookie = Some(name.into_boxed_str()))
+        self.edit(|s| s.cookie = Some(name.into()))
     }
 
     /// When the request's own `X-On-Behalf-Of` names another user than the token, replace
@@ -355,7 +355,7 @@ impl AuthConfig {
         ext.insert(user);
         ext.insert(verified);
         ext.insert(token);
-        ext.insert(self.guarded(call));
+        ext.insert(self.guarded(call, ext));
         Ok(())
     }
 
@@ -383,13 +383,17 @@ impl AuthConfig {
         ext.remove::<OnBehalfOf>();
         ext.remove::<VerifiedToken>();
         ext.remove::<BearerToken>();
-        ext.insert(self.guarded(call));
+        ext.insert(self.guarded(call, ext));
     }
 
-    fn guarded(&self, call: Option<Call>) -> Guarded {
+    /// The mark for a request with `ext`: its kind of gRPC call (when this layer answers
+    /// such calls the gRPC way), and this layer's token cookie beside those of the layers in
+    /// front, for the forward to remove.
+    fn guarded(&self, call: Option<Call>, ext: &http::Extensions) -> Guarded {
         Guarded {
             realm: Arc::clone(&self.realm),
             grpc: call,
+            token_cookies: TokenCookies::with(self.cookie.as_ref(), ext.get()),
         }
     }
 }

@@ -19,6 +19,7 @@ use common::*;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response};
 use mka1_auth::grpc::{Call, GrpcReject};
+use mka1_auth::outbound::forward::ForwardCookies;
 use mka1_auth::rejection::StandardReject;
 use mka1_auth::{
     Algorithm, Error, ErrorKind, ManualClock, Mka1AuthLayer, RequirePermissionsLayer,
@@ -2110,6 +2111,277 @@ async fn a_permission_layer_alone_never_answers_grpc() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Tricks against a forward (issue 25): what a caller adds to undo the upstream's
+// containment (path and method overrides, trailers, the token's cookie) must stop at the
+// forward, in every spelling.
+
+/// A request body of the given frames: data, and trailers where a case puts them.
+struct Frames(std::collections::VecDeque<http_body::Frame<bytes::Bytes>>);
+
+impl http_body::Body for Frames {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+/// What the forward sent onward: method, URI, header and trailer lines (`name: value`).
+#[derive(Debug, Default, Clone)]
+struct Onward {
+    method: String,
+    uri: String,
+    lines: Vec<(String, String)>,
+}
+
+/// One trick: a forward setting, a request, and the lines the upstream must not get (any
+/// line whose name folds to `name` and whose value holds `value`).
+struct ForwardTrick {
+    name: &'static str,
+    cookies: ForwardCookies,
+    /// An inner layer without a cookie behind the one that reads `mka1_token`.
+    two_layers: bool,
+    request: http::request::Builder,
+    trailers: Vec<(&'static str, String)>,
+    banned: Vec<(&'static str, String)>,
+}
+
+#[tokio::test]
+async fn forward_tricks_through_the_layer() {
+    use mka1_auth::outbound::forward::{CappedBody, ForwardLayer};
+    use std::sync::{Arc, Mutex};
+
+    let fixture = Fixture::new();
+    let token = fixture.ed.sign(&claims_at(NOW));
+    let bearer = format!("Bearer {token}");
+    let get = || Request::builder().uri("/orders").header("x-app", "control");
+    let with_bearer = || get().header(AUTHORIZATION, &bearer);
+    let ban = |name: &'static str, value: &str| vec![(name, value.to_owned())];
+    let header_trick =
+        |name: &'static str, header: &'static str, value: &'static str| ForwardTrick {
+            name,
+            cookies: ForwardCookies::Drop,
+            two_layers: false,
+            request: with_bearer().header(header, value),
+            trailers: vec![],
+            banned: ban(header, value),
+        };
+    let trailer_trick = |name: &'static str, trailer: &'static str, value: String| ForwardTrick {
+        name,
+        cookies: ForwardCookies::Drop,
+        two_layers: false,
+        request: with_bearer().header("te", "trailers"),
+        trailers: vec![(trailer, value.clone())],
+        banned: vec![(trailer, value)],
+    };
+    let token_cookie = format!("theme=dark; mka1_token={token}; lang=en");
+    let cookie_trick = |name, cookies, two_layers, request: http::request::Builder| ForwardTrick {
+        name,
+        cookies,
+        two_layers,
+        request: request.header(COOKIE, &token_cookie),
+        trailers: vec![],
+        banned: ban("cookie", "mka1_token"),
+    };
+    let cases = vec![
+        header_trick("path override X-Original-URL", "X-Original-URL", "/admin"),
+        header_trick("path override x_original_url", "x_original_url", "/admin"),
+        header_trick("path override X-Original-URI", "X-Original-URI", "/admin"),
+        header_trick("path override X-Rewrite-URL", "X-Rewrite-URL", "/admin"),
+        header_trick("path override X_REWRITE_URL", "X_REWRITE_URL", "/admin"),
+        header_trick(
+            "method override X-HTTP-Method-Override",
+            "X-HTTP-Method-Override",
+            "DELETE",
+        ),
+        header_trick(
+            "method override x_http_method_override",
+            "x_http_method_override",
+            "DELETE",
+        ),
+        header_trick("method override X-HTTP-Method", "X-HTTP-Method", "DELETE"),
+        header_trick(
+            "method override X-Method-Override",
+            "X-Method-Override",
+            "PUT",
+        ),
+        header_trick(
+            "method override X_Method_Override",
+            "X_Method_Override",
+            "PUT",
+        ),
+        header_trick(
+            "method override X-Original-Method",
+            "X-Original-Method",
+            "PUT",
+        ),
+        trailer_trick(
+            "trailer authorization",
+            "authorization",
+            "Bearer forged".into(),
+        ),
+        trailer_trick("trailer x-on-behalf-of", "x-on-behalf-of", "admin".into()),
+        trailer_trick("trailer x_on_behalf_of", "x_on_behalf_of", "admin".into()),
+        trailer_trick(
+            "trailer method override",
+            "x-http-method-override",
+            "DELETE".into(),
+        ),
+        trailer_trick("trailer path override", "x-original-url", "/admin".into()),
+        trailer_trick(
+            "trailer cookie with the token",
+            "cookie",
+            format!("mka1_token={token}"),
+        ),
+        cookie_trick(
+            "the token's cookie, cookies dropped",
+            ForwardCookies::Drop,
+            false,
+            get(),
+        ),
+        cookie_trick(
+            "the token's cookie, cookies kept",
+            ForwardCookies::Keep,
+            false,
+            get(),
+        ),
+        cookie_trick(
+            "the token's cookie beside authorization, cookies kept",
+            ForwardCookies::Keep,
+            false,
+            with_bearer(),
+        ),
+        cookie_trick(
+            "the outer layer's token cookie, an inner layer reads none, cookies kept",
+            ForwardCookies::Keep,
+            true,
+            with_bearer(),
+        ),
+        ForwardTrick {
+            name: "the token's cookie in upper case, cookies kept",
+            cookies: ForwardCookies::Keep,
+            two_layers: false,
+            request: with_bearer().header(COOKIE, format!("MKA1_TOKEN={token}")),
+            trailers: vec![],
+            banned: ban("cookie", "MKA1_TOKEN"),
+        },
+    ];
+
+    let fold = |name: &str| name.to_ascii_lowercase().replace('_', "-");
+    let mut failures = Vec::new();
+    let total = cases.len();
+    for case in cases {
+        let seen: Arc<Mutex<Vec<Onward>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let upstream = service_fn(move |req: Request<CappedBody<Frames>>| {
+            let log = Arc::clone(&log);
+            async move {
+                use http_body_util::BodyExt;
+                let (parts, mut body) = req.into_parts();
+                let line = |(n, v): (&http::HeaderName, &HeaderValue)| {
+                    let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (n.as_str().to_owned(), v)
+                };
+                let mut onward = Onward {
+                    method: parts.method.to_string(),
+                    uri: parts.uri.to_string(),
+                    lines: parts.headers.iter().map(line).collect(),
+                };
+                while let Some(frame) = body.frame().await {
+                    if let Ok(trailers) = frame.unwrap().into_trailers() {
+                        onward.lines.extend(trailers.iter().map(line));
+                    }
+                }
+                log.lock().unwrap().push(onward);
+                Ok::<_, Infallible>(Response::new(String::from("ok")))
+            }
+        });
+        let forward = ForwardLayer::to("http://127.0.0.1:9/base")
+            .unwrap()
+            .cookies(case.cookies)
+            .layer(upstream)
+            .map_response(|r| r.map(axum::body::Body::new));
+        let verifier = fixture.verifier(Setup::Strict);
+        let outer = Mka1AuthLayer::new(verifier.clone()).cookie("mka1_token");
+        let mut frames =
+            std::collections::VecDeque::from([http_body::Frame::data(bytes::Bytes::from("body"))]);
+        if !case.trailers.is_empty() {
+            let mut trailers = http::HeaderMap::new();
+            for (name, value) in &case.trailers {
+                trailers.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            frames.push_back(http_body::Frame::trailers(trailers));
+        }
+        let req = case.request.body(Frames(frames)).unwrap();
+        let response = if case.two_layers {
+            let inner = Mka1AuthLayer::new(verifier).layer(forward);
+            outer.layer(inner).oneshot(req).await
+        } else {
+            outer.layer(forward).oneshot(req).await
+        }
+        .unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let [onward] = &seen[..] else {
+            failures.push(format!(
+                "{}: {} onward requests, status {}",
+                case.name,
+                seen.len(),
+                response.status()
+            ));
+            continue;
+        };
+        if response.status() != 200 {
+            failures.push(format!("{}: status {}", case.name, response.status()));
+        }
+        // Positive controls: the request itself and an ordinary header arrive as sent.
+        if (onward.method.as_str(), onward.uri.as_str())
+            != ("GET", "http://127.0.0.1:9/base/orders")
+        {
+            failures.push(format!(
+                "{}: sent {} {}",
+                case.name, onward.method, onward.uri
+            ));
+        }
+        if !onward.lines.contains(&("x-app".into(), "control".into())) {
+            failures.push(format!("{}: the control header did not arrive", case.name));
+        }
+        for (name, value) in &onward.lines {
+            // Failures name the line, never the whole token.
+            let value_cut: String = value.chars().take(40).collect();
+            if case
+                .banned
+                .iter()
+                .any(|(b, v)| fold(b) == fold(name) && value.contains(v.as_str()))
+            {
+                failures.push(format!(
+                    "{}: the upstream got `{name}: {value_cut}`",
+                    case.name
+                ));
+            }
+            if value.contains(&token) {
+                failures.push(format!(
+                    "{}: the upstream got the token in `{name}`",
+                    case.name
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures in {total} forward cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ use common::{claims_with, verifier_with_clock, TestKey, NOW};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use mka1_auth::outbound::forward::{
-    CappedBody, Forward, ForwardError, ForwardErrorKind, ForwardLayer, ForwardedHeaders,
+    CappedBody, Forward, ForwardCookies, ForwardError, ForwardErrorKind, ForwardLayer,
+    ForwardedHeaders, OverrideHeaders,
 };
 use mka1_auth::outbound::{ForwardToken, Outbound, ReqwestService};
 use mka1_auth::{ManualClock, Mka1AuthLayer};
@@ -137,37 +138,44 @@ impl Stack {
     /// Send `request_line` (e.g. `GET /x HTTP/1.1`) exactly as written, with the caller's
     /// token and `extra` header lines, and read the whole answer.
     async fn raw(&self, request_line: &str, extra: &[&str], body: &[u8]) -> Answer {
-        let mut head = format!(
-            "{request_line}\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n",
-            self.addr, self.token
-        );
-        for line in extra {
-            head.push_str(line);
-            head.push_str("\r\n");
-        }
-        head.push_str("\r\n");
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(body).await.unwrap();
-        let mut out = Vec::new();
-        stream.read_to_end(&mut out).await.unwrap();
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Answer {
-            status,
-            head: head.to_ascii_lowercase(),
-            body: body.to_owned(),
-        }
+        let auth = format!("Authorization: Bearer {}", self.token);
+        let lines: Vec<&str> = std::iter::once(auth.as_str())
+            .chain(extra.iter().copied())
+            .collect();
+        send_raw(self.addr, request_line, &lines, body).await
     }
 
     async fn get(&self, target: &str, extra: &[&str]) -> Answer {
         self.raw(&format!("GET {target} HTTP/1.1"), extra, b"")
             .await
+    }
+}
+
+/// Send `request_line` to `addr` exactly as written, with `Host`, `Connection: close` and
+/// the header `lines`, then `body`, and read the whole answer.
+async fn send_raw(addr: SocketAddr, request_line: &str, lines: &[&str], body: &[u8]) -> Answer {
+    let mut head = format!("{request_line}\r\nHost: {addr}\r\nConnection: close\r\n");
+    for line in lines {
+        head.push_str(line);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Answer {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_owned(),
     }
 }
 
@@ -384,6 +392,177 @@ async fn forwarded_headers_are_kept_only_when_asked() {
     let seen = &s.upstream.seen()[0];
     assert_eq!(seen.all("x-forwarded-for"), ["10.1.2.3"]);
     assert_eq!(seen.all("forwarded"), ["for=10.1.2.3"]);
+}
+
+/// Path and method overrides in the spellings servers read, `_` for `-` and any case.
+const OVERRIDES: [&str; 11] = [
+    "X-Original-URL: /admin/users",
+    "x_original_url: /admin/users",
+    "X-Original-URI: /admin/users",
+    "X-Rewrite-URL: /admin/users",
+    "X_REWRITE_URL: /admin/users",
+    "X-HTTP-Method-Override: DELETE",
+    "x_http_method_override: DELETE",
+    "X-HTTP-Method: DELETE",
+    "X-Method-Override: DELETE",
+    "X_Method_Override: DELETE",
+    "X-Original-Method: DELETE",
+];
+
+/// The headers of `seen` that any server could read as one of [`OVERRIDES`].
+fn overrides_in(seen: &Seen) -> Vec<String> {
+    let folded = |name: &str| name.to_ascii_lowercase().replace('_', "-");
+    let overrides: Vec<String> = OVERRIDES
+        .iter()
+        .map(|line| folded(line.split(':').next().unwrap()))
+        .collect();
+    seen.names()
+        .into_iter()
+        .filter(|name| overrides.contains(&folded(name)))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn path_and_method_overrides_stop_here_unless_kept() {
+    let s = stack(|f| f, |a| a).await;
+    let mut lines = OVERRIDES.to_vec();
+    lines.push("X-Kept-Request: yes");
+    let answer = s.get("/proxy/reports", &lines).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let seen = &s.upstream.seen()[0];
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str()),
+        ("GET", "/base/reports")
+    );
+    assert_eq!(overrides_in(seen), Vec::<String>::new());
+    assert_eq!(seen.all("x-kept-request"), ["yes"]);
+
+    // Kept on request (a documented risk): every spelling reaches the upstream.
+    let s = stack(|f| f.override_headers(OverrideHeaders::Keep), |a| a).await;
+    let answer = s.get("/proxy/reports", &OVERRIDES).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let kept = overrides_in(&s.upstream.seen()[0]);
+    assert_eq!(kept.len(), OVERRIDES.len(), "{kept:?}");
+}
+
+#[tokio::test]
+async fn cookies_stop_here_and_the_token_cookie_never_goes_onward() {
+    let cookie = |token: &str| format!("Cookie: theme=dark; mka1_token={token}; lang=en");
+    // The token read from its cookie (no `Authorization`): the upstream gets it only as the
+    // outbound layer's `Authorization`, and by default no cookie at all.
+    let s = stack(|f| f, |a| a.cookie("mka1_token")).await;
+    let line = cookie(&s.token);
+    let answer = send_raw(
+        s.addr,
+        "GET /proxy/me HTTP/1.1",
+        &[&line, "Cookie: sid=1"],
+        b"",
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let seen = &s.upstream.seen()[0];
+    assert_eq!(seen.all("cookie"), Vec::<&str>::new());
+    assert_eq!(seen.all("authorization"), [format!("Bearer {}", s.token)]);
+
+    // Cookies kept: all but the token cookie pass, read from the cookie or not.
+    let s = stack(
+        |f| f.cookies(ForwardCookies::Keep),
+        |a| a.cookie("mka1_token"),
+    )
+    .await;
+    let line = cookie(&s.token);
+    let from_cookie = &[line.as_str(), "Cookie: sid=1; MKA1_TOKEN=x.y.z"];
+    let answer = send_raw(s.addr, "GET /proxy/me HTTP/1.1", from_cookie, b"").await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    // With `Authorization` too, the header wins, and the cookie still stays here.
+    let answer = s.get("/proxy/me", &[&line]).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let seen = s.upstream.seen();
+    assert_eq!(seen[0].all("cookie"), ["theme=dark; lang=en", "sid=1"]);
+    assert_eq!(seen[1].all("cookie"), ["theme=dark; lang=en"]);
+    for seen in &seen {
+        let head = format!("{:?}", seen.headers);
+        assert_eq!(head.matches(s.token.as_str()).count(), 1, "{head}");
+        assert_eq!(seen.all("authorization"), [format!("Bearer {}", s.token)]);
+    }
+}
+
+/// An HTTP/2 upstream (h2c, prior knowledge) on 127.0.0.1 that records the body and the
+/// trailers of every request.
+async fn h2_upstream() -> (SocketAddr, Arc<Mutex<Vec<(Bytes, HeaderMap)>>>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let seen: Arc<Mutex<Vec<(Bytes, HeaderMap)>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let log = log.clone();
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let log = log.clone();
+                async move {
+                    let collected = req.into_body().collect().await?;
+                    let trailers = collected.trailers().cloned().unwrap_or_default();
+                    log.lock().unwrap().push((collected.to_bytes(), trailers));
+                    Ok::<_, hyper::Error>(Response::new(http_body_util::Full::new(Bytes::from(
+                        "ok",
+                    ))))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn request_trailers_stop_here() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let (upstream, seen) = h2_upstream().await;
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_with_clock(&[&key], &ManualClock::at_unix(NOW));
+    let token = key.sign(&claims_with(json!({ "sub": "user_123" })));
+    let forward = ForwardLayer::to(&format!("http://{upstream}/base")).unwrap();
+    let h2 = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<CappedBody<Body>>();
+    let client = Outbound::layer(ForwardToken, [forward.origin()])
+        .unwrap()
+        .layer(h2);
+    let app = Router::new()
+        .nest_service("/proxy", forward.layer(client))
+        .layer(Mka1AuthLayer::new(verifier));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // A chunked body whose trailers name another user, other credentials and a method
+    // override: an HTTP/2 upstream would receive them as they are.
+    let auth = format!("Authorization: Bearer {token}");
+    let lines = [
+        auth.as_str(),
+        "Transfer-Encoding: chunked",
+        "Trailer: X-On-Behalf-Of, Authorization, X-HTTP-Method-Override, X-Checksum",
+    ];
+    let body = b"5\r\nhello\r\n0\r\nX-On-Behalf-Of: admin\r\nAuthorization: Bearer forged\r\n\
+        X-HTTP-Method-Override: DELETE\r\nX-Checksum: 1\r\n\r\n";
+    let answer = send_raw(addr, "POST /proxy/upload HTTP/1.1", &lines, body).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, "ok");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (body, trailers) = &seen[0];
+    assert_eq!(body, "hello");
+    assert!(
+        trailers.is_empty(),
+        "trailers reached the upstream: {trailers:?}"
+    );
 }
 
 #[tokio::test]

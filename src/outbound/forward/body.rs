@@ -48,7 +48,8 @@ pub(crate) fn caused_by_too_large(error: &(dyn std::error::Error + 'static)) -> 
     false
 }
 
-/// A request body that fails with [`BodyTooLarge`] once more than its cap has streamed.
+/// A request body that fails with [`BodyTooLarge`] once more than its cap has streamed,
+/// and passes on its data but not its trailers: the forward drops request trailers.
 ///
 /// It is `Sync` whenever the body is `Send` (the body sits behind a lock that polling never
 /// takes, since polling has the body to itself), so non-`Sync` bodies such as axum's can go
@@ -95,10 +96,15 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         let inner = this.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
-            None => return Poll::Ready(None),
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-            Some(Ok(frame)) => frame,
+        let frame = loop {
+            match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                // Trailers would carry headers past every rule the forward applies to the
+                // head (`authorization`, `x-on-behalf-of`, overrides): they stop here.
+                Some(Ok(frame)) if frame.is_trailers() => continue,
+                Some(Ok(frame)) => break frame,
+            }
         };
         if let Some(data) = frame.data_ref() {
             let len = data.remaining() as u64;
@@ -247,6 +253,43 @@ mod tests {
         let err = drain(over).await.unwrap_err();
         assert!(caused_by_too_large(&*err), "{err}");
         assert_eq!(err.to_string(), "the request body exceeds the 5-byte cap");
+    }
+
+    /// Data, then trailers naming an identity, then data again (a body that breaks the
+    /// order still loses its trailers).
+    struct WithTrailers(Vec<Frame<Bytes>>);
+
+    impl Body for WithTrailers {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready((!self.0.is_empty()).then(|| Ok(self.0.remove(0))))
+        }
+    }
+
+    #[tokio::test]
+    async fn trailers_stop_here() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("authorization", "Bearer x".parse().unwrap());
+        trailers.insert("x-on-behalf-of", "admin".parse().unwrap());
+        let frames = vec![
+            Frame::data(Bytes::from("ab")),
+            Frame::trailers(trailers.clone()),
+            Frame::data(Bytes::from("c")),
+            Frame::trailers(trailers),
+        ];
+        let mut body = CappedBody::new(WithTrailers(frames), 10);
+        let mut seen = Vec::new();
+        while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            let frame = frame.unwrap();
+            assert!(!frame.is_trailers(), "a trailer passed");
+            seen.push(frame.into_data().unwrap());
+        }
+        assert_eq!(seen, ["ab", "c"]);
     }
 
     #[test]

@@ -23,9 +23,25 @@
 //! - **`Forwarded`, `X-Forwarded-*` and `X-Real-IP` from the client are dropped** by default:
 //!   a client can write anything there. Keep them with
 //!   [`ForwardedHeaders::Keep`] when a proxy in front of you sets them and strips clients'.
+//! - **Nothing rewrites the path or the method onward.** `X-Original-URL`, `X-Original-URI`,
+//!   `X-Rewrite-URL`, `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override` and
+//!   `X-Original-Method` (any spelling) are dropped: the layers in front authorised this
+//!   path and method, not the one an override names. [`OverrideHeaders::Keep`] passes them,
+//!   at a risk it describes.
+//! - **Cookies stay here** by default ([`ForwardCookies`]): the upstream learns who calls
+//!   from the outbound layer. With [`ForwardCookies::Keep`] they pass, less the cookie a
+//!   [`Mka1AuthLayer`](crate::Mka1AuthLayer) in front reads its token from
+//!   ([`cookie`](crate::Mka1AuthLayer::cookie)): that one never goes onward, and needs no
+//!   setting here (the layer names it in the request's extensions).
+//! - **Request trailers stay here.** They would carry fields past every rule above (an
+//!   HTTP/2 upstream takes an `authorization` trailer as it is), and requests rarely have a
+//!   use for them. Trailers of the upstream's answer pass back.
 //! - **Bodies stream** both ways. A request body over the cap (default
 //!   [`DEFAULT_MAX_BODY_BYTES`]) is answered 413: at once when `Content-Length` says so, or
 //!   when the upstream call fails because the stream passed the cap.
+//!
+//! The headers are judged in one pass, with the `Connection` tokens read once: time in
+//! proportion to the size of the request head, however many headers it has.
 //! - **The upstream's answer passes back** with its status, headers (less hop-by-hop) and
 //!   body. When the forward answers itself (400, 404, 413, 502), the answer carries a
 //!   [`ForwardError`] in its extensions and leaves a `tracing` event with its kind and status.
@@ -54,6 +70,7 @@
 //! ```
 
 mod body;
+mod headers;
 mod path;
 
 use std::borrow::Cow;
@@ -65,7 +82,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
@@ -73,25 +90,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use self::body::{BodyTooLarge, BoxError, CappedBody, ForwardBody};
+use self::headers::{drop_headers, HeaderPolicy};
+pub use self::headers::{ForwardCookies, ForwardedHeaders, OverrideHeaders};
 use crate::error::ConfigError;
-use crate::headers::{is_hop_by_hop, remove_every_spelling, same_name};
 use crate::net::authority_port;
 
 /// The default cap on a forwarded request body: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
-
-/// What a forward does with `Forwarded`, `X-Forwarded-*` and `X-Real-IP` from the client.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ForwardedHeaders {
-    /// Drop them (the default): any client can write them, so the upstream must not trust
-    /// them.
-    #[default]
-    Drop,
-    /// Pass them on as they came: only when a proxy in front of this service sets them and
-    /// removes whatever clients sent.
-    Keep,
-}
 
 /// What went wrong in a forward; see [`ForwardError::kind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -198,7 +203,7 @@ struct ForwardConfig {
     /// Removed from the inbound path first: empty, or `/…` without a trailing `/`.
     strip_prefix: Box<str>,
     max_body_bytes: u64,
-    forwarded: ForwardedHeaders,
+    headers: HeaderPolicy,
 }
 
 /// Builds [`Forward`] services that send every request to one upstream. See the
@@ -264,7 +269,7 @@ impl ForwardLayer {
                 prefix: prefix.into(),
                 strip_prefix: "".into(),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-                forwarded: ForwardedHeaders::Drop,
+                headers: HeaderPolicy::default(),
             }),
         })
     }
@@ -296,7 +301,61 @@ impl ForwardLayer {
     /// [`ForwardedHeaders::Drop`]).
     #[must_use]
     pub fn forwarded_headers(self, policy: ForwardedHeaders) -> Self {
-        self.edit(|c| c.forwarded = policy)
+        self.edit(|c| c.headers.forwarded = policy)
+    }
+
+    /// What to do with path and method overrides such as `X-Original-URL` and
+    /// `X-HTTP-Method-Override` (default [`OverrideHeaders::Drop`]). Keeping them is a risk:
+    /// see [`OverrideHeaders::Keep`].
+    ///
+    /// ```
+    /// use mka1_auth::outbound::forward::{ForwardLayer, OverrideHeaders};
+    ///
+    /// let request = || {
+    ///     http::Request::get("/reports")
+    ///         .header("X_HTTP_Method_Override", "DELETE")
+    ///         .body(())
+    ///         .unwrap()
+    /// };
+    /// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
+    /// let onward = forward.onward_request(request()).unwrap();
+    /// assert!(onward.headers().is_empty());
+    ///
+    /// let keeping = forward.override_headers(OverrideHeaders::Keep);
+    /// let onward = keeping.onward_request(request()).unwrap();
+    /// assert_eq!(onward.headers()["x_http_method_override"], "DELETE");
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn override_headers(self, policy: OverrideHeaders) -> Self {
+        self.edit(|c| c.headers.overrides = policy)
+    }
+
+    /// What to do with the `Cookie` header (default [`ForwardCookies::Drop`]). The cookie
+    /// the inbound layer reads its token from never goes onward.
+    ///
+    /// ```
+    /// use mka1_auth::outbound::forward::{ForwardCookies, ForwardLayer};
+    ///
+    /// let request = || {
+    ///     http::Request::get("/me")
+    ///         .header("cookie", "theme=dark; lang=en")
+    ///         .body(())
+    ///         .unwrap()
+    /// };
+    /// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
+    /// let onward = forward.onward_request(request()).unwrap();
+    /// assert!(onward.headers().get("cookie").is_none());
+    ///
+    /// // Behind `Mka1AuthLayer::cookie("mka1_token")`, `mka1_token` would still go.
+    /// let keeping = forward.cookies(ForwardCookies::Keep);
+    /// let onward = keeping.onward_request(request()).unwrap();
+    /// assert_eq!(onward.headers()["cookie"], "theme=dark; lang=en");
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn cookies(self, policy: ForwardCookies) -> Self {
+        self.edit(|c| c.headers.cookies = policy)
     }
 
     /// The upstream's origin (`scheme://host[:port]`), for the outbound layer's allow-list.
@@ -326,12 +385,9 @@ impl ForwardLayer {
                 ),
             ));
         }
-        let forwarded = config.forwarded;
-        drop_headers(&mut parts.headers, |name, headers| {
-            is_hop_by_hop(name, headers)
-                || is_identity_header(name)
-                || (forwarded == ForwardedHeaders::Drop && is_forwarded_header(name))
-        });
+        config
+            .headers
+            .clean_request(&mut parts.headers, &parts.extensions);
         parts.version = http::Version::HTTP_11;
         Ok(Request::from_parts(
             parts,
@@ -343,7 +399,7 @@ impl ForwardLayer {
 /// Remove hop-by-hop headers from an upstream's answer, as [`Forward`] does to every answer
 /// it passes back; for code that sends [`ForwardLayer::onward_request`]s itself.
 pub fn clean_response<B>(response: &mut Response<B>) {
-    drop_headers(response.headers_mut(), is_hop_by_hop);
+    drop_headers(response.headers_mut(), |_| false);
 }
 
 impl ForwardConfig {
@@ -392,40 +448,6 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-/// Headers that carry who is calling: only the outbound layer sets these.
-fn is_identity_header(name: &str) -> bool {
-    ["authorization", "x-on-behalf-of", "host"]
-        .iter()
-        .any(|h| same_name(name, h))
-}
-
-/// `Forwarded`, `X-Forwarded-*` and `X-Real-IP`, in any spelling.
-fn is_forwarded_header(name: &str) -> bool {
-    const FAMILY: &str = "x-forwarded-";
-    same_name(name, "forwarded")
-        || same_name(name, "x-real-ip")
-        || (name.len() > FAMILY.len()
-            && name.is_char_boundary(FAMILY.len())
-            && same_name(&name[..FAMILY.len()], FAMILY))
-}
-
-/// Remove every header whose name `doomed` picks (it also sees the whole map, for the
-/// names `Connection` lists), then every `Connection` header itself. Allocates nothing.
-fn drop_headers(headers: &mut HeaderMap, doomed: impl Fn(&str, &HeaderMap) -> bool) {
-    loop {
-        // `Connection` goes last: until then it says which other headers to drop.
-        let next = headers
-            .keys()
-            .find(|n| !same_name(n.as_str(), "connection") && doomed(n.as_str(), headers))
-            .cloned();
-        match next {
-            Some(name) => drop(headers.remove(name)),
-            None => break,
-        }
-    }
-    remove_every_spelling(headers, &CONNECTION);
 }
 
 impl<S> Layer<S> for ForwardLayer {
