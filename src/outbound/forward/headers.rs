@@ -344,12 +344,14 @@ mod tests {
         for name in cookies {
             let before = Guarded {
                 realm: Arc::from("r"),
+                grpc: None,
                 token_cookies: marks,
             };
             marks = TokenCookies::with(Some(&Arc::from(*name)), Some(&before));
         }
         ext.insert(Guarded {
             realm: Arc::from("r"),
+            grpc: None,
             token_cookies: marks,
         });
         ext
