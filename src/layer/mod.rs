@@ -37,11 +37,14 @@ use tower_service::Service;
 use crate::bearer::{find_token, is_cookie_name, BearerToken};
 use crate::claims::{OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 use crate::error::{Error, ErrorKind};
-use crate::grpc::{Call, GrpcAnswers};
 use crate::guard::Guarded;
 use crate::headers::{has_variant, remove_every_spelling, variants_of};
+use crate::rejection::grpc::Call;
 use crate::rejection::{answer_behind, respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
 use crate::verify::{Attempt, Verifier};
+
+mod grpc;
+use self::grpc::GrpcAnswers;
 
 /// A [`Layer`] that verifies MKA1 tokens in front of a service. See the [module docs](self).
 ///
@@ -171,13 +174,6 @@ impl<R> Mka1AuthLayer<R> {
     #[must_use]
     pub fn retry_after(self, retry_after: Duration) -> Self {
         self.edit(|s| s.retry_after = retry_after)
-    }
-
-    /// Change which gRPC calls the layer answers the gRPC way: for
-    /// [`grpc_answers`](Self::grpc_answers) and [`grpc_web_answers`](Self::grpc_web_answers),
-    /// which live beside the rest of gRPC in [`grpc`](crate::grpc).
-    pub(crate) fn edit_grpc(self, change: impl FnOnce(&mut GrpcAnswers)) -> Self {
-        self.edit(|s| change(&mut s.grpc))
     }
 
     /// Answer refused requests with `reject` instead of the standard answer (see
