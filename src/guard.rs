@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::Extensions;
 
 use crate::error::{Error, ErrorKind};
-use crate::grpc::Call;
+use crate::rejection::grpc::Call;
 use crate::rejection::Rejection;
 
 /// Marks a request that went through the layer, authenticated or anonymous, and carries
@@ -73,8 +73,8 @@ pub(crate) fn token_cookies(extensions: &Extensions) -> &TokenCookies {
         .map_or(&TokenCookies::None, |g| &g.token_cookies)
 }
 
-/// What an extractor without the layer in front answers with.
-#[cfg(feature = "axum")]
+/// What an extractor (or a tonic helper) without the layer in front answers with.
+#[cfg(any(feature = "axum", feature = "tonic"))]
 pub(crate) const NO_LAYER_FOR_EXTRACTORS: &str =
     "add `Mka1AuthLayer` in front of routes that read the verified token";
 
@@ -102,7 +102,7 @@ fn authenticated_or<'e, T: Send + Sync + 'static>(
 }
 
 /// Like [`authenticated`], but an anonymous request is a 401 in the layer's realm.
-#[cfg(feature = "axum")]
+#[cfg(any(feature = "axum", feature = "tonic"))]
 pub(crate) fn required<T: Send + Sync + 'static>(extensions: &Extensions) -> Result<&T, Rejection> {
     required_or(extensions, NO_LAYER_FOR_EXTRACTORS)
 }

@@ -82,6 +82,7 @@
 #[cfg(test)]
 extern crate self as mka1_auth;
 
+mod bearer;
 pub mod claims;
 pub mod clock;
 #[cfg(feature = "dev-issuer")]

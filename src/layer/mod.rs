@@ -29,19 +29,22 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, COOKIE};
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
+use crate::bearer::{find_token, is_cookie_name, BearerToken};
+use crate::claims::{OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 use crate::error::{Error, ErrorKind};
-use crate::grpc::{Call, GrpcAnswers};
 use crate::guard::{Guarded, TokenCookies};
 use crate::headers::{has_variant, remove_every_spelling, variants_of};
+use crate::rejection::grpc::Call;
 use crate::rejection::{answer_behind, respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
 use crate::verify::{Attempt, Verifier};
+
+mod grpc;
+use self::grpc::GrpcAnswers;
 
 /// A [`Layer`] that verifies MKA1 tokens in front of a service. See the [module docs](self).
 ///
@@ -171,13 +174,6 @@ impl<R> Mka1AuthLayer<R> {
     #[must_use]
     pub fn retry_after(self, retry_after: Duration) -> Self {
         self.edit(|s| s.retry_after = retry_after)
-    }
-
-    /// Change which gRPC calls the layer answers the gRPC way: for
-    /// [`grpc_answers`](Self::grpc_answers) and [`grpc_web_answers`](Self::grpc_web_answers),
-    /// which live beside the rest of gRPC in [`grpc`](crate::grpc).
-    pub(crate) fn edit_grpc(self, change: impl FnOnce(&mut GrpcAnswers)) -> Self {
-        self.edit(|s| change(&mut s.grpc))
     }
 
     /// Answer refused requests with `reject` instead of the standard answer (see
@@ -579,271 +575,5 @@ where
             };
             state.set(next);
         }
-    }
-}
-
-/// A token found in a request: the header it is in, and the token text within it.
-type Found<'h> = (&'h HeaderValue, &'h str);
-
-/// The bearer token in `headers`, `Ok(None)` when there are no credentials at all.
-fn find_token<'h>(
-    headers: &'h HeaderMap,
-    cookie: Option<&str>,
-) -> Result<Option<Found<'h>>, Error> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    if let Some(value) = values.next() {
-        if values.next().is_some() {
-            return Err(invalid_request("more than one `authorization` header"));
-        }
-        return parse_bearer(value).map(|token| Some((value, token)));
-    }
-    match cookie {
-        Some(name) => find_cookie(headers, name),
-        None => Ok(None),
-    }
-}
-
-fn invalid_request(detail: &'static str) -> Error {
-    Error::with_detail(ErrorKind::InvalidRequest, detail)
-}
-
-/// `Bearer <token>`: scheme case-insensitive (RFC 7235), one or more spaces, one token of
-/// visible ASCII. One pass over bytes that compiles to vector code: this runs on every
-/// request, and a token is hundreds of bytes.
-fn parse_bearer(value: &HeaderValue) -> Result<&str, Error> {
-    let is_space = |b: &u8| matches!(b, b' ' | b'\t');
-    let value = value.as_bytes();
-    let start = value
-        .iter()
-        .position(|b| !is_space(b))
-        .unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|b| !is_space(b))
-        .map_or(start, |i| i + 1);
-    let value = &value[start..end];
-    let (scheme, token) = match value.iter().position(is_space) {
-        Some(i) => (&value[..i], &value[i..]),
-        None => (value, &[][..]),
-    };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(other_scheme(scheme));
-    }
-    let skip = token.iter().take_while(|b| is_space(b)).count();
-    let token = &token[skip..];
-    if token.is_empty() {
-        return Err(invalid_request("the bearer token is empty"));
-    }
-    // Visible ASCII only, so no space, tab or byte past 0x7e.
-    if !token
-        .iter()
-        .fold(true, |ok, b| ok & (0x21..=0x7e).contains(b))
-    {
-        return Err(if token.iter().any(is_space) {
-            invalid_request("the bearer token contains whitespace")
-        } else {
-            invalid_request("the `authorization` header is not visible ascii")
-        });
-    }
-    std::str::from_utf8(token)
-        .map_err(|_| invalid_request("the `authorization` header is not visible ascii"))
-}
-
-/// The answer to credentials under a scheme other than `Bearer`.
-///
-/// RFC 6750 section 3.1: a request that tried an unsupported authentication method lacks
-/// bearer credentials, so it is answered like one without any (401, a bare challenge), not
-/// as malformed. A word that is no scheme name at all (not an RFC 9110 token, or holding
-/// the `.` of a bare JWT, which no registered scheme name has) stays a malformed request.
-fn other_scheme(scheme: &[u8]) -> Error {
-    let is_scheme_name = !scheme.is_empty()
-        && scheme
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-^_`|~".contains(b));
-    if is_scheme_name {
-        Error::with_detail(
-            ErrorKind::MissingCredentials,
-            "the authorization scheme is not `Bearer`",
-        )
-    } else {
-        invalid_request("the `authorization` header holds no authentication scheme")
-    }
-}
-
-/// RFC 6265 `cookie-name`: a token (visible ASCII except separators).
-fn is_cookie_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-}
-
-/// The value of the cookie `name` across every `Cookie` header; a name seen twice is refused.
-fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<Found<'h>>, Error> {
-    let mut found = None;
-    for header in headers.get_all(COOKIE) {
-        for pair in header.as_bytes().split(|b| *b == b';') {
-            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
-                continue;
-            };
-            if pair[..eq].trim_ascii() != name.as_bytes() {
-                continue;
-            }
-            if found.is_some() {
-                return Err(invalid_request("the token cookie appears more than once"));
-            }
-            let raw = pair[eq + 1..].trim_ascii();
-            let raw = raw
-                .strip_prefix(b"\"")
-                .and_then(|r| r.strip_suffix(b"\""))
-                .unwrap_or(raw);
-            found = Some((header, raw));
-        }
-    }
-    match found {
-        None => Ok(None),
-        Some((_, [])) => Err(invalid_request("the token cookie is empty")),
-        Some((header, raw)) => std::str::from_utf8(raw)
-            .map(|token| Some((header, token)))
-            .map_err(|_| invalid_request("the token cookie is not ascii")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_static(value));
-        }
-        map
-    }
-
-    fn kind(result: Result<Option<&str>, Error>) -> ErrorKind {
-        result.unwrap_err().kind()
-    }
-
-    /// The token text `find_token` finds, checking that it lies in the header it names.
-    fn token<'h>(headers: &'h HeaderMap, cookie: Option<&str>) -> Result<Option<&'h str>, Error> {
-        Ok(find_token(headers, cookie)?.map(|(header, token)| {
-            let within = BearerToken::within(header, token);
-            assert_eq!(within.expose(), token);
-            token
-        }))
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive_and_spaces_are_tolerated() {
-        for value in [
-            "Bearer a.b.c",
-            "bearer a.b.c",
-            "BEARER   a.b.c",
-            "bEaReR\ta.b.c ",
-        ] {
-            let h = headers(&[("authorization", value)]);
-            assert_eq!(token(&h, None).unwrap(), Some("a.b.c"), "{value}");
-        }
-    }
-
-    #[test]
-    fn other_schemes_are_missing_credentials() {
-        for value in [
-            "Basic dXNlcjpwdw==",
-            "basic eyJhbGciOiJFZERTQSJ9.e30.c2ln",
-            "Bearerx a",
-            "Negotiate",
-            "DPoP a.b.c",
-            "SCRAM-SHA-256 x",
-        ] {
-            let h = headers(&[("authorization", value)]);
-            assert_eq!(
-                kind(token(&h, None)),
-                ErrorKind::MissingCredentials,
-                "{value:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn malformed_authorization_is_an_invalid_request() {
-        for value in [
-            "Bearer",
-            "Bearer ",
-            "Bearer a b",
-            "",
-            "eyJhbGciOiJFZERTQSJ9.e30.c2ln",
-            "Bearer: a",
-        ] {
-            let h = headers(&[("authorization", value)]);
-            assert_eq!(
-                kind(token(&h, None)),
-                ErrorKind::InvalidRequest,
-                "{value:?}"
-            );
-        }
-        let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer a")]);
-        assert_eq!(kind(token(&h, None)), ErrorKind::InvalidRequest);
-        let mut h = HeaderMap::new();
-        h.insert(
-            AUTHORIZATION,
-            HeaderValue::from_bytes(b"Bearer caf\xc3\xa9").unwrap(),
-        );
-        assert_eq!(kind(token(&h, None)), ErrorKind::InvalidRequest);
-    }
-
-    #[test]
-    fn each_malformed_bearer_says_what_was_wrong() {
-        let detail = |value: &[u8]| {
-            let mut h = HeaderMap::new();
-            h.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
-            token(&h, None).unwrap_err().detail().unwrap().to_owned()
-        };
-        assert!(detail(b"Token a").contains("not `Bearer`"));
-        assert!(detail(b"Bearer \t ").contains("empty"));
-        assert!(detail(b"Bearer a.b\tc").contains("whitespace"));
-        assert!(detail(b"Bearer a.b c").contains("whitespace"));
-        assert!(detail(b"Bearer a.\xffb").contains("visible ascii"));
-        assert!(detail(b"Bearer \x80").contains("visible ascii"));
-        // Both bounds of visible ASCII are token bytes.
-        let h = headers(&[("authorization", "Bearer !~")]);
-        assert_eq!(token(&h, None).unwrap(), Some("!~"));
-    }
-
-    #[test]
-    fn no_credentials_is_none() {
-        assert_eq!(token(&HeaderMap::new(), None).unwrap(), None);
-        let h = headers(&[("cookie", "tok=a.b.c")]);
-        assert_eq!(token(&h, None).unwrap(), None, "cookie not configured");
-    }
-
-    #[test]
-    fn cookie_is_found_across_headers_and_header_wins() {
-        let h = headers(&[("cookie", "x=1; tok=a.b.c"), ("cookie", "y=2")]);
-        assert_eq!(token(&h, Some("tok")).unwrap(), Some("a.b.c"));
-        let h = headers(&[("cookie", "tok=\"a.b.c\"")]);
-        assert_eq!(token(&h, Some("tok")).unwrap(), Some("a.b.c"));
-        let h = headers(&[("cookie", "tok=a.b.c"), ("authorization", "Bearer d.e.f")]);
-        assert_eq!(token(&h, Some("tok")).unwrap(), Some("d.e.f"));
-        let h = headers(&[("cookie", "xtok=a.b.c; tokx=1")]);
-        assert_eq!(token(&h, Some("tok")).unwrap(), None);
-    }
-
-    #[test]
-    fn duplicate_or_empty_cookie_is_an_invalid_request() {
-        let h = headers(&[("cookie", "tok=a"), ("cookie", "tok=b")]);
-        assert_eq!(kind(token(&h, Some("tok"))), ErrorKind::InvalidRequest);
-        let h = headers(&[("cookie", "tok=")]);
-        assert_eq!(kind(token(&h, Some("tok"))), ErrorKind::InvalidRequest);
-    }
-
-    #[test]
-    fn cookie_names_are_checked() {
-        assert!(is_cookie_name("mka1_token"));
-        assert!(!is_cookie_name(""));
-        assert!(!is_cookie_name("a b"));
-        assert!(!is_cookie_name("a=b"));
-        assert!(!is_cookie_name("a;b"));
     }
 }

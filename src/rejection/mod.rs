@@ -35,8 +35,10 @@ use std::time::Duration;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
+use self::grpc::Call;
 use crate::error::{Error, ErrorKind};
-use crate::grpc::Call;
+
+pub(crate) mod grpc;
 
 /// The realm named in `WWW-Authenticate` when none is configured.
 pub const DEFAULT_REALM: &str = "mka1";
@@ -275,7 +277,7 @@ impl Rejection {
     /// instead: see [`crate::grpc`].
     pub fn into_http_response<B: From<String>>(self) -> Response<B> {
         if self.grpc.is_some() {
-            return crate::grpc::response(self, B::from(String::new()));
+            return grpc::response(self, B::from(String::new()));
         }
         let body = B::from(self.json_body());
         let mut response = self.into_status_response(body);

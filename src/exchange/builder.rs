@@ -1,0 +1,267 @@
+//! [`ExchangeClientBuilder`]: the client's settings, their defaults and their checks.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cache::token_cache;
+use super::client::{ExchangeClient, ExchangeClientState};
+use super::{DEFAULT_BASE_URL, EXCHANGE_TOKEN_PATH};
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::error::ConfigError;
+use crate::net::is_loopback_host;
+use crate::outbound::ApiKey;
+
+/// How many tokens the cache keeps by default.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
+/// How long before `exp` a cached token is renewed by default.
+pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// Builds an [`ExchangeClient`]. Only the API key is required.
+///
+/// ```
+/// use std::time::Duration;
+/// use mka1_auth::exchange::ExchangeClient;
+///
+/// let client = ExchangeClient::builder()
+///     .api_key("mk_live_example")
+///     .base_url("https://apigw.mka1.com")
+///     .renew_before(Duration::from_secs(120))
+///     .max_attempts(4)
+///     .build()?;
+/// # let _ = client;
+/// # Ok::<(), mka1_auth::ConfigError>(())
+/// ```
+#[must_use]
+pub struct ExchangeClientBuilder {
+    base_url: String,
+    path: String,
+    api_key: Option<String>,
+    clock: Option<SharedClock>,
+    capacity: u64,
+    renew_before: Duration,
+    max_attempts: u32,
+    backoff_base: Duration,
+    backoff_max: Duration,
+    max_retry_after: Duration,
+    timeout: Duration,
+    http: Option<reqwest::Client>,
+}
+
+impl fmt::Debug for ExchangeClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangeClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("path", &self.path)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExchangeClientBuilder {
+    /// MKA1's base URL (default [`DEFAULT_BASE_URL`]). `https` is required unless the host
+    /// is loopback.
+    ///
+    /// The API key is sent to this origin (scheme, host and port) and nowhere else: a
+    /// redirect answer is not followed but fails the exchange.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// The endpoint's path (default [`EXCHANGE_TOKEN_PATH`]; [`LEGACY_EXCHANGE_TOKEN_PATH`](crate::exchange::LEGACY_EXCHANGE_TOKEN_PATH) for older
+    /// deployments).
+    pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The MKA1 API key to exchange. Required.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Where the cache reads the time (default the system clock). For tests.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// How many tokens the cache keeps (default [`DEFAULT_CACHE_CAPACITY`]).
+    pub fn cache_capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// How long before `exp` a cached token is renewed (default [`DEFAULT_RENEW_BEFORE`];
+    /// at most half of the token's lifetime is used).
+    pub fn renew_before(mut self, margin: Duration) -> Self {
+        self.renew_before = margin;
+        self
+    }
+
+    /// How many requests one exchange may send, the first included (default 3, minimum 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The backoff between retries without `Retry-After`: `base`, doubling per retry, at
+    /// most `max`, with jitter (default 200 ms and 5 s).
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max;
+        self
+    }
+
+    /// The longest `Retry-After` waited for (default 30 s). A longer one ends the exchange
+    /// with [`ExchangeErrorKind::RateLimited`](super::ExchangeErrorKind::RateLimited) (or `Unavailable`) at once.
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
+    /// The timeout of one request to MKA1 (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Send the exchanges with this client instead of one built for the purpose: for a
+    /// proxy, private CA roots or other transport settings, as
+    /// [`RemoteJwksConfig::http_client`](crate::jwks::remote::RemoteJwksConfig::http_client)
+    /// does for the JWKS. The [`timeout`](Self::timeout) still applies to each request.
+    ///
+    /// The built-in client follows no redirect, so the API key goes to the configured origin
+    /// only. Give yours `reqwest::redirect::Policy::none()` to keep that; whatever its
+    /// policy, an answer that did not come from the configured origin (scheme, host and
+    /// port) is refused, and the exchange fails.
+    ///
+    /// ```
+    /// use mka1_auth::exchange::ExchangeClient;
+    ///
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()?;
+    /// let client = ExchangeClient::builder()
+    ///     .api_key("mk_live_example")
+    ///     .http_client(http)
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Check the settings and build the client.
+    pub fn build(self) -> Result<ExchangeClient, ConfigError> {
+        let api_key = match &self.api_key {
+            None => {
+                return Err(ConfigError::InvalidSetting {
+                    name: "api_key",
+                    reason: "no api key configured".into(),
+                })
+            }
+            Some(key) => ApiKey::new(key)?,
+        };
+        let endpoint = endpoint_url(&self.base_url, &self.path)?;
+        // No redirect is ever followed by the built-in client: the API key goes to the
+        // endpoint and nowhere else, and a 3xx comes back as the answer (a failed exchange).
+        // A caller's client may follow some; an answer from another origin is refused.
+        let http = match self.http {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| ConfigError::HttpClient(e.to_string()))?,
+        };
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let cache = token_cache(self.capacity, clock.clone());
+        Ok(ExchangeClient {
+            inner: Arc::new(ExchangeClientState {
+                http,
+                endpoint,
+                secret: self.api_key.unwrap_or_default(),
+                api_key,
+                clock,
+                cache,
+                renew_before: self.renew_before,
+                max_attempts: self.max_attempts,
+                backoff_base: self.backoff_base,
+                backoff_max: self.backoff_max,
+                max_retry_after: self.max_retry_after,
+                timeout: self.timeout,
+            }),
+        })
+    }
+}
+
+fn endpoint_url(base: &str, path: &str) -> Result<reqwest::Url, ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidSetting {
+        name: "base_url",
+        reason: reason.to_owned(),
+    };
+    let url = reqwest::Url::parse(base).map_err(|_| invalid("it is not a valid url"))?;
+    let Some(host) = url.host_str() else {
+        return Err(invalid("it has no host"));
+    };
+    let loopback = is_loopback_host(host);
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(invalid("it must use https (plain http only on loopback)")),
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+        return Err(invalid("it may not carry credentials or a query"));
+    }
+    if !path.starts_with('/') {
+        return Err(ConfigError::InvalidSetting {
+            name: "endpoint_path",
+            reason: "it must begin with `/`".into(),
+        });
+    }
+    let joined = format!("{}{}", url.as_str().trim_end_matches('/'), path);
+    reqwest::Url::parse(&joined).map_err(|_| invalid("it does not join with the endpoint path"))
+}
+
+impl ExchangeClient {
+    /// Start building a client.
+    pub fn builder() -> ExchangeClientBuilder {
+        ExchangeClientBuilder {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            path: EXCHANGE_TOKEN_PATH.to_owned(),
+            api_key: None,
+            clock: None,
+            capacity: DEFAULT_CACHE_CAPACITY,
+            renew_before: DEFAULT_RENEW_BEFORE,
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            http: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_urls() {
+        let url = endpoint_url("https://apigw.mka1.com/", EXCHANGE_TOKEN_PATH).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://apigw.mka1.com/api/v1/authentication/api-keys/exchange-token"
+        );
+        assert!(endpoint_url("http://127.0.0.1:9/", EXCHANGE_TOKEN_PATH).is_ok());
+        assert!(endpoint_url("http://apigw.mka1.com", EXCHANGE_TOKEN_PATH).is_err());
+        assert!(endpoint_url("https://k:s@apigw.mka1.com", EXCHANGE_TOKEN_PATH).is_err());
+        assert!(endpoint_url("nonsense", EXCHANGE_TOKEN_PATH).is_err());
+        assert!(endpoint_url("https://apigw.mka1.com", "api").is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! The MKA1 exchange-token client (feature `remote`): trade your API key for a short-lived
+//! token minted for another service's audience and one end user, cached until shortly
+//! before it expires.
+//!
+//! [`ExchangeClient::token`] calls
+//! `POST {base}/api/v1/authentication/api-keys/exchange-token` with
+//! `Authorization: Bearer <api key>` and `{"audience", "externalUserId", "expiresIn",
+//! "permissions"}`, and MKA1 answers `{"token": "<jwt>"}`.
+//!
+//! - **Permissions.** A request asks for [`Scopes::Exactly`] the permissions it names,
+//!   none by default (`"permissions": []`), or, only when it says so with
+//!   [`all_key_scopes`](ExchangeRequest::all_key_scopes), for [`Scopes::AllOfKey`] (the
+//!   field left out). See [`Scopes`] for why the default is none.
+//! - **Validation first.** The end-user id must pass
+//!   [`validate_end_user_id`] and `expiresIn` lie in
+//!   300..=2592000 seconds; a request that breaks either is refused without being sent.
+//! - **Cache.** Tokens are kept per (audience, end user, [`Scopes`], lifetime asked for), so
+//!   a token is never handed to a caller that asked for other permissions or a shorter
+//!   life. The cache is bounded in number, and a token is reused until
+//!   [`renew_before`](ExchangeClientBuilder::renew_before) its `exp` (read
+//!   from the token's payload without checking its signature: it only schedules renewal, and
+//!   is never trusted past the lifetime that was asked for). Time comes from the client's
+//!   [`Clock`]. Concurrent callers for one key share one exchange. Failures are
+//!   not cached; while a renewal fails, a token that has not yet expired is still used.
+//! - **Retries.** 429 and 5xx answers and transport failures are retried with exponential
+//!   backoff and jitter, honouring `Retry-After` (seconds or an HTTP date) up to
+//!   [`max_retry_after`](ExchangeClientBuilder::max_retry_after): a longer wait is not
+//!   waited for, the error is returned at once with [`ExchangeError::retry_after`].
+//! - **Origin.** The API key is sent only to the configured endpoint: the client follows
+//!   no redirect, not even one within the same origin. A redirect answer (3xx) is a failed
+//!   exchange, [`ExchangeErrorKind::UnexpectedStatus`] with its status, and is not retried.
+//! - **Errors.** Every failure is a [`Refusal`] of kind [`RefusalKind::Exchange`] (or
+//!   [`RefusalKind::ApiKeyRejected`], below) whose
+//!   [`ExchangeError`] (from [`ExchangeError::of`]) tells the status and what MKA1 refused,
+//!   including the `{"detail":[{"path","message"}]}` list of a 400. The API key never
+//!   appears in an error.
+//! - **A rejected key.** A 401 means MKA1 no longer accepts the API key (unknown, revoked,
+//!   regenerated or expired): the refusal is of kind [`RefusalKind::ApiKeyRejected`], is
+//!   never retried, says to check the key, and the cache drops every token the key minted,
+//!   so no caller is handed one again.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use mka1_auth::exchange::{ExchangeClient, ExchangeRequest};
+//!
+//! let client = ExchangeClient::builder()
+//!     .api_key(std::env::var("MKA1_API_KEY")?)
+//!     .build()?;
+//! let request = ExchangeRequest::new("https://agents.example.com", "user-42")
+//!     .permissions(["agent:read"]);
+//! let token = client.token(&request).await?;
+//! println!("token valid until {}", token.expires_at());
+//! # Ok(()) }
+//! ```
+//!
+//! [`validate_end_user_id`]: crate::claims::validate_end_user_id
+//! [`Clock`]: crate::Clock
+//! [`Refusal`]: crate::outbound::Refusal
+//! [`RefusalKind::Exchange`]: crate::outbound::RefusalKind::Exchange
+//! [`RefusalKind::ApiKeyRejected`]: crate::outbound::RefusalKind::ApiKeyRejected
+
+mod builder;
+mod cache;
+mod client;
+mod error;
+mod request;
+mod scopes;
+mod source;
+
+pub use builder::{ExchangeClientBuilder, DEFAULT_CACHE_CAPACITY, DEFAULT_RENEW_BEFORE};
+pub use client::{ExchangeClient, ExchangedToken};
+pub use error::{ExchangeError, ExchangeErrorKind, ExchangeIssue};
+pub use request::ExchangeRequest;
+pub use scopes::Scopes;
+pub use source::{ExchangeFuture, ExchangeSource};
+
+pub use crate::protocol::{
+    DEFAULT_BASE_URL, DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH,
+    MAX_EXPIRES_IN, MIN_EXPIRES_IN,
+};
