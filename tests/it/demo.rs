@@ -1,9 +1,9 @@
 //! The main job, `cargo run --example protected_api`, run in-process: its start-up lines, its
 //! routes, the printed curl, the proxy route and a JWKS endpoint that is down.
 
-mod common;
+use crate::common;
 #[allow(dead_code)]
-#[path = "../examples/protected_api.rs"]
+#[path = "../../examples/protected_api.rs"]
 mod protected_api;
 
 use std::sync::{Arc, Mutex};
