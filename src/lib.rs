@@ -76,12 +76,6 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// Unit tests share `tests/common` with the integration tests, which name the crate
-// `mka1_auth`; this lets them build without the repository's self dev-dependency (as in the
-// published crate).
-#[cfg(test)]
-extern crate self as mka1_auth;
-
 mod bearer;
 pub mod claims;
 pub mod clock;
@@ -115,6 +109,9 @@ pub mod rejection;
 #[cfg(feature = "remote")]
 mod retry;
 mod shown;
+// The unit tests' signing keys and tokens (the integration tests and benches include it too).
+#[cfg(test)]
+mod test_support;
 mod token_cache;
 mod verify;
 

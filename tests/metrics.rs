@@ -4,11 +4,15 @@
 //!
 //! Counts live per thread until published, and publishing takes every thread's, so the
 //! tests here run one at a time (the `SERIAL` lock) and each starts by publishing what came
-//! before to no recorder.
+//! before to no recorder. For the same reason they are a test binary of their own: the
+//! other integration tests (`tests/it/`) would add their counts to what is published here.
 #![cfg(all(feature = "metrics", feature = "remote"))]
 
+#[path = "support/common.rs"]
 mod common;
+#[path = "support/jwks_server.rs"]
 mod jwks_server;
+#[path = "support/mock_mka1.rs"]
 mod mock_mka1;
 
 use std::collections::HashMap;

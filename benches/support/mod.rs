@@ -2,7 +2,7 @@
 //! routines timed by wall clock and by thread CPU time, and the side-by-side ratio report.
 #![allow(dead_code)] // each bench binary uses its own part
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../src/test_support.rs"]
 pub mod common;
 
 use std::future::Future;

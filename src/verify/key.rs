@@ -93,9 +93,9 @@ pub(super) fn check_signature(
 mod tests {
     use serde_json::json;
 
-    use super::super::test_keys::{claims_at, jwks, TestKey, NOW};
     use super::*;
     use crate::jwks::KeySet;
+    use crate::test_support::{claims_at, jwks, TestKey, NOW};
 
     fn source(keys: &[&TestKey]) -> KeySource {
         KeySource::Static(Arc::new(

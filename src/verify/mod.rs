@@ -393,19 +393,15 @@ impl VerifierState {
     }
 }
 
-#[cfg(test)]
-#[path = "../../tests/common/mod.rs"]
-mod test_keys;
-
 /// The verified-token cache's contract, seen through the verifier.
 #[cfg(test)]
 mod cache_tests {
     use serde_json::json;
 
-    use super::test_keys::{claims_at, claims_with, jwks, TestKey, AUDIENCE, NOW};
     use super::*;
     use crate::clock::ManualClock;
     use crate::jwks::KeySet;
+    use crate::test_support::{claims_at, claims_with, jwks, TestKey, AUDIENCE, NOW};
 
     fn verifier(key: &TestKey, clock: &ManualClock, capacity: u64) -> Verifier {
         Verifier::builder()

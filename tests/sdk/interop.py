@@ -1,6 +1,6 @@
 """Drive the official MKA1 Python SDK (meetkai-mka1) against a local dev issuer.
 
-Run by tests/sdk_interop.rs as `python interop.py <base_url> <api_key> <audience> <other_audience>`.
+Run by tests/it/sdk_interop.rs as `python interop.py <base_url> <api_key> <audience> <other_audience>`.
 Prints one JSON object on stdout: the tokens the SDK obtained, the request bodies it sent, the
 SDK error class (and parsed error data) for each refusal, and a scoped API key's whole life
 (create, list, exchange, regenerate, update, delete), for the Rust side to check.

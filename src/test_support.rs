@@ -1,6 +1,9 @@
-//! Test support shared by the integration tests: signing keys generated in the test, JWKS
-//! documents for them, and token minting with any header and payload (including broken ones).
-#![allow(dead_code)]
+//! The tests' signing keys: keys generated in the test, JWKS documents for them, and token
+//! minting with any header and payload (including broken ones). The unit tests use it as
+//! `crate::test_support`; the integration tests (`tests/support/common.rs`) and the benches
+//! (`benches/support`) include this file by path, so there is one key helper, not a copy per
+//! kind of test. It names nothing from this crate, so it compiles in all three.
+#![allow(dead_code)] // each includer uses its own part
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
@@ -139,19 +142,6 @@ impl TestKey {
     }
 }
 
-/// A verifier for [`AUDIENCE`] over these keys' JWKS, reading time from `clock`.
-pub fn verifier_with_clock(
-    keys: &[&TestKey],
-    clock: &mka1_auth::ManualClock,
-) -> mka1_auth::Verifier {
-    mka1_auth::Verifier::builder()
-        .jwks(jwks(keys))
-        .audience(AUDIENCE)
-        .clock(clock.clone())
-        .build()
-        .unwrap()
-}
-
 /// A JWKS document holding these keys' public halves.
 pub fn jwks(keys: &[&TestKey]) -> Value {
     json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() })
@@ -181,42 +171,4 @@ pub fn claims_with(changes: Value) -> Value {
         }
     }
     claims
-}
-
-/// Log text written through `tracing`, shared by the whole test binary.
-#[derive(Clone, Default)]
-pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Everything traced by this test binary, at debug level and up. A global subscriber, since a thread-local one
-/// races with other tests over `tracing`'s per-callsite interest cache.
-pub fn traced() -> &'static Captured {
-    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
-    })
-}
-
-impl Captured {
-    /// Everything logged so far.
-    pub fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
 }

@@ -1,5 +1,5 @@
 //! README's "When MKA1 stops accepting your key", as it is written there: if this stops
-//! compiling or passing, the README is wrong (`tests/readme.rs` checks that README shows
+//! compiling or passing, the README is wrong (`tests/it/readme.rs` checks that README shows
 //! this region).
 #![cfg(all(feature = "dev-issuer", feature = "remote", feature = "axum"))]
 

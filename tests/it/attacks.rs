@@ -5,7 +5,7 @@
 //! taking the table down. Positive controls run beside the attacks, so a broken fixture
 //! cannot make the table pass by rejecting everything.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::convert::Infallible;

@@ -4,11 +4,11 @@
 
 #[cfg(feature = "remote")]
 #[allow(dead_code)]
-#[path = "../examples/call_downstream.rs"]
+#[path = "../../examples/call_downstream.rs"]
 mod call_downstream;
-mod common;
+use crate::common;
 #[allow(dead_code)]
-#[path = "../examples/protected_api.rs"]
+#[path = "../../examples/protected_api.rs"]
 mod protected_api;
 
 use std::process::ExitCode;

@@ -4,8 +4,8 @@
 //! endpoint's answers.
 #![cfg(feature = "remote")]
 
-mod common;
-mod jwks_server;
+use crate::common;
+use crate::jwks_server;
 
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -4,8 +4,8 @@
 //! the handle's methods that do the same without HTTP.
 #![cfg(all(feature = "dev-issuer", feature = "remote"))]
 
-mod common;
-mod mock_mka1;
+use crate::common;
+use crate::mock_mka1;
 
 use std::time::Duration;
 

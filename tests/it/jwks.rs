@@ -4,7 +4,7 @@
 //! fetch timeout of a few hundred milliseconds).
 #![cfg(feature = "remote")]
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

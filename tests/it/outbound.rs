@@ -1,8 +1,8 @@
 //! The outbound layer over real clients (hyper-util and reqwest) on 127.0.0.1: what the
 //! upstream sees, what it never sees, which hosts get nothing, and redirects.
 
-mod common;
-mod mock_mka1;
+use crate::common;
+use crate::mock_mka1;
 
 use std::convert::Infallible;
 use std::future::{ready, Ready};

@@ -3,7 +3,7 @@
 //! one is refused whatever that client's redirect policy.
 #![cfg(feature = "remote")]
 
-mod mock_mka1;
+use crate::mock_mka1;
 
 use std::net::SocketAddr;
 

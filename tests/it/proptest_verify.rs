@@ -8,7 +8,7 @@
 //! Runs in a few seconds; raise `PROPTEST_CASES` for a longer run, or use the `cargo fuzz`
 //! target in `fuzz/`.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::sync::OnceLock;

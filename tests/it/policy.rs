@@ -4,8 +4,8 @@
 //! layer's `reject_with` rendering every answer given behind it, and the permission layer
 //! naming the wrong order.
 
-mod common;
-mod jwks_server;
+use crate::common;
+use crate::jwks_server;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! cookies, `X-On-Behalf-Of`, permissions, custom rejections, and the layer around a plain
 //! tower `service_fn`.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 

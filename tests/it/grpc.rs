@@ -7,7 +7,7 @@
 #![cfg(all(feature = "tonic", feature = "dev-issuer"))]
 
 #[allow(dead_code)]
-#[path = "../examples/grpc_service.rs"]
+#[path = "../../examples/grpc_service.rs"]
 mod grpc_service;
 
 use std::convert::Infallible;

@@ -3,7 +3,7 @@
 //! typed error.
 #![cfg(feature = "remote")]
 
-mod mock_mka1;
+use crate::mock_mka1;
 
 use std::time::Duration;
 

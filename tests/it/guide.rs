@@ -1,5 +1,5 @@
 //! README's "Testing your service", as it is written there: if this stops compiling or
-//! passing, the README is wrong (`tests/readme.rs` checks that README shows this region).
+//! passing, the README is wrong (`tests/it/readme.rs` checks that README shows this region).
 
 // --- README: Testing your service ---
 use axum::{body::Body, routing::get, Router};

@@ -1,7 +1,7 @@
 //! The core verifier's contract: every rule, both sides of each boundary, for EdDSA, ES256
 //! and RS256 tokens minted in the test.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

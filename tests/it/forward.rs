@@ -3,7 +3,7 @@
 //! under its prefix, carry only the identity the outbound layer set, and no hop-by-hop or
 //! client-written forwarding headers.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -191,11 +191,16 @@ async fn the_readme_exchange_call_gets_a_token_the_demo_accepts() {
 fn every_rust_block_of_the_readme_is_compiled_here_or_in_the_guide() {
     let readme = readme();
     let mut regions = Vec::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            regions.extend(marked_regions(&std::fs::read_to_string(path).unwrap()));
+    // Every file under tests/ (the `it` binary's modules are in tests/it/).
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                regions.extend(marked_regions(&std::fs::read_to_string(path).unwrap()));
+            }
         }
     }
     let blocks = rust_blocks(&readme);

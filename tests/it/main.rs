@@ -1,0 +1,33 @@
+//! The integration tests, one module per capability, in one test binary: one link of axum,
+//! tonic and hyper instead of one per file. `cargo test --test it <module>::` runs one
+//! module. The metrics tests are a binary of their own (`tests/metrics.rs`): they read
+//! counts that every thread of the process adds to.
+
+#[path = "../support/common.rs"]
+mod common;
+#[path = "../support/jwks_server.rs"]
+mod jwks_server;
+#[path = "../support/mock_mka1.rs"]
+mod mock_mka1;
+
+mod api_keys;
+mod attacks;
+mod demo;
+mod dev_issuer;
+mod exchange;
+mod exchange_client;
+mod forward;
+mod grpc;
+mod guide;
+mod guide_revoked_key;
+mod jwks;
+mod key_lifecycle;
+mod layer;
+mod outbound;
+mod policy;
+mod proptest_verify;
+mod readme;
+mod refresh;
+mod sdk_interop;
+mod verify;
+mod wycheproof;
