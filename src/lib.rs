@@ -92,6 +92,38 @@ pub mod exchange;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod grpc;
+mod guard;
+mod headers;
+pub mod jwks;
+pub mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+// Without the feature, the counting hooks compile to nothing.
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics/off.rs"]
+mod metrics;
+mod net;
+pub mod outbound;
+pub mod permissions;
+pub mod protocol;
+pub mod rejection;
+#[cfg(feature = "remote")]
+mod retry;
+mod token_cache;
+mod verify;
+
+// The root holds what guarding a service takes; outbound calls, forwarding, the exchange
+// client, the dev issuer and key-set details are used through their modules.
+pub use claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
+pub use clock::{Clock, ManualClock};
+pub use error::{ConfigError, Error, ErrorKind};
+pub use jwks::Algorithm;
+pub use layer::{Mka1Auth, Mka1AuthLayer};
+pub use permissions::{RequirePermissions, RequirePermissionsLayer};
+pub use rejection::{Reject, Rejection};
+pub use verify::{ClaimRefusal, Verifier, VerifierBuilder};
+
 /// Guides: how to do each job with this crate. Every example on these pages is compiled and
 /// run by `cargo test --doc` (with the features `axum`, `remote` and `dev-issuer`; the
 /// production guide also needs `metrics` and `tonic`).
@@ -150,34 +182,3 @@ pub mod guide {
 #[cfg(all(doctest, feature = "axum", feature = "remote", feature = "dev-issuer"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-mod guard;
-mod headers;
-pub mod jwks;
-pub mod layer;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub mod metrics;
-// Without the feature, the counting hooks compile to nothing.
-#[cfg(not(feature = "metrics"))]
-#[path = "metrics/off.rs"]
-mod metrics;
-mod net;
-pub mod outbound;
-pub mod permissions;
-pub mod protocol;
-pub mod rejection;
-#[cfg(feature = "remote")]
-mod retry;
-mod token_cache;
-mod verify;
-
-// The root holds what guarding a service takes; outbound calls, forwarding, the exchange
-// client, the dev issuer and key-set details are used through their modules.
-pub use claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
-pub use clock::{Clock, ManualClock};
-pub use error::{ConfigError, Error, ErrorKind};
-pub use jwks::Algorithm;
-pub use layer::{Mka1Auth, Mka1AuthLayer};
-pub use permissions::{RequirePermissions, RequirePermissionsLayer};
-pub use rejection::{Reject, Rejection};
-pub use verify::{ClaimRefusal, Verifier, VerifierBuilder};
