@@ -1,41 +1,23 @@
 //! # mka1-auth
 //!
-//! Accept MKA1 exchanged tokens in tower and axum services: verify them against a cached
-//! JWKS, hand handlers the end user they act for, and call onward on that user's behalf.
+//! Accept tokens issued by **MKA1** (MeetKai's API platform) in tower and axum services:
+//! verify them against a cached JWKS, hand handlers the end user they act for, and call
+//! onward on that user's behalf.
 //!
 //! ```
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use mka1_auth::Verifier;
-//!
-//! let verifier = Verifier::builder()
-//!     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
-//!         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
-//!     .audience("https://api.example.com")
-//!     .build()?;
-//! assert!(verifier.verify("a.b.c").await.is_err());
-//! # Ok(()) }
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
-//! ```
-//!
-//! ## Wiring
-//!
-//! One line puts the layer in front of an axum router; handlers then take the verified end
-//! user ([`OnBehalfOf`]), the whole [`VerifiedToken`], or typed claims
-//! ([`extract::Claims`]). Requests without a valid token never reach them: they get an
-//! RFC 6750 answer (see [`rejection`]).
-//!
-//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::{body::Body, routing::get, Router};
 //! use http::Request;
+//! use mka1_auth::dev_issuer::{DevIssuer, Mint};
 //! use mka1_auth::{Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, Verifier};
 //! use tower::ServiceExt;
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // A local MKA1 stand-in (feature `dev-issuer`): its keys, and tokens it mints.
+//! let issuer = DevIssuer::start().await?;
 //! let verifier = Verifier::builder()
-//!     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
-//!         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+//!     .jwks(issuer.jwks_json()) // in production: .jwks_url(<your MKA1 deployment's JWKS URL>)
 //!     .audience("https://api.example.com")
-//! #   .clock(mka1_auth::ManualClock::at_unix(1_800_000_000))
 //!     .build()?;
 //!
 //! let app = Router::new()
@@ -43,35 +25,50 @@
 //!     .route_layer(RequirePermissionsLayer::new(["agent:read"]))
 //!     .layer(Mka1AuthLayer::new(verifier));
 //!
-//! # let token = mint(r#"{"sub":"user-42","aud":"https://api.example.com",
-//! #     "exp":1800003600,"permissions":["agent:read"]}"#);
+//! let token = issuer.mint(Mint::new("https://api.example.com", "user-42").permissions(["agent:read"]));
 //! let request = Request::get("/me")
 //!     .header("authorization", format!("Bearer {token}"))
 //!     .body(Body::empty())?;
 //! let response = app.clone().oneshot(request).await?;
 //! assert_eq!(response.status(), 200);
-//! # use http_body_util::BodyExt;
-//! # let body = response.into_body().collect().await?.to_bytes();
-//! # assert_eq!(body, "hello user-42");
+//! assert_eq!(axum::body::to_bytes(response.into_body(), 1024).await?, "hello user-42");
 //!
 //! let anonymous = app.oneshot(Request::get("/me").body(Body::empty())?).await?;
 //! assert_eq!(anonymous.status(), 401);
 //! assert_eq!(anonymous.headers()["www-authenticate"], r#"Bearer realm="mka1""#);
 //! # Ok(()) }
-//! # fn mint(claims: &str) -> String {
-//! #     use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
-//! #     // RFC 8037 appendix A.1 test key.
-//! #     let seed = B64.decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A").unwrap();
-//! #     let key = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
-//! #     let input = format!("{}.{}", B64.encode(r#"{"alg":"EdDSA","kid":"k1"}"#), B64.encode(claims));
-//! #     format!("{input}.{}", B64.encode(key.sign(input.as_bytes())))
-//! # }
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 //! ```
 //!
-//! Outside axum the layer wraps any `Service<http::Request<B>>` whose response body can be
-//! made from a `String` (axum's `Body`, `http_body_util::Full<Bytes>`, `String`); for other
-//! bodies give it your own [`Reject`] with [`Mka1AuthLayer::reject_with`].
+//! ## Map
+//!
+//! | job | where |
+//! |---|---|
+//! | **inbound**: guard a service | [`Verifier`] (what a valid token is), [`Mka1AuthLayer`] ([`layer`]), [`RequirePermissionsLayer`] ([`permissions`]), answers to refused requests ([`rejection`]) |
+//! | inbound: read the verified user in a handler | the extractors ([`extract`]: [`OnBehalfOf`], [`VerifiedToken`], [`Claims`](extract::Claims), [`Require`](extract::Require)), the types themselves ([`claims`]) |
+//! | **outbound**: call onward for the user | [`outbound`] (the layer, credential sources), [`exchange`] (MKA1's exchange-token client), [`outbound::forward`] (a proxy route) |
+//! | **testing** | [`dev_issuer`] (a local MKA1: JWKS, exchange, API keys), [`ManualClock`] ([`clock`]) |
+//! | **operations** | [`metrics`] (feature `metrics`), [`grpc`] (gRPC answers, tonic helpers), [`jwks`] (key sets, their status, the refresher) |
+//! | MKA1's API facts | [`protocol`] |
+//!
+//! ## Guides
+//!
+//! Each guide is a page of this documentation whose examples are compiled and run as tests
+//! (the same text is `docs/*.md` in the repository):
+//!
+//! - [Guarding a service](guide::guarding): axum and tower, `.layer` or `.route_layer`,
+//!   anonymous requests, permissions and layer order, your own refusal answers.
+//! - [Testing your service](guide::testing) against [`DevIssuer`](dev_issuer::DevIssuer):
+//!   200, 401 and 403, key rotation, a revoked API key.
+//! - [Calling onward](guide::outbound): exchanged tokens per user, forwarding the inbound
+//!   token, calls with no inbound request.
+//! - [Forwarding a route](guide::forwarding) to an upstream, and what it guarantees.
+//! - [Your own rules](guide::policy): claim checks, any-of permissions, several issuers.
+//! - [Running it in production](guide::production): where MKA1's keys come from,
+//!   readiness and refresh, metrics, logging, gRPC.
+//! - [The security model](guide::security): what is checked, in which order, and why.
+//! - [Configuration and defaults](guide::configuration): every setting in one table.
+//! - [The `mka1-auth` command line](guide::cli): explain a refusal, mint a token, list a
+//!   JWKS, run the dev issuer.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -125,3 +122,62 @@ pub use layer::{Mka1Auth, Mka1AuthLayer};
 pub use permissions::{RequirePermissions, RequirePermissionsLayer};
 pub use rejection::{Reject, Rejection};
 pub use verify::{ClaimRefusal, Verifier, VerifierBuilder};
+
+/// Guides: how to do each job with this crate. Every example on these pages is compiled and
+/// run by `cargo test --doc` (with the features `axum`, `remote` and `dev-issuer`; the
+/// production guide also needs `metrics` and `tonic`).
+pub mod guide {
+    #[cfg_attr(
+        any(not(doctest), all(feature = "axum", feature = "dev-issuer")),
+        doc = include_str!("../docs/guarding.md")
+    )]
+    pub mod guarding {}
+    #[cfg_attr(
+        any(not(doctest), all(feature = "axum", feature = "remote", feature = "dev-issuer")),
+        doc = include_str!("../docs/testing.md")
+    )]
+    pub mod testing {}
+    #[cfg_attr(
+        any(not(doctest), all(feature = "axum", feature = "remote", feature = "dev-issuer")),
+        doc = include_str!("../docs/outbound.md")
+    )]
+    pub mod outbound {}
+    #[cfg_attr(
+        any(not(doctest), all(feature = "axum", feature = "remote", feature = "dev-issuer")),
+        doc = include_str!("../docs/forwarding.md")
+    )]
+    pub mod forwarding {}
+    #[cfg_attr(
+        any(not(doctest), all(feature = "axum", feature = "dev-issuer")),
+        doc = include_str!("../docs/policy.md")
+    )]
+    pub mod policy {}
+    #[cfg_attr(
+        any(
+            not(doctest),
+            all(
+                feature = "axum",
+                feature = "remote",
+                feature = "dev-issuer",
+                feature = "metrics",
+                feature = "tonic"
+            )
+        ),
+        doc = include_str!("../docs/production.md")
+    )]
+    pub mod production {}
+    #[doc = include_str!("../docs/security.md")]
+    pub mod security {}
+    #[cfg_attr(
+        any(not(doctest), feature = "remote"),
+        doc = include_str!("../docs/configuration.md")
+    )]
+    pub mod configuration {}
+    #[doc = include_str!("../docs/cli.md")]
+    pub mod cli {}
+}
+
+// README's rust blocks run as doctests too.
+#[cfg(all(doctest, feature = "axum", feature = "remote", feature = "dev-issuer"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

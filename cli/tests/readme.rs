@@ -1,6 +1,6 @@
-//! README's "Command line" section, checked against the built binary: the Python SDK example
-//! runs against `mka1-auth dev-issuer` and its token verifies, and the sample refusal is what
-//! `verify` prints.
+//! The command-line guide (`docs/cli.md`, the rustdoc page `mka1_auth::guide::cli`), checked
+//! against the built binary: the Python SDK example runs against `mka1-auth dev-issuer` and its
+//! token verifies, and the sample refusal is what `verify` prints.
 
 mod common;
 
@@ -15,19 +15,9 @@ use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::ManualClock;
 use tokio::process::Command;
 
-fn readme() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+fn guide() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md");
     std::fs::read_to_string(path).unwrap()
-}
-
-/// The "Command line" section.
-fn section(readme: &str) -> &str {
-    let start = readme
-        .find("\n## Command line\n")
-        .expect("a Command line section");
-    let rest = &readme[start + 1..];
-    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 4);
-    &rest[..end]
 }
 
 /// The fenced block of `lang` in `text` whose first line starts with `first`, without its
@@ -49,14 +39,13 @@ fn block(text: &str, lang: &str, first: &str, indent: usize) -> String {
 
 #[tokio::test]
 async fn the_python_sdk_example_gets_a_token_from_the_dev_issuer_that_verifies() {
-    let readme = readme();
-    let section = section(&readme);
+    let section = guide();
     let install = format!("pip install {}=={}", venv::SDK_PACKAGE, venv::SDK_VERSION);
     assert!(
         section.contains(&install),
-        "README pins the tested SDK: {install}"
+        "the guide pins the tested SDK: {install}"
     );
-    let script = file("readme-mint.py", &block(section, "python", "# mint.py", 0));
+    let script = file("readme-mint.py", &block(&section, "python", "# mint.py", 0));
 
     let python = venv::sdk_python().await;
     let issuer = DevIssuerProcess::start(&[]).await;
@@ -77,7 +66,7 @@ async fn the_python_sdk_example_gets_a_token_from_the_dev_issuer_that_verifies()
     assert!(minted.status.success(), "mint.py failed: {stderr}");
     let token = String::from_utf8(minted.stdout).unwrap();
 
-    // The README's verify line, with its values.
+    // The guide's verify line, with its values.
     let verified = run_args(&[
         "verify",
         token.trim(),
@@ -109,8 +98,8 @@ async fn the_python_sdk_example_gets_a_token_from_the_dev_issuer_that_verifies()
 #[tokio::test]
 async fn the_sample_refusal_is_what_verify_prints() {
     const NOW: u64 = 1_800_000_000;
-    let readme = readme();
-    let sample = block(section(&readme), "text", "refused: expired", 2);
+    let guide = guide();
+    let sample = block(&guide, "text", "refused: expired", 2);
 
     // The sample's token: minted at NOW for an hour, judged 1h 30m after it expired.
     let issuer = DevIssuer::builder()

@@ -186,25 +186,6 @@ async fn no_usable_keys_is_unavailable() {
     assert_eq!(status.code(), Code::Unavailable);
 }
 
-/// README's tonic server snippet (compiled only: it serves until the process ends).
-#[allow(dead_code)]
-#[rustfmt::skip] // as README shows it
-async fn readme_grpc_server(verifier: Verifier, addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    let greeter = grpc_service::GreeterServer;
-    // --- README: grpc server ---
-    use mka1_auth::grpc::GrpcReject;
-    use mka1_auth::{Mka1AuthLayer, RequirePermissionsLayer};
-    use tower::Layer;
-
-    tonic::transport::Server::builder()
-        .layer(Mka1AuthLayer::new(verifier).grpc_answers(true).reject_with(GrpcReject))
-        .add_service(RequirePermissionsLayer::new(["agent:read"]).reject_with(GrpcReject).layer(greeter))
-        .serve(addr)
-        .await?;
-    // --- end ---
-    Ok(())
-}
-
 /// Without `GrpcReject`, the standard answer of a layer opted into gRPC answers speaks
 /// gRPC to a gRPC call (gRPC-web only with its own opt-in), and JSON to anything else.
 #[tokio::test]

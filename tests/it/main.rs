@@ -18,8 +18,6 @@ mod exchange;
 mod exchange_client;
 mod forward;
 mod grpc;
-mod guide;
-mod guide_revoked_key;
 mod jwks;
 mod key_lifecycle;
 mod layer;

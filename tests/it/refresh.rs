@@ -155,25 +155,23 @@ async fn the_refresher_ends_with_its_verifier_or_its_handle() {
     assert_eq!(server.requests(), 3);
 }
 
-/// README's warm-up and refresher snippet.
-#[rustfmt::skip] // as README shows it
-fn readme_warm_up(verifier: Verifier) -> Result<mka1_auth::jwks::remote::Refresher, ConfigError> {
-    // --- README: warm-up and refresher ---
+/// The production guide's warm-up and refresher (`docs/production.md`), as it starts them.
+#[rustfmt::skip] // as the guide shows it
+fn guide_warm_up(verifier: Verifier) -> Result<mka1_auth::jwks::remote::Refresher, ConfigError> {
     let warm_up = verifier.clone();
     tokio::spawn(async move { let _ = warm_up.refresh().await; }); // fetch now, don't block start-up
     let refresher = verifier.spawn_refresher()?;  // refresh at ~80% of freshness, jittered
     // keep `refresher` alive while serving; dropping it (or the verifier) stops it
-    // --- end ---
     Ok(refresher)
 }
 
 #[tokio::test]
-async fn the_readme_warm_up_fetches_once_though_both_start_at_once() {
+async fn the_guide_warm_up_fetches_once_though_both_start_at_once() {
     let key = TestKey::ed25519("k1");
     let server = JwksServer::start(jwks(&[&key]), MAX_AGE).await;
     let clock = ManualClock::at_unix(NOW);
     let verifier = remote(&server, &clock);
-    let refresher = readme_warm_up(verifier.clone()).unwrap();
+    let refresher = guide_warm_up(verifier.clone()).unwrap();
     server.answered(1).await;
     wait_for(|| verifier.key_set_status().usable).await;
     // The warm-up and the refresher shared one fetch (single flight).

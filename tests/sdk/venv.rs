@@ -1,5 +1,5 @@
 //! A virtualenv under `target/` with MKA1's official Python SDK, pinned: shared by
-//! `tests/it/sdk_interop.rs` and the command line's README test (`cli/tests/readme.rs`), which
+//! `tests/it/sdk_interop.rs` and the command-line guide's test (`cli/tests/readme.rs`), which
 //! include this file. A missing Python, a failed `venv` or a failed `pip install` fails the
 //! test that asked: it is never skipped. `MKA1_SDK_PYTHON` picks the interpreter (default
 //! `python3`).
