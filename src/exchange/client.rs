@@ -77,14 +77,15 @@ impl fmt::Debug for ExchangedToken {
 ///
 /// ```
 /// use mka1_auth::exchange::ExchangeClient;
-/// use mka1_auth::outbound::Outbound;
+/// use mka1_auth::outbound::OutboundLayer;
 ///
 /// let client = ExchangeClient::builder().api_key("mk_live_example").build()?;
 /// // As a credential source: one token per end user, for this audience.
-/// let layer = Outbound::layer(
+/// let layer = OutboundLayer::builder(
 ///     client.source("https://agents.example.com").permissions(["agent:read"]),
-///     ["https://agents.example.com"],
-/// )?;
+/// )
+/// .allow_origin("https://agents.example.com")
+/// .build()?;
 /// # let _ = layer;
 /// # Ok::<(), mka1_auth::ConfigError>(())
 /// ```

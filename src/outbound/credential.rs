@@ -193,9 +193,9 @@ impl CredentialSource for ApiKey {
 /// user must be its subject: a token is never forwarded on behalf of someone else.
 ///
 /// ```
-/// use mka1_auth::outbound::{ForwardToken, Outbound};
+/// use mka1_auth::outbound::{ForwardToken, OutboundLayer};
 ///
-/// let layer = Outbound::layer(ForwardToken, ["https://agents.internal.example"])?;
+/// let layer = OutboundLayer::builder(ForwardToken).allow_origin("https://agents.internal.example").build()?;
 /// # let _ = layer;
 /// # Ok::<(), mka1_auth::ConfigError>(())
 /// ```

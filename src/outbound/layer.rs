@@ -111,7 +111,7 @@ impl<C> fmt::Debug for OutboundBuilder<C> {
 }
 
 /// The outbound layer: wraps a client so its requests get credentials, only for allowed
-/// origins. Build it with [`Outbound::layer`] or [`OutboundLayer::builder`].
+/// origins. Build it with [`OutboundLayer::builder`].
 ///
 /// ```
 /// use mka1_auth::outbound::{ApiKey, OutboundLayer};
@@ -172,33 +172,34 @@ pub struct Outbound<S, C> {
     shared: Arc<OutboundConfig<C>>,
 }
 
-impl<C: CredentialSource> Outbound<(), C> {
-    /// A layer sending credentials from `source` to these origins only; see
-    /// [`OutboundBuilder`] for more settings.
-    ///
-    /// ```
-    /// use mka1_auth::outbound::{ApiKey, Outbound};
-    ///
-    /// let layer = Outbound::layer(ApiKey::new("mk_live_example")?, ["https://apigw.mka1.com"])?;
-    /// # let _ = layer;
-    /// # Ok::<(), mka1_auth::ConfigError>(())
-    /// ```
-    pub fn layer<I>(source: C, origins: I) -> Result<OutboundLayer<C>, ConfigError>
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
-        origins
-            .into_iter()
-            .fold(OutboundLayer::builder(source), |b, o| b.allow_origin(o))
-            .build()
-    }
-}
-
 impl<S, C> Outbound<S, C> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped client, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped client, without the layer.
+    ///
+    /// ```
+    /// use mka1_auth::outbound::{ApiKey, OutboundLayer};
+    /// use tower_layer::Layer;
+    ///
+    /// let layer = OutboundLayer::builder(ApiKey::new("mk_live_example")?)
+    ///     .allow_origin("https://apigw.mka1.com")
+    ///     .build()?;
+    /// let mut client = layer.layer(vec!["inner"]);
+    /// client.get_mut().push("more");
+    /// assert_eq!(client.get_ref().len(), 2);
+    /// assert_eq!(client.into_inner(), ["inner", "more"]);
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 

@@ -34,7 +34,7 @@
 //! ```
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use http::{header::AUTHORIZATION, Request, Response};
-//! use mka1_auth::outbound::{ApiKey, Outbound};
+//! use mka1_auth::outbound::{ApiKey, OutboundLayer};
 //! use mka1_auth::X_ON_BEHALF_OF;
 //! use tower::{service_fn, ServiceExt};
 //!
@@ -43,7 +43,9 @@
 //!     let auth = req.headers()[AUTHORIZATION].to_str().unwrap().to_owned();
 //!     Ok::<_, std::convert::Infallible>(Response::new(auth))
 //! });
-//! let layer = Outbound::layer(ApiKey::new("mk_live_example")?, ["https://apigw.mka1.com"])?;
+//! let layer = OutboundLayer::builder(ApiKey::new("mk_live_example")?)
+//!     .allow_origin("https://apigw.mka1.com")
+//!     .build()?;
 //! let client = layer.layer(client);
 //!
 //! let req = Request::get("https://apigw.mka1.com/api/v1/agents")

@@ -45,11 +45,11 @@ pub fn same_origin_redirects() -> reqwest::redirect::Policy {
 /// origin. Responses come back as `http::Response<reqwest::Body>`.
 ///
 /// ```
-/// use mka1_auth::outbound::{ApiKey, Outbound, ReqwestService};
+/// use mka1_auth::outbound::{ApiKey, OutboundLayer, ReqwestService};
 /// use tower::ServiceBuilder;
 ///
 /// let client = ServiceBuilder::new()
-///     .layer(Outbound::layer(ApiKey::new("mk_live_example")?, ["https://apigw.mka1.com"])?)
+///     .layer(OutboundLayer::builder(ApiKey::new("mk_live_example")?).allow_origin("https://apigw.mka1.com").build()?)
 ///     .service(ReqwestService::new()?);
 /// # let _ = client;
 /// # Ok::<(), Box<dyn std::error::Error>>(())

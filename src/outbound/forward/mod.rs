@@ -55,11 +55,14 @@
 //! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::Router;
 //! use mka1_auth::outbound::forward::ForwardLayer;
-//! use mka1_auth::outbound::{ForwardToken, Outbound, ReqwestService};
+//! use mka1_auth::outbound::{ForwardToken, OutboundLayer, ReqwestService};
 //! use tower::Layer;
 //!
 //! let forward = ForwardLayer::to("https://agents.internal.example/v1")?;
-//! let client = Outbound::layer(ForwardToken, [forward.origin()])?.layer(ReqwestService::new()?);
+//! let client = OutboundLayer::builder(ForwardToken)
+//!     .allow_origin(forward.origin())
+//!     .build()?
+//!     .layer(ReqwestService::new()?);
 //! // `/agents/x/run?y=1` goes to `https://agents.internal.example/v1/x/run?y=1`.
 //! let app: Router = Router::new().nest_service("/agents", forward.layer(client));
 //! // Then: `app.layer(Mka1AuthLayer::new(verifier))`.
