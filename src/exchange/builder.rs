@@ -9,6 +9,7 @@ use super::client::{ExchangeClient, ExchangeClientState};
 use super::{DEFAULT_BASE_URL, EXCHANGE_TOKEN_PATH};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
+use crate::net::fetch;
 use crate::net::is_loopback_host;
 use crate::outbound::ApiKey;
 
@@ -219,10 +220,7 @@ impl ExchangeClientBuilder {
         // A caller's client may follow some; an answer from another origin is refused.
         let http = match self.http {
             Some(client) => client,
-            None => reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| ConfigError::HttpClient(e.to_string()))?,
+            None => fetch::build(fetch::client_builder(0))?,
         };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let cache = token_cache(self.capacity, clock.clone());

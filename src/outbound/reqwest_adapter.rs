@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::error::ConfigError;
+use crate::net::fetch;
 
 /// A reqwest redirect policy that follows a redirect (at most 10) only while it stays on
 /// the origin (scheme, host and port) of the first request.
@@ -28,14 +29,7 @@ use crate::error::ConfigError;
 /// # Ok::<(), reqwest::Error>(())
 /// ```
 pub fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let first = attempt.previous().first().map(|u| u.origin());
-        if attempt.previous().len() > 10 || first != Some(attempt.url().origin()) {
-            attempt.stop()
-        } else {
-            attempt.follow()
-        }
-    })
+    fetch::redirect_policy(10)
 }
 
 /// reqwest's client as a `Service<http::Request<B>>`, so the outbound layer can wrap it.
@@ -60,20 +54,39 @@ pub struct ReqwestService {
 }
 
 impl ReqwestService {
-    /// A service over a reqwest client with default settings and
-    /// [`same_origin_redirects`].
+    /// A service over the crate's reqwest client: [`same_origin_redirects`], and the default
+    /// timeouts of every client the crate builds: 5 s to connect, and 30 s for any one read
+    /// (the response head, then each body chunk), so an upstream that never answers, or
+    /// trickles, cannot hold a request forever. For other timeouts, pass a builder to
+    /// [`from_builder`](Self::from_builder).
     pub fn new() -> Result<Self, ConfigError> {
-        Self::from_builder(reqwest::Client::builder())
+        fetch::build(fetch::client_builder(10)).map(|client| ReqwestService { client })
     }
 
     /// A service over a client built from `builder`, with its redirect policy replaced by
-    /// [`same_origin_redirects`].
+    /// [`same_origin_redirects`]. Its timeouts are the builder's (reqwest's default is
+    /// none): set them, as here.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mka1_auth::outbound::ReqwestService;
+    ///
+    /// let client = ReqwestService::from_builder(
+    ///     reqwest::Client::builder()
+    ///         .connect_timeout(Duration::from_secs(2))
+    ///         .read_timeout(Duration::from_secs(10)),
+    /// )?;
+    /// # let _ = client;
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
     pub fn from_builder(builder: reqwest::ClientBuilder) -> Result<Self, ConfigError> {
-        let client = builder
-            .redirect(same_origin_redirects())
-            .build()
-            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+        let client = fetch::build(builder.redirect(same_origin_redirects()))?;
         Ok(ReqwestService { client })
+    }
+
+    /// The reqwest client inside.
+    pub fn get_ref(&self) -> &reqwest::Client {
+        &self.client
     }
 }
 

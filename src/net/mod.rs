@@ -1,5 +1,9 @@
 //! Host rules shared by everything that sends requests: the JWKS fetcher, the exchange client
-//! and the outbound layer.
+//! and the outbound layer; and, in [`fetch`], the one way the crate builds an HTTP client and
+//! reads an answer.
+
+#[cfg(feature = "remote")]
+pub(crate) mod fetch;
 
 /// Whether a URL host (`localhost`, an IP address, `[::1]`) is a loopback address, where plain
 /// `http` is acceptable because nothing leaves the machine.
