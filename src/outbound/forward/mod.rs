@@ -115,8 +115,13 @@ pub enum ForwardErrorKind {
     NotFound,
     /// The request body is over the cap (413).
     BodyTooLarge,
-    /// The onward client failed or refused to send (502).
+    /// The onward client failed or refused to send: a refused or reset connection, a
+    /// broken answer (502).
     Upstream,
+    /// The upstream took too long: to connect, to send the response head, or between two
+    /// body chunks (504). See [`ReqwestService`](crate::outbound::ReqwestService) for the
+    /// default timeouts.
+    UpstreamTimeout,
 }
 
 impl ForwardErrorKind {
@@ -129,6 +134,7 @@ impl ForwardErrorKind {
             ForwardErrorKind::NotFound => StatusCode::NOT_FOUND,
             ForwardErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ForwardErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ForwardErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -139,6 +145,7 @@ impl ForwardErrorKind {
             ForwardErrorKind::NotFound => "not_found",
             ForwardErrorKind::BodyTooLarge => "body_too_large",
             ForwardErrorKind::Upstream => "upstream",
+            ForwardErrorKind::UpstreamTimeout => "upstream_timeout",
         }
     }
 }
@@ -601,8 +608,9 @@ where
     }
 }
 
-/// The answer when the onward call failed: 413 when the body passed the cap on the way, else
-/// 502. The client's error is logged, not sent: it may name internal hosts.
+/// The answer when the onward call failed: 413 when the body passed the cap on the way, 504
+/// when the upstream took too long, else 502. The client's error is logged, not sent: it may
+/// name internal hosts.
 fn upstream_failure<RB>(
     error: &(dyn std::error::Error + 'static),
     limit: u64,
@@ -614,6 +622,36 @@ fn upstream_failure<RB>(
         )
         .into_response();
     }
+    if timed_out(error) {
+        tracing::warn!(%error, status = 504, "forward: the upstream timed out");
+        return ForwardError::new(ForwardErrorKind::UpstreamTimeout, "the upstream timed out")
+            .into_response();
+    }
     tracing::warn!(%error, "forward: the upstream call failed");
     ForwardError::new(ForwardErrorKind::Upstream, "the upstream call failed").into_response()
+}
+
+/// Whether the onward call failed because a timeout fired: reqwest's (connect, read or
+/// total), an I/O `TimedOut`, or tokio's `Elapsed` (a `tower` timeout layer), anywhere in
+/// the error's chain.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        #[cfg(feature = "remote")]
+        if error
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+        {
+            return true;
+        }
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+            || error.is::<tokio::time::error::Elapsed>()
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
