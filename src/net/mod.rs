@@ -56,6 +56,31 @@ pub(crate) fn transport_error_text(error: reqwest::Error) -> String {
     message
 }
 
+/// Whether a request failed because a timeout fired: reqwest's (connect, read or
+/// total), an I/O `TimedOut`, or tokio's `Elapsed` (a `tower` timeout layer), anywhere in
+/// the error's chain.
+pub(crate) fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        #[cfg(feature = "remote")]
+        if error
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+        {
+            return true;
+        }
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+            || error.is::<tokio::time::error::Elapsed>()
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::{authority_port, is_loopback_host};

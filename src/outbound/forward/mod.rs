@@ -622,36 +622,11 @@ fn upstream_failure<RB>(
         )
         .into_response();
     }
-    if timed_out(error) {
-        tracing::warn!(%error, status = 504, "forward: the upstream timed out");
+    if crate::net::is_timeout(error) {
+        tracing::warn!(%error, kind = "upstream_timeout", status = 504, "forward: the upstream timed out");
         return ForwardError::new(ForwardErrorKind::UpstreamTimeout, "the upstream timed out")
             .into_response();
     }
     tracing::warn!(%error, "forward: the upstream call failed");
     ForwardError::new(ForwardErrorKind::Upstream, "the upstream call failed").into_response()
-}
-
-/// Whether the onward call failed because a timeout fired: reqwest's (connect, read or
-/// total), an I/O `TimedOut`, or tokio's `Elapsed` (a `tower` timeout layer), anywhere in
-/// the error's chain.
-fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        #[cfg(feature = "remote")]
-        if error
-            .downcast_ref::<reqwest::Error>()
-            .is_some_and(reqwest::Error::is_timeout)
-        {
-            return true;
-        }
-        if error
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
-            || error.is::<tokio::time::error::Elapsed>()
-        {
-            return true;
-        }
-        next = error.source();
-    }
-    false
 }
