@@ -79,4 +79,8 @@ pub use self::error::OutboundError;
 pub use self::layer::{Outbound, OutboundBuilder, OutboundLayer, ResponseFuture};
 pub use self::refusal::{Refusal, RefusalKind};
 #[cfg(feature = "remote")]
-pub use self::reqwest_adapter::{same_origin_redirects, ReqwestFuture, ReqwestService};
+pub use self::reqwest_adapter::{
+    same_origin_redirects, ReqwestError, ReqwestFuture, ReqwestService, DEFAULT_RESPONSE_TIMEOUT,
+};
+#[cfg(feature = "remote")]
+pub use crate::net::fetch::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT};

@@ -24,6 +24,8 @@ enum Upstream {
     Trickles,
     /// Closes the connection as soon as the request arrives.
     Resets,
+    /// Sends its response head a byte at a time, never finishing it.
+    TricklesTheHead,
 }
 
 async fn upstream(mode: Upstream) -> SocketAddr {
@@ -43,6 +45,15 @@ async fn upstream(mode: Upstream) -> SocketAddr {
                     held.push(socket);
                 }
                 Upstream::Resets => drop(socket),
+                Upstream::TricklesTheHead => {
+                    tokio::spawn(async move {
+                        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nx-slow: ").await;
+                        // Each byte comes well within the read timeout; the head never ends.
+                        while socket.write_all(b"a").await.is_ok() {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    });
+                }
             }
         }
     });
@@ -57,15 +68,19 @@ fn closed_port() -> SocketAddr {
 
 /// The forward to `addr`, over the outbound layer and a reqwest client with short timeouts.
 async fn forward_to(addr: SocketAddr, path: &str) -> Response<Body> {
-    let forward = ForwardLayer::to(&format!("http://{addr}/base")).unwrap();
     let reqwest = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(300))
         .read_timeout(Duration::from_millis(300));
+    forward_with(addr, path, ReqwestService::from_builder(reqwest).unwrap()).await
+}
+
+async fn forward_with(addr: SocketAddr, path: &str, service: ReqwestService) -> Response<Body> {
+    let forward = ForwardLayer::to(&format!("http://{addr}/base")).unwrap();
     let client = OutboundLayer::builder(ApiKey::new("mk_test_key").unwrap())
         .allow_origin(forward.origin())
         .build()
         .unwrap()
-        .layer(ReqwestService::from_builder(reqwest).unwrap());
+        .layer(service);
     let req = Request::get(path).body(Body::empty()).unwrap();
     let res = forward.layer(client).oneshot(req).await.unwrap();
     res.map(Body::new)
@@ -110,4 +125,21 @@ async fn a_body_that_stops_partway_is_cut_not_held() {
     assert_eq!(res.status(), StatusCode::OK);
     let body = res.into_body().collect().await;
     assert!(body.is_err(), "the cut body must end in an error");
+}
+
+#[tokio::test]
+async fn a_head_that_trickles_gets_504_at_the_response_timeout() {
+    let addr = upstream(Upstream::TricklesTheHead).await;
+    // Reads never stall long enough for the read timeout; only the response timeout ends it.
+    let service = ReqwestService::from_builder(
+        reqwest::Client::builder().read_timeout(Duration::from_secs(60)),
+    )
+    .unwrap()
+    .response_timeout(Some(Duration::from_millis(300)));
+    // A bound so that a missing response timeout fails the test instead of hanging it.
+    let res = tokio::time::timeout(Duration::from_secs(60), forward_with(addr, "/x", service))
+        .await
+        .expect("the forward must answer, not hang");
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(kind_of(&res), ForwardErrorKind::UpstreamTimeout);
 }
