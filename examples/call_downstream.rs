@@ -9,7 +9,8 @@
 //! It exchanges the API key for a token for `END_USER` and `TARGET_AUDIENCE`, then calls
 //! `TARGET_URL/whoami` through the outbound layer (which takes the token from the exchange
 //! client's cache and adds `X-On-Behalf-Of`), and prints the answer. `TARGET_AUDIENCE`
-//! defaults to `TARGET_URL`. The target can be the `protected_api` example.
+//! defaults to `TARGET_URL`, and `MKA1_SERVER_URL` to `https://apigw.mka1.com`. The target
+//! can be the `protected_api` example.
 //!
 //! The token carries only [`PERMISSIONS`], what the target's routes need: ask for what you
 //! use, never for all of the key's scopes by default.
@@ -82,7 +83,7 @@ fn init_logging() {
 async fn main() -> Result<(), Box<dyn Error>> {
     init_logging();
     let exchange = ExchangeClient::builder()
-        .base_url(env("MKA1_SERVER_URL")?)
+        .base_url_from_env() // MKA1_SERVER_URL, else https://apigw.mka1.com
         .api_key(env("MKA1_API_KEY")?)
         .build()?;
     let target = env("TARGET_URL")?.trim_end_matches('/').to_owned();

@@ -29,7 +29,7 @@ use http::{Request, Response, Uri};
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::exchange::{ExchangeClient, ExchangeSource};
 use mka1_auth::grpc::GrpcReject;
-use mka1_auth::outbound::Outbound;
+use mka1_auth::outbound::{Outbound, OutboundLayer};
 use mka1_auth::{Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, Verifier};
 use tonic::server::{NamedService, UnaryService};
 use tonic::transport::{Channel, Endpoint};
@@ -193,7 +193,10 @@ pub fn outbound(
         .source(GREETER)
         .permissions(permissions.iter().copied());
     let origin = origin.to_string();
-    Ok(Outbound::layer(source, [origin.trim_end_matches('/')])?.layer(channel))
+    Ok(OutboundLayer::builder(source)
+        .allow_origin(origin.trim_end_matches('/'))
+        .build()?
+        .layer(channel))
 }
 
 #[tokio::main]

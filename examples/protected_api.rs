@@ -49,7 +49,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::outbound::forward::{Forward, ForwardLayer};
-use mka1_auth::outbound::{Outbound, ReqwestService};
+use mka1_auth::outbound::{Outbound, OutboundLayer, ReqwestService};
 use mka1_auth::{
     outbound::ForwardToken, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, VerifiedToken,
     Verifier,
@@ -154,7 +154,10 @@ async fn log_refusal(response: Response) -> Response {
 
 fn upstream_client(url: &str) -> Result<Upstream, Box<dyn Error>> {
     let forward = ForwardLayer::to(url)?;
-    let client = Outbound::layer(ForwardToken, [forward.origin()])?.layer(ReqwestService::new()?);
+    let client = OutboundLayer::builder(ForwardToken)
+        .allow_origin(forward.origin())
+        .build()?
+        .layer(ReqwestService::new()?);
     Ok(forward.layer(client))
 }
 

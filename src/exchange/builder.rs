@@ -9,6 +9,7 @@ use super::client::{ExchangeClient, ExchangeClientState};
 use super::{DEFAULT_BASE_URL, EXCHANGE_TOKEN_PATH};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
+use crate::net::fetch;
 use crate::net::is_loopback_host;
 use crate::outbound::ApiKey;
 
@@ -46,7 +47,11 @@ pub struct ExchangeClientBuilder {
     max_retry_after: Duration,
     timeout: Duration,
     http: Option<reqwest::Client>,
+    env_error: Option<&'static str>,
 }
+
+/// The environment variable [`ExchangeClientBuilder::base_url_from_env`] reads.
+const SERVER_URL_VAR: &str = "MKA1_SERVER_URL";
 
 impl fmt::Debug for ExchangeClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -66,6 +71,42 @@ impl ExchangeClientBuilder {
     /// redirect answer is not followed but fails the exchange.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into();
+        self
+    }
+
+    /// MKA1's base URL from the environment variable `MKA1_SERVER_URL`, as the official SDK
+    /// and MKA1's command line read it; unset or blank, the base URL stays what it was
+    /// ([`DEFAULT_BASE_URL`] unless [`base_url`](Self::base_url) set another). The value is
+    /// read now and checked by [`build`](Self::build) like any base URL; one that is not
+    /// valid unicode fails the build.
+    ///
+    /// The builder never reads the environment unless asked: a client built without this
+    /// call talks to [`DEFAULT_BASE_URL`] or the URL given in code, whatever the process's
+    /// environment holds.
+    ///
+    /// ```
+    /// use mka1_auth::exchange::ExchangeClient;
+    ///
+    /// // With `MKA1_SERVER_URL=http://127.0.0.1:43023` this client talks to that dev issuer;
+    /// // without it, to https://apigw.mka1.com.
+    /// let client = ExchangeClient::builder()
+    ///     .api_key("mk_live_example")
+    ///     .base_url_from_env()
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn base_url_from_env(self) -> Self {
+        self.base_url_from_var(std::env::var_os(SERVER_URL_VAR))
+    }
+
+    fn base_url_from_var(mut self, value: Option<std::ffi::OsString>) -> Self {
+        match value.map(std::ffi::OsString::into_string) {
+            None => {}
+            Some(Ok(url)) if url.trim().is_empty() => {}
+            Some(Ok(url)) => self.base_url = url.trim().to_owned(),
+            Some(Err(_)) => self.env_error = Some("MKA1_SERVER_URL is not valid unicode"),
+        }
         self
     }
 
@@ -167,16 +208,19 @@ impl ExchangeClientBuilder {
             }
             Some(key) => ApiKey::new(key)?,
         };
+        if let Some(reason) = self.env_error {
+            return Err(ConfigError::InvalidSetting {
+                name: "base_url",
+                reason: reason.into(),
+            });
+        }
         let endpoint = endpoint_url(&self.base_url, &self.path)?;
         // No redirect is ever followed by the built-in client: the API key goes to the
         // endpoint and nowhere else, and a 3xx comes back as the answer (a failed exchange).
         // A caller's client may follow some; an answer from another origin is refused.
         let http = match self.http {
             Some(client) => client,
-            None => reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| ConfigError::HttpClient(e.to_string()))?,
+            None => fetch::build(fetch::client_builder(0))?,
         };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let cache = token_cache(self.capacity, clock.clone());
@@ -243,6 +287,7 @@ impl ExchangeClient {
             max_retry_after: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
             http: None,
+            env_error: None,
         }
     }
 }
@@ -250,6 +295,72 @@ impl ExchangeClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_base_url_comes_from_mka1_server_url_only_when_asked() {
+        let endpoint =
+            |b: ExchangeClientBuilder| b.api_key("k").build().unwrap().inner.endpoint.to_string();
+        let exchange = |base: &str| format!("{base}{EXCHANGE_TOKEN_PATH}");
+        // The only test of this binary that touches the variable.
+        std::env::set_var(SERVER_URL_VAR, " http://127.0.0.1:43023 ");
+        assert_eq!(
+            endpoint(ExchangeClient::builder().base_url_from_env()),
+            exchange("http://127.0.0.1:43023")
+        );
+        // Not asked: the default, whatever the environment says.
+        assert_eq!(
+            endpoint(ExchangeClient::builder()),
+            exchange(DEFAULT_BASE_URL)
+        );
+        // The last call wins, so code can override the environment.
+        assert_eq!(
+            endpoint(
+                ExchangeClient::builder()
+                    .base_url_from_env()
+                    .base_url("http://localhost:9")
+            ),
+            exchange("http://localhost:9")
+        );
+        // A bad value fails the build, as a bad `base_url` does.
+        std::env::set_var(SERVER_URL_VAR, "http://apigw.mka1.com");
+        let err = ExchangeClient::builder()
+            .api_key("k")
+            .base_url_from_env()
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
+        // Unset or blank: the default, or what `base_url` set before.
+        for value in [None, Some("  ")] {
+            match value {
+                Some(v) => std::env::set_var(SERVER_URL_VAR, v),
+                None => std::env::remove_var(SERVER_URL_VAR),
+            }
+            assert_eq!(
+                endpoint(ExchangeClient::builder().base_url_from_env()),
+                exchange(DEFAULT_BASE_URL)
+            );
+            assert_eq!(
+                endpoint(
+                    ExchangeClient::builder()
+                        .base_url("http://localhost:9")
+                        .base_url_from_env()
+                ),
+                exchange("http://localhost:9")
+            );
+        }
+        std::env::remove_var(SERVER_URL_VAR);
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            let bad = std::ffi::OsString::from_vec(vec![0x68, 0xff]);
+            let err = ExchangeClient::builder()
+                .api_key("k")
+                .base_url_from_var(Some(bad))
+                .build()
+                .unwrap_err();
+            assert!(err.to_string().contains("MKA1_SERVER_URL"), "{err}");
+        }
+    }
 
     #[test]
     fn endpoint_urls() {

@@ -12,6 +12,7 @@ use super::cache::{Cached, TokenCache};
 use super::{ExchangeError, ExchangeErrorKind, ExchangeRequest};
 use crate::clock::SharedClock;
 use crate::jwks::b64url_decode;
+use crate::net::fetch::{self, BodyError};
 use crate::net::transport_error_text;
 use crate::outbound::{ApiKey, Credential, Refusal};
 use crate::retry::{backoff, parse_retry_after};
@@ -77,14 +78,15 @@ impl fmt::Debug for ExchangedToken {
 ///
 /// ```
 /// use mka1_auth::exchange::ExchangeClient;
-/// use mka1_auth::outbound::Outbound;
+/// use mka1_auth::outbound::OutboundLayer;
 ///
 /// let client = ExchangeClient::builder().api_key("mk_live_example").build()?;
 /// // As a credential source: one token per end user, for this audience.
-/// let layer = Outbound::layer(
+/// let layer = OutboundLayer::builder(
 ///     client.source("https://agents.example.com").permissions(["agent:read"]),
-///     ["https://agents.example.com"],
-/// )?;
+/// )
+/// .allow_origin("https://agents.example.com")
+/// .build()?;
 /// # let _ = layer;
 /// # Ok::<(), mka1_auth::ConfigError>(())
 /// ```
@@ -190,7 +192,7 @@ impl ExchangeClient {
                 .with_message(self.scrub(&transport_error_text(e))),
             retryable: true,
         };
-        let response = inner
+        let mut response = inner
             .http
             .post(inner.endpoint.clone())
             .header(
@@ -204,7 +206,7 @@ impl ExchangeClient {
             .send()
             .await
             .map_err(transport)?;
-        if response.url().origin() != inner.endpoint.origin() {
+        if !fetch::same_origin(response.url(), &inner.endpoint) {
             return Err(Failure {
                 error: ExchangeError::new(ExchangeErrorKind::UnexpectedStatus).with_message(
                     "the answer came from another origin than the configured one (the http \
@@ -220,9 +222,19 @@ impl ExchangeClient {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, inner.clock.now_unix()));
-        let body = read_limited(response).await.map_err(transport)?;
+        // An answer over the cap is not read: a token or an error fits in far less.
+        let body = match fetch::read_capped(&mut response, MAX_BODY_BYTES).await {
+            Ok(body) => Some(body),
+            Err(BodyError::TooLarge) => None,
+            Err(BodyError::Transport(e)) => return Err(transport(e)),
+        };
         if status.is_success() {
-            return self.parse_token(&body).map_err(|error| Failure {
+            let parsed = match &body {
+                Some(body) => self.parse_token(body),
+                None => Err(ExchangeError::new(ExchangeErrorKind::InvalidResponse)
+                    .with_message("the body is over 64 KiB".into())),
+            };
+            return parsed.map_err(|error| Failure {
                 error,
                 retryable: false,
             });
@@ -243,7 +255,7 @@ impl ExchangeClient {
                     .into(),
             )
         } else {
-            self.parse_refusal(kind, &body)
+            self.parse_refusal(kind, body.as_deref().unwrap_or_default())
         };
         error.status = Some(status.as_u16());
         error.retry_after = retry_after;
@@ -332,18 +344,6 @@ impl ExchangeClient {
         }
         out
     }
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_BODY_BYTES.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_BODY_BYTES {
-            break;
-        }
-    }
-    Ok(body)
 }
 
 /// The `exp` of a JWT's payload, without any signature check. `None` when unreadable.

@@ -494,3 +494,36 @@ async fn a_partial_production_configuration_refuses_to_start() {
     assert_eq!(config.audience.as_deref(), Some(audience.1));
     assert_eq!(config.issuer.as_deref(), Some(issuer.1));
 }
+
+/// The demo's `/proxy` to an upstream that accepts and never answers: 504, not a hang. The
+/// demo's client has the default timeouts; tokio's paused clock jumps to them (nothing
+/// waits in real time).
+#[tokio::test(start_paused = true)]
+async fn proxy_to_a_hanging_upstream_answers_504() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = listener.local_addr().unwrap();
+    let upstream_task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let (running, lines) = start_demo(Config {
+        upstream_url: Some(format!("http://{upstream_addr}/base")),
+        ..loopback_config()
+    })
+    .await;
+    let token = printed_token(&lines);
+    let call = client()
+        .get(format!("http://{}/proxy/agents", running.addr))
+        .bearer_auth(&token)
+        .send();
+    // A bound on the paused clock, so a client without timeouts fails here instead of
+    // hanging the test.
+    let response = tokio::time::timeout(std::time::Duration::from_secs(600), call)
+        .await
+        .expect("the proxy must answer, not hang")
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    upstream_task.abort();
+}

@@ -552,6 +552,31 @@ async fn unusable_success_answers_are_invalid_responses() {
 }
 
 #[tokio::test]
+async fn an_answer_over_64_kib_is_refused_not_cut() {
+    let mka1 = mock().await;
+    let client = mka1
+        .client()
+        .max_attempts(2)
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .build()
+        .unwrap();
+    // Valid json whose first 64 KiB alone would not parse: refused for its size.
+    let padded = format!(r#"{{"token":"a.b.c"{}}}"#, " ".repeat(64 * 1024));
+    mka1.script([Reply::raw(200, &padded)]);
+    let err = client.token(&req("u")).await.unwrap_err();
+    let error = exchange_error(&err);
+    assert_eq!(error.kind(), ExchangeErrorKind::InvalidResponse);
+    assert!(error.message().unwrap_or("").contains("64 KiB"), "{err}");
+    // An error answer over the cap keeps its status's kind (and is retried as such).
+    let huge = " ".repeat(65 * 1024);
+    mka1.script([Reply::raw(503, &huge), Reply::raw(503, &huge)]);
+    let err = client.token(&req("u")).await.unwrap_err();
+    let error = exchange_error(&err);
+    assert_eq!(error.kind(), ExchangeErrorKind::Unavailable);
+    assert_eq!(error.attempts(), 2);
+}
+
+#[tokio::test]
 async fn an_unreachable_mka1_is_a_transport_error() {
     // Bind and drop a listener to find a closed port.
     let addr = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -19,7 +19,7 @@ use mka1_auth::outbound::forward::{
     CappedBody, Forward, ForwardCookies, ForwardError, ForwardErrorKind, ForwardLayer,
     ForwardedHeaders, OverrideHeaders,
 };
-use mka1_auth::outbound::{ForwardToken, Outbound, ReqwestService};
+use mka1_auth::outbound::{ForwardToken, OutboundLayer, ReqwestService};
 use mka1_auth::{ManualClock, Mka1AuthLayer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -110,7 +110,9 @@ async fn stack(
     let verifier = verifier_with_clock(&[&key], &ManualClock::at_unix(NOW));
     let token = key.sign(&claims_with(json!({ "sub": "user_123" })));
     let layer = forward(ForwardLayer::to(&format!("http://{}/base", upstream.addr)).unwrap());
-    let client = Outbound::layer(ForwardToken, [layer.origin()])
+    let client = OutboundLayer::builder(ForwardToken)
+        .allow_origin(layer.origin())
+        .build()
         .unwrap()
         .layer(ReqwestService::new().unwrap());
     let app = Router::new()
@@ -532,7 +534,9 @@ async fn request_trailers_stop_here() {
     let h2 = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<CappedBody<Body>>();
-    let client = Outbound::layer(ForwardToken, [forward.origin()])
+    let client = OutboundLayer::builder(ForwardToken)
+        .allow_origin(forward.origin())
+        .build()
         .unwrap()
         .layer(h2);
     let app = Router::new()

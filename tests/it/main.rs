@@ -17,6 +17,7 @@ mod dev_issuer;
 mod exchange;
 mod exchange_client;
 mod forward;
+mod forward_timeouts;
 mod grpc;
 mod jwks;
 mod key_lifecycle;

@@ -16,7 +16,7 @@ use http::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mka1_auth::outbound::{
-    carry_identity, ApiKey, Credential, CredentialSource, ForwardToken, Outbound, OutboundContext,
+    carry_identity, ApiKey, Credential, CredentialSource, ForwardToken, OutboundContext,
     OutboundError, OutboundLayer, Refusal, RefusalKind,
 };
 use mka1_auth::{BearerToken, ManualClock, OnBehalfOf, VerifiedToken, Verifier, X_ON_BEHALF_OF};
@@ -87,7 +87,10 @@ where
 async fn upstream_sees_exactly_the_verified_user_and_the_api_key() {
     let upstream = Upstream::start().await;
     let alice = inbound("alice").await;
-    let layer = Outbound::layer(ApiKey::new(KEY).unwrap(), [upstream.origin()]).unwrap();
+    let layer = OutboundLayer::builder(ApiKey::new(KEY).unwrap())
+        .allow_origin(upstream.origin())
+        .build()
+        .unwrap();
     let client = layer.layer(hyper_client());
 
     // A handler copied the inbound headers, spoofed user and all, then added the verified user.
@@ -111,7 +114,10 @@ async fn upstream_sees_exactly_the_verified_user_and_the_api_key() {
 async fn every_spelling_of_the_identity_headers_is_replaced() {
     let upstream = Upstream::start().await;
     let alice = inbound("alice").await;
-    let layer = Outbound::layer(ApiKey::new(KEY).unwrap(), [upstream.origin()]).unwrap();
+    let layer = OutboundLayer::builder(ApiKey::new(KEY).unwrap())
+        .allow_origin(upstream.origin())
+        .build()
+        .unwrap();
     let client = layer.layer(hyper_client());
     let spoof = |req: &mut Request<String>| {
         let h = req.headers_mut();
@@ -152,7 +158,10 @@ async fn every_spelling_of_the_identity_headers_is_replaced() {
 #[tokio::test]
 async fn without_an_end_user_no_on_behalf_of_is_sent() {
     let upstream = Upstream::start().await;
-    let layer = Outbound::layer(ApiKey::new(KEY).unwrap(), [upstream.origin()]).unwrap();
+    let layer = OutboundLayer::builder(ApiKey::new(KEY).unwrap())
+        .allow_origin(upstream.origin())
+        .build()
+        .unwrap();
     let client = layer.layer(hyper_client());
     let mut req = get(&upstream.url("/backend"));
     req.headers_mut()
@@ -217,7 +226,10 @@ async fn a_host_not_allowed_gets_no_credentials_and_no_request() {
     let allowed = Upstream::start().await;
     let other = Upstream::start().await;
     let asked = Counting::default();
-    let layer = Outbound::layer(asked.clone(), [allowed.origin()]).unwrap();
+    let layer = OutboundLayer::builder(asked.clone())
+        .allow_origin(allowed.origin())
+        .build()
+        .unwrap();
     let client = layer.layer(hyper_client());
     let alice = inbound("alice").await;
 
@@ -262,7 +274,10 @@ async fn a_host_not_allowed_gets_no_credentials_and_no_request() {
 async fn the_inbound_token_is_forwarded_unchanged() {
     let upstream = Upstream::start().await;
     let alice = inbound("alice").await;
-    let layer = Outbound::layer(ForwardToken, [upstream.origin()]).unwrap();
+    let layer = OutboundLayer::builder(ForwardToken)
+        .allow_origin(upstream.origin())
+        .build()
+        .unwrap();
     let client = layer.layer(hyper_client());
 
     // What the inbound layer leaves in the handler's request, carried onto the outgoing one.
@@ -311,7 +326,9 @@ async fn exchanged_tokens_are_minted_once_per_user_and_sent_onward() {
     let source = exchange
         .source(audience.clone())
         .permissions(["agent:read"]);
-    let client = Outbound::layer(source, [upstream.origin()])
+    let client = OutboundLayer::builder(source)
+        .allow_origin(upstream.origin())
+        .build()
         .unwrap()
         .layer(hyper_client());
 
@@ -369,7 +386,9 @@ async fn reqwest_adapter_sets_headers_and_never_follows_a_redirect_off_origin() 
     let a = Upstream::start().await;
     let b = Upstream::start().await;
     let alice = inbound("alice").await;
-    let client = Outbound::layer(ApiKey::new(KEY).unwrap(), [a.origin()])
+    let client = OutboundLayer::builder(ApiKey::new(KEY).unwrap())
+        .allow_origin(a.origin())
+        .build()
         .unwrap()
         .layer(ReqwestService::new().unwrap());
     let call = |url: String| {
@@ -425,7 +444,9 @@ async fn a_plain_reqwest_client_would_leak_the_user_across_hosts() {
 async fn hyper_util_client_does_not_follow_redirects() {
     let a = Upstream::start().await;
     let b = Upstream::start().await;
-    let client = Outbound::layer(ApiKey::new(KEY).unwrap(), [a.origin()])
+    let client = OutboundLayer::builder(ApiKey::new(KEY).unwrap())
+        .allow_origin(a.origin())
+        .build()
         .unwrap()
         .layer(hyper_client());
     let res = client
@@ -445,7 +466,9 @@ async fn both_headers_are_marked_sensitive() {
         ready(Ok::<_, Infallible>(Response::new(String::new())))
     });
     let alice = inbound("alice").await;
-    let client = Outbound::layer(ApiKey::new(KEY).unwrap(), ["https://apigw.mka1.com"])
+    let client = OutboundLayer::builder(ApiKey::new(KEY).unwrap())
+        .allow_origin("https://apigw.mka1.com")
+        .build()
         .unwrap()
         .layer(inner);
     let mut req = get("https://apigw.mka1.com/api/v1/agents");
@@ -482,7 +505,10 @@ impl Service<Request<String>> for Broken {
 
 #[tokio::test]
 async fn inner_errors_and_readiness_pass_through() {
-    let layer = Outbound::layer(ApiKey::new(KEY).unwrap(), ["https://apigw.mka1.com"]).unwrap();
+    let layer = OutboundLayer::builder(ApiKey::new(KEY).unwrap())
+        .allow_origin("https://apigw.mka1.com")
+        .build()
+        .unwrap();
     let err = layer
         .layer(Broken { ready: true })
         .oneshot(get("https://apigw.mka1.com/"))

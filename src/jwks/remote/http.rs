@@ -1,6 +1,6 @@
-//! The HTTP side of a fetch: the JWKS URL's rules, the client and its origin-bound redirect
-//! policy, the request (conditional on the held set's validators), the origin check on the
-//! answer, the body cap, and the freshness the answer's `Cache-Control` gives.
+//! The HTTP side of a fetch: the JWKS URL's rules, the client (the crate's shared one, see
+//! [`crate::net::fetch`]), the request (conditional on the held set's validators), the origin
+//! check on the answer, the body cap, and the freshness the answer's `Cache-Control` gives.
 
 use std::time::Duration;
 
@@ -8,11 +8,12 @@ use reqwest::header::{
     HeaderMap, HeaderValue, ACCEPT, CACHE_CONTROL, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
     LAST_MODIFIED, LOCATION,
 };
-use reqwest::{redirect, Url};
+use reqwest::Url;
 
 use super::error::{FetchError, Unfollowed};
 use super::RemoteJwks;
 use crate::error::ConfigError;
+use crate::net::fetch::{self, BodyError};
 use crate::net::{is_loopback_host, transport_error_text};
 
 /// Redirects followed, each within the JWKS URL's origin, before a fetch counts as failed.
@@ -74,7 +75,7 @@ impl RemoteJwks {
         let mut response = request.send().await.map_err(transport_error)?;
         // A caller's client may have followed redirects anywhere; only the origin's answer
         // is used.
-        if response.url().origin() != inner.url.origin() {
+        if !fetch::same_origin(response.url(), &inner.url) {
             return Err(FetchError::OtherOrigin);
         }
         let status = response.status();
@@ -100,20 +101,13 @@ impl RemoteJwks {
             return Err(FetchError::Status(status.as_u16()));
         }
         let cap = inner.config.max_body_bytes;
-        if response
-            .content_length()
-            .is_some_and(|len| len > cap as u64)
-        {
-            return Err(FetchError::TooLarge(cap));
-        }
         let validators = Validators::of(response.headers());
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            if body.len() + chunk.len() > cap {
-                return Err(FetchError::TooLarge(cap));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = fetch::read_capped(&mut response, cap)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => FetchError::TooLarge(cap),
+                BodyError::Transport(e) => transport_error(e),
+            })?;
         Ok(Answer {
             body: Some(body),
             max_age,
@@ -122,31 +116,12 @@ impl RemoteJwks {
     }
 }
 
-/// The client for a JWKS URL: it follows a redirect only within `url`'s origin, at most
-/// [`MAX_REDIRECTS`] of them. A redirect it stops comes back as the 3xx answer, which
-/// [`RemoteJwks::fetch`] turns into a failed fetch.
-pub(super) fn build_client(url: &Url) -> Result<reqwest::Client, ConfigError> {
-    let url = url.clone();
-    let policy = redirect::Policy::custom(move |attempt| {
-        // `previous` holds the first request's url and every one followed since.
-        if may_follow(&url, attempt.url(), attempt.previous().len()) {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    });
-    reqwest::Client::builder()
-        .redirect(policy)
-        .build()
-        .map_err(|e| ConfigError::HttpClient(e.to_string()))
-}
-
-/// Whether to follow a redirect to `next` after `requested` requests (the first included)
-/// for the JWKS URL `url`: only while it stays in `url`'s origin (scheme, host and port, a
-/// default port spelled out or not), and while fewer than [`MAX_REDIRECTS`] have been
-/// followed.
-fn may_follow(url: &Url, next: &Url, requested: usize) -> bool {
-    requested <= MAX_REDIRECTS && next.origin() == url.origin()
+/// The client for a JWKS URL (the crate's one, see [`crate::net::fetch`]): it follows a
+/// redirect only within the first request's origin, at most [`MAX_REDIRECTS`] of them. A
+/// redirect it stops comes back as the 3xx answer, which [`RemoteJwks::fetch`] turns into a
+/// failed fetch.
+pub(super) fn build_client() -> Result<reqwest::Client, ConfigError> {
+    fetch::build(fetch::client_builder(MAX_REDIRECTS))
 }
 
 /// Why a redirect answer to a request for `url` was not followed. The location is not kept
@@ -159,7 +134,7 @@ fn unfollowed_redirect(response: &reqwest::Response, url: &Url) -> Unfollowed {
         .and_then(|value| response.url().join(value).ok());
     match location {
         None => Unfollowed::NoLocation,
-        Some(next) if next.origin() != url.origin() => Unfollowed::OtherOrigin,
+        Some(next) if !fetch::same_origin(&next, url) => Unfollowed::OtherOrigin,
         Some(_) => Unfollowed::Limit,
     }
 }
@@ -309,47 +284,5 @@ mod tests {
     fn url_errors_never_echo_credentials() {
         let err = check_url("https://user:hunter2@example.com/jwks", false).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
-    }
-
-    #[test]
-    fn redirects_are_followed_only_within_the_origin() {
-        let u = |s| Url::parse(s).unwrap();
-        let follows = |from, to| may_follow(&u(from), &u(to), 1);
-        // The same scheme, host and port: another path, query or spelling of the port.
-        for (from, to) in [
-            ("https://a.com/x", "https://a.com/y?z=1"),
-            ("https://a.com/x", "https://a.com:443/y"),
-            ("https://A.COM/x", "https://a.com/y"),
-            ("http://127.0.0.1:8080/jwks", "http://127.0.0.1:8080/moved"),
-            ("http://127.0.0.1/jwks", "http://127.0.0.1:80/moved"),
-        ] {
-            assert!(follows(from, to), "{from} -> {to}");
-        }
-        for (from, to) in [
-            // Another scheme: neither a downgrade nor an upgrade.
-            ("https://a.com/x", "http://a.com/x"),
-            ("http://a.com/x", "https://a.com/x"),
-            ("http://127.0.0.1:8080/jwks", "https://127.0.0.1:8080/jwks"),
-            // Another port on the same host.
-            ("http://127.0.0.1:8080/jwks", "http://127.0.0.1:8081/jwks"),
-            ("https://a.com/x", "https://a.com:8443/x"),
-            ("http://a.com/x", "http://a.com:443/x"),
-            // Another host, also one naming the same address.
-            ("https://a.com/x", "https://b.com/x"),
-            ("https://a.com/x", "https://a.com.evil/x"),
-            ("https://a.com/x", "https://sub.a.com/x"),
-            ("http://127.0.0.1:8080/jwks", "http://localhost:8080/jwks"),
-            ("http://127.0.0.1:8080/jwks", "http://127.0.0.2:8080/jwks"),
-            ("http://127.0.0.1:8080/jwks", "http://[::1]:8080/jwks"),
-            // Not a tuple origin at all.
-            ("https://a.com/x", "data:text/plain,x"),
-            ("https://a.com/x", "file:///etc/jwks.json"),
-        ] {
-            assert!(!follows(from, to), "{from} -> {to}");
-        }
-        // At most MAX_REDIRECTS, counting the first request in `requested`.
-        let (from, to) = (u("https://a.com/x"), u("https://a.com/y"));
-        assert!(may_follow(&from, &to, MAX_REDIRECTS));
-        assert!(!may_follow(&from, &to, MAX_REDIRECTS + 1));
     }
 }

@@ -163,7 +163,7 @@ impl RemoteJwks {
         let url = check_url(url, config.allow_http)?;
         let client = match &config.client {
             Some(client) => client.clone(),
-            None => build_client(&url)?,
+            None => build_client()?,
         };
         let (completed, _) = watch::channel(0);
         let jwks = RemoteJwks {

@@ -55,11 +55,14 @@
 //! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::Router;
 //! use mka1_auth::outbound::forward::ForwardLayer;
-//! use mka1_auth::outbound::{ForwardToken, Outbound, ReqwestService};
+//! use mka1_auth::outbound::{ForwardToken, OutboundLayer, ReqwestService};
 //! use tower::Layer;
 //!
 //! let forward = ForwardLayer::to("https://agents.internal.example/v1")?;
-//! let client = Outbound::layer(ForwardToken, [forward.origin()])?.layer(ReqwestService::new()?);
+//! let client = OutboundLayer::builder(ForwardToken)
+//!     .allow_origin(forward.origin())
+//!     .build()?
+//!     .layer(ReqwestService::new()?);
 //! // `/agents/x/run?y=1` goes to `https://agents.internal.example/v1/x/run?y=1`.
 //! let app: Router = Router::new().nest_service("/agents", forward.layer(client));
 //! // Then: `app.layer(Mka1AuthLayer::new(verifier))`.
@@ -112,8 +115,13 @@ pub enum ForwardErrorKind {
     NotFound,
     /// The request body is over the cap (413).
     BodyTooLarge,
-    /// The onward client failed or refused to send (502).
+    /// The onward client failed or refused to send: a refused or reset connection, a
+    /// broken answer (502).
     Upstream,
+    /// The upstream took too long: to connect, to send the response head, or between two
+    /// body chunks (504). See [`ReqwestService`](crate::outbound::ReqwestService) for the
+    /// default timeouts.
+    UpstreamTimeout,
 }
 
 impl ForwardErrorKind {
@@ -126,6 +134,7 @@ impl ForwardErrorKind {
             ForwardErrorKind::NotFound => StatusCode::NOT_FOUND,
             ForwardErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ForwardErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ForwardErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -136,6 +145,7 @@ impl ForwardErrorKind {
             ForwardErrorKind::NotFound => "not_found",
             ForwardErrorKind::BodyTooLarge => "body_too_large",
             ForwardErrorKind::Upstream => "upstream",
+            ForwardErrorKind::UpstreamTimeout => "upstream_timeout",
         }
     }
 }
@@ -598,8 +608,9 @@ where
     }
 }
 
-/// The answer when the onward call failed: 413 when the body passed the cap on the way, else
-/// 502. The client's error is logged, not sent: it may name internal hosts.
+/// The answer when the onward call failed: 413 when the body passed the cap on the way, 504
+/// when the upstream took too long, else 502. The client's error is logged, not sent: it may
+/// name internal hosts.
 fn upstream_failure<RB>(
     error: &(dyn std::error::Error + 'static),
     limit: u64,
@@ -610,6 +621,11 @@ fn upstream_failure<RB>(
             format!("the request body exceeds the {limit}-byte cap"),
         )
         .into_response();
+    }
+    if crate::net::is_timeout(error) {
+        tracing::warn!(%error, kind = "upstream_timeout", status = 504, "forward: the upstream timed out");
+        return ForwardError::new(ForwardErrorKind::UpstreamTimeout, "the upstream timed out")
+            .into_response();
     }
     tracing::warn!(%error, "forward: the upstream call failed");
     ForwardError::new(ForwardErrorKind::Upstream, "the upstream call failed").into_response()

@@ -1,5 +1,9 @@
 //! Host rules shared by everything that sends requests: the JWKS fetcher, the exchange client
-//! and the outbound layer.
+//! and the outbound layer; and, in [`fetch`], the one way the crate builds an HTTP client and
+//! reads an answer.
+
+#[cfg(feature = "remote")]
+pub(crate) mod fetch;
 
 /// Whether a URL host (`localhost`, an IP address, `[::1]`) is a loopback address, where plain
 /// `http` is acceptable because nothing leaves the machine.
@@ -50,6 +54,31 @@ pub(crate) fn transport_error_text(error: reqwest::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+/// Whether a request failed because a timeout fired: reqwest's (connect, read or
+/// total), an I/O `TimedOut`, or tokio's `Elapsed` (a `tower` timeout layer), anywhere in
+/// the error's chain.
+pub(crate) fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        #[cfg(feature = "remote")]
+        if error
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+        {
+            return true;
+        }
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+            || error.is::<tokio::time::error::Elapsed>()
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 #[cfg(test)]
