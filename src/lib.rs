@@ -91,6 +91,7 @@ mod guard;
 mod headers;
 pub mod jwks;
 pub mod layer;
+pub mod mcp;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;

@@ -21,6 +21,8 @@ mod grpc;
 mod jwks;
 mod key_lifecycle;
 mod layer;
+mod mcp_metadata;
+mod mcp_session;
 mod outbound;
 mod policy;
 mod proptest_verify;
