@@ -1,7 +1,8 @@
 //! MCP tool servers behind [`Mka1AuthLayer`](crate::Mka1AuthLayer): sessions bound to the
 //! user who opened them ([`McpSessionLayer`]) and RFC 9728 protected resource metadata
-//! ([`ProtectedResource`], opt-in). Both work on HTTP headers only, so they need no MCP
-//! library; the guide "MCP tool servers" shows them in front of an rmcp server.
+//! ([`ProtectedResource`], opt-in), and inside a tool the verified caller ([`caller`]) and a
+//! permission check answered as a tool error ([`require`]). All work on HTTP types only, so
+//! they need no MCP library; `examples/mcp_server.rs` shows them around an rmcp server.
 //!
 //! **Sessions.** A Streamable HTTP server in stateful mode answers `initialize` with an
 //! `Mcp-Session-Id` header, and the client sends it back on every later request. MCP's
@@ -39,12 +40,14 @@
 mod metadata;
 mod session;
 mod sessions;
+mod tool;
 
 pub use metadata::{
     MetadataService, ProtectedResource, ResourceMetadata, ResourceMetadataLayer,
     ResponseFuture as MetadataResponseFuture, WELL_KNOWN_PREFIX,
 };
 pub use session::{McpSession, McpSessionLayer, ResponseFuture};
+pub use tool::{caller, require, ToolRefusal};
 
 /// The header carrying a Streamable HTTP session's id: `mcp-session-id`.
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");

@@ -17,7 +17,7 @@ use crate::claims::VerifiedToken;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorKind};
 use crate::guard::{like_the_layer, required_or};
-use crate::rejection::{respond, Pending, Rejection, StandardReject};
+use crate::rejection::{Pending, Rejection};
 
 /// What the session layer answers when no authentication layer ran before it.
 const NO_LAYER_BEFORE: &str = "`McpSessionLayer` ran without `Mka1AuthLayer` before it: \
@@ -261,16 +261,20 @@ fn admit<B>(sessions: &Sessions, req: &Request<B>) -> Result<After, Refusal> {
 }
 
 impl Refusal {
-    fn into_response<B: From<String>>(self) -> Response<B> {
+    /// The answer, with an empty body: an MCP server's body type (rmcp's is a boxed body)
+    /// need not be made from text. The authentication layer in front renders an `Auth`
+    /// refusal again, body included, through its own `Reject`.
+    fn into_response<B: Default>(self) -> Response<B> {
         match self {
             Refusal::Auth(rejection) => {
+                rejection.trace();
                 let pending = Pending(rejection.clone());
-                let mut response = respond(&StandardReject, rejection);
+                let mut response = rejection.into_status_response(B::default());
                 response.extensions_mut().insert(pending);
                 response
             }
             Refusal::NotTheirs => {
-                let mut response = Response::new(B::from(String::new()));
+                let mut response = Response::new(B::default());
                 *response.status_mut() = StatusCode::NOT_FOUND;
                 response
             }
@@ -281,7 +285,7 @@ impl Refusal {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for McpSession<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<String>,
+    ResBody: Default,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
