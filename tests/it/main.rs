@@ -23,6 +23,8 @@ mod key_lifecycle;
 mod layer;
 mod mcp_metadata;
 #[cfg(feature = "remote")]
+mod mcp_python;
+#[cfg(feature = "remote")]
 mod mcp_rmcp;
 mod mcp_session;
 mod outbound;

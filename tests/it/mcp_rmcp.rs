@@ -5,7 +5,7 @@
 
 #[allow(dead_code)]
 #[path = "../../examples/mcp_server.rs"]
-mod mcp_server;
+pub(crate) mod mcp_server; // mcp_python runs it too
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
