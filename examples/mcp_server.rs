@@ -142,10 +142,17 @@ impl ServerHandler for Tools {
 }
 
 /// The MCP route behind the layers: authentication first, then the session binding.
-pub fn app(verifier: Verifier, onward: Option<Onward>, stateless: bool, host: &str) -> Router {
+/// `hosts`: the `Host` values rmcp accepts (it refuses others, against DNS rebinding): the
+/// bound address and the audience's host.
+pub fn app(
+    verifier: Verifier,
+    onward: Option<Onward>,
+    stateless: bool,
+    hosts: &[String],
+) -> Router {
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(!stateless)
-        .with_allowed_hosts(["localhost", "127.0.0.1", "::1", host]);
+        .with_allowed_hosts(hosts.to_vec());
     let mcp = StreamableHttpService::new(
         move || Ok(Tools::new(onward.clone())),
         LocalSessionManager::default().into(),
@@ -193,13 +200,19 @@ pub struct Config {
 
 impl Config {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, Box<dyn Error>> {
-        if var("MKA1_JWKS_URL").is_none() && var("MKA1_AUDIENCE").is_some() {
-            return Err(
-                "MKA1_JWKS_URL is not set, but MKA1_AUDIENCE is: set MKA1_JWKS_URL to \
-                        your MKA1 deployment's JWKS URL, or unset MKA1_AUDIENCE to run the \
-                        embedded dev issuer"
-                    .into(),
-            );
+        // As `protected_api`: production settings without a key source are a mistake, not
+        // a request for the dev issuer.
+        let set: Vec<&str> = ["MKA1_AUDIENCE", "MKA1_ISSUER"]
+            .into_iter()
+            .filter(|name| var(name).is_some())
+            .collect();
+        if var("MKA1_JWKS_URL").is_none() && !set.is_empty() {
+            let names = set.join(" and ");
+            return Err(format!(
+                "MKA1_JWKS_URL is not set, but {names} is: set MKA1_JWKS_URL to your MKA1 \
+                 deployment's JWKS URL, or unset {names} to run the embedded dev issuer"
+            )
+            .into());
         }
         Ok(Config {
             bind: var("BIND")
@@ -286,7 +299,19 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
         }
     };
     let refresher = verifier.spawn_refresher()?;
-    let router = app(verifier, onward, config.stateless, &addr.ip().to_string());
+    let mut hosts = vec![
+        addr.ip().to_string(),
+        addr.to_string(),
+        "localhost".to_owned(),
+    ];
+    if let Some(host) = audience
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+    {
+        hosts.push(host);
+    }
+    let router = app(verifier, onward, config.stateless, &hosts);
     let server = tokio::spawn(async move {
         let _refresher = refresher;
         axum::serve(listener, router).await
@@ -313,9 +338,18 @@ pub fn curl_whoami(addr: &SocketAddr, token: &str) -> String {
     )
 }
 
+/// Run with the environment `var`: exit status 2 for a configuration mistake, 1 when the
+/// server cannot start or stops with an error.
 pub async fn run(var: impl Fn(&str) -> Option<String>, out: &mut impl Write) -> ExitCode {
+    let config = match Config::from_vars(var) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("mcp_server: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let served: Result<(), Box<dyn Error>> = async {
-        let running = start(Config::from_vars(var)?, out).await?;
+        let running = start(config, out).await?;
         running.server.await??;
         Ok(())
     }

@@ -308,3 +308,47 @@ async fn the_printed_command_calls_whoami() {
         "{command}\n{stdout}"
     );
 }
+
+#[tokio::test]
+async fn production_settings_without_a_key_source_exit_2() {
+    for name in ["MKA1_AUDIENCE", "MKA1_ISSUER"] {
+        let var = |n: &str| (n == name).then(|| "https://tools.example.test/mcp".to_owned());
+        let code = mcp_server::run(var, &mut Vec::new()).await;
+        assert_eq!(code, std::process::ExitCode::from(2), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn configured_for_a_real_deployment_it_serves_its_audience_host() {
+    let mka1 = DevIssuer::start().await.unwrap();
+    let audience = "https://tools.example.test/mcp";
+    let config = Config {
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        jwks_url: Some(mka1.jwks_url().to_owned()),
+        audience: Some(audience.to_owned()),
+        issuer: Some(mka1.issuer().to_owned()),
+        ..Config::default()
+    };
+    let mut out = Vec::new();
+    let running = start(config, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("MKA1_API_KEY="), "{out}");
+    let token = mka1.mint(Mint::new(audience, "user-42"));
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": { "name": "t", "version": "0" } },
+    });
+    // Behind a proxy the `Host` is the audience's: rmcp's DNS-rebinding check accepts it.
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/mcp", running.addr))
+        .header("host", "tools.example.test")
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("mcp-session-id").is_some());
+}
