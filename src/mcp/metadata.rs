@@ -17,6 +17,13 @@ use tower_service::Service;
 use crate::error::ConfigError;
 
 /// The well-known path prefix of RFC 9728.
+///
+/// ```
+/// use mka1_auth::mcp::{ProtectedResource, WELL_KNOWN_PREFIX};
+///
+/// let root = ProtectedResource::new("https://tools.example.com").unwrap();
+/// assert_eq!(root.well_known_path(), WELL_KNOWN_PREFIX);
+/// ```
 pub const WELL_KNOWN_PREFIX: &str = "/.well-known/oauth-protected-resource";
 
 /// What a protected resource says about itself (RFC 9728 section 2): its identifier (the

@@ -50,4 +50,8 @@ pub use session::{McpSession, McpSessionLayer, ResponseFuture};
 pub use tool::{caller, require, ToolRefusal};
 
 /// The header carrying a Streamable HTTP session's id: `mcp-session-id`.
+///
+/// ```
+/// assert_eq!(mka1_auth::mcp::MCP_SESSION_ID.as_str(), "mcp-session-id");
+/// ```
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");

@@ -27,7 +27,8 @@ const NO_LAYER_BEFORE: &str = "`McpSessionLayer` ran without `Mka1AuthLayer` bef
 /// (`iss`, `sub`) of the token that opened the session, and refuses that session to every
 /// other user. See the [module docs](super).
 ///
-/// It goes inside (after) [`Mka1AuthLayer`](crate::Mka1AuthLayer). Clones share one table.
+/// It goes inside (after) [`Mka1AuthLayer`](crate::Mka1AuthLayer). Clones share one table;
+/// each setting method starts a new, empty one, so configure the layer before using it.
 ///
 /// ```
 /// use mka1_auth::mcp::McpSessionLayer;
