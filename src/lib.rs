@@ -65,6 +65,9 @@
 //! - [Your own rules](guide::policy): claim checks, any-of permissions, several issuers.
 //! - [Running it in production](guide::production): where MKA1's keys come from,
 //!   readiness and refresh, metrics, logging, gRPC.
+//! - [MCP tool servers](guide::mcp): rmcp behind the layer, the user in a tool, permissions
+//!   per tool, sessions bound to their user, onward calls without token passthrough, RFC 9728
+//!   metadata.
 //! - [The security model](guide::security): what is checked, in which order, and why.
 //! - [Configuration and defaults](guide::configuration): every setting in one table.
 //! - [The `mka1-auth` command line](guide::cli): explain a refusal, mint a token, list a
@@ -91,6 +94,7 @@ mod guard;
 mod headers;
 pub mod jwks;
 pub mod layer;
+pub mod mcp;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -166,6 +170,14 @@ pub mod guide {
         doc = include_str!("../docs/production.md")
     )]
     pub mod production {}
+    #[cfg_attr(
+        any(
+            not(doctest),
+            all(feature = "axum", feature = "remote", feature = "dev-issuer")
+        ),
+        doc = include_str!("../docs/mcp.md")
+    )]
+    pub mod mcp {}
     #[doc = include_str!("../docs/security.md")]
     pub mod security {}
     #[cfg_attr(

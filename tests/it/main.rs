@@ -22,6 +22,12 @@ mod grpc;
 mod jwks;
 mod key_lifecycle;
 mod layer;
+mod mcp_metadata;
+#[cfg(feature = "remote")]
+mod mcp_python;
+#[cfg(feature = "remote")]
+mod mcp_rmcp;
+mod mcp_session;
 mod outbound;
 mod policy;
 mod proptest_verify;

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::process::Command;
 
 #[path = "../sdk/venv.rs"]
-mod venv;
+pub(crate) mod venv; // the MCP tests (mcp_python) use it too
 use venv::sdk_python;
 
 const AUDIENCE: &str = "https://api.example.test";

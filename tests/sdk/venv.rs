@@ -84,3 +84,38 @@ pub async fn sdk_python() -> PathBuf {
     );
     python
 }
+
+/// The official MCP Python SDK's package on PyPI, and the version the MCP tests pin.
+#[allow(dead_code)] // only the MCP tests (tests/it/mcp_python.rs) use it
+pub const MCP_PACKAGE: &str = "mcp";
+#[allow(dead_code)]
+pub const MCP_VERSION: &str = "2.3.0";
+
+/// The same virtualenv, with the pinned MCP SDK installed beside the MKA1 SDK.
+#[allow(dead_code)]
+pub async fn mcp_python() -> PathBuf {
+    let python = sdk_python().await;
+    let probe = format!("import importlib.metadata as m; print(m.version('{MCP_PACKAGE}'))");
+    let installed = match Command::new(&python).args(["-c", &probe]).output().await {
+        Ok(out) => {
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == MCP_VERSION
+        }
+        Err(_) => false,
+    };
+    if !installed {
+        run(
+            "pip install of the mcp python sdk",
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--quiet",
+                ])
+                .arg(format!("{MCP_PACKAGE}=={MCP_VERSION}")),
+        )
+        .await;
+    }
+    python
+}
