@@ -16,8 +16,7 @@ use mka1_auth::{Clock, ErrorKind, ManualClock, Verifier};
 use serde_json::{json, Value};
 use tokio::process::Command;
 
-#[path = "../sdk/venv.rs"]
-mod venv;
+use crate::venv;
 use venv::sdk_python;
 
 const AUDIENCE: &str = "https://api.example.test";
