@@ -16,6 +16,10 @@
 //!   layer with it off, one thread; and two threads against one with counting on (target at
 //!   least 1.8x). The other pairs run with counting off, so they read as before the feature.
 //!
+//! - `revocations`: repeated tokens with revocation rules on (100,000 revoked users, none of
+//!   them the bench's), beside the same layer with none configured, one thread; and two
+//!   threads against one with rules on (target at least 1.8x).
+//!
 //! As in `benches/verify.rs`, criterion prints absolute wall-clock times and the ratios are
 //! measured at the end, side by side, by thread CPU time. Run with `cargo bench -p mka1-auth-benches --bench layer`.
 
@@ -30,6 +34,7 @@ use criterion::Criterion;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use jwt_authorizer::{IntoLayer, JwtAuthorizer};
+use mka1_auth::revocation::{Revocations, Rule};
 use mka1_auth::{ClaimRefusal, Mka1AuthLayer, Verifier};
 use support::common::{jwks, TestKey, AUDIENCE};
 use support::*;
@@ -69,6 +74,7 @@ impl Layers {
         );
         layers.check(layers.checked(false));
         layers.check(layers.checked(true));
+        layers.check(layers.revoking(&revocations()));
         layers
     }
 
@@ -90,6 +96,32 @@ impl Layers {
             })
         };
         Mka1AuthLayer::new(builder.build().unwrap()).layer(service_fn(trivial))
+    }
+
+    /// The trivial service behind `Mka1AuthLayer`, cache on, keys from a JWKS URL (as the
+    /// other two-thread pairs, and most services), obeying `revocations`, or no revocation
+    /// rules at all (`None`) for the other side of the pair.
+    fn with_rules(&self, revocations: Option<&Revocations>) -> impl Trivial {
+        let builder = Verifier::builder()
+            .jwks_url(serve_jwks(self.jwks.clone()))
+            .audience(AUDIENCE);
+        let builder = match revocations {
+            Some(r) => builder.revocations(r.clone()),
+            None => builder,
+        };
+        let verifier = builder.build().unwrap();
+        // The first verification fetches the key set; after it, nothing waits.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(verifier.verify(self.fixture.tokens[0].as_str()))
+            .unwrap();
+        Mka1AuthLayer::new(verifier).layer(service_fn(trivial))
+    }
+
+    fn revoking(&self, revocations: &Revocations) -> impl Trivial {
+        self.with_rules(Some(revocations))
     }
 
     /// A layer must admit every token and refuse a request without one, or its numbers mean
@@ -231,7 +263,57 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
         Goal::Info,
     ));
     pairs.extend(metrics_pairs(l));
+    pairs.extend(revocation_pairs(l));
     pairs
+}
+
+/// 100,000 revoked users (none of them the bench's tokens' subjects) and one `all` rule
+/// older than every token: the check looks up every request's `sub`.
+fn revocations() -> Revocations {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut rules: Vec<Rule> = (0..100_000)
+        .map(|i| Rule::user(format!("revoked-user-{i}"), now))
+        .collect();
+    rules.push(Rule::all(now - 86_400));
+    let revocations = Revocations::in_process();
+    revocations.revoke_many(&rules);
+    revocations
+}
+
+/// What revocation costs: repeated tokens through the layer with rules on against none
+/// configured; and two threads against one with rules on, gated like the pairs above (the
+/// apart side: two layers with rules of their own).
+fn revocation_pairs(l: &Layers) -> Vec<Pair<'_>> {
+    let alg = l.fixture.alg;
+    // Leaked (a bench's lifetime) so that the routines below are `Copy` closures over them.
+    let on = &*Box::leak(Box::new(l.revoking(&revocations())));
+    let twin = &*Box::leak(Box::new(l.revoking(&revocations())));
+    let cost = Pair::new(
+        format!("layer/{alg}/repeated, jwks url: revocations on (100,000 users) vs off"),
+        l.per_request(on.clone(), ALL),
+        l.per_request(l.with_rules(None), ALL),
+    )
+    .figure("cpu time, rules on / off", cpu_cost, Goal::Info);
+    let shared = move |users| l.per_request(on.clone(), users);
+    let apart = move |users: Range<usize>| {
+        let layer = if users.start == 0 { on } else { twin };
+        l.per_request(layer.clone(), users)
+    };
+    let gate = Gate {
+        two: two_threads(apart),
+        one: shared(ALL),
+    };
+    let scaling = thread_pair(
+        format!("layer/{alg}/repeated, jwks url, revocations on: two threads / one"),
+        (two_threads(shared), shared(ALL)),
+        gate,
+        "throughput, two cores free",
+        Goal::AtLeast(1.8),
+    );
+    vec![cost, scaling]
 }
 
 /// `routine` with the `metrics` feature's counting on or off for its blocks; off again
@@ -284,7 +366,28 @@ fn metrics_pairs(l: &Layers) -> Vec<Pair<'_>> {
         "throughput, two cores free",
         Goal::AtLeast(1.8),
     );
-    vec![cost, scaling]
+    // The same two-thread pair with no rules configured, to tell what the rules add to the
+    // scaling. (On static keys both read about 1.4x on this machine, rules or not: that is
+    // the static-key layer path's, not the rules'.)
+    let off = &*Box::leak(Box::new(l.with_rules(None)));
+    let off_twin = &*Box::leak(Box::new(l.with_rules(None)));
+    let shared_off = move |users| l.per_request(off.clone(), users);
+    let apart_off = move |users: Range<usize>| {
+        let layer = if users.start == 0 { off } else { off_twin };
+        l.per_request(layer.clone(), users)
+    };
+    let gate_off = Gate {
+        two: two_threads(apart_off),
+        one: shared_off(ALL),
+    };
+    let scaling_off = thread_pair(
+        format!("layer/{alg}/repeated, jwks url, revocations off: two threads / one"),
+        (two_threads(shared_off), shared_off(ALL)),
+        gate_off,
+        "throughput, two cores free",
+        Goal::Info,
+    );
+    vec![cost, scaling, scaling_off]
 }
 
 fn criterion_benches(c: &mut Criterion, all: &[Layers]) {

@@ -29,7 +29,7 @@ use http_body_util::BodyExt;
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::exchange::{ExchangeClient, ExchangeSource};
 use mka1_auth::mcp::{caller, require, McpSessionLayer};
-use mka1_auth::outbound::{Outbound, ReqwestService};
+use mka1_auth::outbound::{Outbound, OutboundLayer, ReqwestService};
 use mka1_auth::{Mka1AuthLayer, OnBehalfOf, Verifier};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
@@ -244,7 +244,9 @@ fn onward(server_url: &str, api_key: &str, notes_url: String) -> Result<Onward, 
         .base_url(server_url)
         .api_key(api_key)
         .build()?;
-    let client = Outbound::layer(exchange.source(&notes_url), [notes_url.as_str()])?
+    let client = OutboundLayer::builder(exchange.source(&notes_url))
+        .allow_origin(notes_url.as_str())
+        .build()?
         .layer(ReqwestService::new()?);
     Ok(Onward {
         url: notes_url,

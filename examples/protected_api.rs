@@ -21,6 +21,7 @@
 //! | `MKA1_ISSUER` | required `iss`, if any | none |
 //! | `BIND` | address to listen on | `127.0.0.1:3000` |
 //! | `UPSTREAM_URL` | where `/proxy/<path>` forwards to | none (`/proxy` answers 502) |
+//! | `MKA1_REVOCATION_REDIS_URL` | Redis holding revocation rules shared by every replica (feature `redis`) | none (no revocation) |
 //!
 //! `MKA1_AUDIENCE` or `MKA1_ISSUER` set without `MKA1_JWKS_URL` is a partial production
 //! configuration: the demo refuses to start (exit status 2) and names `MKA1_JWKS_URL`,
@@ -28,7 +29,8 @@
 //! trust the tokens it mints. `BIND` and `UPSTREAM_URL` work in both modes.
 //!
 //! Routes: `GET /healthz` (no auth, liveness), `GET /readyz` (no auth: 200 while the key
-//! set is usable, else 503 with a short JSON reason), `GET /metrics` (no auth, Prometheus
+//! set is usable and the revocation rules, when configured, are loaded, else 503 with a
+//! short JSON reason; it reports the rules' state, stale since when included), `GET /metrics` (no auth, Prometheus
 //! text; serve it on an internal port in production), `GET /whoami`, `GET /agents` (needs
 //! `agent:read`),
 //! and any method on `/proxy/<path>`, forwarded to `UPSTREAM_URL/<path>` with the caller's
@@ -50,6 +52,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::outbound::forward::{Forward, ForwardLayer};
 use mka1_auth::outbound::{Outbound, OutboundLayer, ReqwestService};
+#[cfg(feature = "redis")]
+use mka1_auth::revocation::RedisRevocations;
+use mka1_auth::revocation::Revocations;
 use mka1_auth::{
     outbound::ForwardToken, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, VerifiedToken,
     Verifier,
@@ -76,7 +81,7 @@ async fn agents(user: OnBehalfOf) -> Json<serde_json::Value> {
     Json(json!({ "agents": [], "visible_to": user.as_str() }))
 }
 
-fn app(verifier: Verifier, upstream: Option<Upstream>) -> Router {
+fn app(verifier: Verifier, upstream: Option<Upstream>, revocations: Option<Revocations>) -> Router {
     // `/proxy/<path>` goes to `UPSTREAM_URL/<path>`, contained under its path, with the
     // caller's token and verified user set by the outbound layer (see `upstream_client`).
     let proxy = match upstream {
@@ -95,27 +100,59 @@ fn app(verifier: Verifier, upstream: Option<Upstream>) -> Router {
         .layer(Mka1AuthLayer::new(verifier.clone()));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(move || readyz(verifier.clone())))
+        .route(
+            "/readyz",
+            get(move || readyz(verifier.clone(), revocations.clone())),
+        )
         .route("/metrics", get(metrics))
         .merge(protected.layer(axum::middleware::map_response(log_refusal)))
 }
 
 /// Readiness: 200 while the key set is usable (fresh, or stale within its limit), else 503
 /// with a short reason; both with the key set's status.
-async fn readyz(verifier: Verifier) -> (StatusCode, Json<serde_json::Value>) {
+async fn readyz(
+    verifier: Verifier,
+    revocations: Option<Revocations>,
+) -> (StatusCode, Json<serde_json::Value>) {
     let status = verifier.key_set_status();
-    if status.usable {
+    let rules = revocations.map(|r| r.status());
+    let rules_json = rules.as_ref().map(|r| {
+        let unix = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        json!({
+            "loaded": r.loaded,
+            "rule_count": r.rule_count,
+            "last_loaded": r.last_loaded.map(unix),
+            "stale_since": r.stale_since.map(unix),
+            "skipped_values": r.skipped_values,
+            "last_error": r.last_error,
+        })
+    });
+    let rules_loaded = rules.as_ref().is_none_or(|r| r.loaded);
+    if status.usable && rules_loaded {
         return (
             StatusCode::OK,
-            Json(json!({ "ready": true, "key_set": status })),
+            Json(json!({ "ready": true, "key_set": status, "revocations": rules_json })),
         );
+    }
+    if status.usable {
+        let body = json!({
+            "ready": false,
+            "reason": "revocation rules not loaded yet",
+            "key_set": status,
+            "revocations": rules_json,
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
     let reason = match (&status.last_error, status.last_success) {
         (Some(error), _) => format!("no usable key set: the last fetch failed: {error}"),
         (None, None) => "no key set fetched yet".to_owned(),
         (None, Some(_)) => "the key set outlived its stale-if-error window".to_owned(),
     };
-    let body = json!({ "ready": false, "reason": reason, "key_set": status });
+    let body =
+        json!({ "ready": false, "reason": reason, "key_set": status, "revocations": rules_json });
     (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
@@ -178,6 +215,8 @@ pub struct Config {
     pub issuer: Option<String>,
     /// `UPSTREAM_URL`, optional.
     pub upstream_url: Option<String>,
+    /// `MKA1_REVOCATION_REDIS_URL`, optional: revocation rules from Redis.
+    pub revocation_redis_url: Option<String>,
 }
 
 /// The variables of a production configuration, each of which needs `MKA1_JWKS_URL`.
@@ -219,6 +258,7 @@ impl Config {
             audience: var("MKA1_AUDIENCE"),
             issuer: var("MKA1_ISSUER"),
             upstream_url: var("UPSTREAM_URL"),
+            revocation_redis_url: var("MKA1_REVOCATION_REDIS_URL"),
         })
     }
 }
@@ -287,6 +327,11 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
             dev_issuer = Some(issuer);
         }
     }
+    // Revocation rules from Redis, followed by a task that lives as long as the server.
+    let (revocations, revocation_source) = revocation_source(config.revocation_redis_url)?;
+    if let Some(revocations) = &revocations {
+        builder = builder.revocations(revocations.clone());
+    }
     // Builds without I/O: the service starts even when the JWKS endpoint is down.
     let verifier = builder.build()?;
     warm_up(&verifier);
@@ -297,9 +342,10 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
         .map(|u| upstream_client(&u))
         .transpose()?;
 
-    let router = app(verifier, upstream);
+    let router = app(verifier, upstream, revocations);
     let server = tokio::spawn(async move {
         let _refresher = refresher;
+        let _revocation_source = revocation_source;
         axum::serve(listener, router).await
     });
     writeln!(out, "listening on http://{addr}")?;
@@ -309,6 +355,29 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
         dev_issuer,
         server,
     })
+}
+
+/// The Redis revocation source `MKA1_REVOCATION_REDIS_URL` names, if any: its rules, and the
+/// handle that keeps following Redis.
+#[cfg(feature = "redis")]
+fn revocation_source(
+    url: Option<String>,
+) -> Result<(Option<Revocations>, Option<RedisRevocations>), Box<dyn Error>> {
+    let Some(url) = url else {
+        return Ok((None, None));
+    };
+    let source = Revocations::redis(url).start()?;
+    Ok((Some(source.revocations()), Some(source)))
+}
+
+#[cfg(not(feature = "redis"))]
+fn revocation_source(
+    url: Option<String>,
+) -> Result<(Option<Revocations>, Option<()>), Box<dyn Error>> {
+    match url {
+        None => Ok((None, None)),
+        Some(_) => Err("MKA1_REVOCATION_REDIS_URL needs the `redis` feature".into()),
+    }
 }
 
 /// Fetch the key set in the background now, so `/readyz` does not wait for the first

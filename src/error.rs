@@ -90,6 +90,9 @@ pub enum ErrorKind {
     /// A claim check of this service panicked. Answered 500; the panic is contained, the
     /// token is not cached, and the next request is verified as usual.
     CheckPanicked,
+    /// The token matches a revocation rule ([`crate::revocation`]): its user's, its id's,
+    /// or one for every token issued before a time. Answered 401 `invalid_token`.
+    Revoked,
 }
 
 impl ErrorKind {
@@ -125,6 +128,7 @@ impl ErrorKind {
             }
             ErrorKind::CheckFailed => "token was refused by a check of this service",
             ErrorKind::CheckPanicked => "a check of this service failed unexpectedly",
+            ErrorKind::Revoked => "token has been revoked",
         }
     }
 

@@ -107,8 +107,9 @@ pub mod outbound;
 pub mod permissions;
 pub mod protocol;
 pub mod rejection;
-#[cfg(feature = "remote")]
+#[cfg(any(feature = "remote", feature = "redis"))]
 mod retry;
+pub mod revocation;
 mod shown;
 // The unit tests' signing keys and tokens (the integration tests and benches include it too).
 #[cfg(test)]
@@ -187,6 +188,11 @@ pub mod guide {
     pub mod configuration {}
     #[doc = include_str!("../docs/cli.md")]
     pub mod cli {}
+    #[cfg_attr(
+        any(not(doctest), all(feature = "remote", feature = "dev-issuer")),
+        doc = include_str!("../docs/revocation.md")
+    )]
+    pub mod revocation {}
 }
 
 // README's rust blocks run as doctests too.

@@ -7,8 +7,11 @@
 //! half comes from [`random_fraction`], unless the caller pins it (the JWKS fetcher does for a
 //! clock that [pins jitter](crate::Clock::pins_jitter), so tests see the documented schedule).
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
+#[cfg(feature = "remote")]
+use std::time::UNIX_EPOCH;
 
+#[cfg(feature = "remote")]
 use crate::clock::Clock;
 
 /// The delay before retry number `attempt` when nothing pins the jitter: between half of
@@ -17,6 +20,7 @@ pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     jittered(backoff_ceiling(base, max, attempt), random_fraction())
 }
 
+#[cfg(feature = "remote")]
 /// `ceiling` jittered for a delay scheduled on `clock`: exactly `ceiling` when the clock
 /// [pins jitter](Clock::pins_jitter), else at random in its upper half.
 pub(crate) fn jittered_on(clock: &dyn Clock, ceiling: Duration) -> Duration {
@@ -57,6 +61,7 @@ pub(crate) fn random_fraction() -> f64 {
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+#[cfg(feature = "remote")]
 /// A `Retry-After` value, as the delay it asks for at `now` (Unix seconds): delay-seconds,
 /// or an HTTP date in any of RFC 9110's three forms (IMF-fixdate, obsolete RFC 850, asctime),
 /// a past date meaning no wait. `None` for anything else, impossible dates included.
@@ -69,6 +74,7 @@ pub(crate) fn parse_retry_after(value: &str, now: u64) -> Option<Duration> {
     Some(Duration::from_secs(at.saturating_sub(now)))
 }
 
+#[cfg(feature = "remote")]
 /// An HTTP date (RFC 9110 section 5.6.7, any of its three forms) in Unix seconds. Dates that
 /// cannot exist (February 30, hour 24, a weekday that does not match) are refused.
 pub(crate) fn http_date(value: &str) -> Option<u64> {

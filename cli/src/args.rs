@@ -39,6 +39,56 @@ pub enum Command {
     /// Run a local MKA1 stand-in (JWKS and exchange endpoints) until Ctrl-C.
     #[command(after_help = DEV_ISSUER_HELP)]
     DevIssuer(DevIssuerArgs),
+    /// Store a revocation rule in Redis, for every replica; prints what it stored.
+    #[command(after_help = REVOKE_HELP)]
+    Revoke(RevokeArgs),
+    /// List the revocation rules stored in Redis, one JSON value a line.
+    #[command(after_help = EXIT_STATUS)]
+    Revocations(RevocationsArgs),
+}
+
+const REVOKE_HELP: &str = "\
+Refuses, on every replica following the same Redis: tokens of one end user (--user, \
+optionally of one --issuer), every token (--all), or one token id (--jti), issued before \
+--before (Unix seconds; default now). The rule expires from Redis --retain seconds after \
+its time (default: 30 days and a minute, MKA1's longest token lifetime plus the default \
+leeway). Leaked API key: `mka1-auth revoke --redis-url URL --all`, then rotate the key at \
+MKA1 and check /readyz. See the revocation guide.
+
+Exit status: 0 when stored, 1 when Redis cannot be reached, 2 for bad usage.";
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["user", "all", "jti"])))]
+pub struct RevokeArgs {
+    /// Redis to store the rule in, e.g. redis://127.0.0.1:6379/.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: String,
+    /// Revoke this end user's tokens (their `sub`).
+    #[arg(long, value_name = "SUB")]
+    pub user: Option<String>,
+    /// With --user: only tokens from this issuer (`iss`).
+    #[arg(long, value_name = "ISS", requires = "user")]
+    pub issuer: Option<String>,
+    /// Revoke every token issued before --before (a leaked key).
+    #[arg(long)]
+    pub all: bool,
+    /// Revoke the token with this id (`jti`).
+    #[arg(long, value_name = "ID")]
+    pub jti: Option<String>,
+    /// Tokens issued before this time (Unix seconds) are refused. Default: now.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub before: Option<u64>,
+    /// Seconds the rule is kept in Redis after its time: the verifiers' longest token
+    /// lifetime plus leeway.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2_592_060)]
+    pub retain: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RevocationsArgs {
+    /// Redis to read the rules from, e.g. redis://127.0.0.1:6379/.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: String,
 }
 
 const VERIFY_HELP: &str = "\

@@ -5,7 +5,8 @@
 //! - `inspect` decodes a token's header and claims without verifying anything;
 //! - `token` mints a token through the library's exchange client;
 //! - `jwks` fetches a key set with the library's fetch rules and lists every key;
-//! - `dev-issuer` runs the library's local MKA1 stand-in in the foreground.
+//! - `dev-issuer` runs the library's local MKA1 stand-in in the foreground;
+//! - `revoke` stores a revocation rule in Redis, `revocations` lists them.
 //!
 //! Exit status: 0 for success, 1 for a refusal or a failed call, 2 for bad usage.
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ mod inspect;
 mod jwks;
 mod keys;
 mod out;
+mod revoke;
 mod token;
 mod unverified;
 mod verify;
@@ -69,6 +71,8 @@ async fn run(cli: Cli) -> Result<Outcome, Failure> {
         Command::Token(args) => token::run(args).await,
         Command::Jwks(args) => jwks::run(args).await,
         Command::DevIssuer(args) => dev_issuer::run(args).await,
+        Command::Revoke(args) => revoke::revoke(args).await,
+        Command::Revocations(args) => revoke::list(args).await,
     }
 }
 

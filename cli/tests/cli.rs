@@ -3,6 +3,12 @@
 //! given moment are minted on a manual clock and verified with `--at`; nothing waits for time.
 
 mod common;
+// A real redis-server per test (never one the test did not start), for `revoke`.
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
+#[path = "../../tests/sdk/venv.rs"]
+#[allow(dead_code)]
+mod venv;
 
 use std::path::Path;
 use std::time::Duration;
@@ -879,4 +885,99 @@ async fn a_hostile_exchange_answer_cannot_forge_a_line() {
     assert!(failed.stderr.contains("status 400"), "{}", failed.stderr);
     assert!(failed.stdout.is_empty());
     assert_inert("token", &failed.stderr, &["valid"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_stores_rules_every_replica_reads_and_revocations_lists_them() {
+    use mka1_auth::revocation::{Revocations, Rule};
+
+    let redis = redis_server::RedisServer::start().await;
+    let url = redis.url();
+    // A replica following this Redis, loaded before the rules are stored.
+    let follower = Revocations::redis(&url).start().unwrap();
+    let revocations = follower.revocations();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !revocations.status().loaded {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "follower never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let before = (now - 10).to_string();
+    let user = run_args(&[
+        "revoke",
+        "--redis-url",
+        &url,
+        "--user",
+        "alice",
+        "--issuer",
+        "https://i.test",
+        "--before",
+        &before,
+    ])
+    .await;
+    assert_eq!(user.code, Some(0), "{}", user.stderr);
+    assert!(
+        user.stdout.starts_with(&format!(
+            r#"stored {{"kind":"user","sub":"alice","iss":"https://i.test","before":{before}}} under "mka1-auth:revoked:user:{before}:alice:https%3A//i.test""#
+        )),
+        "{}",
+        user.stdout
+    );
+    let all = run_args(&["revoke", "--redis-url", &url, "--all"]).await;
+    assert_eq!(all.code, Some(0), "{}", all.stderr);
+    let jti = run_args(&[
+        "revoke",
+        "--redis-url",
+        &url,
+        "--jti",
+        "t-1",
+        "--before",
+        &before,
+    ])
+    .await;
+    assert_eq!(jti.code, Some(0), "{}", jti.stderr);
+
+    let listed = run_args(&["revocations", "--redis-url", &url]).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", listed.stdout);
+    assert!(lines.contains(
+        &r#"{"kind":"jti","jti":"t-1","before":BEFORE}"#.replace("BEFORE", &before).as_str()
+    ));
+
+    // The replica got all three.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while revocations.status().rule_count < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            revocations.rules()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(revocations.rules().contains(&Rule::user_of_issuer(
+        "alice",
+        "https://i.test",
+        now - 10
+    )));
+
+    // Usage errors: no rule, two rules, --issuer alone.
+    for args in [
+        vec!["revoke", "--redis-url", url.as_str()],
+        vec!["revoke", "--redis-url", url.as_str(), "--all", "--jti", "x"],
+        vec!["revoke", "--redis-url", url.as_str(), "--issuer", "i"],
+    ] {
+        assert_eq!(run_args(&args).await.code, Some(2), "{args:?}");
+    }
+    // Redis gone: exit 1.
+    drop(redis);
+    let failed = run_args(&["revoke", "--redis-url", &url, "--all"]).await;
+    assert_eq!(failed.code, Some(1), "{}", failed.stderr);
 }

@@ -33,10 +33,11 @@ const REASONS: [(ErrorKind, &str); KINDS] = [
     (ErrorKind::InvalidType, "invalid_type"),
     (ErrorKind::CheckFailed, "check_failed"),
     (ErrorKind::CheckPanicked, "check_panicked"),
+    (ErrorKind::Revoked, "revoked"),
 ];
 
 /// How many error kinds there are.
-const KINDS: usize = 27;
+const KINDS: usize = 28;
 
 /// The position of `kind` in [`REASONS`]. Exhaustive, so a new kind cannot be forgotten.
 fn kind_index(kind: ErrorKind) -> usize {
@@ -68,6 +69,7 @@ fn kind_index(kind: ErrorKind) -> usize {
         ErrorKind::InvalidType => 24,
         ErrorKind::CheckFailed => 25,
         ErrorKind::CheckPanicked => 26,
+        ErrorKind::Revoked => 27,
     }
 }
 

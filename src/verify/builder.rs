@@ -69,6 +69,7 @@ pub struct VerifierBuilder {
     permissions_claim: String,
     clock: Option<SharedClock>,
     cache_capacity: u64,
+    revocations: Option<crate::revocation::Revocations>,
     #[cfg(feature = "remote")]
     remote: jwks::remote::RemoteJwksConfig,
 }
@@ -109,6 +110,7 @@ impl Default for VerifierBuilder {
             permissions_claim: DEFAULT_PERMISSIONS_CLAIM.to_owned(),
             clock: None,
             cache_capacity: token_cache::DEFAULT_CAPACITY,
+            revocations: None,
             #[cfg(feature = "remote")]
             remote: Default::default(),
         }
@@ -423,6 +425,28 @@ impl VerifierBuilder {
         self
     }
 
+    /// Obey these revocation rules: every answer, cache hits included, is checked against
+    /// them, and a revoked token is refused with [`ErrorKind::Revoked`](crate::ErrorKind::Revoked).
+    /// Rules are kept at least this verifier's maximum lifetime plus leeway after their
+    /// time. See [`crate::revocation`].
+    ///
+    /// ```
+    /// use mka1_auth::{revocation::Revocations, Verifier};
+    ///
+    /// let verifier = Verifier::builder()
+    ///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+    ///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+    ///     .audience("https://api.example.com")
+    ///     .revocations(Revocations::in_process())
+    ///     .build()?;
+    /// # let _ = verifier;
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn revocations(mut self, revocations: crate::revocation::Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
     /// Check the configuration and build the verifier. Does no I/O.
     pub fn build(self) -> Result<Verifier, ConfigError> {
         let audiences = no_empty_strings("audience", self.audiences)?;
@@ -475,6 +499,9 @@ impl VerifierBuilder {
                 checks: Checks::new(self.checks),
                 uncached_checks: Checks::new(self.uncached_checks),
                 cache,
+                revocations: self.revocations.inspect(|r| {
+                    r.retain_at_least(self.max_lifetime.saturating_add(self.leeway));
+                }),
             }),
         })
     }

