@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{file, mka1_auth, run, run_args, run_with_stdin, DevIssuerProcess, Run};
-use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::ManualClock;
+use mka1_auth_dev_issuer::{DevIssuer, Mint};
 use serde_json::Value;
 
 const AUDIENCE: &str = "https://api.example.test";

@@ -12,7 +12,7 @@ use super::request::parse_object;
 use super::request::{caller, json_object};
 use super::state::IssuerState;
 use super::{normalize, DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN};
-use crate::claims::validate_end_user_id;
+use mka1_auth::claims::validate_end_user_id;
 
 pub(super) async fn exchange(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
     let caller = match caller(shared, request.headers()) {

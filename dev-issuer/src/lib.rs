@@ -19,7 +19,7 @@
 //!
 //! ```
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use mka1_auth::dev_issuer::{DevIssuer, Mint};
+//! use mka1_auth_dev_issuer::{DevIssuer, Mint};
 //! use mka1_auth::Verifier;
 //!
 //! let issuer = DevIssuer::start().await?;
@@ -108,10 +108,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 #[cfg(doc)]
-use crate::claims::validate_end_user_id;
+use mka1_auth::claims::validate_end_user_id;
 #[cfg(doc)]
-use crate::clock::Clock;
-use crate::error::ConfigError;
+use mka1_auth::Clock;
+use mka1_auth::ConfigError;
 
 mod api_keys;
 mod builder;
@@ -135,7 +135,7 @@ pub use self::builder::DevIssuerBuilder;
 pub use self::faults::JwksFault;
 pub use self::signing::SigningAlgorithm;
 use self::state::IssuerState;
-pub use crate::protocol::{
+pub use mka1_auth::protocol::{
     DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH, MAX_EXPIRES_IN,
     MIN_EXPIRES_IN, SCOPED_API_KEY_DELETE_PATH, SCOPED_API_KEY_LIST_PATH, SCOPED_API_KEY_PATH,
     SCOPED_API_KEY_REGENERATE_PATH, SCOPED_API_KEY_UPDATE_PATH,
@@ -166,7 +166,7 @@ pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(MAX_EXPIRES_IN)
 ///
 /// ```
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use mka1_auth::dev_issuer::DevIssuer;
+/// use mka1_auth_dev_issuer::DevIssuer;
 ///
 /// let issuer = DevIssuer::start().await?;
 /// assert!(issuer.base_url().starts_with("http://127.0.0.1:"));
@@ -253,7 +253,7 @@ impl DevIssuer {
     ///
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
-    /// use mka1_auth::dev_issuer::DevIssuer;
+    /// use mka1_auth_dev_issuer::DevIssuer;
     /// use mka1_auth::jwks::KeySet;
     ///
     /// let issuer = DevIssuer::start().await?;
@@ -279,7 +279,7 @@ impl DevIssuer {
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
     /// use std::time::Duration;
-    /// use mka1_auth::dev_issuer::{DevIssuer, Mint};
+    /// use mka1_auth_dev_issuer::{DevIssuer, Mint};
     ///
     /// let issuer = DevIssuer::start().await?;
     /// let token = issuer.mint(
@@ -318,7 +318,7 @@ impl DevIssuer {
     ///
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
-    /// use mka1_auth::dev_issuer::DevIssuer;
+    /// use mka1_auth_dev_issuer::DevIssuer;
     ///
     /// let issuer = DevIssuer::start().await?;
     /// let old = issuer.current_kid();
@@ -343,7 +343,7 @@ impl DevIssuer {
     ///
     /// ```
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use mka1_auth::dev_issuer::{ApiKeySpec, DevIssuer};
+    /// use mka1_auth_dev_issuer::{ApiKeySpec, DevIssuer};
     ///
     /// let issuer = DevIssuer::start().await?;
     /// let key = issuer.create_key(ApiKeySpec::new(["orders:read"]).name("reports"))?;
@@ -397,7 +397,7 @@ impl DevIssuer {
     ///
     /// ```
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use mka1_auth::dev_issuer::{DevIssuer, JwksFault};
+    /// use mka1_auth_dev_issuer::{DevIssuer, JwksFault};
     ///
     /// let issuer = DevIssuer::start().await?;
     /// let http = reqwest::Client::builder().no_proxy().build()?;
@@ -465,7 +465,7 @@ impl fmt::Debug for DevIssuer {
 ///
 /// ```
 /// use std::time::Duration;
-/// use mka1_auth::dev_issuer::Mint;
+/// use mka1_auth_dev_issuer::Mint;
 ///
 /// let mint = Mint::new("https://api.example.com", "user-42")
 ///     .permissions(["agent:read"])
