@@ -1,4 +1,4 @@
-//! A local stand-in for MKA1's token service (feature `dev-issuer`), for tests and demos.
+//! A local stand-in for MKA1's token service, for testing services that use `mka1-auth`.
 //!
 //! [`DevIssuer`] runs an HTTP/1 server on `127.0.0.1` (an ephemeral port, unless
 //! [`DevIssuerBuilder::bind`] says otherwise) inside your tokio
@@ -95,6 +95,17 @@
 //!
 //! Every key belongs to one organization (`orgId` `dev-org`) and the user `dev-user` (or the
 //! service account of `onBehalfOf`). Rate limits are stored and shown, not enforced.
+//!
+//! # Adding it
+//!
+//! A dev-dependency beside `mka1-auth`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! mka1-auth-dev-issuer = "0.1"
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::convert::Infallible;
 use std::fmt;
