@@ -1,16 +1,23 @@
-//! The HTTP server: accepting connections, graceful shutdown, and the routes.
+//! The HTTP server: accepting connections and graceful shutdown (by hand, for the header
+//! read timeout `axum::serve` does not set), and the routes (an axum `Router`).
 
 use std::convert::Infallible;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::routing::{get, post};
+use axum::Router;
+use http::{header, HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::{Service, ServiceBuilder};
 
 use super::exchange::exchange;
 use super::faults::JwksFault;
@@ -31,12 +38,15 @@ pub(super) async fn serve(
     shared: Arc<IssuerState>,
     mut signal: watch::Receiver<bool>,
 ) {
+    let routes = ServiceBuilder::new()
+        .map_response(spaced_allow)
+        .service(routes(shared));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(connection(stream, Arc::clone(&shared), signal.clone()));
+                    connections.spawn(connection(stream, routes.clone(), signal.clone()));
                 }
                 Err(error) => tracing::debug!(%error, "dev issuer could not accept a connection"),
             },
@@ -55,15 +65,15 @@ async fn stopped(signal: &mut watch::Receiver<bool>) {
     let _ = signal.wait_for(|stop| *stop).await;
 }
 
-async fn connection(
-    stream: TcpStream,
-    shared: Arc<IssuerState>,
-    mut signal: watch::Receiver<bool>,
-) {
-    let service = hyper::service::service_fn(move |request| {
-        let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(route(&shared, request).await) }
-    });
+async fn connection<S>(stream: TcpStream, routes: S, mut signal: watch::Receiver<bool>)
+where
+    S: Service<Request<Incoming>, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let service = TowerToHyperService::new(routes);
     let mut conn = pin!(hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -80,64 +90,80 @@ async fn connection(
     }
 }
 
-/// Every endpoint the dev issuer serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
-    Exchange,
-    Jwks,
-    CreateKey,
-    ListKeys,
-    UpdateKey,
-    RegenerateKey,
-    DeleteKey,
-}
+/// The issuer's state, as every handler takes it.
+type Shared = State<Arc<IssuerState>>;
 
-impl Endpoint {
-    fn of(path: &str) -> Option<Endpoint> {
-        Some(match path {
-            EXCHANGE_TOKEN_PATH | LEGACY_EXCHANGE_TOKEN_PATH => Endpoint::Exchange,
-            JWKS_PATH => Endpoint::Jwks,
-            SCOPED_API_KEY_PATH => Endpoint::CreateKey,
-            SCOPED_API_KEY_LIST_PATH => Endpoint::ListKeys,
-            SCOPED_API_KEY_UPDATE_PATH => Endpoint::UpdateKey,
-            SCOPED_API_KEY_REGENERATE_PATH => Endpoint::RegenerateKey,
-            SCOPED_API_KEY_DELETE_PATH => Endpoint::DeleteKey,
-            _ => return None,
+/// Every endpoint, by path and method. Another method on a known path gets 405 with `Allow`,
+/// an unknown path 404, both in the JSON shape of every refusal.
+fn routes(shared: Arc<IssuerState>) -> Router {
+    Router::new()
+        .route(EXCHANGE_TOKEN_PATH, post(exchange_endpoint))
+        .route(LEGACY_EXCHANGE_TOKEN_PATH, post(exchange_endpoint))
+        .route(JWKS_PATH, get(jwks))
+        .route(
+            SCOPED_API_KEY_PATH,
+            post(|State(s): Shared, r: Request| async move { scoped::create(&s, r).await }),
+        )
+        .route(
+            SCOPED_API_KEY_LIST_PATH,
+            get(|State(s): Shared, r: Request| async move { scoped::list(&s, r).await }),
+        )
+        .route(
+            SCOPED_API_KEY_UPDATE_PATH,
+            post(|State(s): Shared, r: Request| async move { scoped::update(&s, r).await }),
+        )
+        .route(
+            SCOPED_API_KEY_REGENERATE_PATH,
+            post(|State(s): Shared, r: Request| async move { scoped::regenerate(&s, r).await }),
+        )
+        .route(
+            SCOPED_API_KEY_DELETE_PATH,
+            post(|State(s): Shared, r: Request| async move { scoped::delete(&s, r).await }),
+        )
+        .fallback(|| async {
+            refusal(
+                StatusCode::NOT_FOUND,
+                "no such endpoint on the dev issuer",
+                Vec::new(),
+            )
         })
-    }
-
-    /// The methods it answers, as an `Allow` header lists them.
-    fn allow(self) -> &'static str {
-        match self {
-            Endpoint::Jwks => "GET, HEAD",
-            Endpoint::ListKeys => "GET",
-            _ => "POST",
-        }
-    }
-
-    fn allows(self, method: &str) -> bool {
-        self.allow().split(", ").any(|allowed| allowed == method)
-    }
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
+        .layer(middleware::from_fn(logged))
+        .with_state(shared)
 }
 
-/// Answer one request; every answer that is not a success leaves a debug event (status and
-/// path: never a header or a body, so never a secret).
-async fn route(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
-    let endpoint = Endpoint::of(request.uri().path());
-    let response = match endpoint {
-        None => refusal(
-            StatusCode::NOT_FOUND,
-            "no such endpoint on the dev issuer",
+async fn exchange_endpoint(State(shared): Shared, request: Request) -> Response<String> {
+    exchange(&shared, request).await
+}
+
+async fn jwks(State(shared): Shared) -> Response<String> {
+    if shared.faults.on_jwks_request().await == JwksFault::Error500 {
+        return refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the jwks endpoint is failing (a dev issuer fault switch)",
             Vec::new(),
-        ),
-        Some(endpoint) if !endpoint.allows(request.method().as_str()) => {
-            method_not_allowed(endpoint.allow())
-        }
-        Some(endpoint) => answer(shared, endpoint, request).await,
-    };
-    if !response.status().is_success() {
+        );
+    }
+    let max_age = shared.jwks_max_age.as_secs();
+    let mut response = json_response(StatusCode::OK, &shared.jwks());
+    if let Ok(value) = HeaderValue::try_from(format!("public, max-age={max_age}")) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    response
+}
+
+/// Every answer that is not a success leaves a debug event (status and the endpoint's path:
+/// never a header, a body or an unknown path, so never a secret).
+async fn logged(request: Request, next: Next) -> axum::response::Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    if !status.is_success() {
         tracing::debug!(
-            status = response.status().as_u16(),
+            status = status.as_u16(),
             ?endpoint,
             "dev issuer refused a request"
         );
@@ -145,32 +171,15 @@ async fn route(shared: &IssuerState, request: Request<Incoming>) -> Response<Str
     response
 }
 
-async fn answer(
-    shared: &IssuerState,
-    endpoint: Endpoint,
-    request: Request<Incoming>,
-) -> Response<String> {
-    match endpoint {
-        Endpoint::Exchange => exchange(shared, request).await,
-        Endpoint::Jwks => {
-            if shared.faults.on_jwks_request().await == JwksFault::Error500 {
-                return refusal(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the jwks endpoint is failing (a dev issuer fault switch)",
-                    Vec::new(),
-                );
-            }
-            let max_age = shared.jwks_max_age.as_secs();
-            let mut response = json_response(StatusCode::OK, &shared.jwks());
-            if let Ok(value) = HeaderValue::try_from(format!("public, max-age={max_age}")) {
-                response.headers_mut().insert(header::CACHE_CONTROL, value);
-            }
-            response
-        }
-        Endpoint::CreateKey => scoped::create(shared, request).await,
-        Endpoint::ListKeys => scoped::list(shared, request).await,
-        Endpoint::UpdateKey => scoped::update(shared, request).await,
-        Endpoint::RegenerateKey => scoped::regenerate(shared, request).await,
-        Endpoint::DeleteKey => scoped::delete(shared, request).await,
+/// A 405's `Allow` as `GET, HEAD`, as the dev issuer has always written it (axum writes
+/// `GET,HEAD`: the same list). Outside the router, which adds `Allow` last.
+fn spaced_allow(mut response: axum::response::Response) -> axum::response::Response {
+    let allow = response.headers().get(header::ALLOW);
+    let spaced = allow
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| HeaderValue::try_from(v.replace(',', ", ")).ok());
+    if let Some(spaced) = spaced {
+        response.headers_mut().insert(header::ALLOW, spaced);
     }
+    response
 }
