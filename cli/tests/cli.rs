@@ -165,6 +165,37 @@ async fn token_with_an_empty_permissions_flag_gets_a_token_with_none() {
 }
 
 #[tokio::test]
+async fn a_permission_the_dev_issuer_does_not_grant_gets_a_hint_at_permissions() {
+    // Started with the default permissions (agent:read, agent:write).
+    let issuer = DevIssuerProcess::start(&[]).await;
+    let args = [
+        "--audience",
+        AUDIENCE,
+        "--external-user-id",
+        "u",
+        "--permissions",
+        "orders:read",
+    ];
+    let refused = issuer.token("MKA1_API_KEY", &issuer.api_key, &args).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(refused.stdout.is_empty());
+    assert!(refused.stderr.contains("status 403"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("`mka1-auth dev-issuer` gives its key only agent:read and agent:write"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("`--permissions <name>,...`"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(issuer.interrupt().await, Some(0));
+}
+
+#[tokio::test]
 async fn a_failed_exchange_exits_1_and_a_bad_request_2() {
     let issuer = DevIssuerProcess::start(&["--api-key", "the-right-key"]).await;
     let args = ["--audience", AUDIENCE, "--external-user-id", "u"];
