@@ -49,7 +49,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::outbound::forward::{Forward, ForwardLayer};
 use mka1_auth::outbound::{Outbound, OutboundLayer, ReqwestService};
 #[cfg(feature = "redis")]
@@ -59,6 +58,7 @@ use mka1_auth::{
     outbound::ForwardToken, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, VerifiedToken,
     Verifier,
 };
+use mka1_auth_dev_issuer::{DevIssuer, Mint};
 use serde_json::json;
 use tower::Layer;
 

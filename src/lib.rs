@@ -9,11 +9,12 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::{body::Body, routing::get, Router};
 //! use http::Request;
-//! use mka1_auth::dev_issuer::{DevIssuer, Mint};
+//! use mka1_auth_dev_issuer::{DevIssuer, Mint};
 //! use mka1_auth::{Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, Verifier};
 //! use tower::ServiceExt;
 //!
-//! // A local MKA1 stand-in (feature `dev-issuer`): its keys, and tokens it mints.
+//! // A local MKA1 stand-in (the `mka1-auth-dev-issuer` crate, a dev-dependency): its keys,
+//! // and tokens it mints.
 //! let issuer = DevIssuer::start().await?;
 //! let verifier = Verifier::builder()
 //!     .jwks(issuer.jwks_json()) // in production: .jwks_url(<your MKA1 deployment's JWKS URL>)
@@ -46,7 +47,7 @@
 //! | **inbound**: guard a service | [`Verifier`] (what a valid token is), [`Mka1AuthLayer`] ([`layer`]), [`RequirePermissionsLayer`] ([`permissions`]), answers to refused requests ([`rejection`]) |
 //! | inbound: read the verified user in a handler | the extractors ([`extract`]: [`OnBehalfOf`], [`VerifiedToken`], [`Claims`](extract::Claims), [`Require`](extract::Require)), the types themselves ([`claims`]) |
 //! | **outbound**: call onward for the user | [`outbound`] (the layer, credential sources), [`exchange`] (MKA1's exchange-token client), [`outbound::forward`] (a proxy route) |
-//! | **testing** | [`dev_issuer`] (a local MKA1: JWKS, exchange, API keys), [`ManualClock`] ([`clock`]) |
+//! | **testing** | the [`mka1-auth-dev-issuer`](https://docs.rs/mka1-auth-dev-issuer) crate (a local MKA1: JWKS, exchange, API keys; a dev-dependency), [`ManualClock`] ([`clock`]) |
 //! | **operations** | [`metrics`] (feature `metrics`), [`grpc`] (gRPC answers, tonic helpers), [`jwks`] (key sets, their status, the refresher) |
 //! | MKA1's API facts | [`protocol`] |
 //!
@@ -57,7 +58,7 @@
 //!
 //! - [Guarding a service](guide::guarding): axum and tower, `.layer` or `.route_layer`,
 //!   anonymous requests, permissions and layer order, your own refusal answers.
-//! - [Testing your service](guide::testing) against [`DevIssuer`](dev_issuer::DevIssuer):
+//! - [Testing your service](guide::testing) against [`DevIssuer`](https://docs.rs/mka1-auth-dev-issuer/latest/mka1_auth_dev_issuer/struct.DevIssuer.html):
 //!   200, 401 and 403, key rotation, a revoked API key.
 //! - [Calling onward](guide::outbound): exchanged tokens per user, forwarding the inbound
 //!   token, calls with no inbound request.
@@ -79,9 +80,6 @@
 mod bearer;
 pub mod claims;
 pub mod clock;
-#[cfg(feature = "dev-issuer")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dev-issuer")))]
-pub mod dev_issuer;
 mod error;
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
@@ -118,7 +116,7 @@ mod token_cache;
 mod verify;
 
 // The root holds what guarding a service takes; outbound calls, forwarding, the exchange
-// client, the dev issuer and key-set details are used through their modules.
+// client and key-set details are used through their modules.
 pub use claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 pub use clock::{Clock, ManualClock};
 pub use error::{ConfigError, Error, ErrorKind};
@@ -129,31 +127,32 @@ pub use rejection::{Reject, Rejection};
 pub use verify::{ClaimRefusal, Verifier, VerifierBuilder};
 
 /// Guides: how to do each job with this crate. Every example on these pages is compiled and
-/// run by `cargo test --doc` (with the features `axum`, `remote` and `dev-issuer`; the
-/// production guide also needs `metrics` and `tonic`).
+/// run by `cargo test --doc` (with the features `axum` and `remote`, and the
+/// `mka1-auth-dev-issuer` dev-dependency; the production guide also needs `metrics` and
+/// `tonic`).
 pub mod guide {
     #[cfg_attr(
-        any(not(doctest), all(feature = "axum", feature = "dev-issuer")),
+        any(not(doctest), feature = "axum"),
         doc = include_str!("../docs/guarding.md")
     )]
     pub mod guarding {}
     #[cfg_attr(
-        any(not(doctest), all(feature = "axum", feature = "remote", feature = "dev-issuer")),
+        any(not(doctest), all(feature = "axum", feature = "remote")),
         doc = include_str!("../docs/testing.md")
     )]
     pub mod testing {}
     #[cfg_attr(
-        any(not(doctest), all(feature = "axum", feature = "remote", feature = "dev-issuer")),
+        any(not(doctest), all(feature = "axum", feature = "remote")),
         doc = include_str!("../docs/outbound.md")
     )]
     pub mod outbound {}
     #[cfg_attr(
-        any(not(doctest), all(feature = "axum", feature = "remote", feature = "dev-issuer")),
+        any(not(doctest), all(feature = "axum", feature = "remote")),
         doc = include_str!("../docs/forwarding.md")
     )]
     pub mod forwarding {}
     #[cfg_attr(
-        any(not(doctest), all(feature = "axum", feature = "dev-issuer")),
+        any(not(doctest), feature = "axum"),
         doc = include_str!("../docs/policy.md")
     )]
     pub mod policy {}
@@ -163,7 +162,6 @@ pub mod guide {
             all(
                 feature = "axum",
                 feature = "remote",
-                feature = "dev-issuer",
                 feature = "metrics",
                 feature = "tonic"
             )
@@ -174,7 +172,7 @@ pub mod guide {
     #[cfg_attr(
         any(
             not(doctest),
-            all(feature = "axum", feature = "remote", feature = "dev-issuer")
+            all(feature = "axum", feature = "remote")
         ),
         doc = include_str!("../docs/mcp.md")
     )]
@@ -189,13 +187,13 @@ pub mod guide {
     #[doc = include_str!("../docs/cli.md")]
     pub mod cli {}
     #[cfg_attr(
-        any(not(doctest), all(feature = "remote", feature = "dev-issuer")),
+        any(not(doctest), feature = "remote"),
         doc = include_str!("../docs/revocation.md")
     )]
     pub mod revocation {}
 }
 
 // README's rust blocks run as doctests too.
-#[cfg(all(doctest, feature = "axum", feature = "remote", feature = "dev-issuer"))]
+#[cfg(all(doctest, feature = "axum", feature = "remote"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

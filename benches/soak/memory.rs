@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use mka1_auth::dev_issuer::DevIssuer;
 use mka1_auth::Verifier;
+use mka1_auth_dev_issuer::DevIssuer;
 
 use crate::tokens;
 

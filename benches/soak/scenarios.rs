@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mka1_auth::dev_issuer::{DevIssuer, JwksFault};
 use mka1_auth::Verifier;
+use mka1_auth_dev_issuer::{DevIssuer, JwksFault};
 use tokio::runtime::Runtime;
 
 use crate::load::{self, Case, Kind, Plan, Report};

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use axum::routing::get;
 use axum::Router;
-use mka1_auth::dev_issuer::DevIssuer;
 use mka1_auth::{Mka1AuthLayer, Verifier};
+use mka1_auth_dev_issuer::DevIssuer;
 use tokio::runtime::Runtime;
 
 pub const AUDIENCE: &str = "https://soak.example.test";

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use mka1_auth::dev_issuer::{DevIssuer, Mint};
+use mka1_auth_dev_issuer::{DevIssuer, Mint};
 use serde_json::json;
 
 use crate::server::AUDIENCE;

@@ -1,10 +1,10 @@
-//! `mka1-auth dev-issuer`: the library's [`DevIssuer`] in the foreground, for services in any
+//! `mka1-auth dev-issuer`: the [`DevIssuer`] of `mka1-auth-dev-issuer` in the foreground, for services in any
 //! language to be tested against.
 
 use std::future::Future;
 use std::io;
 
-use mka1_auth::dev_issuer::{DevIssuer, SigningAlgorithm};
+use mka1_auth_dev_issuer::{DevIssuer, SigningAlgorithm};
 
 use crate::args::DevIssuerArgs;
 use crate::{out, Failure, Outcome};

@@ -5,7 +5,7 @@
 //! - `inspect` decodes a token's header and claims without verifying anything;
 //! - `token` mints a token through the library's exchange client;
 //! - `jwks` fetches a key set with the library's fetch rules and lists every key;
-//! - `dev-issuer` runs the library's local MKA1 stand-in in the foreground;
+//! - `dev-issuer` runs the local MKA1 stand-in (`mka1-auth-dev-issuer`) in the foreground;
 //! - `revoke` stores a revocation rule in Redis, `revocations` lists them.
 //!
 //! Exit status: 0 for success, 1 for a refusal or a failed call, 2 for bad usage.

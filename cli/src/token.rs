@@ -56,6 +56,13 @@ pub async fn run(args: TokenArgs) -> Result<Outcome, Failure> {
             Some(e) if e.kind() == ExchangeErrorKind::InvalidRequest => {
                 Err(Failure::Usage(e.to_string()))
             }
+            // A permission the key lacks: most often a `mka1-auth dev-issuer` started
+            // without it, so say how to grant it.
+            Some(e) if e.kind() == ExchangeErrorKind::Forbidden => Err(Failure::Failed(format!(
+                "{e} (hint: the api key must hold every permission asked for; `mka1-auth \
+                 dev-issuer` gives its key only agent:read and agent:write unless started with \
+                 `--permissions <name>,...`)"
+            ))),
             Some(e) => Err(Failure::Failed(e.to_string())),
             None => Err(Failure::Failed(refusal.to_string())),
         },

@@ -14,8 +14,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{file, mka1_auth, run, run_args, run_with_stdin, DevIssuerProcess, Run};
-use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::ManualClock;
+use mka1_auth_dev_issuer::{DevIssuer, Mint};
 use serde_json::Value;
 
 const AUDIENCE: &str = "https://api.example.test";
@@ -167,6 +167,37 @@ async fn token_with_an_empty_permissions_flag_gets_a_token_with_none() {
     assert_eq!(json["result"], "valid", "{json}");
     assert_eq!(json["sub"], "user-7");
     assert_eq!(json["permissions"], serde_json::json!([]));
+    assert_eq!(issuer.interrupt().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_permission_the_dev_issuer_does_not_grant_gets_a_hint_at_permissions() {
+    // Started with the default permissions (agent:read, agent:write).
+    let issuer = DevIssuerProcess::start(&[]).await;
+    let args = [
+        "--audience",
+        AUDIENCE,
+        "--external-user-id",
+        "u",
+        "--permissions",
+        "orders:read",
+    ];
+    let refused = issuer.token("MKA1_API_KEY", &issuer.api_key, &args).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(refused.stdout.is_empty());
+    assert!(refused.stderr.contains("status 403"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("`mka1-auth dev-issuer` gives its key only agent:read and agent:write"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("`--permissions <name>,...`"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(issuer.interrupt().await, Some(0));
 }
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{file, run_args, without_proxies, DevIssuerProcess};
-use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::ManualClock;
+use mka1_auth_dev_issuer::{DevIssuer, Mint};
 use tokio::process::Command;
 
 fn guide() -> String {

@@ -19,7 +19,7 @@
 //!
 //! ```
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use mka1_auth::dev_issuer::{DevIssuer, Mint};
+//! use mka1_auth_dev_issuer::{DevIssuer, Mint};
 //! use mka1_auth::revocation::{Revocations, Rule};
 //! use mka1_auth::{ErrorKind, Verifier};
 //!

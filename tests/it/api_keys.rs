@@ -2,19 +2,19 @@
 //! create, list, exchange (both paths) with the calling key's scopes, regenerate, update,
 //! delete and expiry; who may manage keys; every 400; secrets in no answer and no log. Also
 //! the handle's methods that do the same without HTTP.
-#![cfg(all(feature = "dev-issuer", feature = "remote"))]
+#![cfg(feature = "remote")]
 
 use crate::common;
 use crate::mock_mka1;
 
 use std::time::Duration;
 
-use mka1_auth::dev_issuer::{
+use mka1_auth::{ConfigError, ManualClock};
+use mka1_auth_dev_issuer::{
     ApiKeySpec, DevIssuer, BOOTSTRAP_KEY_ID, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH,
     SCOPED_API_KEY_DELETE_PATH, SCOPED_API_KEY_LIST_PATH, SCOPED_API_KEY_PATH,
     SCOPED_API_KEY_REGENERATE_PATH, SCOPED_API_KEY_UPDATE_PATH,
 };
-use mka1_auth::{ConfigError, ManualClock};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::Router;
-use mka1_auth::dev_issuer::Mint;
+use mka1_auth_dev_issuer::Mint;
 use protected_api::{run, start, Config, Running};
 use serde_json::Value;
 
@@ -406,8 +406,8 @@ async fn readyz_says_why_while_no_key_set_is_usable() {
 #[cfg(feature = "remote")]
 #[tokio::test]
 async fn call_downstream_asks_only_for_the_permission_it_uses() {
-    use mka1_auth::dev_issuer::WRITE_APIKEYS_SCOPE;
     use mka1_auth::exchange::ExchangeClient;
+    use mka1_auth_dev_issuer::WRITE_APIKEYS_SCOPE;
 
     let (running, _) = start_demo(loopback_config()).await;
     let issuer = running.dev_issuer.as_ref().unwrap();

@@ -1,15 +1,15 @@
 //! The dev issuer from outside, over loopback HTTP: both exchange paths, every validation
 //! rule, the JWKS, key rotation with its grace period, direct minting, and shutdown. Tokens
 //! are checked with a `Verifier` built from the JWKS the issuer serves.
-#![cfg(all(feature = "dev-issuer", feature = "remote"))]
+#![cfg(feature = "remote")]
 
 use std::time::Duration;
 
-use mka1_auth::dev_issuer::{
+use mka1_auth::{ErrorKind, ManualClock, Verifier};
+use mka1_auth_dev_issuer::{
     DevIssuer, JwksFault, Mint, SigningAlgorithm, EXCHANGE_TOKEN_PATH, JWKS_PATH,
     LEGACY_EXCHANGE_TOKEN_PATH, MAX_BODY_BYTES,
 };
-use mka1_auth::{ErrorKind, ManualClock, Verifier};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -640,17 +640,16 @@ async fn configuration_is_checked() {
 
 /// Against the dev issuer, which reads `permissions` as MKA1 does: `[]` is none, a request
 /// without the field gets all of the key's scopes. Tokens are verified, not just decoded.
-#[cfg(feature = "dev-issuer")]
 mod on_the_dev_issuer {
     use std::time::Duration;
 
     use http::Request;
-    use mka1_auth::dev_issuer::{ApiKeySpec, DevIssuer};
     use mka1_auth::exchange::{
         ExchangeClient, ExchangeRequest, ExchangeSource, ExchangedToken, MAX_EXPIRES_IN,
     };
     use mka1_auth::outbound::{OutboundLayer, ReqwestService};
     use mka1_auth::{ManualClock, VerifiedToken, Verifier};
+    use mka1_auth_dev_issuer::{ApiKeySpec, DevIssuer};
     use tower::{Layer, ServiceExt};
 
     use super::mock_mka1::Upstream;

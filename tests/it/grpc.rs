@@ -4,7 +4,7 @@
 //! (16 UNAUTHENTICATED), permission denied (7) and unavailable (14), each as a `grpc-status`
 //! the client reads. The service and client are `examples/grpc_service.rs`'s, written by
 //! hand (prost derives): no `protoc`.
-#![cfg(all(feature = "tonic", feature = "dev-issuer"))]
+#![cfg(feature = "tonic")]
 
 #[allow(dead_code)]
 #[path = "../../examples/grpc_service.rs"]
@@ -16,11 +16,11 @@ use std::net::SocketAddr;
 use grpc_service::{hello, outbound, serve, serve_behind, HelloReply, GREETER};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use mka1_auth::dev_issuer::{DevIssuer, Mint};
 use mka1_auth::exchange::ExchangeSource;
 use mka1_auth::grpc::GrpcReject;
 use mka1_auth::outbound::Outbound;
 use mka1_auth::{Mka1AuthLayer, OnBehalfOf, Verifier};
+use mka1_auth_dev_issuer::{DevIssuer, Mint};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tower::{Layer, ServiceExt};

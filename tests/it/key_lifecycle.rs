@@ -2,17 +2,17 @@
 //! key's scopes or a subset, a scope outside them refused, the key regenerated, updated,
 //! deleted and expired. A rejected key is its own refusal kind, never retried, says to check
 //! the key, and drops every token the client cached for it.
-#![cfg(all(feature = "dev-issuer", feature = "remote"))]
+#![cfg(feature = "remote")]
 
 use std::time::Duration;
 
-use mka1_auth::dev_issuer::{ApiKeySpec, DevIssuer, SCOPED_API_KEY_UPDATE_PATH};
 use mka1_auth::exchange::{
     ExchangeClient, ExchangeError, ExchangeErrorKind, ExchangeRequest, EXCHANGE_TOKEN_PATH,
     LEGACY_EXCHANGE_TOKEN_PATH,
 };
 use mka1_auth::outbound::{Refusal, RefusalKind};
 use mka1_auth::{ManualClock, Verifier};
+use mka1_auth_dev_issuer::{ApiKeySpec, DevIssuer, SCOPED_API_KEY_UPDATE_PATH};
 use serde_json::json;
 
 const NOW: u64 = 1_800_000_000;

@@ -10,7 +10,7 @@ pub(crate) mod mcp_server; // mcp_python runs it too
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_server::{start, Config, Running};
-use mka1_auth::dev_issuer::{DevIssuer, Mint};
+use mka1_auth_dev_issuer::{DevIssuer, Mint};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
     ProtocolVersion,

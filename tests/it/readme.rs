@@ -2,8 +2,8 @@
 //! `DevIssuer`, and the token that comes back is one the demo accepts. README's rust blocks
 //! are doctests (`src/lib.rs`, and `tests/newcomer` as a new crate would compile them).
 
-use mka1_auth::dev_issuer::DevIssuer;
 use mka1_auth::Verifier;
+use mka1_auth_dev_issuer::DevIssuer;
 
 /// The demo's audience, as the curl line names it.
 const DEMO_AUDIENCE: &str = "http://127.0.0.1:3000";

@@ -6,13 +6,12 @@
 //! API key's whole life through `auth.api_keys` (create, list, exchange, regenerate, update,
 //! delete, bad input). A missing Python, a failed `venv` or a failed `pip install` fails the test:
 //! it is never skipped. Set `MKA1_SDK_PYTHON` to choose the interpreter (default `python3`).
-#![cfg(feature = "dev-issuer")]
 
 use std::path::Path;
 use std::time::Duration;
 
-use mka1_auth::dev_issuer::{DevIssuer, BOOTSTRAP_KEY_ID};
 use mka1_auth::{Clock, ErrorKind, ManualClock, Verifier};
+use mka1_auth_dev_issuer::{DevIssuer, BOOTSTRAP_KEY_ID};
 use serde_json::{json, Value};
 use tokio::process::Command;
 

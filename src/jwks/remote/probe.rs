@@ -25,7 +25,7 @@ use crate::jwks::{Algorithm, JwksDocument, KeySet};
 ///
 /// ```
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use mka1_auth::dev_issuer::DevIssuer;
+/// use mka1_auth_dev_issuer::DevIssuer;
 /// use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
 /// use mka1_auth::jwks::DEFAULT_ALGORITHMS;
 ///

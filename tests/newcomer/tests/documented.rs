@@ -49,7 +49,10 @@ fn tables(toml: &str) -> Tables {
 /// A line of this crate's Cargo.toml as the docs would write it: without the path, and a
 /// table holding only a version written as the version.
 fn as_documented(line: &str) -> String {
-    let line = line.replace(", path = \"../..\"", "");
+    let line = match line.split_once(", path = \"../..") {
+        Some((before, after)) => before.to_owned() + &after[after.find('"').unwrap() + 1..],
+        None => line.to_owned(),
+    };
     match line.split_once(" = { version = ") {
         Some((name, rest)) if rest.ends_with(" }") && !rest.contains(',') => {
             format!("{name} = {}", &rest[..rest.len() - 2])

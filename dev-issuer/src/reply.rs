@@ -61,14 +61,11 @@ pub(super) fn body_too_large() -> Response<String> {
     )
 }
 
-pub(super) fn method_not_allowed(allow: &'static str) -> Response<String> {
-    let mut response = refusal(
+/// A 405; the router adds `Allow`.
+pub(super) fn method_not_allowed() -> Response<String> {
+    refusal(
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this endpoint",
         Vec::new(),
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
+    )
 }

@@ -14,7 +14,7 @@ use aws_lc_rs::error::Unspecified;
 use aws_lc_rs::rand::SystemRandom;
 
 use super::signing::random_b64;
-use crate::error::ConfigError;
+use mka1_auth::ConfigError;
 
 /// The scope a key must hold to create, list, update, regenerate or delete API keys. The
 /// bootstrap key ([`DevIssuer::api_key`](super::DevIssuer::api_key)) holds it, and every
@@ -46,7 +46,7 @@ const MAX_SCOPE_PART_CHARS: usize = 64;
 ///
 /// ```
 /// use std::time::Duration;
-/// use mka1_auth::dev_issuer::ApiKeySpec;
+/// use mka1_auth_dev_issuer::ApiKeySpec;
 ///
 /// let spec = ApiKeySpec::new(["orders:read"])
 ///     .name("reports")
@@ -271,7 +271,7 @@ pub(super) enum Denied {
 /// letters, digits, `_`, `-` and `.` (MKA1's scopes look like `read:responses`); else why not.
 ///
 /// ```
-/// use mka1_auth::dev_issuer::check_scope;
+/// use mka1_auth_dev_issuer::check_scope;
 ///
 /// assert!(check_scope("read:responses").is_ok());
 /// assert!(check_scope("agent:read").is_ok());

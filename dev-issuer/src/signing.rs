@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// The algorithm the dev issuer signs with.
 ///
 /// ```
-/// use mka1_auth::dev_issuer::SigningAlgorithm;
+/// use mka1_auth_dev_issuer::SigningAlgorithm;
 /// use mka1_auth::Algorithm;
 ///
 /// assert_eq!(SigningAlgorithm::default(), SigningAlgorithm::EdDSA);
@@ -36,11 +36,11 @@ pub enum SigningAlgorithm {
 
 impl SigningAlgorithm {
     /// The JOSE algorithm, as a verifier names it.
-    pub fn algorithm(self) -> crate::jwks::Algorithm {
+    pub fn algorithm(self) -> mka1_auth::jwks::Algorithm {
         match self {
-            SigningAlgorithm::EdDSA => crate::jwks::Algorithm::EdDSA,
-            SigningAlgorithm::ES256 => crate::jwks::Algorithm::ES256,
-            SigningAlgorithm::RS256 => crate::jwks::Algorithm::RS256,
+            SigningAlgorithm::EdDSA => mka1_auth::jwks::Algorithm::EdDSA,
+            SigningAlgorithm::ES256 => mka1_auth::jwks::Algorithm::ES256,
+            SigningAlgorithm::RS256 => mka1_auth::jwks::Algorithm::RS256,
         }
     }
 
@@ -159,8 +159,8 @@ mod tests {
         ] {
             let key = SigningKey::generate(alg, &rng).unwrap();
             assert!(key.jwk.get("use").is_none());
-            let set =
-                crate::jwks::KeySet::from_json(&json!({"keys": [key.jwk]}).to_string()).unwrap();
+            let set = mka1_auth::jwks::KeySet::from_json(&json!({"keys": [key.jwk]}).to_string())
+                .unwrap();
             let public = set.get(&key.kid).expect("key loads");
             let token = key.sign(&rng, &json!({"sub": "u"})).unwrap();
             let (signed, signature) = token.rsplit_once('.').unwrap();

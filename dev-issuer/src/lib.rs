@@ -1,4 +1,4 @@
-//! A local stand-in for MKA1's token service (feature `dev-issuer`), for tests and demos.
+//! A local stand-in for MKA1's token service, for testing services that use `mka1-auth`.
 //!
 //! [`DevIssuer`] runs an HTTP/1 server on `127.0.0.1` (an ephemeral port, unless
 //! [`DevIssuerBuilder::bind`] says otherwise) inside your tokio
@@ -19,7 +19,7 @@
 //!
 //! ```
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use mka1_auth::dev_issuer::{DevIssuer, Mint};
+//! use mka1_auth_dev_issuer::{DevIssuer, Mint};
 //! use mka1_auth::Verifier;
 //!
 //! let issuer = DevIssuer::start().await?;
@@ -95,6 +95,17 @@
 //!
 //! Every key belongs to one organization (`orgId` `dev-org`) and the user `dev-user` (or the
 //! service account of `onBehalfOf`). Rate limits are stored and shown, not enforced.
+//!
+//! # Adding it
+//!
+//! A dev-dependency beside `mka1-auth`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! mka1-auth-dev-issuer = "0.1"
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::convert::Infallible;
 use std::fmt;
@@ -108,10 +119,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 #[cfg(doc)]
-use crate::claims::validate_end_user_id;
+use mka1_auth::claims::validate_end_user_id;
 #[cfg(doc)]
-use crate::clock::Clock;
-use crate::error::ConfigError;
+use mka1_auth::Clock;
+use mka1_auth::ConfigError;
 
 mod api_keys;
 mod builder;
@@ -135,7 +146,7 @@ pub use self::builder::DevIssuerBuilder;
 pub use self::faults::JwksFault;
 pub use self::signing::SigningAlgorithm;
 use self::state::IssuerState;
-pub use crate::protocol::{
+pub use mka1_auth::protocol::{
     DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH, MAX_EXPIRES_IN,
     MIN_EXPIRES_IN, SCOPED_API_KEY_DELETE_PATH, SCOPED_API_KEY_LIST_PATH, SCOPED_API_KEY_PATH,
     SCOPED_API_KEY_REGENERATE_PATH, SCOPED_API_KEY_UPDATE_PATH,
@@ -166,7 +177,7 @@ pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(MAX_EXPIRES_IN)
 ///
 /// ```
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use mka1_auth::dev_issuer::DevIssuer;
+/// use mka1_auth_dev_issuer::DevIssuer;
 ///
 /// let issuer = DevIssuer::start().await?;
 /// assert!(issuer.base_url().starts_with("http://127.0.0.1:"));
@@ -253,7 +264,7 @@ impl DevIssuer {
     ///
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
-    /// use mka1_auth::dev_issuer::DevIssuer;
+    /// use mka1_auth_dev_issuer::DevIssuer;
     /// use mka1_auth::jwks::KeySet;
     ///
     /// let issuer = DevIssuer::start().await?;
@@ -279,7 +290,7 @@ impl DevIssuer {
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
     /// use std::time::Duration;
-    /// use mka1_auth::dev_issuer::{DevIssuer, Mint};
+    /// use mka1_auth_dev_issuer::{DevIssuer, Mint};
     ///
     /// let issuer = DevIssuer::start().await?;
     /// let token = issuer.mint(
@@ -318,7 +329,7 @@ impl DevIssuer {
     ///
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
-    /// use mka1_auth::dev_issuer::DevIssuer;
+    /// use mka1_auth_dev_issuer::DevIssuer;
     ///
     /// let issuer = DevIssuer::start().await?;
     /// let old = issuer.current_kid();
@@ -343,7 +354,7 @@ impl DevIssuer {
     ///
     /// ```
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use mka1_auth::dev_issuer::{ApiKeySpec, DevIssuer};
+    /// use mka1_auth_dev_issuer::{ApiKeySpec, DevIssuer};
     ///
     /// let issuer = DevIssuer::start().await?;
     /// let key = issuer.create_key(ApiKeySpec::new(["orders:read"]).name("reports"))?;
@@ -397,7 +408,7 @@ impl DevIssuer {
     ///
     /// ```
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use mka1_auth::dev_issuer::{DevIssuer, JwksFault};
+    /// use mka1_auth_dev_issuer::{DevIssuer, JwksFault};
     ///
     /// let issuer = DevIssuer::start().await?;
     /// let http = reqwest::Client::builder().no_proxy().build()?;
@@ -465,7 +476,7 @@ impl fmt::Debug for DevIssuer {
 ///
 /// ```
 /// use std::time::Duration;
-/// use mka1_auth::dev_issuer::Mint;
+/// use mka1_auth_dev_issuer::Mint;
 ///
 /// let mint = Mint::new("https://api.example.com", "user-42")
 ///     .permissions(["agent:read"])

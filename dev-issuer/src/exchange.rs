@@ -2,8 +2,8 @@
 //! and the token.
 
 use aws_lc_rs::error::Unspecified;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use axum::extract::Request;
+use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::reply::{bad_request, json_response, refusal, Issue};
@@ -12,9 +12,9 @@ use super::request::parse_object;
 use super::request::{caller, json_object};
 use super::state::IssuerState;
 use super::{normalize, DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN};
-use crate::claims::validate_end_user_id;
+use mka1_auth::claims::validate_end_user_id;
 
-pub(super) async fn exchange(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
+pub(super) async fn exchange(shared: &IssuerState, request: Request) -> Response<String> {
     let caller = match caller(shared, request.headers()) {
         Ok(caller) => caller,
         Err(refused) => return *refused,

@@ -11,7 +11,10 @@ use serde_json::{json, Map, Value};
 use super::api_keys::KeyStore;
 use super::faults::Faults;
 use super::signing::{KeyRing, SigningAlgorithm, SigningKey};
-use crate::clock::SharedClock;
+use mka1_auth::Clock;
+
+/// The clock handle the issuer holds.
+pub(crate) type SharedClock = Arc<dyn Clock>;
 
 /// What the server and the handle share.
 pub(super) struct IssuerState {

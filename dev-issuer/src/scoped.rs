@@ -4,8 +4,8 @@
 //! `write:apikeys`; what a key may grant is bounded by its own scopes. No key but the
 //! bootstrap key itself may update, regenerate or delete the bootstrap key.
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use axum::extract::Request;
+use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::api_keys::{start_of, ApiKeyInfo, Caller, NewKey, BOOTSTRAP_KEY_ID, KEY_PREFIX, ORG_ID};
@@ -16,7 +16,7 @@ use super::rfc3339;
 use super::state::IssuerState;
 
 /// `POST .../api-key/scoped`: `{name, teamId, scopes, expiresIn?, rateLimit*?, onBehalfOf?}`.
-pub(super) async fn create(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
+pub(super) async fn create(shared: &IssuerState, request: Request) -> Response<String> {
     let (caller, body) = match manager_and_body(shared, request).await {
         Ok(found) => found,
         Err(refused) => return *refused,
@@ -56,7 +56,7 @@ pub(super) async fn create(shared: &IssuerState, request: Request<Incoming>) -> 
 }
 
 /// `GET .../api-key/scoped/list?teamId=&orgId=`: every key's metadata, never a secret.
-pub(super) async fn list(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
+pub(super) async fn list(shared: &IssuerState, request: Request) -> Response<String> {
     if let Err(refused) = key_manager(shared, request.headers()) {
         return *refused;
     }
@@ -76,7 +76,7 @@ pub(super) async fn list(shared: &IssuerState, request: Request<Incoming>) -> Re
 
 /// `POST .../scoped/update`: `{keyId, scopes, name?, rateLimit*?, expiresAt?}`. The key's
 /// scopes become `scopes`; those it did not already hold must be the caller's.
-pub(super) async fn update(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
+pub(super) async fn update(shared: &IssuerState, request: Request) -> Response<String> {
     let (caller, body) = match manager_and_body(shared, request).await {
         Ok(found) => found,
         Err(refused) => return *refused,
@@ -123,10 +123,7 @@ pub(super) async fn update(shared: &IssuerState, request: Request<Incoming>) -> 
 }
 
 /// `POST .../scoped/regenerate`: `{keyId}` -> `{id, key, start}`.
-pub(super) async fn regenerate(
-    shared: &IssuerState,
-    request: Request<Incoming>,
-) -> Response<String> {
+pub(super) async fn regenerate(shared: &IssuerState, request: Request) -> Response<String> {
     let (caller, key_id) = match manager_and_key_id(shared, request).await {
         Ok(found) => found,
         Err(refused) => return *refused,
@@ -147,7 +144,7 @@ pub(super) async fn regenerate(
 }
 
 /// `POST .../scoped/delete`: `{keyId}` -> `{id, deleted: true}`. Takes effect at once.
-pub(super) async fn delete(shared: &IssuerState, request: Request<Incoming>) -> Response<String> {
+pub(super) async fn delete(shared: &IssuerState, request: Request) -> Response<String> {
     let (caller, key_id) = match manager_and_key_id(shared, request).await {
         Ok(found) => found,
         Err(refused) => return *refused,
@@ -165,7 +162,7 @@ pub(super) async fn delete(shared: &IssuerState, request: Request<Incoming>) -> 
 /// The calling key manager and the body, or the answer that refuses the request.
 async fn manager_and_body(
     shared: &IssuerState,
-    request: Request<Incoming>,
+    request: Request,
 ) -> Result<(Caller, Map<String, Value>), Refused> {
     let caller = key_manager(shared, request.headers())?;
     Ok((caller, json_object(request).await?))
@@ -174,7 +171,7 @@ async fn manager_and_body(
 /// The calling key manager and the body's `keyId`, or the answer that refuses the request.
 async fn manager_and_key_id(
     shared: &IssuerState,
-    request: Request<Incoming>,
+    request: Request,
 ) -> Result<(Caller, String), Refused> {
     let (caller, body) = manager_and_body(shared, request).await?;
     let mut fields = Fields::new(body);

@@ -1,9 +1,9 @@
 //! What every endpoint reads from a request: the calling API key, authenticated against the
 //! key store, and a JSON object body under the size cap. Failures come back as the answer.
 
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use axum::extract::Request;
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use super::api_keys::{Caller, Denied, WRITE_APIKEYS_SCOPE};
@@ -74,7 +74,7 @@ fn unauthorized(message: &'static str) -> Response<String> {
 
 /// The body as a JSON object: 413 past [`MAX_BODY_BYTES`] (announced or streamed), 400 when
 /// it is unreadable, not JSON, or not an object.
-pub(super) async fn json_object(request: Request<Incoming>) -> Result<Map<String, Value>, Refused> {
+pub(super) async fn json_object(request: Request) -> Result<Map<String, Value>, Refused> {
     let declared_too_large = request
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -21,15 +21,16 @@ use super::state::IssuerState;
 use super::{
     normalize, DevIssuer, DEFAULT_JWKS_MAX_AGE, DEFAULT_PERMISSIONS, DEFAULT_ROTATION_GRACE,
 };
-use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::error::ConfigError;
+use crate::state::SharedClock;
+use mka1_auth::clock::{Clock, SystemClock};
+use mka1_auth::ConfigError;
 
 /// Settings for a [`DevIssuer`]; start it with [`DevIssuerBuilder::start`].
 ///
 /// ```
 /// # async fn demo() -> std::io::Result<()> {
 /// use std::time::Duration;
-/// use mka1_auth::dev_issuer::{DevIssuer, SigningAlgorithm};
+/// use mka1_auth_dev_issuer::{DevIssuer, SigningAlgorithm};
 /// use mka1_auth::ManualClock;
 ///
 /// let clock = ManualClock::at_unix(1_800_000_000);
@@ -139,7 +140,7 @@ impl DevIssuerBuilder {
     ///
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
-    /// use mka1_auth::dev_issuer::{ApiKeySpec, DevIssuer};
+    /// use mka1_auth_dev_issuer::{ApiKeySpec, DevIssuer};
     ///
     /// let issuer = DevIssuer::builder()
     ///     .key(ApiKeySpec::new(["agent:read"]).name("reader").secret("reader-key"))
@@ -165,7 +166,7 @@ impl DevIssuerBuilder {
     ///
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
-    /// use mka1_auth::dev_issuer::DevIssuer;
+    /// use mka1_auth_dev_issuer::DevIssuer;
     ///
     /// let issuer = DevIssuer::builder().bind("0.0.0.0:0".parse().unwrap()).start().await?;
     /// assert!(issuer.local_addr().ip().is_unspecified());
