@@ -7,7 +7,7 @@
 //! outcome in `grpc-status` and `grpc-message`. A service that guards gRPC says so on its
 //! layer, [`Mka1AuthLayer::grpc_answers`](crate::Mka1AuthLayer::grpc_answers) (and
 //! [`grpc_web_answers`](crate::Mka1AuthLayer::grpc_web_answers) for gRPC-web); then a
-//! refused request that is such a call ([`call_of`]) is answered that way, as a
+//! refused request that is such a call (see the second table) is answered that way, as a
 //! trailers-only response (the status in the headers, no body):
 //!
 //! | refusal | `grpc-status` |
@@ -96,9 +96,9 @@ use crate::claims::{OnBehalfOf, VerifiedToken};
 #[cfg(feature = "tonic")]
 use crate::rejection::Rejection;
 
-pub use crate::rejection::grpc::{
-    call_of, response, status_code, Call, GrpcReject, GRPC_MESSAGE, GRPC_STATUS,
-};
+#[cfg(feature = "tonic")]
+use crate::rejection::grpc::status_code;
+pub use crate::rejection::grpc::{Call, GrpcReject};
 
 /// The verified end user of a request that came through the layer, for a tonic handler; a
 /// `tonic::Status` otherwise: `UNAUTHENTICATED` for an anonymous request (optional mode),

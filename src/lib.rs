@@ -181,3 +181,46 @@ pub mod guide {
 #[cfg(all(doctest, feature = "axum", feature = "remote", feature = "dev-issuer"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+// The defaults that are not public constants, as docs/configuration.md's table tells them.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn configuration_defaults_match_the_table() {
+        #[cfg(feature = "remote")]
+        {
+            use crate::jwks::remote::config as remote;
+            assert_eq!(remote::DEFAULT_FETCH_TIMEOUT, Duration::from_secs(5));
+            assert_eq!(remote::DEFAULT_MAX_BODY_BYTES, 256 * 1024);
+            assert_eq!(remote::DEFAULT_MAX_AGE, Duration::from_secs(10 * 60));
+            assert_eq!(remote::DEFAULT_MIN_MAX_AGE, Duration::from_secs(60));
+            assert_eq!(
+                remote::DEFAULT_MAX_MAX_AGE,
+                Duration::from_secs(24 * 60 * 60)
+            );
+            assert_eq!(remote::DEFAULT_COOLDOWN, Duration::from_secs(30));
+            assert_eq!(
+                remote::DEFAULT_STALE_IF_ERROR,
+                Duration::from_secs(24 * 60 * 60)
+            );
+            assert_eq!(remote::DEFAULT_RETRY_INITIAL, Duration::from_secs(30));
+            assert_eq!(remote::DEFAULT_RETRY_MAX, Duration::from_secs(5 * 60));
+            assert_eq!(crate::exchange::builder::DEFAULT_CACHE_CAPACITY, 10_000);
+            assert_eq!(
+                crate::exchange::builder::DEFAULT_RENEW_BEFORE,
+                Duration::from_secs(60)
+            );
+        }
+        assert_eq!(crate::rejection::DEFAULT_REALM, "mka1");
+        assert_eq!(
+            crate::rejection::DEFAULT_RETRY_AFTER,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            crate::outbound::forward::DEFAULT_MAX_BODY_BYTES,
+            10 * 1024 * 1024
+        );
+    }
+}

@@ -13,9 +13,9 @@ use crate::net::is_loopback_host;
 use crate::outbound::ApiKey;
 
 /// How many tokens the cache keeps by default.
-pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
+pub(crate) const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 /// How long before `exp` a cached token is renewed by default.
-pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(60);
 
 /// Builds an [`ExchangeClient`]. Only the API key is required.
 ///
@@ -69,7 +69,7 @@ impl ExchangeClientBuilder {
         self
     }
 
-    /// The endpoint's path (default [`EXCHANGE_TOKEN_PATH`]; [`LEGACY_EXCHANGE_TOKEN_PATH`](crate::exchange::LEGACY_EXCHANGE_TOKEN_PATH) for older
+    /// The endpoint's path (default [`EXCHANGE_TOKEN_PATH`]; [`LEGACY_EXCHANGE_TOKEN_PATH`](crate::protocol::LEGACY_EXCHANGE_TOKEN_PATH) for older
     /// deployments).
     pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
@@ -88,13 +88,13 @@ impl ExchangeClientBuilder {
         self
     }
 
-    /// How many tokens the cache keeps (default [`DEFAULT_CACHE_CAPACITY`]).
+    /// How many tokens the cache keeps (default 10,000).
     pub fn cache_capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
         self
     }
 
-    /// How long before `exp` a cached token is renewed (default [`DEFAULT_RENEW_BEFORE`];
+    /// How long before `exp` a cached token is renewed (default 60 s;
     /// at most half of the token's lifetime is used).
     pub fn renew_before(mut self, margin: Duration) -> Self {
         self.renew_before = margin;

@@ -41,11 +41,11 @@ use crate::error::{Error, ErrorKind};
 pub(crate) mod grpc;
 
 /// The realm named in `WWW-Authenticate` when none is configured.
-pub const DEFAULT_REALM: &str = "mka1";
+pub(crate) const DEFAULT_REALM: &str = "mka1";
 
 /// How long a client is asked to wait (`Retry-After`) when no usable key set is held and
 /// the error does not say: 30 seconds, the remote key set's refetch cooldown.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// A refused request, with everything needed to answer it.
 ///

@@ -70,19 +70,22 @@ use crate::error::{ConfigError, Error, ErrorKind};
 use crate::jwks::Algorithm;
 use crate::metrics::KeySetGauges;
 
-mod config;
+pub(crate) mod config;
 mod error;
 mod fetch;
 mod http;
 mod probe;
 mod published;
 mod refresher;
-pub use config::{
-    RemoteJwksConfig, DEFAULT_COOLDOWN, DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_AGE,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_MAX_AGE, DEFAULT_MIN_MAX_AGE, DEFAULT_RETRY_INITIAL,
-    DEFAULT_RETRY_MAX, DEFAULT_STALE_IF_ERROR,
-};
+pub use config::RemoteJwksConfig;
+#[cfg(test)]
+use config::DEFAULT_MAX_AGE;
+#[cfg(test)]
+pub(crate) use config::DEFAULT_RETRY_INITIAL;
 use http::{build_client, check_url, Validators};
+// For the `mka1-auth` command line only (one fetch under the verifier's rules); not part of
+// the library's API.
+#[doc(hidden)]
 pub use probe::{JwksProbe, ProbedJwks};
 use published::Published;
 pub use refresher::Refresher;

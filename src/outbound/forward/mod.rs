@@ -37,7 +37,7 @@
 //!   HTTP/2 upstream takes an `authorization` trailer as it is), and requests rarely have a
 //!   use for them. Trailers of the upstream's answer pass back.
 //! - **Bodies stream** both ways. A request body over the cap (default
-//!   [`DEFAULT_MAX_BODY_BYTES`]) is answered 413: at once when `Content-Length` says so, or
+//!   10 MiB) is answered 413: at once when `Content-Length` says so, or
 //!   when the upstream call fails because the stream passed the cap.
 //!
 //! The headers are judged in one pass, with the `Connection` tokens read once: time in
@@ -96,7 +96,7 @@ use crate::error::ConfigError;
 use crate::net::authority_port;
 
 /// The default cap on a forwarded request body: 10 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
 /// What went wrong in a forward; see [`ForwardError::kind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -291,7 +291,7 @@ impl ForwardLayer {
         Ok(self.edit(|c| c.strip_prefix = prefix.into()))
     }
 
-    /// The largest request body passed on, in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
+    /// The largest request body passed on, in bytes (default 10 MiB).
     #[must_use]
     pub fn max_body_bytes(self, max: u64) -> Self {
         self.edit(|c| c.max_body_bytes = max)
