@@ -116,7 +116,7 @@ mod verify;
 // client, the dev issuer and key-set details are used through their modules.
 pub use claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 pub use clock::{Clock, ManualClock};
-pub use error::{ConfigError, Error, ErrorKind};
+pub use error::{ConfigError, ConfigErrorKind, Error, ErrorKind};
 pub use jwks::Algorithm;
 pub use layer::{Mka1Auth, Mka1AuthLayer};
 pub use permissions::{RequirePermissions, RequirePermissionsLayer};

@@ -160,10 +160,10 @@ impl ExchangeClientBuilder {
     pub fn build(self) -> Result<ExchangeClient, ConfigError> {
         let api_key = match &self.api_key {
             None => {
-                return Err(ConfigError::InvalidSetting {
-                    name: "api_key",
-                    reason: "no api key configured".into(),
-                })
+                return Err(ConfigError::invalid_setting(
+                    "api_key",
+                    "no api key configured",
+                ))
             }
             Some(key) => ApiKey::new(key)?,
         };
@@ -176,7 +176,9 @@ impl ExchangeClientBuilder {
             None => reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .map_err(|e| ConfigError::HttpClient(e.to_string()))?,
+                .map_err(|e| {
+                    ConfigError::with_detail(crate::ConfigErrorKind::HttpClient, e.to_string())
+                })?,
         };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let cache = token_cache(self.capacity, clock.clone());
@@ -200,10 +202,7 @@ impl ExchangeClientBuilder {
 }
 
 fn endpoint_url(base: &str, path: &str) -> Result<reqwest::Url, ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidSetting {
-        name: "base_url",
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| ConfigError::invalid_setting("base_url", reason.to_owned());
     let url = reqwest::Url::parse(base).map_err(|_| invalid("it is not a valid url"))?;
     let Some(host) = url.host_str() else {
         return Err(invalid("it has no host"));
@@ -218,10 +217,10 @@ fn endpoint_url(base: &str, path: &str) -> Result<reqwest::Url, ConfigError> {
         return Err(invalid("it may not carry credentials or a query"));
     }
     if !path.starts_with('/') {
-        return Err(ConfigError::InvalidSetting {
-            name: "endpoint_path",
-            reason: "it must begin with `/`".into(),
-        });
+        return Err(ConfigError::invalid_setting(
+            "endpoint_path",
+            "it must begin with `/`",
+        ));
     }
     let joined = format!("{}{}", url.as_str().trim_end_matches('/'), path);
     reqwest::Url::parse(&joined).map_err(|_| invalid("it does not join with the endpoint path"))

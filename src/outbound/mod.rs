@@ -218,12 +218,12 @@ impl ApiKey {
     /// Wrap the key. Fails if it is empty or has characters a bearer token cannot carry; the
     /// error does not repeat the key.
     pub fn new(key: impl AsRef<str>) -> Result<Self, ConfigError> {
-        Credential::bearer(key.as_ref())
-            .map(ApiKey)
-            .map_err(|_| ConfigError::InvalidSetting {
-                name: "api_key",
-                reason: "it is empty or has characters a bearer token cannot carry".into(),
-            })
+        Credential::bearer(key.as_ref()).map(ApiKey).map_err(|_| {
+            ConfigError::invalid_setting(
+                "api_key",
+                "it is empty or has characters a bearer token cannot carry",
+            )
+        })
     }
 
     #[cfg(feature = "remote")]
@@ -444,10 +444,7 @@ impl<C: CredentialSource> OutboundBuilder<C> {
 
     /// Check the origins and build the layer.
     pub fn build(self) -> Result<OutboundLayer<C>, ConfigError> {
-        let invalid = |reason: String| ConfigError::InvalidSetting {
-            name: "allow_origin",
-            reason,
-        };
+        let invalid = |reason: String| ConfigError::invalid_setting("allow_origin", reason);
         if self.origins.is_empty() {
             return Err(invalid(
                 "no origin allowed: credentials could go nowhere".into(),

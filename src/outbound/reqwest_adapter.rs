@@ -72,7 +72,9 @@ impl ReqwestService {
         let client = builder
             .redirect(same_origin_redirects())
             .build()
-            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+            .map_err(|e| {
+                ConfigError::with_detail(crate::ConfigErrorKind::HttpClient, e.to_string())
+            })?;
         Ok(ReqwestService { client })
     }
 }

@@ -427,21 +427,21 @@ impl VerifierBuilder {
     pub fn build(self) -> Result<Verifier, ConfigError> {
         let audiences = no_empty_strings("audience", self.audiences)?;
         if audiences.is_empty() {
-            return Err(ConfigError::MissingAudience);
+            return Err(ConfigError::new(crate::ConfigErrorKind::MissingAudience));
         }
         let algorithms = allow_list(self.algorithms)?;
         let claim = self.permissions_claim;
         if claim.is_empty() || REGISTERED_CLAIMS.contains(&claim.as_str()) {
-            return Err(ConfigError::InvalidSetting {
-                name: "permissions_claim",
-                reason: "must be a non-empty name other than a registered claim".into(),
-            });
+            return Err(ConfigError::invalid_setting(
+                "permissions_claim",
+                "must be a non-empty name other than a registered claim",
+            ));
         }
         if self.max_token_bytes == 0 {
-            return Err(ConfigError::InvalidSetting {
-                name: "max_token_bytes",
-                reason: "must be above zero".into(),
-            });
+            return Err(ConfigError::invalid_setting(
+                "max_token_bytes",
+                "must be above zero",
+            ));
         }
         let required_typ = match self.required_typ {
             Some(typ) if typ.is_empty() => return Err(invalid("require_typ", "must not be empty")),
@@ -481,10 +481,7 @@ impl VerifierBuilder {
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::InvalidSetting {
-        name,
-        reason: reason.into(),
-    }
+    ConfigError::invalid_setting(name, reason)
 }
 
 /// The issuers a verifier accepts (none: any issuer, or none).
@@ -510,7 +507,9 @@ impl Sources {
         clock: &SharedClock,
     ) -> Result<(KeySources, Issuers), ConfigError> {
         if self.conflicting || (self.single.is_some() && !self.per_issuer.is_empty()) {
-            return Err(ConfigError::ConflictingKeySources);
+            return Err(ConfigError::new(
+                crate::ConfigErrorKind::ConflictingKeySources,
+            ));
         }
         let load = Loader {
             algorithms,
@@ -520,7 +519,7 @@ impl Sources {
         };
         if self.per_issuer.is_empty() {
             let Some(single) = self.single else {
-                return Err(ConfigError::MissingKeySource);
+                return Err(ConfigError::new(crate::ConfigErrorKind::MissingKeySource));
             };
             return Ok((KeySources::One(load.source(single)?), issuers));
         }
@@ -581,10 +580,13 @@ fn allow_list(algorithms: Option<Vec<Algorithm>>) -> Result<Vec<Algorithm>, Conf
         return Ok(jwks::DEFAULT_ALGORITHMS.to_vec());
     };
     if list.is_empty() {
-        return Err(ConfigError::NoAlgorithms);
+        return Err(ConfigError::new(crate::ConfigErrorKind::NoAlgorithms));
     }
     if let Some(bad) = list.iter().find(|a| !jwks::is_supported(**a)) {
-        return Err(ConfigError::UnsupportedAlgorithm(format!("{bad:?}")));
+        return Err(ConfigError::with_detail(
+            crate::ConfigErrorKind::UnsupportedAlgorithm,
+            format!("{bad:?}"),
+        ));
     }
     Ok(list)
 }
@@ -592,9 +594,7 @@ fn allow_list(algorithms: Option<Vec<Algorithm>>) -> Result<Vec<Algorithm>, Conf
 /// A static key set, which must hold at least one usable key.
 fn static_keys(set: KeySet) -> Result<KeySource, ConfigError> {
     if set.is_empty() {
-        return Err(ConfigError::NoUsableKeys {
-            skipped: set.skipped().len(),
-        });
+        return Err(ConfigError::no_usable_keys(set.skipped().len()));
     }
     Ok(KeySource::Static(Arc::new(set)))
 }
@@ -602,10 +602,7 @@ fn static_keys(set: KeySet) -> Result<KeySource, ConfigError> {
 /// A list setting's values, boxed; an empty string among them is refused.
 fn no_empty_strings(name: &'static str, list: Vec<String>) -> Result<Box<[Box<str>]>, ConfigError> {
     if list.iter().any(|s| s.is_empty()) {
-        return Err(ConfigError::InvalidSetting {
-            name,
-            reason: "must not be empty".into(),
-        });
+        return Err(ConfigError::invalid_setting(name, "must not be empty"));
     }
     Ok(list.into_iter().map(String::into_boxed_str).collect())
 }

@@ -231,12 +231,7 @@ impl RemoteJwksConfig {
     }
 
     pub(super) fn check(&self) -> Result<(), ConfigError> {
-        let invalid = |name, reason: &str| {
-            Err(ConfigError::InvalidSetting {
-                name,
-                reason: reason.into(),
-            })
-        };
+        let invalid = |name, reason: &str| Err(ConfigError::invalid_setting(name, reason));
         if self.fetch_timeout.is_zero() {
             return invalid("fetch_timeout", "must be above zero");
         }
@@ -298,10 +293,10 @@ mod tests {
             RemoteJwksConfig::default().retry_backoff(zero, second),
             RemoteJwksConfig::default().retry_backoff(second * 2, second),
         ] {
-            assert!(matches!(
-                config.check(),
-                Err(ConfigError::InvalidSetting { .. })
-            ));
+            assert_eq!(
+                config.check().map_err(|e| e.kind()),
+                Err(crate::ConfigErrorKind::InvalidSetting)
+            );
         }
         assert!(RemoteJwksConfig::default().check().is_ok());
     }

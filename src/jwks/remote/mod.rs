@@ -335,9 +335,11 @@ impl RemoteJwks {
     /// Keep this set fresh from a background task on the current Tokio runtime (see
     /// [`Refresher`]); fails outside a runtime.
     pub(crate) fn spawn_refresher(&self) -> Result<Refresher, ConfigError> {
-        let runtime = Handle::try_current().map_err(|_| ConfigError::InvalidSetting {
-            name: "runtime",
-            reason: "the key-set refresher runs on a tokio runtime: spawn it inside one".into(),
+        let runtime = Handle::try_current().map_err(|_| {
+            ConfigError::invalid_setting(
+                "runtime",
+                "the key-set refresher runs on a tokio runtime: spawn it inside one",
+            )
         })?;
         Ok(refresher::spawn(self, &runtime))
     }

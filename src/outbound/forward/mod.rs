@@ -153,8 +153,7 @@ impl ForwardErrorKind {
 /// assert_eq!(err.kind().status(), 400);
 /// # Ok::<(), mka1_auth::ConfigError>(())
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{detail}")]
+#[derive(Debug, Clone)]
 pub struct ForwardError {
     kind: ForwardErrorKind,
     detail: Cow<'static, str>,
@@ -193,6 +192,14 @@ impl ForwardError {
     }
 }
 
+impl fmt::Display for ForwardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for ForwardError {}
+
 /// The settings of a forward, shared by every clone.
 #[derive(Debug, Clone)]
 struct ForwardConfig {
@@ -229,10 +236,7 @@ pub struct ForwardLayer {
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::InvalidSetting {
-        name,
-        reason: reason.into(),
-    }
+    ConfigError::invalid_setting(name, reason)
 }
 
 impl ForwardLayer {
@@ -486,6 +490,16 @@ impl<S> Forward<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped client, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the client.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
