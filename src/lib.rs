@@ -73,27 +73,34 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 mod bearer;
 pub mod claims;
 pub mod clock;
-#[cfg(feature = "dev-issuer")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dev-issuer")))]
-pub mod dev_issuer;
+cfg_feature! {
+    #![feature = "dev-issuer"]
+    pub mod dev_issuer;
+}
 mod error;
-#[cfg(feature = "remote")]
-#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-pub mod exchange;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub mod extract;
+cfg_feature! {
+    #![feature = "remote"]
+    pub mod exchange;
+}
+cfg_feature! {
+    #![feature = "axum"]
+    pub mod extract;
+}
 pub mod grpc;
 mod guard;
 mod headers;
 pub mod jwks;
 pub mod layer;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub mod metrics;
+cfg_feature! {
+    #![feature = "metrics"]
+    pub mod metrics;
+}
 // Without the feature, the counting hooks compile to nothing.
 #[cfg(not(feature = "metrics"))]
 #[path = "metrics/off.rs"]

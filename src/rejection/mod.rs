@@ -457,19 +457,22 @@ impl<B: From<String>> Reject<B> for StandardReject {
     }
 }
 
-/// With feature `axum`, a handler can return a [`Rejection`] as its error.
-///
-/// Like every answer the crate gives, it leaves a `tracing` event (kind and status; a
-/// missing layer, a wiring bug, at `warn`). Behind an
-/// [`Mka1AuthLayer`](crate::Mka1AuthLayer), the layer's realm and `reject_with` apply to it.
-#[cfg(feature = "axum")]
-impl axum_core::response::IntoResponse for Rejection {
-    fn into_response(self) -> axum_core::response::Response {
-        self.trace();
-        let pending = Pending(self.clone());
-        let mut response = self.into_http_response::<axum_core::body::Body>();
-        response.extensions_mut().insert(pending);
-        response
+cfg_feature! {
+    #![feature = "axum"]
+
+    /// With feature `axum`, a handler can return a [`Rejection`] as its error.
+    ///
+    /// Like every answer the crate gives, it leaves a `tracing` event (kind and status; a
+    /// missing layer, a wiring bug, at `warn`). Behind an
+    /// [`Mka1AuthLayer`](crate::Mka1AuthLayer), the layer's realm and `reject_with` apply to it.
+    impl axum_core::response::IntoResponse for Rejection {
+        fn into_response(self) -> axum_core::response::Response {
+            self.trace();
+            let pending = Pending(self.clone());
+            let mut response = self.into_http_response::<axum_core::body::Body>();
+            response.extensions_mut().insert(pending);
+            response
+        }
     }
 }
 

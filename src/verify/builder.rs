@@ -133,20 +133,26 @@ impl VerifierBuilder {
         self
     }
 
-    /// Fetch keys from this JWKS URL, and keep them fresh (see [`jwks::remote`]).
-    ///
-    /// `https` is required unless the host is a loopback address, or plain http is allowed
-    /// explicitly with [`jwks_options`](Self::jwks_options).
-    #[cfg(feature = "remote")]
-    pub fn jwks_url(self, url: impl Into<String>) -> Self {
-        self.set_keys(KeyConfig::Remote(url.into()))
+    cfg_feature! {
+        #![feature = "remote"]
+
+        /// Fetch keys from this JWKS URL, and keep them fresh (see [`jwks::remote`]).
+        ///
+        /// `https` is required unless the host is a loopback address, or plain http is allowed
+        /// explicitly with [`jwks_options`](Self::jwks_options).
+        pub fn jwks_url(self, url: impl Into<String>) -> Self {
+            self.set_keys(KeyConfig::Remote(url.into()))
+        }
     }
 
-    /// Tune how the remote JWKS is fetched and cached.
-    #[cfg(feature = "remote")]
-    pub fn jwks_options(mut self, options: jwks::remote::RemoteJwksConfig) -> Self {
-        self.remote = options;
-        self
+    cfg_feature! {
+        #![feature = "remote"]
+
+        /// Tune how the remote JWKS is fetched and cached.
+        pub fn jwks_options(mut self, options: jwks::remote::RemoteJwksConfig) -> Self {
+            self.remote = options;
+            self
+        }
     }
 
     /// Use this fixed key set (JSON text, a `serde_json::Value` or a `jsonwebtoken` `JwkSet`),
@@ -181,39 +187,42 @@ impl VerifierBuilder {
         self.set_keys(KeyConfig::Loaded(keys))
     }
 
-    /// Accept tokens of `issuer`, verified only with keys fetched from `url` (kept fresh
-    /// like [`jwks_url`](Self::jwks_url), with the same [`jwks_options`](Self::jwks_options)).
-    /// Call once per issuer, for example a staging and a production MKA1 while you move
-    /// between them:
-    ///
-    /// ```
-    /// use mka1_auth::Verifier;
-    ///
-    /// let verifier = Verifier::builder()
-    ///     .issuer_jwks_url("https://staging.mka1.example", "https://staging.mka1.example/jwks")
-    ///     .issuer_jwks_url("https://apigw.mka1.com", "https://apigw.mka1.com/jwks")
-    ///     .audience("https://api.example.com")
-    ///     .build()?;
-    /// assert_eq!(verifier.key_set_status().per_issuer.len(), 2);
-    /// # Ok::<(), mka1_auth::ConfigError>(())
-    /// ```
-    ///
-    /// The token's `iss`, read right after the token's shape is checked and before any key
-    /// work, picks the source. A token of any other issuer, or with no `iss`, is refused
-    /// ([`ErrorKind::InvalidIssuer`](crate::ErrorKind::InvalidIssuer)) without a fetch; a
-    /// `kid` is looked up only in its issuer's source, so a key one issuer publishes never
-    /// verifies another's token, even under a `kid` both use. Each source fetches, cools
-    /// down and reports ([`KeySetStatus::per_issuer`](crate::jwks::KeySetStatus::per_issuer))
-    /// on its own.
-    ///
-    /// Per-issuer sources replace [`jwks_url`](Self::jwks_url), [`jwks`](Self::jwks),
-    /// [`key_set`](Self::key_set) and [`issuer`](Self::issuer): mixing them is a
-    /// [`ConfigError`].
-    #[cfg(feature = "remote")]
-    pub fn issuer_jwks_url(mut self, issuer: impl Into<String>, url: impl Into<String>) -> Self {
-        self.issuer_keys
-            .push((issuer.into(), KeyConfig::Remote(url.into())));
-        self
+    cfg_feature! {
+        #![feature = "remote"]
+
+        /// Accept tokens of `issuer`, verified only with keys fetched from `url` (kept fresh
+        /// like [`jwks_url`](Self::jwks_url), with the same [`jwks_options`](Self::jwks_options)).
+        /// Call once per issuer, for example a staging and a production MKA1 while you move
+        /// between them:
+        ///
+        /// ```
+        /// use mka1_auth::Verifier;
+        ///
+        /// let verifier = Verifier::builder()
+        ///     .issuer_jwks_url("https://staging.mka1.example", "https://staging.mka1.example/jwks")
+        ///     .issuer_jwks_url("https://apigw.mka1.com", "https://apigw.mka1.com/jwks")
+        ///     .audience("https://api.example.com")
+        ///     .build()?;
+        /// assert_eq!(verifier.key_set_status().per_issuer.len(), 2);
+        /// # Ok::<(), mka1_auth::ConfigError>(())
+        /// ```
+        ///
+        /// The token's `iss`, read right after the token's shape is checked and before any key
+        /// work, picks the source. A token of any other issuer, or with no `iss`, is refused
+        /// ([`ErrorKind::InvalidIssuer`](crate::ErrorKind::InvalidIssuer)) without a fetch; a
+        /// `kid` is looked up only in its issuer's source, so a key one issuer publishes never
+        /// verifies another's token, even under a `kid` both use. Each source fetches, cools
+        /// down and reports ([`KeySetStatus::per_issuer`](crate::jwks::KeySetStatus::per_issuer))
+        /// on its own.
+        ///
+        /// Per-issuer sources replace [`jwks_url`](Self::jwks_url), [`jwks`](Self::jwks),
+        /// [`key_set`](Self::key_set) and [`issuer`](Self::issuer): mixing them is a
+        /// [`ConfigError`].
+        pub fn issuer_jwks_url(mut self, issuer: impl Into<String>, url: impl Into<String>) -> Self {
+            self.issuer_keys
+                .push((issuer.into(), KeyConfig::Remote(url.into())));
+            self
+        }
     }
 
     /// Accept tokens of `issuer`, verified only with this fixed key set: like

@@ -70,7 +70,9 @@ pub enum OverrideHeaders {
 /// ```
 /// use mka1_auth::outbound::forward::{ForwardCookies, ForwardLayer};
 ///
-/// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?.cookies(ForwardCookies::Keep);
+/// let forward = ForwardLayer::builder("http://127.0.0.1:9000/base")
+///     .cookies(ForwardCookies::Keep)
+///     .build()?;
 /// let req = http::Request::get("/a").header("cookie", "lang=en").body(()).unwrap();
 /// let onward = forward.onward_request(req).unwrap();
 /// assert_eq!(onward.headers()["cookie"], "lang=en");
