@@ -30,7 +30,7 @@ use crate::error::{Error, ErrorKind};
 pub const X_ON_BEHALF_OF: http::HeaderName = http::HeaderName::from_static("x-on-behalf-of");
 
 /// The longest end-user id MKA1 accepts.
-pub const MAX_END_USER_ID_LEN: usize = 150;
+const MAX_END_USER_ID_LEN: usize = 150;
 
 /// Check an end-user id against MKA1's rule for `externalUserId`, plus what HTTP needs.
 ///

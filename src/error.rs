@@ -264,7 +264,7 @@ impl Error {
     }
     /// Suggest when a retry may succeed (for [`ErrorKind::KeysUnavailable`]: when the key
     /// set will next be fetched).
-    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    #[cfg(feature = "remote")]
     pub(crate) fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
@@ -325,57 +325,5 @@ impl std::error::Error for Error {
     }
 }
 
-/// A verifier, layer or client could not be built from its configuration.
-///
-/// ```
-/// use mka1_auth::{ConfigError, Verifier};
-///
-/// let err = Verifier::builder()
-///     .jwks(r#"{"keys":[]}"#)
-///     .build()
-///     .unwrap_err();
-/// assert!(matches!(err, ConfigError::MissingAudience));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// No audience was configured; without one a token minted for another service would pass.
-    #[error("no audience configured: set at least one with `audience`")]
-    MissingAudience,
-    /// No key source was configured.
-    #[error("no key source configured: set `jwks_url` or `jwks` (or one per issuer with `issuer_jwks_url` or `issuer_jwks`)")]
-    MissingKeySource,
-    /// More than one key source was configured for the verifier as a whole (a static key set
-    /// and a JWKS URL, say), or one for the whole verifier beside per-issuer ones.
-    #[error("more than one key source was configured; choose one, or give every issuer its own with `issuer_jwks_url` or `issuer_jwks`")]
-    ConflictingKeySources,
-    /// The algorithm allow-list is empty or names a symmetric or unsupported algorithm.
-    #[error("algorithm {0} is not allowed: only EdDSA, ES256, ES384, RS256, RS384, RS512, PS256, PS384 and PS512 are supported")]
-    UnsupportedAlgorithm(String),
-    /// The algorithm allow-list is empty.
-    #[error("the algorithm allow-list is empty")]
-    NoAlgorithms,
-    /// The static key set could not be parsed.
-    #[error("the static key set is not a valid jwks document: {0}")]
-    InvalidJwks(String),
-    /// The static key set holds no key this verifier can use.
-    #[error("the static key set holds no usable key ({skipped} skipped)")]
-    NoUsableKeys {
-        /// How many keys were skipped.
-        skipped: usize,
-    },
-    /// The JWKS URL is not valid, or not `https` for a non-loopback host.
-    #[error("invalid jwks url: {0}")]
-    InvalidJwksUrl(String),
-    /// An audience, issuer or other string setting is empty or otherwise unusable.
-    #[error("invalid setting `{name}`: {reason}")]
-    InvalidSetting {
-        /// The setting's name.
-        name: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The HTTP client could not be built.
-    #[error("the http client could not be built: {0}")]
-    HttpClient(String),
-}
+mod config;
+pub use config::{ConfigError, ConfigErrorKind};

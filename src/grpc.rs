@@ -7,7 +7,7 @@
 //! outcome in `grpc-status` and `grpc-message`. A service that guards gRPC says so on its
 //! layer, [`Mka1AuthLayer::grpc_answers`](crate::Mka1AuthLayer::grpc_answers) (and
 //! [`grpc_web_answers`](crate::Mka1AuthLayer::grpc_web_answers) for gRPC-web); then a
-//! refused request that is such a call ([`call_of`]) is answered that way, as a
+//! refused request that is such a call (see the second table) is answered that way, as a
 //! trailers-only response (the status in the headers, no body):
 //!
 //! | refusal | `grpc-status` |
@@ -96,71 +96,83 @@ use crate::claims::{OnBehalfOf, VerifiedToken};
 #[cfg(feature = "tonic")]
 use crate::rejection::Rejection;
 
-pub use crate::rejection::grpc::{
-    call_of, response, status_code, Call, GrpcReject, GRPC_MESSAGE, GRPC_STATUS,
-};
-
-/// The verified end user of a request that came through the layer, for a tonic handler; a
-/// `tonic::Status` otherwise: `UNAUTHENTICATED` for an anonymous request (optional mode),
-/// `INTERNAL` when no layer ran (a wiring bug).
-///
-/// ```
-/// # #[cfg(feature = "tonic")]
-/// async fn hello(request: tonic::Request<()>) -> Result<tonic::Response<String>, tonic::Status> {
-///     let user = mka1_auth::grpc::on_behalf_of(&request)?;
-///     Ok(tonic::Response::new(format!("hello {user}")))
-/// }
-/// ```
 #[cfg(feature = "tonic")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
-pub fn on_behalf_of<T>(request: &tonic::Request<T>) -> Result<&OnBehalfOf, tonic::Status> {
-    crate::guard::required(request.extensions()).map_err(tonic_status)
+use crate::rejection::grpc::status_code;
+pub use crate::rejection::grpc::{Call, GrpcReject};
+
+cfg_feature! {
+    #![feature = "tonic"]
+
+    /// The verified end user of a request that came through the layer, for a tonic handler; a
+    /// `tonic::Status` otherwise: `UNAUTHENTICATED` for an anonymous request (optional mode),
+    /// `INTERNAL` when no layer ran (a wiring bug).
+    ///
+    /// ```
+    /// # #[cfg(feature = "tonic")]
+    /// async fn hello(request: tonic::Request<()>) -> Result<tonic::Response<String>, tonic::Status> {
+    ///     let user = mka1_auth::grpc::on_behalf_of(&request)?;
+    ///     Ok(tonic::Response::new(format!("hello {user}")))
+    /// }
+    /// ```
+    pub fn on_behalf_of<T>(request: &tonic::Request<T>) -> Result<&OnBehalfOf, tonic::Status> {
+        crate::guard::required(request.extensions()).map_err(tonic_status)
+    }
 }
 
-/// The verified token of a request that came through the layer, for a tonic handler; a
-/// `tonic::Status` otherwise (see [`on_behalf_of`]).
-///
-/// ```
-/// # #[cfg(feature = "tonic")]
-/// fn can_write<T>(request: &tonic::Request<T>) -> Result<bool, tonic::Status> {
-///     let token = mka1_auth::grpc::verified_token(request)?;
-///     Ok(token.permissions().contains("agent:write"))
-/// }
-/// ```
-#[cfg(feature = "tonic")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
-pub fn verified_token<T>(request: &tonic::Request<T>) -> Result<&VerifiedToken, tonic::Status> {
-    crate::guard::required(request.extensions()).map_err(tonic_status)
+cfg_feature! {
+    #![feature = "tonic"]
+
+    /// The verified token of a request that came through the layer, for a tonic handler; a
+    /// `tonic::Status` otherwise (see [`on_behalf_of`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "tonic")]
+    /// fn can_write<T>(request: &tonic::Request<T>) -> Result<bool, tonic::Status> {
+    ///     let token = mka1_auth::grpc::verified_token(request)?;
+    ///     Ok(token.permissions().contains("agent:write"))
+    /// }
+    /// ```
+    pub fn verified_token<T>(request: &tonic::Request<T>) -> Result<&VerifiedToken, tonic::Status> {
+        crate::guard::required(request.extensions()).map_err(tonic_status)
+    }
 }
 
-/// The `tonic::Status` for a refusal: its gRPC code and description.
-///
-/// ```
-/// # #[cfg(feature = "tonic")] {
-/// use mka1_auth::{grpc, Error, ErrorKind, Rejection};
-/// let status = grpc::tonic_status(Rejection::new(Error::new(ErrorKind::KeysUnavailable)));
-/// assert_eq!(status.code(), tonic::Code::Unavailable);
-/// # }
-/// ```
-#[cfg(feature = "tonic")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
-pub fn tonic_status(rejection: Rejection) -> tonic::Status {
-    rejection.trace();
-    let error = rejection.into_error();
-    let code = tonic::Code::from_i32(i32::from(status_code(error.kind())));
-    tonic::Status::new(code, error.to_string())
+cfg_feature! {
+    #![feature = "tonic"]
+
+    /// The `tonic::Status` for a refusal: its gRPC code and description.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tonic")] {
+    /// use mka1_auth::{grpc, Error, ErrorKind, Rejection};
+    /// let status = grpc::tonic_status(Rejection::new(Error::new(ErrorKind::KeysUnavailable)));
+    /// assert_eq!(status.code(), tonic::Code::Unavailable);
+    /// # }
+    /// ```
+    pub fn tonic_status(rejection: Rejection) -> tonic::Status {
+        rejection.trace();
+        let error = rejection.into_error();
+        let code = tonic::Code::from_i32(i32::from(status_code(error.kind())));
+        tonic::Status::new(code, error.to_string())
+    }
 }
 
-#[cfg(feature = "tonic")]
-impl<S: tonic::server::NamedService, R> tonic::server::NamedService
-    for crate::layer::Mka1Auth<S, R>
-{
-    const NAME: &'static str = S::NAME;
+cfg_feature! {
+    #![feature = "tonic"]
+
+    impl<S: tonic::server::NamedService, R> tonic::server::NamedService
+        for crate::layer::Mka1Auth<S, R>
+    {
+        const NAME: &'static str = S::NAME;
+    }
 }
 
-#[cfg(feature = "tonic")]
-impl<S: tonic::server::NamedService, R> tonic::server::NamedService
-    for crate::permissions::RequirePermissions<S, R>
-{
-    const NAME: &'static str = S::NAME;
+cfg_feature! {
+    #![feature = "tonic"]
+
+    impl<S: tonic::server::NamedService, R> tonic::server::NamedService
+        for crate::permissions::RequirePermissions<S, R>
+    {
+        const NAME: &'static str = S::NAME;
+    }
 }

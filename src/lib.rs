@@ -77,25 +77,31 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 mod bearer;
 pub mod claims;
 pub mod clock;
 mod error;
-#[cfg(feature = "remote")]
-#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-pub mod exchange;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub mod extract;
+cfg_feature! {
+    #![feature = "remote"]
+    pub mod exchange;
+}
+cfg_feature! {
+    #![feature = "axum"]
+    pub mod extract;
+}
 pub mod grpc;
 mod guard;
 mod headers;
 pub mod jwks;
 pub mod layer;
 pub mod mcp;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub mod metrics;
+cfg_feature! {
+    #![feature = "metrics"]
+    pub mod metrics;
+}
 // Without the feature, the counting hooks compile to nothing.
 #[cfg(not(feature = "metrics"))]
 #[path = "metrics/off.rs"]
@@ -119,7 +125,7 @@ mod verify;
 // client and key-set details are used through their modules.
 pub use claims::{BearerToken, OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 pub use clock::{Clock, ManualClock};
-pub use error::{ConfigError, Error, ErrorKind};
+pub use error::{ConfigError, ConfigErrorKind, Error, ErrorKind};
 pub use jwks::Algorithm;
 pub use layer::{Mka1Auth, Mka1AuthLayer};
 pub use permissions::{RequirePermissions, RequirePermissionsLayer};
@@ -197,3 +203,46 @@ pub mod guide {
 #[cfg(all(doctest, feature = "axum", feature = "remote"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+// The defaults that are not public constants, as docs/configuration.md's table tells them.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn configuration_defaults_match_the_table() {
+        #[cfg(feature = "remote")]
+        {
+            use crate::jwks::remote::config as remote;
+            assert_eq!(remote::DEFAULT_FETCH_TIMEOUT, Duration::from_secs(5));
+            assert_eq!(remote::DEFAULT_MAX_BODY_BYTES, 256 * 1024);
+            assert_eq!(remote::DEFAULT_MAX_AGE, Duration::from_secs(10 * 60));
+            assert_eq!(remote::DEFAULT_MIN_MAX_AGE, Duration::from_secs(60));
+            assert_eq!(
+                remote::DEFAULT_MAX_MAX_AGE,
+                Duration::from_secs(24 * 60 * 60)
+            );
+            assert_eq!(remote::DEFAULT_COOLDOWN, Duration::from_secs(30));
+            assert_eq!(
+                remote::DEFAULT_STALE_IF_ERROR,
+                Duration::from_secs(24 * 60 * 60)
+            );
+            assert_eq!(remote::DEFAULT_RETRY_INITIAL, Duration::from_secs(30));
+            assert_eq!(remote::DEFAULT_RETRY_MAX, Duration::from_secs(5 * 60));
+            assert_eq!(crate::exchange::builder::DEFAULT_CACHE_CAPACITY, 10_000);
+            assert_eq!(
+                crate::exchange::builder::DEFAULT_RENEW_BEFORE,
+                Duration::from_secs(60)
+            );
+        }
+        assert_eq!(crate::rejection::DEFAULT_REALM, "mka1");
+        assert_eq!(
+            crate::rejection::DEFAULT_RETRY_AFTER,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            crate::outbound::forward::DEFAULT_MAX_BODY_BYTES,
+            10 * 1024 * 1024
+        );
+    }
+}

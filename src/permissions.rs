@@ -302,6 +302,23 @@ impl RequirePermissions<()> {
     }
 }
 
+impl<S, R> RequirePermissions<S, R> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S: Clone, R> Clone for RequirePermissions<S, R> {
     fn clone(&self) -> Self {
         RequirePermissions {

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use mka1_auth::jwks::KeySet;
-use mka1_auth::{Algorithm, ConfigError, Error, ErrorKind, ManualClock, VerifiedToken, Verifier};
+use mka1_auth::{
+    Algorithm, ConfigError, ConfigErrorKind, Error, ErrorKind, ManualClock, VerifiedToken, Verifier,
+};
 use serde_json::{json, Value};
 
 use crate::args::VerifyArgs;
@@ -116,7 +118,7 @@ async fn verify(
         Ok(verifier) => verifier,
         // A service with this set would not start (a static set) or would count the fetch
         // as failed (a remote one): every token is refused for want of keys.
-        Err(ConfigError::NoUsableKeys { .. }) => {
+        Err(err) if err.kind() == ConfigErrorKind::NoUsableKeys => {
             let detail = "the key set holds no usable key";
             return Ok(Err(Error::with_detail(ErrorKind::KeysUnavailable, detail)));
         }

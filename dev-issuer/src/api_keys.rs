@@ -303,10 +303,7 @@ fn sorted(mut scopes: Vec<String>) -> Vec<String> {
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::InvalidSetting {
-        name,
-        reason: reason.into(),
-    }
+    ConfigError::invalid_setting(name, reason)
 }
 
 /// `Ok` when `secret` can travel as `Bearer <secret>`.

@@ -246,10 +246,10 @@ impl DevIssuerBuilder {
         for spec in &self.keys {
             let (key, secret) = NewKey::from_spec(spec.clone(), now).map_err(invalid)?;
             let Some(secret) = secret else {
-                return Err(invalid(ConfigError::InvalidSetting {
-                    name: "secret",
-                    reason: "a key given to the builder needs a fixed secret".into(),
-                }));
+                return Err(invalid(ConfigError::invalid_setting(
+                    "secret",
+                    "a key given to the builder needs a fixed secret",
+                )));
             };
             store.insert(key, None, Some(secret)).map_err(invalid)?;
         }

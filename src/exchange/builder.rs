@@ -14,9 +14,9 @@ use crate::net::is_loopback_host;
 use crate::outbound::ApiKey;
 
 /// How many tokens the cache keeps by default.
-pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
+pub(crate) const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 /// How long before `exp` a cached token is renewed by default.
-pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(60);
 
 /// Builds an [`ExchangeClient`]. Only the API key is required.
 ///
@@ -110,7 +110,7 @@ impl ExchangeClientBuilder {
         self
     }
 
-    /// The endpoint's path (default [`EXCHANGE_TOKEN_PATH`]; [`LEGACY_EXCHANGE_TOKEN_PATH`](crate::exchange::LEGACY_EXCHANGE_TOKEN_PATH) for older
+    /// The endpoint's path (default [`EXCHANGE_TOKEN_PATH`]; [`LEGACY_EXCHANGE_TOKEN_PATH`](crate::protocol::LEGACY_EXCHANGE_TOKEN_PATH) for older
     /// deployments).
     pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
@@ -129,13 +129,13 @@ impl ExchangeClientBuilder {
         self
     }
 
-    /// How many tokens the cache keeps (default [`DEFAULT_CACHE_CAPACITY`]).
+    /// How many tokens the cache keeps (default 10,000).
     pub fn cache_capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
         self
     }
 
-    /// How long before `exp` a cached token is renewed (default [`DEFAULT_RENEW_BEFORE`];
+    /// How long before `exp` a cached token is renewed (default 60 s;
     /// at most half of the token's lifetime is used).
     pub fn renew_before(mut self, margin: Duration) -> Self {
         self.renew_before = margin;
@@ -201,18 +201,15 @@ impl ExchangeClientBuilder {
     pub fn build(self) -> Result<ExchangeClient, ConfigError> {
         let api_key = match &self.api_key {
             None => {
-                return Err(ConfigError::InvalidSetting {
-                    name: "api_key",
-                    reason: "no api key configured".into(),
-                })
+                return Err(ConfigError::invalid_setting(
+                    "api_key",
+                    "no api key configured",
+                ))
             }
             Some(key) => ApiKey::new(key)?,
         };
         if let Some(reason) = self.env_error {
-            return Err(ConfigError::InvalidSetting {
-                name: "base_url",
-                reason: reason.into(),
-            });
+            return Err(ConfigError::invalid_setting("base_url", reason));
         }
         let endpoint = endpoint_url(&self.base_url, &self.path)?;
         // No redirect is ever followed by the built-in client: the API key goes to the
@@ -244,10 +241,7 @@ impl ExchangeClientBuilder {
 }
 
 fn endpoint_url(base: &str, path: &str) -> Result<reqwest::Url, ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidSetting {
-        name: "base_url",
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| ConfigError::invalid_setting("base_url", reason.to_owned());
     let url = reqwest::Url::parse(base).map_err(|_| invalid("it is not a valid url"))?;
     let Some(host) = url.host_str() else {
         return Err(invalid("it has no host"));
@@ -262,10 +256,10 @@ fn endpoint_url(base: &str, path: &str) -> Result<reqwest::Url, ConfigError> {
         return Err(invalid("it may not carry credentials or a query"));
     }
     if !path.starts_with('/') {
-        return Err(ConfigError::InvalidSetting {
-            name: "endpoint_path",
-            reason: "it must begin with `/`".into(),
-        });
+        return Err(ConfigError::invalid_setting(
+            "endpoint_path",
+            "it must begin with `/`",
+        ));
     }
     let joined = format!("{}{}", url.as_str().trim_end_matches('/'), path);
     reqwest::Url::parse(&joined).map_err(|_| invalid("it does not join with the endpoint path"))

@@ -59,7 +59,7 @@
 //! [`RefusalKind::Exchange`]: crate::outbound::RefusalKind::Exchange
 //! [`RefusalKind::ApiKeyRejected`]: crate::outbound::RefusalKind::ApiKeyRejected
 
-mod builder;
+pub(crate) mod builder;
 mod cache;
 mod client;
 mod error;
@@ -67,14 +67,14 @@ mod request;
 mod scopes;
 mod source;
 
-pub use builder::{ExchangeClientBuilder, DEFAULT_CACHE_CAPACITY, DEFAULT_RENEW_BEFORE};
+pub use builder::ExchangeClientBuilder;
 pub use client::{ExchangeClient, ExchangedToken};
 pub use error::{ExchangeError, ExchangeErrorKind, ExchangeIssue};
 pub use request::ExchangeRequest;
 pub use scopes::Scopes;
 pub use source::{ExchangeFuture, ExchangeSource};
 
-pub use crate::protocol::{
-    DEFAULT_BASE_URL, DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH,
-    MAX_EXPIRES_IN, MIN_EXPIRES_IN,
+// MKA1's facts have one public path, `crate::protocol`; the exchange's files read them here.
+use crate::protocol::{
+    DEFAULT_BASE_URL, DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, MAX_EXPIRES_IN, MIN_EXPIRES_IN,
 };

@@ -65,9 +65,16 @@ impl fmt::Display for Algorithm {
 }
 
 /// The name given to [`Algorithm::from_str`] is no JOSE algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not a jws algorithm name")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnknownAlgorithm;
+
+impl fmt::Display for UnknownAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a jws algorithm name")
+    }
+}
+
+impl std::error::Error for UnknownAlgorithm {}
 
 impl FromStr for Algorithm {
     type Err = UnknownAlgorithm;

@@ -99,7 +99,7 @@ pub trait IntoJwks {
 fn invalid(e: serde_json::Error) -> ConfigError {
     // serde_json's messages name the problem and position; the document's own errors above
     // name no content either.
-    ConfigError::InvalidJwks(e.to_string())
+    ConfigError::with_detail(crate::ConfigErrorKind::InvalidJwks, e.to_string())
 }
 
 impl IntoJwks for &str {
@@ -146,7 +146,9 @@ mod tests {
 
     fn message(result: Result<Vec<Value>, ConfigError>) -> String {
         match result {
-            Err(ConfigError::InvalidJwks(message)) => message,
+            Err(error) if error.kind() == crate::ConfigErrorKind::InvalidJwks => {
+                error.detail().unwrap_or_default().to_owned()
+            }
             Err(other) => panic!("{other}"),
             Ok(_) => panic!("accepted"),
         }

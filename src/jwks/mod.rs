@@ -12,8 +12,10 @@
 mod alg;
 mod document;
 mod key;
-#[cfg(feature = "remote")]
-pub mod remote;
+cfg_feature! {
+    #![feature = "remote"]
+    pub mod remote;
+}
 mod set;
 mod sources;
 mod status;

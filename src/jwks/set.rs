@@ -91,8 +91,9 @@ impl KeySet {
     /// Parse a JWKS document, keeping only keys usable with one of `algorithms`.
     pub fn from_json_for(json: &str, algorithms: &[Algorithm]) -> Result<KeySet, ConfigError> {
         // serde_json's messages name the problem and position, never echo the input.
-        let doc =
-            JwksDocument::from_text(json).map_err(|e| ConfigError::InvalidJwks(e.to_string()))?;
+        let doc = JwksDocument::from_text(json).map_err(|e| {
+            ConfigError::with_detail(crate::ConfigErrorKind::InvalidJwks, e.to_string())
+        })?;
         Ok(Self::from_entries(doc.keys, algorithms))
     }
 

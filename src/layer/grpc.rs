@@ -13,7 +13,7 @@ impl<R> Mka1AuthLayer<R> {
     /// every refusal is a 401, 403, 400, 500 or 503, whatever the request's headers.
     ///
     /// Only a request that is a gRPC call gets it: `POST` over HTTP/2 with `content-type`
-    /// `application/grpc`, or that followed by `+` or `;` ([`grpc::call_of`](crate::grpc::call_of));
+    /// `application/grpc`, or that followed by `+` or `;`;
     /// anything else keeps the RFC 6750 answer, so REST routes beside gRPC ones keep their
     /// 401 and 403. The answers given behind the layer (the permission layer, the
     /// extractors, a handler's [`Rejection`]) follow this choice. Do not set it on a service

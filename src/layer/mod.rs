@@ -170,7 +170,7 @@ impl<R> Mka1AuthLayer<R> {
     }
 
     /// The `Retry-After` sent with 503 answers when no usable key set is held (default
-    /// [`DEFAULT_RETRY_AFTER`](crate::rejection::DEFAULT_RETRY_AFTER)).
+    /// 30 s).
     #[must_use]
     pub fn retry_after(self, retry_after: Duration) -> Self {
         self.edit(|s| s.retry_after = retry_after)

@@ -58,10 +58,7 @@ pub struct ProtectedResource {
 }
 
 fn invalid(reason: &str) -> ConfigError {
-    ConfigError::InvalidSetting {
-        name: "resource",
-        reason: reason.to_owned(),
-    }
+    ConfigError::invalid_setting("resource", reason.to_owned())
 }
 
 impl ProtectedResource {

@@ -252,11 +252,12 @@ impl Publisher {
     /// Publish every `every` (a zero interval is read as one second), starting now, on the
     /// current Tokio runtime. Fails outside one.
     pub fn spawn(every: Duration) -> Result<Publisher, ConfigError> {
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| ConfigError::InvalidSetting {
-                name: "runtime",
-                reason: "the metrics publisher runs on a tokio runtime: spawn it inside one".into(),
-            })?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConfigError::invalid_setting(
+                "runtime",
+                "the metrics publisher runs on a tokio runtime: spawn it inside one",
+            )
+        })?;
         let every = if every.is_zero() {
             Duration::from_secs(1)
         } else {

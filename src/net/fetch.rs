@@ -73,7 +73,7 @@ pub(crate) fn client_builder(max_redirects: usize) -> reqwest::ClientBuilder {
 pub(crate) fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, ConfigError> {
     builder
         .build()
-        .map_err(|e| ConfigError::HttpClient(e.to_string()))
+        .map_err(|e| ConfigError::with_detail(crate::ConfigErrorKind::HttpClient, e.to_string()))
 }
 
 /// Why [`read_capped`] returned no body.

@@ -157,12 +157,12 @@ impl ApiKey {
     /// Wrap the key. Fails if it is empty or has characters a bearer token cannot carry; the
     /// error does not repeat the key.
     pub fn new(key: impl AsRef<str>) -> Result<Self, ConfigError> {
-        Credential::bearer(key.as_ref())
-            .map(ApiKey)
-            .map_err(|_| ConfigError::InvalidSetting {
-                name: "api_key",
-                reason: "it is empty or has characters a bearer token cannot carry".into(),
-            })
+        Credential::bearer(key.as_ref()).map(ApiKey).map_err(|_| {
+            ConfigError::invalid_setting(
+                "api_key",
+                "it is empty or has characters a bearer token cannot carry",
+            )
+        })
     }
 
     #[cfg(feature = "remote")]

@@ -85,10 +85,7 @@ impl<C: CredentialSource> OutboundBuilder<C> {
 
     /// Check the origins and build the layer.
     pub fn build(self) -> Result<OutboundLayer<C>, ConfigError> {
-        let invalid = |reason: String| ConfigError::InvalidSetting {
-            name: "allow_origin",
-            reason,
-        };
+        let invalid = |reason: String| ConfigError::invalid_setting("allow_origin", reason);
         let origins =
             AllowedOrigins::parse(&self.origins, self.allow_plain_http).map_err(invalid)?;
         Ok(OutboundLayer {

@@ -1,6 +1,6 @@
 //! The gRPC wire answer to a refusal, beside the standard one: which requests are gRPC calls,
 //! and the trailers-only response carrying `grpc-status`. When a layer gives it is told in
-//! [`crate::grpc`], which re-exports these.
+//! [`crate::grpc`], which re-exports [`Call`] and [`GrpcReject`].
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Method, Request, Response, Version};
@@ -9,11 +9,11 @@ use super::{Reject, Rejection};
 use crate::error::ErrorKind;
 
 /// The `grpc-status` header.
-pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 /// The `grpc-message` header.
-pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+pub(crate) const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
-/// The kind of gRPC call a request is (see [`call_of`]).
+/// The kind of gRPC call a request is (see the [module docs](crate::grpc)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Call {
@@ -49,27 +49,7 @@ impl Call {
 /// protocol's media type (case ignored), or that followed by `+` (a codec, `+proto`) or `;`
 /// (parameters). Whether a layer answers it the gRPC way is the layer's choice
 /// ([`Mka1AuthLayer::grpc_answers`](crate::Mka1AuthLayer::grpc_answers)).
-///
-/// ```
-/// use http::{Method, Request, Version};
-/// use mka1_auth::grpc::{call_of, Call};
-///
-/// let call = |method: Method, version: Version, content_type: &str| {
-///     let request = Request::builder()
-///         .method(method)
-///         .version(version)
-///         .header("content-type", content_type)
-///         .body(())
-///         .unwrap();
-///     call_of(&request)
-/// };
-/// assert_eq!(call(Method::POST, Version::HTTP_2, "application/grpc+proto"), Some(Call::Grpc));
-/// assert_eq!(call(Method::POST, Version::HTTP_11, "application/grpc-web"), Some(Call::GrpcWeb));
-/// assert_eq!(call(Method::GET, Version::HTTP_2, "application/grpc"), None);
-/// assert_eq!(call(Method::POST, Version::HTTP_11, "application/grpc"), None);
-/// assert_eq!(call(Method::POST, Version::HTTP_2, "application/grpcx"), None);
-/// ```
-pub fn call_of<B>(request: &Request<B>) -> Option<Call> {
+pub(crate) fn call_of<B>(request: &Request<B>) -> Option<Call> {
     if request.method() != Method::POST {
         return None;
     }
@@ -102,14 +82,7 @@ fn is_media_type(value: &[u8], media_type: &[u8]) -> bool {
 
 /// The gRPC status code a refusal of this kind is answered with (see the
 /// [module docs](crate::grpc)).
-///
-/// ```
-/// use mka1_auth::{grpc, ErrorKind};
-/// assert_eq!(grpc::status_code(ErrorKind::Expired), 16);
-/// assert_eq!(grpc::status_code(ErrorKind::InsufficientPermission), 7);
-/// assert_eq!(grpc::status_code(ErrorKind::KeysUnavailable), 14);
-/// ```
-pub fn status_code(kind: ErrorKind) -> u16 {
+pub(crate) fn status_code(kind: ErrorKind) -> u16 {
     match kind {
         ErrorKind::InsufficientPermission | ErrorKind::OnBehalfOfMismatch => 7,
         ErrorKind::KeysUnavailable => 14,
@@ -124,17 +97,7 @@ pub fn status_code(kind: ErrorKind) -> u16 {
 ///
 /// It answers whatever it is given with 200: the layers call it only for a call they opted
 /// into (see the [module docs](crate::grpc)).
-///
-/// ```
-/// use mka1_auth::{grpc, Error, ErrorKind, Rejection};
-///
-/// let response = grpc::response(Rejection::new(Error::new(ErrorKind::Expired)), ());
-/// assert_eq!(response.status(), 200);
-/// assert_eq!(response.headers()["content-type"], "application/grpc");
-/// assert_eq!(response.headers()["grpc-status"], "16");
-/// assert_eq!(response.headers()["grpc-message"], "token has expired");
-/// ```
-pub fn response<B>(rejection: Rejection, body: B) -> Response<B> {
+pub(crate) fn response<B>(rejection: Rejection, body: B) -> Response<B> {
     let call = rejection.grpc().unwrap_or(Call::Grpc);
     let error = rejection.into_error();
     let mut response = Response::new(body);
@@ -195,6 +158,16 @@ impl<B: Default> Reject<B> for GrpcReject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn a_grpc_answer_is_200_with_content_type_status_and_message() {
+        let response = response(Rejection::new(Error::new(ErrorKind::Expired)), ());
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+        assert_eq!(response.headers()["grpc-status"], "16");
+        assert_eq!(response.headers()["grpc-message"], "token has expired");
+    }
 
     #[test]
     fn grpc_messages_are_percent_encoded() {

@@ -41,11 +41,11 @@ use crate::error::{Error, ErrorKind};
 pub(crate) mod grpc;
 
 /// The realm named in `WWW-Authenticate` when none is configured.
-pub const DEFAULT_REALM: &str = "mka1";
+pub(crate) const DEFAULT_REALM: &str = "mka1";
 
 /// How long a client is asked to wait (`Retry-After`) when no usable key set is held and
 /// the error does not say: 30 seconds, the remote key set's refetch cooldown.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// A refused request, with everything needed to answer it.
 ///
@@ -457,19 +457,22 @@ impl<B: From<String>> Reject<B> for StandardReject {
     }
 }
 
-/// With feature `axum`, a handler can return a [`Rejection`] as its error.
-///
-/// Like every answer the crate gives, it leaves a `tracing` event (kind and status; a
-/// missing layer, a wiring bug, at `warn`). Behind an
-/// [`Mka1AuthLayer`](crate::Mka1AuthLayer), the layer's realm and `reject_with` apply to it.
-#[cfg(feature = "axum")]
-impl axum_core::response::IntoResponse for Rejection {
-    fn into_response(self) -> axum_core::response::Response {
-        self.trace();
-        let pending = Pending(self.clone());
-        let mut response = self.into_http_response::<axum_core::body::Body>();
-        response.extensions_mut().insert(pending);
-        response
+cfg_feature! {
+    #![feature = "axum"]
+
+    /// With feature `axum`, a handler can return a [`Rejection`] as its error.
+    ///
+    /// Like every answer the crate gives, it leaves a `tracing` event (kind and status; a
+    /// missing layer, a wiring bug, at `warn`). Behind an
+    /// [`Mka1AuthLayer`](crate::Mka1AuthLayer), the layer's realm and `reject_with` apply to it.
+    impl axum_core::response::IntoResponse for Rejection {
+        fn into_response(self) -> axum_core::response::Response {
+            self.trace();
+            let pending = Pending(self.clone());
+            let mut response = self.into_http_response::<axum_core::body::Body>();
+            response.extensions_mut().insert(pending);
+            response
+        }
     }
 }
 

@@ -123,11 +123,9 @@ impl RedisSetup {
         clock: crate::clock::SharedClock,
     ) -> Result<RedisRevocations, ConfigError> {
         let store = self.store()?;
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| ConfigError::InvalidSetting {
-                name: "revocations",
-                reason: "the redis source needs a tokio runtime".into(),
-            })?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConfigError::invalid_setting("revocations", "the redis source needs a tokio runtime")
+        })?;
         let revocations = Revocations::unloaded(clock);
         if self.serve_unloaded {
             revocations
@@ -145,10 +143,7 @@ impl RedisSetup {
 }
 
 fn invalid_url(e: &redis::RedisError) -> ConfigError {
-    ConfigError::InvalidSetting {
-        name: "redis_url",
-        reason: e.to_string(),
-    }
+    ConfigError::invalid_setting("redis_url", e.to_string())
 }
 
 /// A running Redis source: its [`Revocations`] (give them to the verifier) and the task

@@ -135,20 +135,26 @@ impl VerifierBuilder {
         self
     }
 
-    /// Fetch keys from this JWKS URL, and keep them fresh (see [`jwks::remote`]).
-    ///
-    /// `https` is required unless the host is a loopback address, or plain http is allowed
-    /// explicitly with [`jwks_options`](Self::jwks_options).
-    #[cfg(feature = "remote")]
-    pub fn jwks_url(self, url: impl Into<String>) -> Self {
-        self.set_keys(KeyConfig::Remote(url.into()))
+    cfg_feature! {
+        #![feature = "remote"]
+
+        /// Fetch keys from this JWKS URL, and keep them fresh (see [`jwks::remote`]).
+        ///
+        /// `https` is required unless the host is a loopback address, or plain http is allowed
+        /// explicitly with [`jwks_options`](Self::jwks_options).
+        pub fn jwks_url(self, url: impl Into<String>) -> Self {
+            self.set_keys(KeyConfig::Remote(url.into()))
+        }
     }
 
-    /// Tune how the remote JWKS is fetched and cached.
-    #[cfg(feature = "remote")]
-    pub fn jwks_options(mut self, options: jwks::remote::RemoteJwksConfig) -> Self {
-        self.remote = options;
-        self
+    cfg_feature! {
+        #![feature = "remote"]
+
+        /// Tune how the remote JWKS is fetched and cached.
+        pub fn jwks_options(mut self, options: jwks::remote::RemoteJwksConfig) -> Self {
+            self.remote = options;
+            self
+        }
     }
 
     /// Use this fixed key set (JSON text, a `serde_json::Value` or a `jsonwebtoken` `JwkSet`),
@@ -183,39 +189,42 @@ impl VerifierBuilder {
         self.set_keys(KeyConfig::Loaded(keys))
     }
 
-    /// Accept tokens of `issuer`, verified only with keys fetched from `url` (kept fresh
-    /// like [`jwks_url`](Self::jwks_url), with the same [`jwks_options`](Self::jwks_options)).
-    /// Call once per issuer, for example a staging and a production MKA1 while you move
-    /// between them:
-    ///
-    /// ```
-    /// use mka1_auth::Verifier;
-    ///
-    /// let verifier = Verifier::builder()
-    ///     .issuer_jwks_url("https://staging.mka1.example", "https://staging.mka1.example/jwks")
-    ///     .issuer_jwks_url("https://apigw.mka1.com", "https://apigw.mka1.com/jwks")
-    ///     .audience("https://api.example.com")
-    ///     .build()?;
-    /// assert_eq!(verifier.key_set_status().per_issuer.len(), 2);
-    /// # Ok::<(), mka1_auth::ConfigError>(())
-    /// ```
-    ///
-    /// The token's `iss`, read right after the token's shape is checked and before any key
-    /// work, picks the source. A token of any other issuer, or with no `iss`, is refused
-    /// ([`ErrorKind::InvalidIssuer`](crate::ErrorKind::InvalidIssuer)) without a fetch; a
-    /// `kid` is looked up only in its issuer's source, so a key one issuer publishes never
-    /// verifies another's token, even under a `kid` both use. Each source fetches, cools
-    /// down and reports ([`KeySetStatus::per_issuer`](crate::jwks::KeySetStatus::per_issuer))
-    /// on its own.
-    ///
-    /// Per-issuer sources replace [`jwks_url`](Self::jwks_url), [`jwks`](Self::jwks),
-    /// [`key_set`](Self::key_set) and [`issuer`](Self::issuer): mixing them is a
-    /// [`ConfigError`].
-    #[cfg(feature = "remote")]
-    pub fn issuer_jwks_url(mut self, issuer: impl Into<String>, url: impl Into<String>) -> Self {
-        self.issuer_keys
-            .push((issuer.into(), KeyConfig::Remote(url.into())));
-        self
+    cfg_feature! {
+        #![feature = "remote"]
+
+        /// Accept tokens of `issuer`, verified only with keys fetched from `url` (kept fresh
+        /// like [`jwks_url`](Self::jwks_url), with the same [`jwks_options`](Self::jwks_options)).
+        /// Call once per issuer, for example a staging and a production MKA1 while you move
+        /// between them:
+        ///
+        /// ```
+        /// use mka1_auth::Verifier;
+        ///
+        /// let verifier = Verifier::builder()
+        ///     .issuer_jwks_url("https://staging.mka1.example", "https://staging.mka1.example/jwks")
+        ///     .issuer_jwks_url("https://apigw.mka1.com", "https://apigw.mka1.com/jwks")
+        ///     .audience("https://api.example.com")
+        ///     .build()?;
+        /// assert_eq!(verifier.key_set_status().per_issuer.len(), 2);
+        /// # Ok::<(), mka1_auth::ConfigError>(())
+        /// ```
+        ///
+        /// The token's `iss`, read right after the token's shape is checked and before any key
+        /// work, picks the source. A token of any other issuer, or with no `iss`, is refused
+        /// ([`ErrorKind::InvalidIssuer`](crate::ErrorKind::InvalidIssuer)) without a fetch; a
+        /// `kid` is looked up only in its issuer's source, so a key one issuer publishes never
+        /// verifies another's token, even under a `kid` both use. Each source fetches, cools
+        /// down and reports ([`KeySetStatus::per_issuer`](crate::jwks::KeySetStatus::per_issuer))
+        /// on its own.
+        ///
+        /// Per-issuer sources replace [`jwks_url`](Self::jwks_url), [`jwks`](Self::jwks),
+        /// [`key_set`](Self::key_set) and [`issuer`](Self::issuer): mixing them is a
+        /// [`ConfigError`].
+        pub fn issuer_jwks_url(mut self, issuer: impl Into<String>, url: impl Into<String>) -> Self {
+            self.issuer_keys
+                .push((issuer.into(), KeyConfig::Remote(url.into())));
+            self
+        }
     }
 
     /// Accept tokens of `issuer`, verified only with this fixed key set: like
@@ -451,21 +460,21 @@ impl VerifierBuilder {
     pub fn build(self) -> Result<Verifier, ConfigError> {
         let audiences = no_empty_strings("audience", self.audiences)?;
         if audiences.is_empty() {
-            return Err(ConfigError::MissingAudience);
+            return Err(ConfigError::new(crate::ConfigErrorKind::MissingAudience));
         }
         let algorithms = allow_list(self.algorithms)?;
         let claim = self.permissions_claim;
         if claim.is_empty() || REGISTERED_CLAIMS.contains(&claim.as_str()) {
-            return Err(ConfigError::InvalidSetting {
-                name: "permissions_claim",
-                reason: "must be a non-empty name other than a registered claim".into(),
-            });
+            return Err(ConfigError::invalid_setting(
+                "permissions_claim",
+                "must be a non-empty name other than a registered claim",
+            ));
         }
         if self.max_token_bytes == 0 {
-            return Err(ConfigError::InvalidSetting {
-                name: "max_token_bytes",
-                reason: "must be above zero".into(),
-            });
+            return Err(ConfigError::invalid_setting(
+                "max_token_bytes",
+                "must be above zero",
+            ));
         }
         let required_typ = match self.required_typ {
             Some(typ) if typ.is_empty() => return Err(invalid("require_typ", "must not be empty")),
@@ -508,10 +517,7 @@ impl VerifierBuilder {
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::InvalidSetting {
-        name,
-        reason: reason.into(),
-    }
+    ConfigError::invalid_setting(name, reason)
 }
 
 /// The issuers a verifier accepts (none: any issuer, or none).
@@ -537,7 +543,9 @@ impl Sources {
         clock: &SharedClock,
     ) -> Result<(KeySources, Issuers), ConfigError> {
         if self.conflicting || (self.single.is_some() && !self.per_issuer.is_empty()) {
-            return Err(ConfigError::ConflictingKeySources);
+            return Err(ConfigError::new(
+                crate::ConfigErrorKind::ConflictingKeySources,
+            ));
         }
         let load = Loader {
             algorithms,
@@ -547,7 +555,7 @@ impl Sources {
         };
         if self.per_issuer.is_empty() {
             let Some(single) = self.single else {
-                return Err(ConfigError::MissingKeySource);
+                return Err(ConfigError::new(crate::ConfigErrorKind::MissingKeySource));
             };
             return Ok((KeySources::One(load.source(single)?), issuers));
         }
@@ -608,10 +616,13 @@ fn allow_list(algorithms: Option<Vec<Algorithm>>) -> Result<Vec<Algorithm>, Conf
         return Ok(jwks::DEFAULT_ALGORITHMS.to_vec());
     };
     if list.is_empty() {
-        return Err(ConfigError::NoAlgorithms);
+        return Err(ConfigError::new(crate::ConfigErrorKind::NoAlgorithms));
     }
     if let Some(bad) = list.iter().find(|a| !jwks::is_supported(**a)) {
-        return Err(ConfigError::UnsupportedAlgorithm(format!("{bad:?}")));
+        return Err(ConfigError::with_detail(
+            crate::ConfigErrorKind::UnsupportedAlgorithm,
+            format!("{bad:?}"),
+        ));
     }
     Ok(list)
 }
@@ -619,9 +630,7 @@ fn allow_list(algorithms: Option<Vec<Algorithm>>) -> Result<Vec<Algorithm>, Conf
 /// A static key set, which must hold at least one usable key.
 fn static_keys(set: KeySet) -> Result<KeySource, ConfigError> {
     if set.is_empty() {
-        return Err(ConfigError::NoUsableKeys {
-            skipped: set.skipped().len(),
-        });
+        return Err(ConfigError::no_usable_keys(set.skipped().len()));
     }
     Ok(KeySource::Static(Arc::new(set)))
 }
@@ -629,10 +638,7 @@ fn static_keys(set: KeySet) -> Result<KeySource, ConfigError> {
 /// A list setting's values, boxed; an empty string among them is refused.
 fn no_empty_strings(name: &'static str, list: Vec<String>) -> Result<Box<[Box<str>]>, ConfigError> {
     if list.iter().any(|s| s.is_empty()) {
-        return Err(ConfigError::InvalidSetting {
-            name,
-            reason: "must not be empty".into(),
-        });
+        return Err(ConfigError::invalid_setting(name, "must not be empty"));
     }
     Ok(list.into_iter().map(String::into_boxed_str).collect())
 }

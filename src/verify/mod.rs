@@ -224,35 +224,37 @@ impl Verifier {
         self.inner.keys.refresh().await
     }
 
-    /// Keep the key set fresh without traffic: a Tokio task that refreshes a JWKS URL's keys
-    /// at about 80% of their freshness (70-80%, at random, so replicas do not fetch
-    /// together), after a failure when the retry backoff ends, and at once when nothing is
-    /// held yet. It joins a fetch already in flight, so there is never more than one. It
-    /// stops when the returned handle is dropped, or when every clone of this verifier is.
-    ///
-    /// Off unless called: no task is spawned behind your back. A static key set needs no
-    /// refreshing; its handle runs nothing. With a key source per issuer, each remote
-    /// source gets a task, all under the one handle. Fails outside a Tokio runtime. Time comes from
-    /// the verifier's [`Clock`](crate::Clock) ([`Clock::sleep_until`](crate::Clock::sleep_until)).
-    ///
-    /// ```
-    /// # async fn demo() -> Result<(), mka1_auth::ConfigError> {
-    /// use mka1_auth::Verifier;
-    ///
-    /// let verifier = Verifier::builder()
-    ///     .jwks_url("https://apigw.mka1.com/api/v1/authentication/jwks")
-    ///     .audience("https://api.example.com")
-    ///     .build()?;
-    /// let refresher = verifier.spawn_refresher()?;
-    /// // ... serve; keep `refresher` alive as long as the service runs ...
-    /// # assert!(refresher.is_running());
-    /// # Ok(()) }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
-    /// ```
-    #[cfg(feature = "remote")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-    pub fn spawn_refresher(&self) -> Result<crate::jwks::remote::Refresher, crate::ConfigError> {
-        self.inner.keys.spawn_refresher()
+    cfg_feature! {
+        #![feature = "remote"]
+
+        /// Keep the key set fresh without traffic: a Tokio task that refreshes a JWKS URL's keys
+        /// at about 80% of their freshness (70-80%, at random, so replicas do not fetch
+        /// together), after a failure when the retry backoff ends, and at once when nothing is
+        /// held yet. It joins a fetch already in flight, so there is never more than one. It
+        /// stops when the returned handle is dropped, or when every clone of this verifier is.
+        ///
+        /// Off unless called: no task is spawned behind your back. A static key set needs no
+        /// refreshing; its handle runs nothing. With a key source per issuer, each remote
+        /// source gets a task, all under the one handle. Fails outside a Tokio runtime. Time comes from
+        /// the verifier's [`Clock`](crate::Clock) ([`Clock::sleep_until`](crate::Clock::sleep_until)).
+        ///
+        /// ```
+        /// # async fn demo() -> Result<(), mka1_auth::ConfigError> {
+        /// use mka1_auth::Verifier;
+        ///
+        /// let verifier = Verifier::builder()
+        ///     .jwks_url("https://apigw.mka1.com/api/v1/authentication/jwks")
+        ///     .audience("https://api.example.com")
+        ///     .build()?;
+        /// let refresher = verifier.spawn_refresher()?;
+        /// // ... serve; keep `refresher` alive as long as the service runs ...
+        /// # assert!(refresher.is_running());
+        /// # Ok(()) }
+        /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+        /// ```
+        pub fn spawn_refresher(&self) -> Result<crate::jwks::remote::Refresher, crate::ConfigError> {
+            self.inner.keys.spawn_refresher()
+        }
     }
 
     /// Verify with what is held now; never waits.

@@ -2303,9 +2303,10 @@ async fn forward_tricks_through_the_layer() {
                 Ok::<_, Infallible>(Response::new(String::from("ok")))
             }
         });
-        let forward = ForwardLayer::to("http://127.0.0.1:9/base")
-            .unwrap()
+        let forward = ForwardLayer::builder("http://127.0.0.1:9/base")
             .cookies(case.cookies)
+            .build()
+            .unwrap()
             .layer(upstream)
             .map_response(|r| r.map(axum::body::Body::new));
         let verifier = fixture.verifier(Setup::Strict);

@@ -7,11 +7,9 @@ use crate::mock_mka1;
 
 use std::time::Duration;
 
-use mka1_auth::exchange::{
-    ExchangeError, ExchangeErrorKind, ExchangeRequest, EXCHANGE_TOKEN_PATH,
-    LEGACY_EXCHANGE_TOKEN_PATH,
-};
+use mka1_auth::exchange::{ExchangeError, ExchangeErrorKind, ExchangeRequest};
 use mka1_auth::outbound::{Refusal, RefusalKind};
+use mka1_auth::protocol::{EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH};
 use mka1_auth::{exchange::ExchangeClient, ManualClock};
 use mock_mka1::{payload, MockMka1, Reply, Upstream, API_KEY};
 use serde_json::json;
@@ -644,10 +642,9 @@ mod on_the_dev_issuer {
     use std::time::Duration;
 
     use http::Request;
-    use mka1_auth::exchange::{
-        ExchangeClient, ExchangeRequest, ExchangeSource, ExchangedToken, MAX_EXPIRES_IN,
-    };
+    use mka1_auth::exchange::{ExchangeClient, ExchangeRequest, ExchangeSource, ExchangedToken};
     use mka1_auth::outbound::{OutboundLayer, ReqwestService};
+    use mka1_auth::protocol::MAX_EXPIRES_IN;
     use mka1_auth::{ManualClock, VerifiedToken, Verifier};
     use mka1_auth_dev_issuer::{ApiKeySpec, DevIssuer};
     use tower::{Layer, ServiceExt};

@@ -17,7 +17,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use mka1_auth::outbound::forward::{
     CappedBody, Forward, ForwardCookies, ForwardError, ForwardErrorKind, ForwardLayer,
-    ForwardedHeaders, OverrideHeaders,
+    ForwardLayerBuilder, ForwardedHeaders, OverrideHeaders,
 };
 use mka1_auth::outbound::{ForwardToken, OutboundLayer, ReqwestService};
 use mka1_auth::{ManualClock, Mka1AuthLayer};
@@ -102,14 +102,19 @@ struct Stack {
 }
 
 async fn stack(
-    forward: impl FnOnce(ForwardLayer) -> ForwardLayer,
+    forward: impl FnOnce(ForwardLayerBuilder) -> ForwardLayerBuilder,
     auth: impl FnOnce(Mka1AuthLayer) -> Mka1AuthLayer,
 ) -> Stack {
     let upstream = Recorder::start().await;
     let key = TestKey::ed25519("k1");
     let verifier = verifier_with_clock(&[&key], &ManualClock::at_unix(NOW));
     let token = key.sign(&claims_with(json!({ "sub": "user_123" })));
-    let layer = forward(ForwardLayer::to(&format!("http://{}/base", upstream.addr)).unwrap());
+    let layer = forward(ForwardLayer::builder(&format!(
+        "http://{}/base",
+        upstream.addr
+    )))
+    .build()
+    .unwrap();
     let client = OutboundLayer::builder(ForwardToken)
         .allow_origin(layer.origin())
         .build()
@@ -604,9 +609,9 @@ async fn bodies_stream_through_under_the_cap_and_413_over_it() {
 
 #[tokio::test]
 async fn strip_prefix_takes_whole_segments_of_the_raw_path() {
-    let forward = ForwardLayer::to("http://127.0.0.1:9/base")
-        .unwrap()
+    let forward = ForwardLayer::builder("http://127.0.0.1:9/base")
         .strip_prefix("/proxy/")
+        .build()
         .unwrap();
     let onward = |target: &str| {
         let req = Request::get(target).body(()).unwrap();
@@ -640,9 +645,9 @@ fn bad_base_urls_are_config_errors() {
     }
     assert!(ForwardLayer::to("http://127.0.0.1:9000").is_ok());
     assert!(ForwardLayer::to("https://[::1]:443/a/b/").is_ok());
-    assert!(ForwardLayer::to("http://127.0.0.1/base")
-        .unwrap()
+    assert!(ForwardLayer::builder("http://127.0.0.1/base")
         .strip_prefix("proxy")
+        .build()
         .is_err());
 }
 

@@ -24,7 +24,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
 use mka1_auth::jwks::{SkipReason, DEFAULT_ALGORITHMS};
-use mka1_auth::{Algorithm, Clock, ConfigError, Error, ErrorKind, ManualClock, Verifier};
+use mka1_auth::{Algorithm, Clock, ConfigErrorKind, Error, ErrorKind, ManualClock, Verifier};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -1262,23 +1262,23 @@ fn plain_http_needs_a_loopback_host_or_an_explicit_opt_in() {
             .audience(AUDIENCE)
             .build()
     };
-    assert!(matches!(
-        build("http://jwks.example.com/keys", config()),
-        Err(ConfigError::InvalidJwksUrl(_))
-    ));
+    assert_eq!(
+        build("http://jwks.example.com/keys", config())
+            .err()
+            .map(|e| e.kind()),
+        Some(ConfigErrorKind::InvalidJwksUrl)
+    );
     assert!(build("http://jwks.example.com/keys", config().allow_http(true)).is_ok());
     assert!(build("http://127.0.0.1:1/keys", config()).is_ok());
     assert!(build("https://jwks.example.com/keys", config()).is_ok());
-    assert!(matches!(
-        build(
-            "https://jwks.example.com/keys",
-            config().fetch_timeout(Duration::ZERO)
-        ),
-        Err(ConfigError::InvalidSetting {
-            name: "fetch_timeout",
-            ..
-        })
-    ));
+    let err = build(
+        "https://jwks.example.com/keys",
+        config().fetch_timeout(Duration::ZERO),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ConfigErrorKind::InvalidSetting);
+    assert_eq!(err.setting(), Some("fetch_timeout"));
 }
 
 #[test]
@@ -1389,12 +1389,14 @@ async fn a_probe_follows_the_fetch_rules_and_says_what_failed() {
     assert_eq!(other.requests(), 0);
     server.redirect_to("/moved");
     assert!(probe(&server.url()).fetch().await.is_ok());
-    assert!(matches!(
+    assert_eq!(
         JwksProbe::new(
             "http://jwks.example.com/keys",
             config(),
             &DEFAULT_ALGORITHMS
-        ),
-        Err(ConfigError::InvalidJwksUrl(_))
-    ));
+        )
+        .err()
+        .map(|e| e.kind()),
+        Some(ConfigErrorKind::InvalidJwksUrl)
+    );
 }

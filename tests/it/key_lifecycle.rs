@@ -6,11 +6,9 @@
 
 use std::time::Duration;
 
-use mka1_auth::exchange::{
-    ExchangeClient, ExchangeError, ExchangeErrorKind, ExchangeRequest, EXCHANGE_TOKEN_PATH,
-    LEGACY_EXCHANGE_TOKEN_PATH,
-};
+use mka1_auth::exchange::{ExchangeClient, ExchangeError, ExchangeErrorKind, ExchangeRequest};
 use mka1_auth::outbound::{Refusal, RefusalKind};
+use mka1_auth::protocol::{EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH};
 use mka1_auth::{ManualClock, Verifier};
 use mka1_auth_dev_issuer::{ApiKeySpec, DevIssuer, SCOPED_API_KEY_UPDATE_PATH};
 use serde_json::json;

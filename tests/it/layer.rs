@@ -885,3 +885,23 @@ async fn a_key_fetched_on_first_use_admits_the_request() {
     }
     server.abort();
 }
+
+#[test]
+fn every_service_hands_out_its_inner_service() {
+    let mut auth = Mka1AuthLayer::new(fixture().verifier).layer(1_u32);
+    *auth.get_mut() += 1;
+    assert_eq!(*auth.get_ref(), 2);
+    assert_eq!(auth.into_inner(), 2);
+
+    let mut permissions = RequirePermissionsLayer::new(["agent:read"]).layer(1_u32);
+    *permissions.get_mut() += 1;
+    assert_eq!(*permissions.get_ref(), 2);
+    assert_eq!(permissions.into_inner(), 2);
+
+    let forward =
+        mka1_auth::outbound::forward::ForwardLayer::to("http://127.0.0.1:9/base").unwrap();
+    let mut forward = forward.layer(1_u32);
+    *forward.get_mut() += 1;
+    assert_eq!(*forward.get_ref(), 2);
+    assert_eq!(forward.into_inner(), 2);
+}

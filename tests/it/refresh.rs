@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
 use jwks_server::JwksServer;
-use mka1_auth::{ConfigError, ErrorKind, ManualClock, Verifier};
+use mka1_auth::{ConfigError, ConfigErrorKind, ErrorKind, ManualClock, Verifier};
 
 const MAX_AGE: u64 = 600;
 /// 80% of the max-age: when a refresh is due.
@@ -196,13 +196,8 @@ fn the_refresher_needs_a_runtime() {
         .build()
         .unwrap();
     let err = verifier.spawn_refresher().unwrap_err();
-    assert!(matches!(
-        err,
-        ConfigError::InvalidSetting {
-            name: "runtime",
-            ..
-        }
-    ));
+    assert_eq!(err.kind(), ConfigErrorKind::InvalidSetting);
+    assert_eq!(err.setting(), Some("runtime"));
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
 

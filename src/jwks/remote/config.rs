@@ -7,28 +7,29 @@ use crate::error::ConfigError;
 use crate::retry::backoff_ceiling;
 
 /// Default bound on a whole fetch: connect, request, response and body.
-pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on the size of a JWKS response body.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// Default pause after a refetch for an unknown `kid` before another may run.
-pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
 /// Default freshness of a key set whose response has no `Cache-Control: max-age`.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(10 * 60);
+pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// Default lower bound applied to a response's `max-age`.
-pub const DEFAULT_MIN_MAX_AGE: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_MIN_MAX_AGE: Duration = Duration::from_secs(60);
 /// Default upper bound applied to a response's `max-age`.
-pub const DEFAULT_MAX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const DEFAULT_MAX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default time the last good key set keeps serving past its max-age while fetches fail.
-pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default first delay before retrying a failed fetch (doubled on each further failure).
-pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(30);
 /// Default longest delay between retries of a failing fetch.
-pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
+pub(crate) const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 
 /// Options for fetching and caching a remote JWKS; give them to
 /// [`VerifierBuilder::jwks_options`](crate::VerifierBuilder::jwks_options).
 ///
-/// Every setting has a safe default (see the `DEFAULT_*` constants of this module).
+/// Every setting has a safe default (the [configuration guide](crate::guide::configuration)
+/// lists them).
 ///
 /// ```
 /// use std::time::Duration;
@@ -230,12 +231,7 @@ impl RemoteJwksConfig {
     }
 
     pub(super) fn check(&self) -> Result<(), ConfigError> {
-        let invalid = |name, reason: &str| {
-            Err(ConfigError::InvalidSetting {
-                name,
-                reason: reason.into(),
-            })
-        };
+        let invalid = |name, reason: &str| Err(ConfigError::invalid_setting(name, reason));
         if self.fetch_timeout.is_zero() {
             return invalid("fetch_timeout", "must be above zero");
         }
@@ -297,10 +293,10 @@ mod tests {
             RemoteJwksConfig::default().retry_backoff(zero, second),
             RemoteJwksConfig::default().retry_backoff(second * 2, second),
         ] {
-            assert!(matches!(
-                config.check(),
-                Err(ConfigError::InvalidSetting { .. })
-            ));
+            assert_eq!(
+                config.check().map_err(|e| e.kind()),
+                Err(crate::ConfigErrorKind::InvalidSetting)
+            );
         }
         assert!(RemoteJwksConfig::default().check().is_ok());
     }

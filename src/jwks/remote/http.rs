@@ -145,8 +145,11 @@ fn transport_error(error: reqwest::Error) -> FetchError {
 
 /// Parse and check a JWKS URL: `https`, or `http` for loopback hosts or when allowed.
 pub(super) fn check_url(url: &str, allow_http: bool) -> Result<Url, ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidJwksUrl(reason.into());
-    let parsed = Url::parse(url).map_err(|e| ConfigError::InvalidJwksUrl(e.to_string()))?;
+    let invalid =
+        |reason: &str| ConfigError::with_detail(crate::ConfigErrorKind::InvalidJwksUrl, reason);
+    let parsed = Url::parse(url).map_err(|e| {
+        ConfigError::with_detail(crate::ConfigErrorKind::InvalidJwksUrl, e.to_string())
+    })?;
     let host = parsed
         .host_str()
         .ok_or_else(|| invalid("the url has no host"))?;
@@ -275,7 +278,7 @@ mod tests {
             "https://user:pass@example.com/jwks",
         ] {
             let err = check_url(bad, false).unwrap_err();
-            assert!(matches!(err, ConfigError::InvalidJwksUrl(_)), "{bad}");
+            assert_eq!(err.kind(), crate::ConfigErrorKind::InvalidJwksUrl, "{bad}");
         }
         assert!(check_url("http://jwks.internal/keys", true).is_ok());
     }

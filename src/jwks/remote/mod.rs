@@ -70,19 +70,22 @@ use crate::error::{ConfigError, Error, ErrorKind};
 use crate::jwks::Algorithm;
 use crate::metrics::KeySetGauges;
 
-mod config;
+pub(crate) mod config;
 mod error;
 mod fetch;
 mod http;
 mod probe;
 mod published;
 mod refresher;
-pub use config::{
-    RemoteJwksConfig, DEFAULT_COOLDOWN, DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_AGE,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_MAX_AGE, DEFAULT_MIN_MAX_AGE, DEFAULT_RETRY_INITIAL,
-    DEFAULT_RETRY_MAX, DEFAULT_STALE_IF_ERROR,
-};
+pub use config::RemoteJwksConfig;
+#[cfg(test)]
+use config::DEFAULT_MAX_AGE;
+#[cfg(test)]
+pub(crate) use config::DEFAULT_RETRY_INITIAL;
 use http::{build_client, check_url, Validators};
+// For the `mka1-auth` command line only (one fetch under the verifier's rules); not part of
+// the library's API.
+#[doc(hidden)]
 pub use probe::{JwksProbe, ProbedJwks};
 use published::Published;
 pub use refresher::Refresher;
@@ -332,9 +335,11 @@ impl RemoteJwks {
     /// Keep this set fresh from a background task on the current Tokio runtime (see
     /// [`Refresher`]); fails outside a runtime.
     pub(crate) fn spawn_refresher(&self) -> Result<Refresher, ConfigError> {
-        let runtime = Handle::try_current().map_err(|_| ConfigError::InvalidSetting {
-            name: "runtime",
-            reason: "the key-set refresher runs on a tokio runtime: spawn it inside one".into(),
+        let runtime = Handle::try_current().map_err(|_| {
+            ConfigError::invalid_setting(
+                "runtime",
+                "the key-set refresher runs on a tokio runtime: spawn it inside one",
+            )
         })?;
         Ok(refresher::spawn(self, &runtime))
     }

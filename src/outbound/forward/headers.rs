@@ -12,7 +12,7 @@ use crate::guard::{token_cookies, TokenCookies};
 use crate::headers::{is_hop_by_hop, same_name, ConnectionTokens};
 
 /// What a forward does with `Forwarded`, `X-Forwarded-*` and `X-Real-IP` from the client.
-/// Set with [`ForwardLayer::forwarded_headers`](super::ForwardLayer::forwarded_headers).
+/// Set with [`ForwardLayerBuilder::forwarded_headers`](super::ForwardLayerBuilder::forwarded_headers).
 ///
 /// ```
 /// use mka1_auth::outbound::forward::{ForwardLayer, ForwardedHeaders};
@@ -39,7 +39,7 @@ pub enum ForwardedHeaders {
 /// than the request's own: `X-Original-URL`, `X-Original-URI`, `X-Rewrite-URL` (read by IIS,
 /// Symfony, Laminas and others) and `X-HTTP-Method-Override`, `X-HTTP-Method`,
 /// `X-Method-Override`, `X-Original-Method`. Set with
-/// [`ForwardLayer::override_headers`](super::ForwardLayer::override_headers).
+/// [`ForwardLayerBuilder::override_headers`](super::ForwardLayerBuilder::override_headers).
 ///
 /// ```
 /// use mka1_auth::outbound::forward::{ForwardLayer, OverrideHeaders};
@@ -65,12 +65,14 @@ pub enum OverrideHeaders {
 }
 
 /// What a forward does with the `Cookie` header. Set with
-/// [`ForwardLayer::cookies`](super::ForwardLayer::cookies).
+/// [`ForwardLayerBuilder::cookies`](super::ForwardLayerBuilder::cookies).
 ///
 /// ```
 /// use mka1_auth::outbound::forward::{ForwardCookies, ForwardLayer};
 ///
-/// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?.cookies(ForwardCookies::Keep);
+/// let forward = ForwardLayer::builder("http://127.0.0.1:9000/base")
+///     .cookies(ForwardCookies::Keep)
+///     .build()?;
 /// let req = http::Request::get("/a").header("cookie", "lang=en").body(()).unwrap();
 /// let onward = forward.onward_request(req).unwrap();
 /// assert_eq!(onward.headers()["cookie"], "lang=en");

@@ -7,7 +7,7 @@
 //!
 //! - **The path stays under the upstream's prefix.** The onward path is the upstream base
 //!   URL's path followed by the raw, still-encoded inbound path (after
-//!   [`strip_prefix`](ForwardLayer::strip_prefix)). A segment that anyone downstream could
+//!   [`strip_prefix`](ForwardLayerBuilder::strip_prefix)). A segment that anyone downstream could
 //!   read as `.` or `..` is refused with 400: `..`, `%2e%2e` in any case, `..%2f`, `..%5c`,
 //!   `\`, double-encoded `%252e`, `..;params`, overlong UTF-8 (`%c0%ae`), full-width dots, as
 //!   are control characters and broken escapes. Nothing is decoded on the way: `%2F`, `%3F`
@@ -37,7 +37,7 @@
 //!   HTTP/2 upstream takes an `authorization` trailer as it is), and requests rarely have a
 //!   use for them. Trailers of the upstream's answer pass back.
 //! - **Bodies stream** both ways. A request body over the cap (default
-//!   [`DEFAULT_MAX_BODY_BYTES`]) is answered 413: at once when `Content-Length` says so, or
+//!   10 MiB) is answered 413: at once when `Content-Length` says so, or
 //!   when the upstream call fails because the stream passed the cap.
 //!
 //! The headers are judged in one pass, with the `Connection` tokens read once: time in
@@ -73,6 +73,7 @@
 //! ```
 
 mod body;
+mod builder;
 mod headers;
 mod path;
 
@@ -93,13 +94,14 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use self::body::{BodyTooLarge, BoxError, CappedBody, ForwardBody};
+pub use self::builder::ForwardLayerBuilder;
 use self::headers::{drop_headers, HeaderPolicy};
 pub use self::headers::{ForwardCookies, ForwardedHeaders, OverrideHeaders};
 use crate::error::ConfigError;
 use crate::net::authority_port;
 
 /// The default cap on a forwarded request body: 10 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
 /// What went wrong in a forward; see [`ForwardError::kind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,7 +112,7 @@ pub enum ForwardErrorKind {
     PathRefused,
     /// The request cannot be forwarded at all: `CONNECT`, or a target with no path (400).
     NotForwardable,
-    /// The path is not under the configured [`strip_prefix`](ForwardLayer::strip_prefix)
+    /// The path is not under the configured [`strip_prefix`](ForwardLayerBuilder::strip_prefix)
     /// (404).
     NotFound,
     /// The request body is over the cap (413).
@@ -163,8 +165,7 @@ impl ForwardErrorKind {
 /// assert_eq!(err.kind().status(), 400);
 /// # Ok::<(), mka1_auth::ConfigError>(())
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{detail}")]
+#[derive(Debug, Clone)]
 pub struct ForwardError {
     kind: ForwardErrorKind,
     detail: Cow<'static, str>,
@@ -203,6 +204,14 @@ impl ForwardError {
     }
 }
 
+impl fmt::Display for ForwardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for ForwardError {}
+
 /// The settings of a forward, shared by every clone.
 #[derive(Debug, Clone)]
 struct ForwardConfig {
@@ -217,18 +226,15 @@ struct ForwardConfig {
 }
 
 /// Builds [`Forward`] services that send every request to one upstream. See the
-/// [module docs](self).
+/// [module docs](self); its settings are on [`ForwardLayer::builder`].
 ///
 /// ```
-/// use mka1_auth::outbound::forward::{ForwardLayer, ForwardedHeaders};
+/// use mka1_auth::outbound::forward::ForwardLayer;
 ///
-/// let forward = ForwardLayer::to("https://agents.internal.example/v1")?
-///     .strip_prefix("/proxy")?
-///     .max_body_bytes(1024 * 1024)
-///     .forwarded_headers(ForwardedHeaders::Drop);
+/// let forward = ForwardLayer::to("https://agents.internal.example/v1")?;
 /// assert_eq!(forward.origin(), "https://agents.internal.example");
 ///
-/// let req = http::Request::post("/proxy/runs/a%2Fb?page=2").body(()).unwrap();
+/// let req = http::Request::post("/runs/a%2Fb?page=2").body(()).unwrap();
 /// let onward = forward.onward_request(req).unwrap();
 /// assert_eq!(onward.uri(), "https://agents.internal.example/v1/runs/a%2Fb?page=2");
 /// # Ok::<(), mka1_auth::ConfigError>(())
@@ -239,17 +245,35 @@ pub struct ForwardLayer {
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::InvalidSetting {
-        name,
-        reason: reason.into(),
+    ConfigError::invalid_setting(name, reason)
+}
+
+/// The prefix to strip, without a trailing `/`: empty, or a plain path starting with `/`.
+fn checked_strip_prefix(prefix: &str) -> Result<&str, ConfigError> {
+    let prefix = prefix.trim_end_matches('/');
+    if !prefix.is_empty() && !prefix.starts_with('/') {
+        return Err(invalid("strip_prefix", "it must start with `/`"));
     }
+    path::check_path(prefix).map_err(|r| invalid("strip_prefix", r))?;
+    Ok(prefix)
 }
 
 impl ForwardLayer {
-    /// Forward to `base`: an `http` or `https` URL with a host, an optional port and an
-    /// optional path prefix, and no user info, query or fragment. Every onward request goes
-    /// to this origin, under this path.
+    /// Forward to `base` with the default settings: `ForwardLayer::builder(base).build()`.
+    /// `base` is an `http` or `https` URL with a host, an optional port and an optional path
+    /// prefix, and no user info, query or fragment. Every onward request goes to this
+    /// origin, under this path.
     pub fn to(base: &str) -> Result<ForwardLayer, ConfigError> {
+        ForwardLayer::builder(base).build()
+    }
+
+    /// Forward to `base`, with settings; see [`ForwardLayerBuilder`].
+    pub fn builder(base: &str) -> ForwardLayerBuilder {
+        ForwardLayerBuilder::new(base)
+    }
+
+    fn from_builder(builder: ForwardLayerBuilder) -> Result<ForwardLayer, ConfigError> {
+        let base = builder.base.as_str();
         let invalid = |reason: &str| invalid("forward base url", reason);
         let uri: Uri = base.parse().map_err(|_| invalid("it is not a valid url"))?;
         let scheme = match uri.scheme_str() {
@@ -277,95 +301,11 @@ impl ForwardLayer {
                 scheme,
                 authority: authority.clone(),
                 prefix: prefix.into(),
-                strip_prefix: "".into(),
-                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-                headers: HeaderPolicy::default(),
+                strip_prefix: checked_strip_prefix(&builder.strip_prefix)?.into(),
+                max_body_bytes: builder.max_body_bytes,
+                headers: builder.headers,
             }),
         })
-    }
-
-    fn edit(mut self, f: impl FnOnce(&mut ForwardConfig)) -> Self {
-        f(Arc::make_mut(&mut self.config));
-        self
-    }
-
-    /// Remove this prefix (`/proxy`) from the inbound path before it is joined to the base;
-    /// requests outside it get 404. Not needed under axum's `nest_service`, which strips its
-    /// own prefix. The prefix is compared with the raw path, whole segments only.
-    pub fn strip_prefix(self, prefix: &str) -> Result<Self, ConfigError> {
-        let prefix = prefix.trim_end_matches('/');
-        if !prefix.is_empty() && !prefix.starts_with('/') {
-            return Err(invalid("strip_prefix", "it must start with `/`"));
-        }
-        path::check_path(prefix).map_err(|r| invalid("strip_prefix", r))?;
-        Ok(self.edit(|c| c.strip_prefix = prefix.into()))
-    }
-
-    /// The largest request body passed on, in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
-    #[must_use]
-    pub fn max_body_bytes(self, max: u64) -> Self {
-        self.edit(|c| c.max_body_bytes = max)
-    }
-
-    /// What to do with `Forwarded`, `X-Forwarded-*` and `X-Real-IP` (default
-    /// [`ForwardedHeaders::Drop`]).
-    #[must_use]
-    pub fn forwarded_headers(self, policy: ForwardedHeaders) -> Self {
-        self.edit(|c| c.headers.forwarded = policy)
-    }
-
-    /// What to do with path and method overrides such as `X-Original-URL` and
-    /// `X-HTTP-Method-Override` (default [`OverrideHeaders::Drop`]). Keeping them is a risk:
-    /// see [`OverrideHeaders::Keep`].
-    ///
-    /// ```
-    /// use mka1_auth::outbound::forward::{ForwardLayer, OverrideHeaders};
-    ///
-    /// let request = || {
-    ///     http::Request::get("/reports")
-    ///         .header("X_HTTP_Method_Override", "DELETE")
-    ///         .body(())
-    ///         .unwrap()
-    /// };
-    /// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
-    /// let onward = forward.onward_request(request()).unwrap();
-    /// assert!(onward.headers().is_empty());
-    ///
-    /// let keeping = forward.override_headers(OverrideHeaders::Keep);
-    /// let onward = keeping.onward_request(request()).unwrap();
-    /// assert_eq!(onward.headers()["x_http_method_override"], "DELETE");
-    /// # Ok::<(), mka1_auth::ConfigError>(())
-    /// ```
-    #[must_use]
-    pub fn override_headers(self, policy: OverrideHeaders) -> Self {
-        self.edit(|c| c.headers.overrides = policy)
-    }
-
-    /// What to do with the `Cookie` header (default [`ForwardCookies::Drop`]). The cookie
-    /// the inbound layer reads its token from never goes onward.
-    ///
-    /// ```
-    /// use mka1_auth::outbound::forward::{ForwardCookies, ForwardLayer};
-    ///
-    /// let request = || {
-    ///     http::Request::get("/me")
-    ///         .header("cookie", "theme=dark; lang=en")
-    ///         .body(())
-    ///         .unwrap()
-    /// };
-    /// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
-    /// let onward = forward.onward_request(request()).unwrap();
-    /// assert!(onward.headers().get("cookie").is_none());
-    ///
-    /// // Behind `Mka1AuthLayer::cookie("mka1_token")`, `mka1_token` would still go.
-    /// let keeping = forward.cookies(ForwardCookies::Keep);
-    /// let onward = keeping.onward_request(request()).unwrap();
-    /// assert_eq!(onward.headers()["cookie"], "theme=dark; lang=en");
-    /// # Ok::<(), mka1_auth::ConfigError>(())
-    /// ```
-    #[must_use]
-    pub fn cookies(self, policy: ForwardCookies) -> Self {
-        self.edit(|c| c.headers.cookies = policy)
     }
 
     /// The upstream's origin (`scheme://host[:port]`), for the outbound layer's allow-list.
@@ -485,17 +425,20 @@ pub struct Forward<S> {
     unready: bool,
 }
 
-impl Forward<()> {
-    /// The layer, like [`ForwardLayer::to`].
-    pub fn layer(base: &str) -> Result<ForwardLayer, ConfigError> {
-        ForwardLayer::to(base)
-    }
-}
-
 impl<S> Forward<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped client, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the client.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
