@@ -10,7 +10,7 @@ use crate::mock_mka1;
 use std::time::Duration;
 
 use mka1_auth::ConfigErrorKind;
-use mka1_auth::{ConfigError, ManualClock};
+use mka1_auth::ManualClock;
 use mka1_auth_dev_issuer::{
     ApiKeySpec, DevIssuer, BOOTSTRAP_KEY_ID, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH,
     SCOPED_API_KEY_DELETE_PATH, SCOPED_API_KEY_LIST_PATH, SCOPED_API_KEY_PATH,
