@@ -264,7 +264,6 @@ impl Error {
     }
     /// Suggest when a retry may succeed (for [`ErrorKind::KeysUnavailable`]: when the key
     /// set will next be fetched).
-    #[cfg(feature = "remote")]
     pub(crate) fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
