@@ -93,6 +93,11 @@ pub enum ErrorKind {
     /// The token matches a revocation rule ([`crate::revocation`]): its user's, its id's,
     /// or one for every token issued before a time. Answered 401 `invalid_token`.
     Revoked,
+    /// The verifier obeys revocation rules that are not loaded yet (their source, Redis,
+    /// has not answered since the start). Answered 503 with `Retry-After`, like
+    /// [`KeysUnavailable`](Self::KeysUnavailable), unless the rules were set to serve
+    /// without them until loaded.
+    RevocationUnavailable,
 }
 
 impl ErrorKind {
@@ -129,6 +134,7 @@ impl ErrorKind {
             ErrorKind::CheckFailed => "token was refused by a check of this service",
             ErrorKind::CheckPanicked => "a check of this service failed unexpectedly",
             ErrorKind::Revoked => "token has been revoked",
+            ErrorKind::RevocationUnavailable => "revocation rules are not loaded yet",
         }
     }
 
@@ -140,6 +146,7 @@ impl ErrorKind {
                 | ErrorKind::InvalidRequest
                 | ErrorKind::InsufficientPermission
                 | ErrorKind::KeysUnavailable
+                | ErrorKind::RevocationUnavailable
                 | ErrorKind::MissingLayer
                 | ErrorKind::CheckPanicked
                 | ErrorKind::OnBehalfOfMismatch

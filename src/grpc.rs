@@ -14,7 +14,7 @@
 //! |---|---|
 //! | no credentials, a malformed `Authorization`, any invalid token | 16 `UNAUTHENTICATED` |
 //! | a missing permission, an `X-On-Behalf-Of` that names someone else | 7 `PERMISSION_DENIED` |
-//! | no usable key set | 14 `UNAVAILABLE` |
+//! | no usable key set, revocation rules not loaded yet | 14 `UNAVAILABLE` |
 //! | the layer missing in front of what needs it (a wiring bug), a claim check that panicked | 13 `INTERNAL` |
 //!
 //! `grpc-message` is the error's description, percent-encoded as the gRPC spec asks.

@@ -34,10 +34,11 @@ const REASONS: [(ErrorKind, &str); KINDS] = [
     (ErrorKind::CheckFailed, "check_failed"),
     (ErrorKind::CheckPanicked, "check_panicked"),
     (ErrorKind::Revoked, "revoked"),
+    (ErrorKind::RevocationUnavailable, "revocation_unavailable"),
 ];
 
 /// How many error kinds there are.
-const KINDS: usize = 28;
+const KINDS: usize = 29;
 
 /// The position of `kind` in [`REASONS`]. Exhaustive, so a new kind cannot be forgotten.
 fn kind_index(kind: ErrorKind) -> usize {
@@ -70,6 +71,7 @@ fn kind_index(kind: ErrorKind) -> usize {
         ErrorKind::CheckFailed => 25,
         ErrorKind::CheckPanicked => 26,
         ErrorKind::Revoked => 27,
+        ErrorKind::RevocationUnavailable => 28,
     }
 }
 

@@ -85,7 +85,7 @@ fn is_media_type(value: &[u8], media_type: &[u8]) -> bool {
 pub(crate) fn status_code(kind: ErrorKind) -> u16 {
     match kind {
         ErrorKind::InsufficientPermission | ErrorKind::OnBehalfOfMismatch => 7,
-        ErrorKind::KeysUnavailable => 14,
+        ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => 14,
         ErrorKind::MissingLayer | ErrorKind::CheckPanicked => 13,
         _ => 16,
     }
@@ -271,6 +271,7 @@ mod tests {
         assert_eq!(status_code(InsufficientPermission), 7);
         assert_eq!(status_code(OnBehalfOfMismatch), 7);
         assert_eq!(status_code(KeysUnavailable), 14);
+        assert_eq!(status_code(RevocationUnavailable), 14);
         assert_eq!(status_code(MissingLayer), 13);
         assert_eq!(status_code(CheckPanicked), 13);
         assert_eq!(status_code(CheckFailed), 16);

@@ -8,6 +8,7 @@
 //! | permission missing | `InsufficientPermission` | 403 | `… error="insufficient_scope", scope="…"` |
 //! | `X-On-Behalf-Of` disagrees | `OnBehalfOfMismatch` | 403 | `… error="invalid_token"` |
 //! | no usable key set | `KeysUnavailable` | 503 | none; `Retry-After` |
+//! | revocation rules not loaded yet | `RevocationUnavailable` | 503 | none; `Retry-After` |
 //! | layer missing or in the wrong order (wiring bug) | `MissingLayer` | 500 | none |
 //! | a claim check of the service panicked | `CheckPanicked` | 500 | none |
 //!
@@ -205,7 +206,9 @@ impl Rejection {
             ErrorKind::InsufficientPermission | ErrorKind::OnBehalfOfMismatch => {
                 StatusCode::FORBIDDEN
             }
-            ErrorKind::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             kind if kind.is_invalid_token() => StatusCode::UNAUTHORIZED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -219,7 +222,9 @@ impl Rejection {
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::InsufficientPermission => "insufficient_scope",
             ErrorKind::OnBehalfOfMismatch => "invalid_token",
-            ErrorKind::KeysUnavailable => "temporarily_unavailable",
+            ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => {
+                "temporarily_unavailable"
+            }
             kind if kind.is_invalid_token() => "invalid_token",
             _ => "server_error",
         }
@@ -296,7 +301,7 @@ impl Rejection {
         if let Some(challenge) = self.www_authenticate() {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if self.error.kind() == ErrorKind::KeysUnavailable {
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
             headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
@@ -496,6 +501,12 @@ mod tests {
             (ErrorKind::InsufficientPermission, 403, "insufficient_scope"),
             (ErrorKind::OnBehalfOfMismatch, 403, "invalid_token"),
             (ErrorKind::KeysUnavailable, 503, "temporarily_unavailable"),
+            (
+                ErrorKind::RevocationUnavailable,
+                503,
+                "temporarily_unavailable",
+            ),
+            (ErrorKind::Revoked, 401, "invalid_token"),
             (ErrorKind::MissingLayer, 500, "server_error"),
         ];
         for (kind, status, code) in cases {

@@ -249,11 +249,8 @@ impl Revocations {
             Some(set) if set.refuses(token) => Err(Error::new(ErrorKind::Revoked)),
             Some(_) => Ok(()),
             None if self.shared.serve_unloaded.load(Ordering::Relaxed) => Ok(()),
-            None => Err(Error::with_detail(
-                ErrorKind::KeysUnavailable,
-                "revocation rules are not loaded yet",
-            )
-            .with_retry_after(Duration::from_secs(1))),
+            None => Err(Error::new(ErrorKind::RevocationUnavailable)
+                .with_retry_after(Duration::from_secs(1))),
         }
     }
 
@@ -315,7 +312,8 @@ mod tests {
         let token = set::test_token("a", None, Some(1), None);
         let closed = Revocations::unloaded(Arc::new(SystemClock));
         let err = closed.check(&token).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+        assert_eq!(err.kind(), ErrorKind::RevocationUnavailable);
+        assert_eq!(err.to_string(), "revocation rules are not loaded yet");
         assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
         assert!(!closed.status().loaded);
         let open = Revocations::unloaded(Arc::new(SystemClock)).serve_without_rules_until_loaded();

@@ -174,7 +174,17 @@ async fn a_start_with_redis_down_answers_503_then_serves_once_redis_is_up() {
     let ok = token(&key, "user-42", now() - 60);
     let response = call(&r.verifier, &ok).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(response.headers().contains_key(RETRY_AFTER));
+    assert_eq!(response.headers()[RETRY_AFTER], "1");
+    assert_eq!(
+        response
+            .extensions()
+            .get::<mka1_auth::Error>()
+            .map(|e| e.kind()),
+        Some(ErrorKind::RevocationUnavailable)
+    );
+    assert!(response
+        .body()
+        .contains(r#""error_description":"revocation rules are not loaded yet""#));
     assert!(!r.source.revocations().status().loaded);
 
     // The documented knob: serve without rules until loaded.
