@@ -231,11 +231,32 @@ mod tests {
             assert_eq!(remote::DEFAULT_RETRY_MAX, Duration::from_secs(5 * 60));
             assert_eq!(crate::exchange::builder::DEFAULT_CACHE_CAPACITY, 10_000);
             assert_eq!(
+                crate::net::fetch::DEFAULT_CONNECT_TIMEOUT,
+                Duration::from_secs(5)
+            );
+            assert_eq!(
+                crate::net::fetch::DEFAULT_IDLE_TIMEOUT,
+                Duration::from_secs(30)
+            );
+            assert_eq!(
+                crate::outbound::reqwest_adapter::DEFAULT_RESPONSE_TIMEOUT,
+                Duration::from_secs(30)
+            );
+            assert_eq!(
+                crate::revocation::DEFAULT_RETENTION,
+                Duration::from_secs(30 * 24 * 60 * 60 + 60)
+            );
+            assert_eq!(
                 crate::exchange::builder::DEFAULT_RENEW_BEFORE,
                 Duration::from_secs(60)
             );
         }
         assert_eq!(crate::rejection::DEFAULT_REALM, "mka1");
+        assert_eq!(
+            crate::verify::builder::DEFAULT_PERMISSIONS_CLAIM,
+            "permissions"
+        );
+        assert_eq!(crate::mcp::DEFAULT_MAX_SESSIONS, 10_000);
         assert_eq!(
             crate::rejection::DEFAULT_RETRY_AFTER,
             Duration::from_secs(30)

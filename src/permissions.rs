@@ -202,7 +202,7 @@ impl RequirePermissionsLayer {
     }
 
     /// Require `permissions` as `need` says.
-    pub fn with_need<I>(need: Need, permissions: I) -> Self
+    fn with_need<I>(need: Need, permissions: I) -> Self
     where
         I: IntoIterator,
         I::Item: Into<String>,
@@ -281,29 +281,29 @@ impl<S, R> Layer<S> for RequirePermissionsLayer<R> {
 /// The service [`RequirePermissionsLayer`] wraps around another.
 ///
 /// ```
-/// use mka1_auth::RequirePermissions;
+/// use mka1_auth::{RequirePermissions, RequirePermissionsLayer};
+/// use tower::Layer;
 ///
-/// let layer = RequirePermissions::layer(["agent:read"]);
-/// # let _ = layer;
+/// let svc: RequirePermissions<&str> = RequirePermissionsLayer::new(["agent:read"]).layer("inner");
+/// # let _ = svc;
 /// ```
 pub struct RequirePermissions<S, R = StandardReject> {
     inner: S,
     layer: RequirePermissionsLayer<R>,
 }
 
-impl RequirePermissions<()> {
-    /// The layer, like [`RequirePermissionsLayer::new`].
-    pub fn layer<I>(permissions: I) -> RequirePermissionsLayer
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
-        RequirePermissionsLayer::new(permissions)
-    }
-}
-
 impl<S, R> RequirePermissions<S, R> {
     /// The wrapped service.
+    ///
+    /// ```
+    /// use mka1_auth::RequirePermissionsLayer;
+    /// use tower::Layer;
+    ///
+    /// let mut svc = RequirePermissionsLayer::new(["agent:read"]).layer(String::from("inner"));
+    /// assert_eq!(svc.get_ref(), "inner");
+    /// svc.get_mut().push('!');
+    /// assert_eq!(svc.into_inner(), "inner!");
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }

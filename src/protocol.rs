@@ -1,6 +1,7 @@
-//! What MKA1's API fixes, in one place: the exchange endpoint's paths, the limits on a
-//! token's lifetime, and the scoped API-key endpoints' paths. The exchange client, the dev
-//! issuer and the verifier's defaults all read these.
+//! What MKA1's API fixes, in one place: the gateway, the exchange endpoint's paths and the
+//! limits on a token's lifetime. The exchange client, the dev issuer and the verifier's
+//! defaults all read these. (The scoped API-key endpoints, which this crate never calls, are
+//! the dev issuer's: `mka1_auth_dev_issuer::SCOPED_API_KEY_PATH` and its siblings.)
 //!
 //! ```
 //! use mka1_auth::protocol::{EXCHANGE_TOKEN_PATH, MAX_EXPIRES_IN};
@@ -26,18 +27,3 @@ pub const MAX_EXPIRES_IN: u64 = 2_592_000;
 
 /// The token lifetime when `expiresIn` is absent, in seconds.
 pub const DEFAULT_EXPIRES_IN: u64 = 3600;
-
-/// Creating a scoped API key (`POST`), as the official SDK's `auth.api_keys.create` calls it.
-pub const SCOPED_API_KEY_PATH: &str = "/api/v1/authentication/api-key/scoped";
-
-/// Listing scoped API keys (`GET`, `?teamId=&orgId=`).
-pub const SCOPED_API_KEY_LIST_PATH: &str = "/api/v1/authentication/api-key/scoped/list";
-
-/// Updating a scoped API key's scopes, name, rate limit or expiry (`POST`).
-pub const SCOPED_API_KEY_UPDATE_PATH: &str = "/api/v1/authentication/api-key/scoped/update";
-
-/// Giving a scoped API key a new secret (`POST`); the old one stops working.
-pub const SCOPED_API_KEY_REGENERATE_PATH: &str = "/api/v1/authentication/api-key/scoped/regenerate";
-
-/// Deleting a scoped API key (`POST`).
-pub const SCOPED_API_KEY_DELETE_PATH: &str = "/api/v1/authentication/api-key/scoped/delete";

@@ -148,9 +148,23 @@ pub use self::signing::SigningAlgorithm;
 use self::state::IssuerState;
 pub use mka1_auth::protocol::{
     DEFAULT_EXPIRES_IN, EXCHANGE_TOKEN_PATH, LEGACY_EXCHANGE_TOKEN_PATH, MAX_EXPIRES_IN,
-    MIN_EXPIRES_IN, SCOPED_API_KEY_DELETE_PATH, SCOPED_API_KEY_LIST_PATH, SCOPED_API_KEY_PATH,
-    SCOPED_API_KEY_REGENERATE_PATH, SCOPED_API_KEY_UPDATE_PATH,
+    MIN_EXPIRES_IN,
 };
+
+/// Creating a scoped API key (`POST`), as the official SDK's `auth.api_keys.create` calls it.
+pub const SCOPED_API_KEY_PATH: &str = "/api/v1/authentication/api-key/scoped";
+
+/// Listing scoped API keys (`GET`, `?teamId=&orgId=`).
+pub const SCOPED_API_KEY_LIST_PATH: &str = "/api/v1/authentication/api-key/scoped/list";
+
+/// Updating a scoped API key's scopes, name, rate limit or expiry (`POST`).
+pub const SCOPED_API_KEY_UPDATE_PATH: &str = "/api/v1/authentication/api-key/scoped/update";
+
+/// Giving a scoped API key a new secret (`POST`); the old one stops working.
+pub const SCOPED_API_KEY_REGENERATE_PATH: &str = "/api/v1/authentication/api-key/scoped/regenerate";
+
+/// Deleting a scoped API key (`POST`).
+pub const SCOPED_API_KEY_DELETE_PATH: &str = "/api/v1/authentication/api-key/scoped/delete";
 
 /// Where the dev issuer serves its JWKS. MKA1 itself publishes no such path; this one is ours.
 pub const JWKS_PATH: &str = "/api/v1/authentication/jwks";

@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use aws_lc_rs::signature::{self as sig, RsaParameters, VerificationAlgorithm};
 
+use crate::error::ConfigError;
+
 /// A JWS signature algorithm (RFC 7518 names).
 ///
 /// The crate's own type, so its public API does not change with `jsonwebtoken`'s major
@@ -64,24 +66,30 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// The name given to [`Algorithm::from_str`] is no JOSE algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnknownAlgorithm;
-
-impl fmt::Display for UnknownAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not a jws algorithm name")
-    }
-}
-
-impl std::error::Error for UnknownAlgorithm {}
-
 impl FromStr for Algorithm {
-    type Err = UnknownAlgorithm;
+    type Err = ConfigError;
 
-    /// The exact JOSE name (`EdDSA`, `ES256`, ...), as in a token header.
-    fn from_str(name: &str) -> Result<Self, UnknownAlgorithm> {
-        parse_alg(name).ok_or(UnknownAlgorithm)
+    /// The exact JOSE name (`EdDSA`, `ES256`, ...), as in a token header; any other name is
+    /// a [`ConfigErrorKind::UnsupportedAlgorithm`](crate::ConfigErrorKind::UnsupportedAlgorithm)
+    /// error.
+    ///
+    /// ```
+    /// use mka1_auth::{Algorithm, ConfigErrorKind};
+    ///
+    /// assert_eq!("ES256".parse::<Algorithm>()?, Algorithm::ES256);
+    /// let err = "es256".parse::<Algorithm>().unwrap_err();
+    /// assert_eq!(err.kind(), ConfigErrorKind::UnsupportedAlgorithm);
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    fn from_str(name: &str) -> Result<Self, ConfigError> {
+        parse_alg(name).ok_or_else(|| {
+            // The name as given, cut and escaped: it may come from a command line.
+            let shown: String = name.chars().take(32).collect();
+            ConfigError::with_detail(
+                crate::ConfigErrorKind::UnsupportedAlgorithm,
+                format!("{shown:?}"),
+            )
+        })
     }
 }
 

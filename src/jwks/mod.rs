@@ -23,8 +23,8 @@ mod status;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+pub use alg::Algorithm;
 pub(crate) use alg::{is_supported, parse_alg};
-pub use alg::{Algorithm, UnknownAlgorithm};
 pub use document::IntoJwks;
 pub(crate) use document::JwksDocument;
 pub use key::{KeyType, VerificationKey};

@@ -231,11 +231,11 @@ impl<R> Shared<R> {
 ///
 /// ```
 /// use http::{Request, Response};
-/// use mka1_auth::{Mka1Auth, OnBehalfOf, Verifier};
+/// use mka1_auth::{Mka1AuthLayer, OnBehalfOf, Verifier};
 /// use tower::{service_fn, ServiceExt};
 ///
 /// # async fn demo(verifier: Verifier) {
-/// let svc = Mka1Auth::layer(verifier).layer(service_fn(|req: Request<String>| async move {
+/// let svc = Mka1AuthLayer::new(verifier).layer(service_fn(|req: Request<String>| async move {
 ///     let user = req.extensions().get::<OnBehalfOf>().unwrap();
 ///     Ok::<_, std::convert::Infallible>(Response::new(format!("hello {user}")))
 /// }));
@@ -247,13 +247,6 @@ impl<R> Shared<R> {
 pub struct Mka1Auth<S, R = StandardReject> {
     inner: S,
     shared: Arc<Shared<R>>,
-}
-
-impl Mka1Auth<()> {
-    /// The layer, like [`Mka1AuthLayer::new`].
-    pub fn layer(verifier: Verifier) -> Mka1AuthLayer {
-        Mka1AuthLayer::new(verifier)
-    }
 }
 
 impl<S: Clone, R> Clone for Mka1Auth<S, R> {
@@ -276,6 +269,18 @@ impl<S: std::fmt::Debug, R> std::fmt::Debug for Mka1Auth<S, R> {
 
 impl<S, R> Mka1Auth<S, R> {
     /// The wrapped service.
+    ///
+    /// ```
+    /// use mka1_auth::{Mka1AuthLayer, Verifier};
+    /// use tower::Layer;
+    ///
+    /// # fn demo(verifier: Verifier) {
+    /// let mut svc = Mka1AuthLayer::new(verifier).layer(String::from("inner"));
+    /// assert_eq!(svc.get_ref(), "inner");
+    /// svc.get_mut().push('!');
+    /// assert_eq!(svc.into_inner(), "inner!");
+    /// # }
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }

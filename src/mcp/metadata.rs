@@ -17,14 +17,7 @@ use tower_service::Service;
 use crate::error::ConfigError;
 
 /// The well-known path prefix of RFC 9728.
-///
-/// ```
-/// use mka1_auth::mcp::{ProtectedResource, WELL_KNOWN_PREFIX};
-///
-/// let root = ProtectedResource::new("https://tools.example.com").unwrap();
-/// assert_eq!(root.well_known_path(), WELL_KNOWN_PREFIX);
-/// ```
-pub const WELL_KNOWN_PREFIX: &str = "/.well-known/oauth-protected-resource";
+pub(crate) const WELL_KNOWN_PREFIX: &str = "/.well-known/oauth-protected-resource";
 
 /// What a protected resource says about itself (RFC 9728 section 2): its identifier (the
 /// audience MKA1 tokens for it carry), who issues those tokens, that they come in the
@@ -276,6 +269,18 @@ pub struct ResourceMetadata<S> {
 
 impl<S> ResourceMetadata<S> {
     /// The wrapped service.
+    ///
+    /// ```
+    /// use mka1_auth::mcp::ProtectedResource;
+    /// use tower::Layer;
+    ///
+    /// let resource = ProtectedResource::new("https://tools.example.com/mcp")?;
+    /// let mut svc = resource.challenge_layer().layer(String::from("inner"));
+    /// assert_eq!(svc.get_ref(), "inner");
+    /// svc.get_mut().push('!');
+    /// assert_eq!(svc.into_inner(), "inner!");
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }

@@ -44,14 +44,12 @@ mod tool;
 
 pub use metadata::{
     MetadataService, ProtectedResource, ResourceMetadata, ResourceMetadataLayer,
-    ResponseFuture as MetadataResponseFuture, WELL_KNOWN_PREFIX,
+    ResponseFuture as MetadataResponseFuture,
 };
+#[cfg(test)]
+pub(crate) use session::DEFAULT_MAX_SESSIONS;
 pub use session::{McpSession, McpSessionLayer, ResponseFuture};
 pub use tool::{caller, require, ToolRefusal};
 
 /// The header carrying a Streamable HTTP session's id: `mcp-session-id`.
-///
-/// ```
-/// assert_eq!(mka1_auth::mcp::MCP_SESSION_ID.as_str(), "mcp-session-id");
-/// ```
-pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+pub(crate) const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");

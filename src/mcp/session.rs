@@ -65,15 +65,15 @@ struct Settings {
     clock: Arc<dyn Clock>,
 }
 
-impl McpSessionLayer {
-    /// Default cap on the sessions held at once: 10 000.
-    pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Default cap on the sessions held at once.
+pub(crate) const DEFAULT_MAX_SESSIONS: usize = 10_000;
 
-    /// A layer with an empty table, [`DEFAULT_MAX_SESSIONS`](Self::DEFAULT_MAX_SESSIONS),
-    /// the verifier's default leeway (60 s) and the system clock.
+impl McpSessionLayer {
+    /// A layer with an empty table, a cap of 10 000 sessions held at once, the verifier's
+    /// default leeway (60 s) and the system clock.
     pub fn new() -> Self {
         McpSessionLayer::with(Settings {
-            cap: Self::DEFAULT_MAX_SESSIONS,
+            cap: DEFAULT_MAX_SESSIONS,
             leeway: crate::VerifierBuilder::DEFAULT_LEEWAY.as_secs(),
             clock: Arc::new(SystemClock),
         })
@@ -157,21 +157,15 @@ impl<S> Layer<S> for McpSessionLayer {
 /// The service [`McpSessionLayer`] wraps around an MCP server.
 ///
 /// ```
-/// use mka1_auth::mcp::McpSession;
+/// use mka1_auth::mcp::{McpSession, McpSessionLayer};
+/// use tower::Layer;
 ///
-/// let layer = McpSession::layer();
-/// # let _ = layer;
+/// let svc: McpSession<&str> = McpSessionLayer::new().layer("inner");
+/// # let _ = svc;
 /// ```
 pub struct McpSession<S> {
     inner: S,
     sessions: Arc<Sessions>,
-}
-
-impl McpSession<()> {
-    /// The layer, like [`McpSessionLayer::new`].
-    pub fn layer() -> McpSessionLayer {
-        McpSessionLayer::new()
-    }
 }
 
 impl<S: Clone> Clone for McpSession<S> {
@@ -194,6 +188,16 @@ impl<S: std::fmt::Debug> std::fmt::Debug for McpSession<S> {
 
 impl<S> McpSession<S> {
     /// The wrapped service.
+    ///
+    /// ```
+    /// use mka1_auth::mcp::McpSessionLayer;
+    /// use tower::Layer;
+    ///
+    /// let mut svc = McpSessionLayer::new().layer(String::from("inner"));
+    /// assert_eq!(svc.get_ref(), "inner");
+    /// svc.get_mut().push('!');
+    /// assert_eq!(svc.into_inner(), "inner!");
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }

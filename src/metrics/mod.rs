@@ -120,16 +120,11 @@ static COUNTING: AtomicBool = AtomicBool::new(true);
 ///
 /// ```
 /// mka1_auth::metrics::set_counting(false);
-/// assert!(!mka1_auth::metrics::counting());
+/// // ... requests here are not counted ...
 /// mka1_auth::metrics::set_counting(true);
 /// ```
 pub fn set_counting(on: bool) {
     COUNTING.store(on, Ordering::Relaxed);
-}
-
-/// Whether counting is on (see [`set_counting`]).
-pub fn counting() -> bool {
-    COUNTING.load(Ordering::Relaxed)
 }
 
 /// Count `event` on this thread (the hooks in the rest of the crate call this).

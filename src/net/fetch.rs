@@ -21,12 +21,12 @@ use crate::error::ConfigError;
 /// How long the crate's clients (the JWKS fetcher, the exchange client,
 /// [`ReqwestService::new`](crate::outbound::ReqwestService::new)) wait to connect (TCP and
 /// TLS), by default.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the crate's clients (the JWKS fetcher, the exchange client,
 /// [`ReqwestService::new`](crate::outbound::ReqwestService::new)) wait for any one read (the
 /// response head, then each body chunk), by default.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A redirect policy following a redirect only while it stays on the first request's origin,
 /// and at most `max` of them. A redirect it stops comes back as the 3xx answer.

@@ -171,6 +171,20 @@ pub struct Outbound<S, C> {
 
 impl<S, C> Outbound<S, C> {
     /// The wrapped client.
+    ///
+    /// ```
+    /// use mka1_auth::outbound::{ApiKey, OutboundLayer};
+    /// use tower::Layer;
+    ///
+    /// let layer = OutboundLayer::builder(ApiKey::new("mk_live_example")?)
+    ///     .allow_origin("https://apigw.mka1.com")
+    ///     .build()?;
+    /// let mut client = layer.layer(String::from("inner"));
+    /// assert_eq!(client.get_ref(), "inner");
+    /// client.get_mut().push('!');
+    /// assert_eq!(client.into_inner(), "inner!");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }

@@ -70,7 +70,7 @@ mod layer;
 mod origin;
 mod refusal;
 #[cfg(feature = "remote")]
-mod reqwest_adapter;
+pub(crate) mod reqwest_adapter;
 
 pub use self::credential::{
     carry_identity, ApiKey, Credential, CredentialSource, ForwardToken, OutboundContext,
@@ -80,7 +80,5 @@ pub use self::layer::{Outbound, OutboundBuilder, OutboundLayer, ResponseFuture};
 pub use self::refusal::{Refusal, RefusalKind};
 #[cfg(feature = "remote")]
 pub use self::reqwest_adapter::{
-    same_origin_redirects, ReqwestError, ReqwestFuture, ReqwestService, DEFAULT_RESPONSE_TIMEOUT,
+    same_origin_redirects, ReqwestError, ReqwestFuture, ReqwestService,
 };
-#[cfg(feature = "remote")]
-pub use crate::net::fetch::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT};

@@ -60,13 +60,13 @@ pub struct ReqwestService {
 }
 
 /// How long [`ReqwestService`] waits for the response head, by default.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ReqwestService {
     /// A service over the crate's reqwest client: [`same_origin_redirects`], and the default
     /// timeouts of every client the crate builds: 5 s to connect, and 30 s for any one read
     /// (the response head, then each body chunk), so an upstream that never answers, or
-    /// trickles, cannot hold a request forever; and [`DEFAULT_RESPONSE_TIMEOUT`] for the
+    /// trickles, cannot hold a request forever; and a 30 s limit for the
     /// whole response head (see [`response_timeout`](Self::response_timeout)). For other
     /// connect and read timeouts, pass a builder to [`from_builder`](Self::from_builder).
     pub fn new() -> Result<Self, ConfigError> {
@@ -81,7 +81,7 @@ impl ReqwestService {
     }
 
     /// How long to wait from sending the request until the response head has arrived
-    /// (default [`DEFAULT_RESPONSE_TIMEOUT`]; `None` for no limit), so an upstream that
+    /// (default 30 s; `None` for no limit), so an upstream that
     /// trickles its head cannot hold a request. When it passes, the call fails with an error
     /// whose [`is_timeout`](ReqwestError::is_timeout) is true; the forward answers it with
     /// 504. The body is not covered: its chunks have the client's read timeout.
@@ -102,7 +102,7 @@ impl ReqwestService {
     /// A service over a client built from `builder`, with its redirect policy replaced by
     /// [`same_origin_redirects`]. Its connect and read timeouts are the builder's (reqwest's
     /// default is none): set them, as here. The [`response_timeout`](Self::response_timeout)
-    /// is [`DEFAULT_RESPONSE_TIMEOUT`] here too.
+    /// is the same 30 s default here too.
     ///
     /// ```
     /// use std::time::Duration;
@@ -122,8 +122,28 @@ impl ReqwestService {
     }
 
     /// The reqwest client inside.
+    ///
+    /// ```
+    /// use mka1_auth::outbound::ReqwestService;
+    ///
+    /// let mut service = ReqwestService::new()?;
+    /// let _client: &reqwest::Client = service.get_ref();
+    /// let _client: &mut reqwest::Client = service.get_mut();
+    /// let _client: reqwest::Client = service.into_inner();
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
     pub fn get_ref(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The reqwest client inside, mutably.
+    pub fn get_mut(&mut self) -> &mut reqwest::Client {
+        &mut self.client
+    }
+
+    /// Unwrap the reqwest client (its redirect policy stays [`same_origin_redirects`]).
+    pub fn into_inner(self) -> reqwest::Client {
+        self.client
     }
 }
 

@@ -58,9 +58,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{
-    RedisRevocations, RedisSetup, RedisStore, StoreError, DEFAULT_CHANNEL, DEFAULT_PREFIX,
-};
+pub use self::redis::{RedisRevocations, RedisSetup, RedisStore, StoreError, DEFAULT_PREFIX};
 pub use rule::Rule;
 pub use status::RevocationStatus;
 
@@ -71,7 +69,8 @@ use set::RuleSet;
 
 /// How long a rule is kept when no verifier has said more: MKA1's longest token lifetime
 /// (30 days) plus the default leeway (60 s).
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(crate::protocol::MAX_EXPIRES_IN + 60);
+pub(crate) const DEFAULT_RETENTION: Duration =
+    Duration::from_secs(crate::protocol::MAX_EXPIRES_IN + 60);
 
 /// The revocation rules a verifier obeys: a snapshot read lock-free on every request, and
 /// the state of its source. Cheap to clone; clones share the rules.

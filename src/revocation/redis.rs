@@ -30,7 +30,7 @@ use crate::shown::Shown;
 /// The key prefix rules are stored under unless [`RedisSetup::prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "mka1-auth:revoked:";
 /// The channel changes are announced on unless [`RedisSetup::channel`] says otherwise.
-pub const DEFAULT_CHANNEL: &str = "mka1-auth:revocations";
+pub(crate) const DEFAULT_CHANNEL: &str = "mka1-auth:revocations";
 
 /// The message that makes every replica reload every rule.
 const RELOAD: &str = "reload";
@@ -80,7 +80,7 @@ impl RedisSetup {
         self
     }
 
-    /// The channel (default [`DEFAULT_CHANNEL`]).
+    /// The channel (default `mka1-auth:revocations`).
     pub fn channel(mut self, channel: impl Into<String>) -> Self {
         self.channel = channel.into();
         self

@@ -23,7 +23,7 @@ const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(crate::protocol::MAX_
 /// Default largest token accepted, in bytes.
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Default claim holding the permissions.
-const DEFAULT_PERMISSIONS_CLAIM: &str = "permissions";
+pub(crate) const DEFAULT_PERMISSIONS_CLAIM: &str = "permissions";
 
 const REGISTERED_CLAIMS: [&str; 7] = ["exp", "nbf", "iat", "aud", "sub", "iss", "jti"];
 
@@ -124,8 +124,6 @@ impl VerifierBuilder {
     pub const DEFAULT_MAX_LIFETIME: Duration = DEFAULT_MAX_LIFETIME;
     /// Default cap on a token's size, checked before any parsing: 8 KiB.
     pub const DEFAULT_MAX_TOKEN_BYTES: usize = DEFAULT_MAX_TOKEN_BYTES;
-    /// Default name of the permissions claim: `permissions`.
-    pub const DEFAULT_PERMISSIONS_CLAIM: &'static str = DEFAULT_PERMISSIONS_CLAIM;
 
     fn set_keys(mut self, keys: KeyConfig) -> Self {
         if self.keys.is_some() {

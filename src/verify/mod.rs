@@ -32,7 +32,7 @@
 //! issuer's source), and its times against the clock. Uncached checks run on every answer,
 //! from the cache or not.
 
-mod builder;
+pub(crate) mod builder;
 mod checks;
 mod jws;
 mod key;

@@ -14,11 +14,14 @@ use std::time::Duration;
 use common::*;
 use http::header::AUTHORIZATION;
 use http::{Method, Request, Response, StatusCode};
-use mka1_auth::mcp::{McpSessionLayer, MCP_SESSION_ID};
+use mka1_auth::mcp::McpSessionLayer;
 use mka1_auth::{ManualClock, Mka1AuthLayer};
 use serde_json::json;
 use tower::util::BoxCloneService;
 use tower::{service_fn, Layer, ServiceExt};
+
+/// The Streamable HTTP session header (MCP 2025-06-18).
+const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
 
 /// The stand-in MCP server's state: the sessions it issued, and how many requests reached it.
 #[derive(Clone, Default)]

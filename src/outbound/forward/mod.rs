@@ -427,6 +427,17 @@ pub struct Forward<S> {
 
 impl<S> Forward<S> {
     /// The wrapped client.
+    ///
+    /// ```
+    /// use mka1_auth::outbound::forward::ForwardLayer;
+    /// use tower::Layer;
+    ///
+    /// let mut forward = ForwardLayer::to("https://upstream.internal")?.layer(String::from("inner"));
+    /// assert_eq!(forward.get_ref(), "inner");
+    /// forward.get_mut().push('!');
+    /// assert_eq!(forward.into_inner(), "inner!");
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
