@@ -1,12 +1,12 @@
 //! The load generator: many keep-alive HTTP/1 connections over loopback, each sending one
 //! request at a time from a plan of cases, checking every answer against its case's verdict.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, RETRY_AFTER};
+use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -28,6 +28,61 @@ pub struct Case {
     pub auth: Option<HeaderValue>,
     pub expect: u16,
     pub kind: Kind,
+    /// A verdict that changes mid-run (a revocation rule): see [`Flip`].
+    pub flips: Option<Arc<Flip>>,
+}
+
+/// When a case's expected answer changes from `expect` to 401 `invalid_token` (a revocation
+/// rule stored mid-run): an answer received before the change began must be `expect`; one
+/// to a request sent after the change settled (stored, plus the propagation bound) must be
+/// 401 `invalid_token`; anything in between may be either, and is counted apart (grace),
+/// not as wrong.
+pub struct Flip {
+    base: Instant,
+    /// Nanoseconds after `base`; `u64::MAX` until set.
+    began: AtomicU64,
+    settled: AtomicU64,
+}
+
+impl Flip {
+    pub fn new() -> Arc<Flip> {
+        Arc::new(Flip {
+            base: Instant::now(),
+            began: AtomicU64::new(u64::MAX),
+            settled: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    fn at(&self, when: Instant) -> u64 {
+        when.saturating_duration_since(self.base).as_nanos() as u64
+    }
+
+    /// The change begins now (call before the rule is stored).
+    pub fn begin(&self) {
+        self.began.store(self.at(Instant::now()), Ordering::SeqCst);
+    }
+
+    /// Every request sent from `when` on must get the new answer.
+    pub fn settle_at(&self, when: Instant) {
+        self.settled.store(self.at(when), Ordering::SeqCst);
+    }
+
+    /// What a request sent at `sent` and answered at `answered` must get.
+    fn expected(&self, sent: Instant, answered: Instant) -> Expected {
+        if self.at(answered) < self.began.load(Ordering::SeqCst) {
+            Expected::Before
+        } else if self.at(sent) >= self.settled.load(Ordering::SeqCst) {
+            Expected::After
+        } else {
+            Expected::Either
+        }
+    }
+}
+
+enum Expected {
+    Before,
+    After,
+    Either,
 }
 
 impl Case {
@@ -39,7 +94,14 @@ impl Case {
             auth: like.auth.clone(),
             expect: 200,
             kind: Kind::Valid,
+            flips: None,
         }
+    }
+
+    /// `self`, refused 401 `invalid_token` once `flip` has settled.
+    pub fn flipping(mut self, flip: &Arc<Flip>) -> Case {
+        self.flips = Some(Arc::clone(flip));
+        self
     }
 
     pub fn bearer(token: &str, expect: u16, kind: Kind) -> Case {
@@ -50,6 +112,7 @@ impl Case {
             auth: Some(value),
             expect,
             kind,
+            flips: None,
         }
     }
 }
@@ -96,6 +159,11 @@ pub struct Report {
     pub unexpected_5xx: u64,
     /// Whether the plan ran out before the time was up.
     pub exhausted: bool,
+    /// Answers to flipping cases while their change propagated: either verdict was right.
+    pub grace: u64,
+    /// Answers to flipping cases after their change settled (each 401 `invalid_token`, or
+    /// counted wrong).
+    pub flipped: u64,
 }
 
 impl Report {
@@ -146,6 +214,8 @@ impl Report {
         }
         self.exhausted |= other.exhausted;
         self.unexpected_5xx += other.unexpected_5xx;
+        self.grace += other.grace;
+        self.flipped += other.flipped;
     }
 
     pub fn empty() -> Report {
@@ -156,6 +226,8 @@ impl Report {
             wrong_examples: Vec::new(),
             unexpected_5xx: 0,
             exhausted: false,
+            grace: 0,
+            flipped: 0,
         }
     }
 }
@@ -177,14 +249,30 @@ pub async fn drive(
     plan: &Plan,
     duration: Duration,
 ) -> Report {
+    let deadline = Instant::now() + duration;
+    drive_across(&[addr], connections, plan, move || {
+        Instant::now() < deadline
+    })
+    .await
+}
+
+/// Drive `plan` over `connections` connections spread over `addrs` (one server each, in
+/// turn), while `going` says so (or until a once-only plan runs out).
+pub async fn drive_across(
+    addrs: &[std::net::SocketAddr],
+    connections: usize,
+    plan: &Plan,
+    going: impl Fn() -> bool + Clone + Send + 'static,
+) -> Report {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let deadline = started + duration;
     let tasks: Vec<_> = (0..connections)
         .map(|lane| {
             let cases = Arc::clone(&plan.cases);
             let once = plan.once;
             let next = Arc::clone(&next);
+            let addr = addrs[lane % addrs.len()];
+            let going = going.clone();
             tokio::spawn(async move {
                 let pick = |n: usize| -> Option<usize> {
                     if once {
@@ -194,7 +282,7 @@ pub async fn drive(
                         Some((lane + n * connections) % cases.len())
                     }
                 };
-                connection(addr, &cases, pick, deadline).await
+                connection(addr, &cases, pick, going).await
             })
         })
         .collect();
@@ -206,11 +294,17 @@ pub async fn drive(
     report
 }
 
+/// A stop switch for [`drive_across`].
+pub fn until(stop: &Arc<AtomicBool>) -> impl Fn() -> bool + Clone + Send + 'static {
+    let stop = Arc::clone(stop);
+    move || !stop.load(Ordering::SeqCst)
+}
+
 async fn connection(
     addr: std::net::SocketAddr,
     cases: &[Case],
     pick: impl Fn(usize) -> Option<usize>,
-    deadline: Instant,
+    going: impl Fn() -> bool,
 ) -> Report {
     let stream = TcpStream::connect(addr)
         .await
@@ -222,7 +316,7 @@ async fn connection(
     tokio::spawn(conn);
     let mut report = Report::empty();
     let mut n = 0;
-    while Instant::now() < deadline {
+    while going() {
         let Some(i) = pick(n) else {
             report.exhausted = true;
             break;
@@ -239,22 +333,68 @@ async fn connection(
         let response = sender.send_request(request).await.expect("an answer");
         let status = response.status().as_u16();
         let retry_after = response.headers().contains_key(RETRY_AFTER);
+        let invalid_token = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .is_some_and(|v| says_invalid_token(v.as_bytes()));
         let _ = response.into_body().collect().await;
-        let latency = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-        record(&mut report, case, status, retry_after, latency);
+        let answered = Instant::now();
+        let latency = (answered - sent).as_micros().min(u128::from(u32::MAX)) as u32;
+        let answer = Answer {
+            status,
+            retry_after,
+            invalid_token,
+            sent,
+            answered,
+        };
+        record(&mut report, case, &answer, latency);
     }
     report
 }
 
-fn record(report: &mut Report, case: &Case, status: u16, retry_after: bool, latency: u32) {
+/// Whether a `WWW-Authenticate` value carries `error="invalid_token"`.
+fn says_invalid_token(challenge: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"error=\"invalid_token\"";
+    challenge.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
+/// What came back for one request.
+struct Answer {
+    status: u16,
+    retry_after: bool,
+    invalid_token: bool,
+    sent: Instant,
+    answered: Instant,
+}
+
+fn record(report: &mut Report, case: &Case, answer: &Answer, latency: u32) {
+    let status = answer.status;
+    let refused = status == 401 && answer.invalid_token;
+    let right = match case
+        .flips
+        .as_deref()
+        .map(|f| f.expected(answer.sent, answer.answered))
+    {
+        None | Some(Expected::Before) => {
+            // A 503 must say when to come back.
+            status == case.expect && (status != 503 || answer.retry_after)
+        }
+        Some(Expected::After) => {
+            report.flipped += 1;
+            refused
+        }
+        Some(Expected::Either) => {
+            let either = status == case.expect || refused;
+            report.grace += u64::from(either);
+            either
+        }
+    };
     let per_kind = match case.kind {
         Kind::Valid => &mut report.valid,
         Kind::Attack => &mut report.attack,
     };
     per_kind.requests += 1;
     per_kind.latencies_us.push(latency);
-    // A 503 must say when to come back.
-    let right = status == case.expect && (status != 503 || retry_after);
     if !right {
         per_kind.wrong += 1;
         if status >= 500 && status != case.expect {
@@ -262,11 +402,16 @@ fn record(report: &mut Report, case: &Case, status: u16, retry_after: bool, late
         }
         if report.wrong_examples.len() < 5 {
             report.wrong_examples.push(format!(
-                "{:?} case on {}: expected {}, got {status}{}",
+                "{:?} case on {}: expected {}{}, got {status}{}",
                 case.kind,
                 case.path,
                 case.expect,
-                if status == 503 && !retry_after {
+                if case.flips.is_some() {
+                    " (or 401 invalid_token once revoked)"
+                } else {
+                    ""
+                },
+                if status == 503 && !answer.retry_after {
                     " without Retry-After"
                 } else {
                     ""

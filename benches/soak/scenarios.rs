@@ -9,7 +9,7 @@ use tokio::runtime::Runtime;
 
 use crate::load::{self, Case, Kind, Plan, Report};
 use crate::server::{self, SkewedClock};
-use crate::{memory, tokens};
+use crate::{memory, revocation, tokens};
 
 pub struct Settings {
     pub block: Duration,
@@ -51,7 +51,7 @@ impl Outcome {
 const REPEATED_TARGET: f64 = 0.9;
 
 /// One line of the table.
-struct Row {
+pub(crate) struct Row {
     scenario: &'static str,
     rate: f64,
     p50: u32,
@@ -63,7 +63,12 @@ struct Row {
 }
 
 impl Row {
-    fn from_report(scenario: &'static str, report: &Report, checked: String, ok: bool) -> Row {
+    pub(crate) fn from_report(
+        scenario: &'static str,
+        report: &Report,
+        checked: String,
+        ok: bool,
+    ) -> Row {
         let (p50, p99) = report.percentiles();
         for example in &report.wrong_examples {
             eprintln!("  {scenario}: wrong answer: {example}");
@@ -82,20 +87,20 @@ impl Row {
 }
 
 /// The server, the issuer and the load generator, each on its own runtime.
-struct World {
-    /// Runs the server and the issuer; kept alive for them.
-    _server_rt: Runtime,
-    client_rt: Runtime,
-    issuer: DevIssuer,
-    clock: SkewedClock,
+pub(crate) struct World {
+    /// Runs the server and the issuer (and the revocation scenario's replicas).
+    pub(crate) server_rt: Runtime,
+    pub(crate) client_rt: Runtime,
+    pub(crate) issuer: DevIssuer,
+    pub(crate) clock: SkewedClock,
     addr: SocketAddr,
     /// 1,000 users' valid tokens under the issuer's first key.
     users: Vec<String>,
-    settings: Settings,
+    pub(crate) settings: Settings,
 }
 
 /// The number of users whose tokens rotate in the "repeated" cases.
-const USERS: usize = 1000;
+pub(crate) const USERS: usize = 1000;
 
 impl World {
     fn new(settings: Settings) -> World {
@@ -113,7 +118,7 @@ impl World {
         let addr = server::serve(&server_rt, server::router(verifier.clone()));
         let users = tokens::valid_many(&issuer, 0, USERS, settings.cores);
         World {
-            _server_rt: server_rt,
+            server_rt,
             client_rt,
             issuer,
             clock,
@@ -167,6 +172,7 @@ pub fn run_all(settings: Settings) -> Outcome {
     rows.push(rotation(&world));
     rows.push(kid_flood(&world));
     rows.extend(outage(&world));
+    rows.push(revocation::row(&world));
     rows.push(memory);
     print_table(&rows, started.elapsed());
     Outcome {

