@@ -73,10 +73,22 @@ pub(crate) fn token_cookies(extensions: &Extensions) -> &TokenCookies {
         .map_or(&TokenCookies::None, |g| &g.token_cookies)
 }
 
-/// What an extractor (or a tonic helper) without the layer in front answers with.
+/// What ran without [`Mka1AuthLayer`](crate::Mka1AuthLayer) in front of it, and how to
+/// fix that: logged for the operator (at error level), never sent to the client, whose
+/// answer is the bare [`ErrorKind::MissingLayer`] 500.
+pub(crate) struct NoLayer {
+    /// The reader that found no layer mark: a layer's name, or "an extractor".
+    pub(crate) reader: &'static str,
+    /// The set-up advice.
+    pub(crate) advice: &'static str,
+}
+
+/// What an extractor (or a tonic helper) without the layer in front logs.
 #[cfg(any(feature = "axum", feature = "tonic"))]
-pub(crate) const NO_LAYER_FOR_EXTRACTORS: &str =
-    "add `Mka1AuthLayer` in front of routes that read the verified token";
+pub(crate) const NO_LAYER_FOR_EXTRACTORS: NoLayer = NoLayer {
+    reader: "an extractor (or a tonic helper)",
+    advice: "add `Mka1AuthLayer` in front of routes that read the verified token",
+};
 
 /// The value of type `T` the layer put in `extensions`: `Ok(None)` for an anonymous request
 /// (optional mode), a [`ErrorKind::MissingLayer`] rejection when the layer never ran.
@@ -84,33 +96,40 @@ pub(crate) const NO_LAYER_FOR_EXTRACTORS: &str =
 pub(crate) fn authenticated<T: Send + Sync + 'static>(
     extensions: &Extensions,
 ) -> Result<Option<&T>, Rejection> {
-    authenticated_or(extensions, NO_LAYER_FOR_EXTRACTORS)
+    authenticated_or(extensions, &NO_LAYER_FOR_EXTRACTORS)
 }
 
-/// [`authenticated`], saying `no_layer` when the layer never ran.
+/// [`authenticated`], logging `no_layer` when the layer never ran. The answer says only
+/// what the kind says; the advice is the operator's, in the log.
 fn authenticated_or<'e, T: Send + Sync + 'static>(
     extensions: &'e Extensions,
-    no_layer: &'static str,
+    no_layer: &NoLayer,
 ) -> Result<Option<&'e T>, Rejection> {
     match extensions.get::<Guarded>() {
         Some(_) => Ok(extensions.get::<T>()),
-        None => Err(Rejection::new(Error::with_detail(
-            ErrorKind::MissingLayer,
-            no_layer,
-        ))),
+        None => {
+            tracing::error!(
+                reader = no_layer.reader,
+                missing = "Mka1AuthLayer",
+                advice = no_layer.advice,
+                "mka1-auth: {} ran without `Mka1AuthLayer` in front of it (a wiring bug)",
+                no_layer.reader,
+            );
+            Err(Rejection::new(Error::new(ErrorKind::MissingLayer)))
+        }
     }
 }
 
 /// Like [`authenticated`], but an anonymous request is a 401 in the layer's realm.
 #[cfg(any(feature = "axum", feature = "tonic"))]
 pub(crate) fn required<T: Send + Sync + 'static>(extensions: &Extensions) -> Result<&T, Rejection> {
-    required_or(extensions, NO_LAYER_FOR_EXTRACTORS)
+    required_or(extensions, &NO_LAYER_FOR_EXTRACTORS)
 }
 
-/// [`required`], saying `no_layer` when the layer never ran.
+/// [`required`], logging `no_layer` when the layer never ran.
 pub(crate) fn required_or<'e, T: Send + Sync + 'static>(
     extensions: &'e Extensions,
-    no_layer: &'static str,
+    no_layer: &NoLayer,
 ) -> Result<&'e T, Rejection> {
     authenticated_or(extensions, no_layer)?.ok_or_else(|| {
         like_the_layer(

@@ -8,7 +8,8 @@
 //! list requires is answered with 403 `insufficient_scope`, naming what would have sufficed
 //! in `scope`; an anonymous request (optional mode) with 401; a request that did not go
 //! through the authentication layer first with 500, since that is a wiring bug: the layer
-//! is missing, or in the wrong order. The auth layer's
+//! is missing, or in the wrong order (the answer says only that; how to fix it goes to the
+//! log, an error-level event naming the layers). The auth layer's
 //! [`reject_with`](crate::Mka1AuthLayer::reject_with) renders these answers too, unless
 //! this layer has a [`reject_with`](RequirePermissionsLayer::reject_with) of its own.
 //!
@@ -48,14 +49,17 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::claims::{Permissions, VerifiedToken};
-use crate::guard::{like_the_layer, required_or};
+use crate::guard::{like_the_layer, required_or, NoLayer};
 use crate::rejection::{respond, Pending, Reject, Rejection, StandardReject};
 
-/// What the permission layer answers when no authentication layer ran before it.
-const NO_LAYER_BEFORE: &str = "`RequirePermissionsLayer` ran without `Mka1AuthLayer` before it: \
-     the authentication layer is missing, or in the wrong order. It must wrap the permission \
-     layer: with tower's `ServiceBuilder`, add `Mka1AuthLayer` first; with axum's `.layer` or \
-     `.route_layer` calls, add it after the permission layer (the last added runs first)";
+/// What the permission layer logs when no authentication layer ran before it.
+const NO_LAYER_BEFORE: NoLayer = NoLayer {
+    reader: "`RequirePermissionsLayer`",
+    advice: "the authentication layer is missing, or in the wrong order. It must wrap the \
+             permission layer: with tower's `ServiceBuilder`, add `Mka1AuthLayer` first; with \
+             axum's `.layer` or `.route_layer` calls, add it after the permission layer (the \
+             last added runs first)",
+};
 
 /// Whether a list of permissions is needed whole or any one of it suffices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +245,7 @@ impl<R> RequirePermissionsLayer<R> {
     }
 
     fn check(&self, extensions: &Extensions) -> Result<(), Rejection> {
-        let token: &VerifiedToken = required_or(extensions, NO_LAYER_BEFORE)?;
+        let token: &VerifiedToken = required_or(extensions, &NO_LAYER_BEFORE)?;
         if self
             .need
             .met_by(token.permissions(), self.needed.iter().map(|p| &**p))

@@ -46,13 +46,16 @@ pub(crate) enum KeySource {
 impl KeySource {
     /// Look a key up in what is held at `now` (the verification's one clock reading),
     /// without waiting on I/O.
-    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     pub(crate) fn lookup(&self, kid: &str, now: SystemTime) -> Lookup<'_> {
         match self {
-            KeySource::Static(set) => match set.get(kid) {
-                Some(k) => Lookup::Found(Cow::Borrowed(k)),
-                None => Lookup::Unknown,
-            },
+            KeySource::Static(set) => {
+                // A static set never goes stale: the time is a remote set's only.
+                let _ = now;
+                match set.get(kid) {
+                    Some(k) => Lookup::Found(Cow::Borrowed(k)),
+                    None => Lookup::Unknown,
+                }
+            }
             #[cfg(feature = "remote")]
             KeySource::Remote(remote) => remote.lookup(kid, now),
         }
@@ -60,10 +63,13 @@ impl KeySource {
 
     /// After a miss: try to obtain `kid` (remote: one guarded refetch). Returns the key, or
     /// `UnknownKeyId` / `KeysUnavailable`.
-    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     pub(crate) async fn resolve_missing(&self, kid: &str) -> Result<Arc<VerificationKey>, Error> {
         match self {
-            KeySource::Static(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
+            KeySource::Static(_) => {
+                // A static set has nothing more to find, whatever the kid.
+                let _ = kid;
+                Err(Error::new(ErrorKind::UnknownKeyId))
+            }
             #[cfg(feature = "remote")]
             KeySource::Remote(remote) => remote.resolve_missing(kid).await,
         }
@@ -113,10 +119,13 @@ impl KeySource {
     /// left the set, or was replaced, takes its cached tokens with it). This writes nothing
     /// shared, so threads answering cache hits do not slow each other (a remote set reads the
     /// snapshot the thread remembers, after one atomic load).
-    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     pub(crate) fn still_holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
         match self {
-            KeySource::Static(set) => set.get(kid).is_some_and(|k| k.serial == serial),
+            KeySource::Static(set) => {
+                // A static set never goes stale: the time is a remote set's only.
+                let _ = now;
+                set.get(kid).is_some_and(|k| k.serial == serial)
+            }
             #[cfg(feature = "remote")]
             KeySource::Remote(remote) => remote.holds(kid, serial, now),
         }

@@ -16,12 +16,15 @@ use super::MCP_SESSION_ID;
 use crate::claims::VerifiedToken;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorKind};
-use crate::guard::{like_the_layer, required_or};
+use crate::guard::{like_the_layer, required_or, NoLayer};
 use crate::rejection::{Pending, Rejection};
 
-/// What the session layer answers when no authentication layer ran before it.
-const NO_LAYER_BEFORE: &str = "`McpSessionLayer` ran without `Mka1AuthLayer` before it: \
-     the authentication layer must wrap the session layer";
+/// What the session layer logs when no authentication layer ran before it.
+const NO_LAYER_BEFORE: NoLayer = NoLayer {
+    reader: "`McpSessionLayer`",
+    advice: "the authentication layer is missing, or in the wrong order: it must wrap the \
+             session layer",
+};
 
 /// A [`Layer`] that binds each `Mcp-Session-Id` the inner MCP server issues to the
 /// (`iss`, `sub`) of the token that opened the session, and refuses that session to every
@@ -233,7 +236,7 @@ enum Refusal {
 /// The first look at a request: let it through (and what to do after) or refuse it.
 fn admit<B>(sessions: &Sessions, req: &Request<B>) -> Result<After, Refusal> {
     let token: &VerifiedToken =
-        required_or(req.extensions(), NO_LAYER_BEFORE).map_err(Refusal::Auth)?;
+        required_or(req.extensions(), &NO_LAYER_BEFORE).map_err(Refusal::Auth)?;
     let mut ids = req.headers().get_all(MCP_SESSION_ID).iter();
     let Some(id) = ids.next() else {
         return Ok(After::Bind(token.clone()));

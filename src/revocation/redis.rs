@@ -408,19 +408,20 @@ fn lost() -> redis::RedisError {
 
 /// `mka1_auth_revocation_rules` and `mka1_auth_revocation_stale_seconds` (feature
 /// `metrics`).
-#[allow(unused_variables)]
+#[cfg(feature = "metrics")]
 fn gauge(revocations: &Revocations) {
-    #[cfg(feature = "metrics")]
-    {
-        let status = revocations.status();
-        ::metrics::gauge!("mka1_auth_revocation_rules").set(status.rule_count as f64);
-        let stale = status.stale_since.map_or(0.0, |since| {
-            revocations
-                .shared_clock()
-                .now()
-                .duration_since(since)
-                .map_or(0.0, |d| d.as_secs_f64())
-        });
-        ::metrics::gauge!("mka1_auth_revocation_stale_seconds").set(stale);
-    }
+    let status = revocations.status();
+    ::metrics::gauge!("mka1_auth_revocation_rules").set(status.rule_count as f64);
+    let stale = status.stale_since.map_or(0.0, |since| {
+        revocations
+            .shared_clock()
+            .now()
+            .duration_since(since)
+            .map_or(0.0, |d| d.as_secs_f64())
+    });
+    ::metrics::gauge!("mka1_auth_revocation_stale_seconds").set(stale);
 }
+
+/// Without the `metrics` feature there is nothing to gauge.
+#[cfg(not(feature = "metrics"))]
+fn gauge(_: &Revocations) {}

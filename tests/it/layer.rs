@@ -435,6 +435,7 @@ async fn permissions_layer_answers_403_insufficient_scope() {
 
 #[tokio::test]
 async fn permissions_layer_without_the_auth_layer_is_a_500_naming_it() {
+    let captured = traced();
     let svc = RequirePermissionsLayer::new(["agent:read"]).layer(service_fn(echo_boxed));
     let response = svc
         .oneshot(get().body(String::new()).unwrap())
@@ -443,7 +444,12 @@ async fn permissions_layer_without_the_auth_layer_is_a_500_naming_it() {
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
     assert_eq!(kind(&response), ErrorKind::MissingLayer);
-    assert!(response.body().contains("Mka1AuthLayer"));
+    // The body is short; the layer's name and the advice go to the log.
+    assert!(!response.body().contains("Mka1AuthLayer"));
+    let logged = captured.text();
+    assert!(logged.contains("ERROR"), "{logged}");
+    assert!(logged.contains("RequirePermissionsLayer"), "{logged}");
+    assert!(logged.contains("Mka1AuthLayer"), "{logged}");
 }
 
 #[tokio::test]
@@ -738,6 +744,7 @@ mod axum_router {
 
     #[tokio::test]
     async fn extractors_without_the_layer_are_a_500_naming_it() {
+        let captured = traced();
         let f = fixture();
         let app = routes();
         for uri in ["/me", "/token", "/claims", "/maybe"] {
@@ -746,14 +753,20 @@ mod axum_router {
             assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}");
             let body: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(body["error"], "server_error");
-            assert!(
-                body["error_description"]
-                    .as_str()
-                    .unwrap()
-                    .contains("Mka1AuthLayer"),
+            // The body says what is wrong, briefly; the layer's name and the advice are
+            // logged for the operator.
+            assert_eq!(
+                body["error_description"],
+                "the authentication layer is missing in front of this point, or in the wrong order",
                 "{body}"
             );
         }
+        let logged = captured.text();
+        assert!(logged.contains("ERROR"), "{logged}");
+        assert!(
+            logged.contains("add `Mka1AuthLayer` in front of routes that read the verified token"),
+            "{logged}"
+        );
     }
 
     #[tokio::test]

@@ -559,6 +559,7 @@ fn an_empty_any_of_layer_is_a_setup_bug() {
 
 #[tokio::test]
 async fn a_permission_layer_outside_the_auth_layer_says_missing_or_wrong_order() {
+    let captured = traced();
     let key = TestKey::ed25519("k1");
     let auth = Mka1AuthLayer::new(builder(&[&key]).build().unwrap());
     let token = perms_token(&key, &["agent:read"]);
@@ -572,14 +573,24 @@ async fn a_permission_layer_outside_the_auth_layer_says_missing_or_wrong_order()
     assert_eq!(kind(&response), Some(ErrorKind::MissingLayer));
     let body: Value = serde_json::from_str(response.body()).unwrap();
     let description = body["error_description"].as_str().unwrap();
+    // The client gets the kind's description only; the set-up advice is the operator's.
+    assert_eq!(
+        description,
+        "the authentication layer is missing in front of this point, or in the wrong order"
+    );
+    assert!(!description.contains("ServiceBuilder"), "{description}");
+    let logged = captured.text();
     for needle in [
+        "RequirePermissionsLayer",
+        "Mka1AuthLayer",
         "missing",
         "wrong order",
         "ServiceBuilder",
         "the last added runs first",
     ] {
-        assert!(description.contains(needle), "{needle}: {description}");
+        assert!(logged.contains(needle), "{needle}: {logged}");
     }
+    assert!(logged.contains("ERROR"), "{logged}");
 }
 
 // ---------------------------------------------------------------------------------------
