@@ -93,8 +93,9 @@ pub struct Report {
     pub wrong_body: u64,
     pub examples: Vec<String>,
     pub per_route: [u64; 3],
-    /// Requests sent with `fresh` cases.
+    /// Requests sent with `fresh` cases, and the longest any of them took.
     pub fresh: u64,
+    pub fresh_max_us: u32,
 }
 
 impl Report {
@@ -119,6 +120,7 @@ impl Report {
         self.late += other.late;
         self.wrong_body += other.wrong_body;
         self.fresh += other.fresh;
+        self.fresh_max_us = self.fresh_max_us.max(other.fresh_max_us);
         for (mine, theirs) in self.per_route.iter_mut().zip(other.per_route) {
             *mine += theirs;
         }
@@ -252,7 +254,10 @@ async fn connection(
         let latency = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         report.requests += 1;
         report.per_route[case.route as usize] += 1;
-        report.fresh += u64::from(case.fresh);
+        if case.fresh {
+            report.fresh += 1;
+            report.fresh_max_us = report.fresh_max_us.max(latency);
+        }
         report.latencies_us.push(latency);
         match answer {
             Err(_) => {

@@ -3,10 +3,11 @@
 //! credentials to, the dev issuer, and a front for MKA1's exchange endpoint that the
 //! scenarios switch between passing exchanges to the dev issuer and failing them.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -104,6 +105,41 @@ pub enum Mka1Mode {
 /// The upstream's status in its 5xx mode.
 pub const UPSTREAM_5XX: u16 = 503;
 
+/// When the MKA1 front last heard from each user, and the shortest gap between two requests
+/// for one user since the last reset: how long the client waited before asking again.
+#[derive(Default)]
+pub struct Mka1Log {
+    last: Mutex<HashMap<String, Instant>>,
+    shortest_gap_us: AtomicU64,
+}
+
+impl Mka1Log {
+    fn heard(&self, body: &[u8]) {
+        let user = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["externalUserId"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let now = Instant::now();
+        if let Some(before) = self.last.lock().unwrap().insert(user, now) {
+            let gap = now.duration_since(before).as_micros() as u64;
+            self.shortest_gap_us.fetch_min(gap, Ordering::SeqCst);
+        }
+    }
+
+    pub fn reset(&self) {
+        self.last.lock().unwrap().clear();
+        self.shortest_gap_us.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// The shortest gap since the last reset, if any user was heard twice.
+    pub fn shortest_gap(&self) -> Option<Duration> {
+        match self.shortest_gap_us.load(Ordering::SeqCst) {
+            u64::MAX => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+}
+
 /// Requests the foreign origin received, and how many of them carried a credential or a
 /// user (`Authorization` or `X-On-Behalf-Of`, any spelling).
 #[derive(Default)]
@@ -125,6 +161,7 @@ pub struct World {
     pub foreign_log: Arc<ForeignLog>,
     pub mka1: RawServer,
     mka1_mode: Arc<AtomicU8>,
+    pub mka1_log: Arc<Mka1Log>,
 }
 
 impl World {
@@ -144,10 +181,13 @@ impl World {
         );
 
         let mka1_mode = Arc::new(AtomicU8::new(Mka1Mode::Healthy as u8));
+        let mka1_log = Arc::new(Mka1Log::default());
+        mka1_log.reset();
         let mka1 = RawServer::start(
             handle,
             mka1_handler(
                 mka1_mode.clone(),
+                mka1_log.clone(),
                 issuer.exchange_token_url(),
                 timeouts.retry_after_secs,
             ),
@@ -193,6 +233,7 @@ impl World {
             foreign_log,
             mka1,
             mka1_mode,
+            mka1_log,
         }
     }
 
@@ -424,13 +465,19 @@ fn foreign_handler(log: Arc<ForeignLog>) -> Handler {
     })
 }
 
-fn mka1_handler(mode: Arc<AtomicU8>, exchange_url: String, retry_after: u64) -> Handler {
+fn mka1_handler(
+    mode: Arc<AtomicU8>,
+    log: Arc<Mka1Log>,
+    exchange_url: String,
+    retry_after: u64,
+) -> Handler {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("front client");
     handler(move |request: Received| {
         let mode = mode.load(Ordering::SeqCst);
+        log.heard(&request.body);
         let (http, url) = (http.clone(), exchange_url.clone());
         async move {
             let json = |status, message: &str| Action::Respond {
