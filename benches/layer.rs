@@ -17,8 +17,10 @@
 //!   least 1.8x). The other pairs run with counting off, so they read as before the feature.
 //!
 //! - `revocations`: repeated tokens with revocation rules on (100,000 revoked users, none of
-//!   them the bench's), beside the same layer with none configured, one thread; and two
-//!   threads against one with rules on (target at least 1.8x).
+//!   them the bench's), beside the same layer with none configured, one thread; two
+//!   threads against one with rules on (target at least 1.8x), and the same with none
+//!   configured, to tell what the rules add to the scaling. Memory, load and propagation
+//!   figures are `--bench revocation`'s.
 //!
 //! As in `benches/verify.rs`, criterion prints absolute wall-clock times and the ratios are
 //! measured at the end, side by side, by thread CPU time. Run with `cargo bench -p mka1-auth-benches --bench layer`.
@@ -284,8 +286,8 @@ fn revocations() -> Revocations {
 }
 
 /// What revocation costs: repeated tokens through the layer with rules on against none
-/// configured; and two threads against one with rules on, gated like the pairs above (the
-/// apart side: two layers with rules of their own).
+/// configured; two threads against one with rules on, gated like the pairs above (the
+/// apart side: two layers with rules of their own); and that pair again with none.
 fn revocation_pairs(l: &Layers) -> Vec<Pair<'_>> {
     let alg = l.fixture.alg;
     // Leaked (a bench's lifetime) so that the routines below are `Copy` closures over them.
@@ -313,7 +315,28 @@ fn revocation_pairs(l: &Layers) -> Vec<Pair<'_>> {
         "throughput, two cores free",
         Goal::AtLeast(1.8),
     );
-    vec![cost, scaling]
+    // The same two-thread pair with no rules configured, to tell what the rules add to the
+    // scaling. (On static keys both read about 1.4x on this machine, rules or not: that is
+    // the static-key layer path's, not the rules'.)
+    let off = &*Box::leak(Box::new(l.with_rules(None)));
+    let off_twin = &*Box::leak(Box::new(l.with_rules(None)));
+    let shared_off = move |users| l.per_request(off.clone(), users);
+    let apart_off = move |users: Range<usize>| {
+        let layer = if users.start == 0 { off } else { off_twin };
+        l.per_request(layer.clone(), users)
+    };
+    let gate_off = Gate {
+        two: two_threads(apart_off),
+        one: shared_off(ALL),
+    };
+    let scaling_off = thread_pair(
+        format!("layer/{alg}/repeated, jwks url, revocations off: two threads / one"),
+        (two_threads(shared_off), shared_off(ALL)),
+        gate_off,
+        "throughput, two cores free",
+        Goal::Info,
+    );
+    vec![cost, scaling, scaling_off]
 }
 
 /// `routine` with the `metrics` feature's counting on or off for its blocks; off again
@@ -366,28 +389,7 @@ fn metrics_pairs(l: &Layers) -> Vec<Pair<'_>> {
         "throughput, two cores free",
         Goal::AtLeast(1.8),
     );
-    // The same two-thread pair with no rules configured, to tell what the rules add to the
-    // scaling. (On static keys both read about 1.4x on this machine, rules or not: that is
-    // the static-key layer path's, not the rules'.)
-    let off = &*Box::leak(Box::new(l.with_rules(None)));
-    let off_twin = &*Box::leak(Box::new(l.with_rules(None)));
-    let shared_off = move |users| l.per_request(off.clone(), users);
-    let apart_off = move |users: Range<usize>| {
-        let layer = if users.start == 0 { off } else { off_twin };
-        l.per_request(layer.clone(), users)
-    };
-    let gate_off = Gate {
-        two: two_threads(apart_off),
-        one: shared_off(ALL),
-    };
-    let scaling_off = thread_pair(
-        format!("layer/{alg}/repeated, jwks url, revocations off: two threads / one"),
-        (two_threads(shared_off), shared_off(ALL)),
-        gate_off,
-        "throughput, two cores free",
-        Goal::Info,
-    );
-    vec![cost, scaling, scaling_off]
+    vec![cost, scaling]
 }
 
 fn criterion_benches(c: &mut Criterion, all: &[Layers]) {

@@ -18,98 +18,19 @@
 //! Run with `cargo bench -p mka1-auth-benches --bench memory`; `-- forward` runs only the
 //! forward's figures.
 
+#[path = "support/counting.rs"]
+mod counting;
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
+
+use counting::{made, Held};
 
 use mka1_auth::outbound::forward::ForwardLayer;
 use mka1_auth::{VerifiedToken, Verifier};
 use serde_json::json;
 use support::common::{claims_at, jwks, TestKey, AUDIENCE};
 use support::{now_unix, ready, thread_cpu};
-
-/// The system allocator, keeping count of what is currently allocated.
-struct Counting;
-
-/// Bytes asked for, allocations, and bytes glibc's malloc would take for them.
-static BYTES: AtomicIsize = AtomicIsize::new(0);
-static BLOCKS: AtomicIsize = AtomicIsize::new(0);
-static CHUNKS: AtomicIsize = AtomicIsize::new(0);
-/// Allocations made, never decreased (reallocations count as one).
-static MADE: AtomicIsize = AtomicIsize::new(0);
-
-/// The size of glibc's chunk for a request: the size plus an 8-byte header, rounded up to
-/// 16, at least 32. Other allocators differ; this is an estimate of the real footprint.
-fn chunk(size: usize) -> isize {
-    ((size + 8).next_multiple_of(16)).max(32) as isize
-}
-
-fn count(size: usize, sign: isize) {
-    if sign > 0 {
-        MADE.fetch_add(1, Ordering::Relaxed);
-    }
-    BYTES.fetch_add(sign * size as isize, Ordering::Relaxed);
-    BLOCKS.fetch_add(sign, Ordering::Relaxed);
-    CHUNKS.fetch_add(sign * chunk(size), Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size(), 1);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size(), 1);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(layout.size(), -1);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(layout.size(), -1);
-        count(new_size, 1);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// What is allocated now.
-#[derive(Clone, Copy)]
-struct Held {
-    bytes: isize,
-    blocks: isize,
-    chunks: isize,
-}
-
-impl Held {
-    fn now() -> Held {
-        Held {
-            bytes: BYTES.load(Ordering::Relaxed),
-            blocks: BLOCKS.load(Ordering::Relaxed),
-            chunks: CHUNKS.load(Ordering::Relaxed),
-        }
-    }
-
-    /// What was added since `before`, per token.
-    fn per_token_since(before: Held, n: usize) -> [f64; 3] {
-        let now = Held::now();
-        let per = |a: isize, b: isize| (a - b) as f64 / n as f64;
-        [
-            per(now.bytes, before.bytes),
-            per(now.blocks, before.blocks),
-            per(now.chunks, before.chunks),
-        ]
-    }
-}
 
 /// A verifier with the default cache, or with the cache off.
 fn verifier(key: &TestKey, cache: bool) -> Verifier {
@@ -213,11 +134,11 @@ fn forward_allocations() {
             .unwrap()
     };
     let made = |requests: Vec<http::Request<()>>, f: &dyn Fn(http::Request<()>)| {
-        let before = MADE.load(Ordering::Relaxed);
+        let before = made();
         for req in requests {
             f(req);
         }
-        (MADE.load(Ordering::Relaxed) - before) as f64 / n as f64
+        (made() - before) as f64 / n as f64
     };
     let by_hand = made((0..n).map(inbound).collect(), &|req| {
         let uri: http::Uri = format!(
