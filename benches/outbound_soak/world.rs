@@ -20,7 +20,8 @@ use base64::Engine;
 use mka1_auth::exchange::{ExchangeClient, ExchangeError, ExchangeSource};
 use mka1_auth::outbound::forward::{Forward, ForwardLayer};
 use mka1_auth::outbound::{
-    ForwardToken, Outbound, OutboundError, OutboundLayer, RefusalKind, ReqwestService,
+    ForwardToken, Outbound, OutboundErrorKind, OutboundLayer, RefusalKind, ReqwestErrorKind,
+    ReqwestService,
 };
 use mka1_auth::{Mka1AuthLayer, OnBehalfOf, Verifier};
 use mka1_auth_dev_issuer::DevIssuer;
@@ -347,8 +348,9 @@ async fn exchanged(State(route): State<ExchangeRoute>, user: OnBehalfOf, uri: Ur
     request.extensions_mut().insert(user);
     match route.client.oneshot(request).await {
         Ok(response) => response.map(Body::new),
-        Err(OutboundError::Refused(refusal)) => {
-            let name = match (refusal.kind(), ExchangeError::of(&refusal)) {
+        Err(error) if error.kind() == OutboundErrorKind::Refused => {
+            let refusal = error.refusal().expect("a refusal");
+            let name = match (refusal.kind(), ExchangeError::of(refusal)) {
                 (RefusalKind::Exchange, Some(e)) => format!("exchange:{:?}", e.kind()),
                 (kind, _) => format!("{kind:?}"),
             };
@@ -359,12 +361,14 @@ async fn exchanged(State(route): State<ExchangeRoute>, user: OnBehalfOf, uri: Ur
             )
                 .into_response()
         }
-        Err(OutboundError::Service(e)) if e.is_timeout() => {
+        Err(error)
+            if error
+                .service_error()
+                .is_some_and(|e| e.kind() == ReqwestErrorKind::Timeout) =>
+        {
             (StatusCode::GATEWAY_TIMEOUT, "the upstream timed out\n").into_response()
         }
-        Err(OutboundError::Service(_)) => {
-            (StatusCode::BAD_GATEWAY, "the upstream call failed\n").into_response()
-        }
+        Err(_) => (StatusCode::BAD_GATEWAY, "the upstream call failed\n").into_response(),
     }
 }
 

@@ -4,6 +4,7 @@
 use http::Extensions;
 
 use crate::claims::VerifiedToken;
+use crate::error::ErrorKind;
 
 /// Why a tool refused to run: no verified caller, or a permission the caller lacks. Its
 /// text (`Display`) is what the tool error says; it names the missing permissions, never
@@ -13,6 +14,7 @@ use crate::claims::VerifiedToken;
 /// use mka1_auth::mcp::ToolRefusal;
 ///
 /// let refusal = ToolRefusal::missing(["agent:read"]);
+/// assert_eq!(refusal.kind(), mka1_auth::ErrorKind::InsufficientPermission);
 /// assert_eq!(refusal.to_string(), "permission denied: this tool needs agent:read");
 /// assert_eq!(refusal.permissions().collect::<Vec<_>>(), ["agent:read"]);
 /// ```
@@ -30,6 +32,24 @@ impl ToolRefusal {
     {
         ToolRefusal {
             missing: missing.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// What kind of refusal, in the crate's inbound terms:
+    /// [`ErrorKind::MissingCredentials`] when there was no verified caller,
+    /// [`ErrorKind::InsufficientPermission`] when a permission is missing.
+    ///
+    /// ```
+    /// use mka1_auth::{mcp::ToolRefusal, ErrorKind};
+    ///
+    /// let nobody = ToolRefusal::missing(Vec::<String>::new());
+    /// assert_eq!(nobody.kind(), ErrorKind::MissingCredentials);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        if self.missing.is_empty() {
+            ErrorKind::MissingCredentials
+        } else {
+            ErrorKind::InsufficientPermission
         }
     }
 

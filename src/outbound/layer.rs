@@ -303,7 +303,7 @@ where
     type Future = ResponseFuture<S, B, C::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(OutboundError::Service)
+        self.inner.poll_ready(cx).map_err(OutboundError::service)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
@@ -392,26 +392,26 @@ where
                         user,
                     }) = pending.take()
                     else {
-                        return Poll::Ready(Err(OutboundError::Refused(Refusal::new(
+                        return Poll::Ready(Err(OutboundError::refused(Refusal::new(
                             RefusalKind::CredentialUnavailable,
                         ))));
                     };
                     let credential = match result {
                         Ok(c) => c,
-                        Err(e) => return Poll::Ready(Err(OutboundError::Refused(e))),
+                        Err(e) => return Poll::Ready(Err(OutboundError::refused(e))),
                     };
                     apply(&mut req, &credential, user.as_deref());
                     let future = inner.call(req);
                     this.state.set(State::Call { future });
                 }
                 StateProj::Call { future } => {
-                    return future.poll(cx).map_err(OutboundError::Service);
+                    return future.poll(cx).map_err(OutboundError::service);
                 }
                 StateProj::Refused { error } => {
                     let error = error
                         .take()
                         .unwrap_or_else(|| Refusal::new(RefusalKind::CredentialUnavailable));
-                    return Poll::Ready(Err(OutboundError::Refused(error)));
+                    return Poll::Ready(Err(OutboundError::refused(error)));
                 }
             }
         }

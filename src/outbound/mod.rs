@@ -17,10 +17,11 @@
 //!    as `-`, as CGI-style servers read them); with no end user, every `X-On-Behalf-Of` is
 //!    removed: a backend-only call. Both values are marked sensitive.
 //!
-//! Refusals never reach the inner client: they come back as [`OutboundError::Refused`] with a
-//! [`Refusal`] whose [`kind`](Refusal::kind) is [`RefusalKind::HostNotAllowed`],
-//! [`RefusalKind::CredentialUnavailable`] or [`RefusalKind::Exchange`]. The inner client's own
-//! errors come back as [`OutboundError::Service`].
+//! Refusals never reach the inner client: they come back as an [`OutboundError`] of kind
+//! [`OutboundErrorKind::Refused`] with a [`Refusal`] whose [`kind`](Refusal::kind) is
+//! [`RefusalKind::HostNotAllowed`], [`RefusalKind::CredentialUnavailable`] or
+//! [`RefusalKind::Exchange`]. The inner client's own errors come back as
+//! [`OutboundErrorKind::Service`].
 //!
 //! # Redirects
 //!
@@ -75,10 +76,10 @@ pub(crate) mod reqwest_adapter;
 pub use self::credential::{
     carry_identity, ApiKey, Credential, CredentialSource, ForwardToken, OutboundContext,
 };
-pub use self::error::OutboundError;
+pub use self::error::{OutboundError, OutboundErrorKind};
 pub use self::layer::{Outbound, OutboundBuilder, OutboundLayer, ResponseFuture};
 pub use self::refusal::{Refusal, RefusalKind};
 #[cfg(feature = "remote")]
 pub use self::reqwest_adapter::{
-    same_origin_redirects, ReqwestError, ReqwestFuture, ReqwestService,
+    same_origin_redirects, ReqwestError, ReqwestErrorKind, ReqwestFuture, ReqwestService,
 };

@@ -83,7 +83,7 @@ impl ReqwestService {
     /// How long to wait from sending the request until the response head has arrived
     /// (default 30 s; `None` for no limit), so an upstream that
     /// trickles its head cannot hold a request. When it passes, the call fails with an error
-    /// whose [`is_timeout`](ReqwestError::is_timeout) is true; the forward answers it with
+    /// of kind [`ReqwestErrorKind::Timeout`]; the forward answers it with
     /// 504. The body is not covered: its chunks have the client's read timeout.
     ///
     /// ```
@@ -172,19 +172,35 @@ impl<B: Into<reqwest::Body>> Service<Request<B>> for ReqwestService {
     }
 }
 
+/// What kind of [`ReqwestError`]; see [`ReqwestError::kind`].
+///
+/// New kinds may be added in minor releases, so match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReqwestErrorKind {
+    /// A timeout ended the call: reqwest's (connect, read) or the
+    /// [`response_timeout`](ReqwestService::response_timeout). The forward answers 504.
+    Timeout,
+    /// Any other failure: the connection refused or reset, a broken answer, a request
+    /// reqwest cannot send. The forward answers 502.
+    Failed,
+}
+
 /// The error of [`ReqwestService`]: reqwest's (with the request URL left out: it may carry a
 /// query string), or the [`response_timeout`](ReqwestService::response_timeout) passing.
+/// Opaque: inspect it with [`kind`](ReqwestError::kind), and [`reqwest`](ReqwestError::reqwest)
+/// for reqwest's own error.
 ///
 /// ```
 /// # async fn demo() {
-/// use mka1_auth::outbound::ReqwestService;
+/// use mka1_auth::outbound::{ReqwestErrorKind, ReqwestService};
 /// use tower::ServiceExt;
 ///
 /// // A closed port: the connection is refused, no timeout.
 /// let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
 /// let req = http::Request::get(format!("http://127.0.0.1:{port}/")).body(String::new()).unwrap();
 /// let err = ReqwestService::new().unwrap().oneshot(req).await.unwrap_err();
-/// assert!(!err.is_timeout());
+/// assert_eq!(err.kind(), ReqwestErrorKind::Failed);
 /// assert!(err.reqwest().is_some_and(|e| e.is_connect()));
 /// # }
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo());
@@ -205,11 +221,17 @@ impl ReqwestError {
         ReqwestError(ErrorInner::Reqwest(error.without_url()))
     }
 
-    /// Whether a timeout ended the call: reqwest's (connect, read) or the response timeout.
-    pub fn is_timeout(&self) -> bool {
-        match &self.0 {
+    /// Whether a timeout ended the call (reqwest's connect or read timeout, or the response
+    /// timeout), or something else.
+    pub fn kind(&self) -> ReqwestErrorKind {
+        let timeout = match &self.0 {
             ErrorInner::Reqwest(e) => e.is_timeout(),
             ErrorInner::ResponseTimeout(_) => true,
+        };
+        if timeout {
+            ReqwestErrorKind::Timeout
+        } else {
+            ReqwestErrorKind::Failed
         }
     }
 

@@ -186,15 +186,58 @@ pub struct RedisStore {
     channel: String,
 }
 
-/// Storing or reading rules in Redis failed: Redis was unreachable or answered an error, or
-/// the rule had already expired.
+/// What kind of [`StoreError`]; see [`StoreError::kind`].
+///
+/// New kinds may be added in minor releases, so match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The rule has an empty or too long field; nothing was sent.
+    InvalidRule,
+    /// The rule has already expired (no token it refuses can still be valid); nothing was
+    /// sent.
+    Expired,
+    /// Redis was unreachable, did not answer in time, or answered an error.
+    Redis,
+}
+
+/// Storing or reading rules in Redis failed. Opaque: inspect it with
+/// [`kind`](StoreError::kind); its message is lowercase and never holds the Redis URL.
+///
+/// ```
+/// use mka1_auth::revocation::{Revocations, Rule, StoreErrorKind};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = Revocations::redis("redis://127.0.0.1:1/").store()?;
+/// // A rule whose tokens have all expired is refused before Redis is asked.
+/// let err = store.store(&Rule::all(10), std::time::Duration::from_secs(60), 1_000).await.unwrap_err();
+/// assert_eq!(err.kind(), StoreErrorKind::Expired);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(String);
+#[error("{detail}")]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    detail: String,
+}
+
+impl StoreError {
+    fn new(kind: StoreErrorKind, detail: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+}
 
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
-        StoreError(format!("redis: {e}"))
+        StoreError::new(StoreErrorKind::Redis, format!("redis: {e}"))
     }
 }
 
@@ -208,12 +251,16 @@ impl RedisStore {
         now: u64,
     ) -> Result<(), StoreError> {
         if !rule.is_valid() {
-            return Err(StoreError("the rule has an empty or too long field".into()));
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRule,
+                "the rule has an empty or too long field",
+            ));
         }
         let until = rule.before().saturating_add(retention.as_secs());
         if until <= now {
-            return Err(StoreError(
-                "the rule has already expired: no token it refuses can still be valid".into(),
+            return Err(StoreError::new(
+                StoreErrorKind::Expired,
+                "the rule has already expired: no token it refuses can still be valid",
             ));
         }
         let value = rule.to_json();

@@ -65,9 +65,9 @@ fn get(url: &str) -> Request<String> {
 }
 
 fn refusal<E: std::fmt::Debug>(err: OutboundError<E>) -> Refusal {
-    match err {
-        OutboundError::Refused(e) => e,
-        other => panic!("expected a refusal, got {other:?}"),
+    match err.refusal() {
+        Some(e) => e.clone(),
+        None => panic!("expected a refusal, got {err:?}"),
     }
 }
 

@@ -10,45 +10,30 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::{ForwardError, ForwardErrorKind};
+
 /// The error type of boxed body errors, as hyper and reqwest use it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The request body grew past the forward's cap while it streamed to the upstream.
-///
-/// The forward answers 413 when it finds this error among the upstream call's causes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyTooLarge {
-    limit: u64,
-}
-
-impl BodyTooLarge {
-    /// The cap, in bytes.
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-}
-
-impl fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the request body exceeds the {}-byte cap", self.limit)
-    }
-}
-
-impl std::error::Error for BodyTooLarge {}
-
-/// Whether `error` or one of its causes is a [`BodyTooLarge`].
-pub(crate) fn caused_by_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+/// The [`ForwardError`] of kind [`ForwardErrorKind::BodyTooLarge`] among `error` and its
+/// causes, if any: what a [`CappedBody`] failed with, passed up by the client.
+pub(crate) fn too_large_cause<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e ForwardError> {
     let mut next = Some(error);
     while let Some(e) = next {
-        if e.is::<BodyTooLarge>() {
-            return true;
+        if let Some(forward) = e.downcast_ref::<ForwardError>() {
+            if forward.kind() == ForwardErrorKind::BodyTooLarge {
+                return Some(forward);
+            }
         }
         next = e.source();
     }
-    false
+    None
 }
 
-/// A request body that fails with [`BodyTooLarge`] once more than its cap has streamed,
+/// A request body that fails with a [`ForwardError`] of kind
+/// [`ForwardErrorKind::BodyTooLarge`] once more than its cap has streamed,
 /// and passes on its data but not its trailers: the forward drops request trailers.
 ///
 /// It is `Sync` whenever the body is `Send` (the body sits behind a lock that polling never
@@ -110,7 +95,7 @@ where
             let len = data.remaining() as u64;
             if len > this.remaining {
                 this.remaining = 0;
-                let error = BodyTooLarge { limit: this.limit };
+                let error = ForwardError::too_large(this.limit);
                 return Poll::Ready(Some(Err(Box::new(error))));
             }
             this.remaining -= len;
@@ -251,7 +236,7 @@ mod tests {
         assert_eq!(drain(at_cap).await.unwrap(), 5);
         let over = CappedBody::new(Chunks(vec!["abc", "def"]), 5);
         let err = drain(over).await.unwrap_err();
-        assert!(caused_by_too_large(&*err), "{err}");
+        assert!(too_large_cause(&*err).is_some(), "{err}");
         assert_eq!(err.to_string(), "the request body exceeds the 5-byte cap");
     }
 
@@ -306,9 +291,15 @@ mod tests {
                 Some(&*self.0)
             }
         }
-        let wrapped = Wrapper(Box::new(BodyTooLarge { limit: 1 }));
-        assert!(caused_by_too_large(&wrapped));
+        let wrapped = Wrapper(Box::new(ForwardError::too_large(1)));
+        let found = too_large_cause(&wrapped).unwrap();
+        assert_eq!(found.to_string(), "the request body exceeds the 1-byte cap");
         let other = Wrapper("io".into());
-        assert!(!caused_by_too_large(&other));
+        assert!(too_large_cause(&other).is_none());
+        let refused = Wrapper(Box::new(ForwardError::new(
+            ForwardErrorKind::Upstream,
+            "the upstream call failed",
+        )));
+        assert!(too_large_cause(&refused).is_none());
     }
 }

@@ -93,7 +93,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use self::body::{BodyTooLarge, BoxError, CappedBody, ForwardBody};
+pub use self::body::{BoxError, CappedBody, ForwardBody};
 pub use self::builder::ForwardLayerBuilder;
 use self::headers::{drop_headers, HeaderPolicy};
 pub use self::headers::{ForwardCookies, ForwardedHeaders, OverrideHeaders};
@@ -177,6 +177,14 @@ impl ForwardError {
             kind,
             detail: detail.into(),
         }
+    }
+
+    /// The request body is over the cap of `limit` bytes.
+    fn too_large(limit: u64) -> Self {
+        ForwardError::new(
+            ForwardErrorKind::BodyTooLarge,
+            format!("the request body exceeds the {limit}-byte cap"),
+        )
     }
 
     /// What went wrong.
@@ -327,13 +335,7 @@ impl ForwardLayer {
         let (mut parts, body) = req.into_parts();
         parts.uri = config.onward_uri(&parts.method, &parts.uri)?;
         if declared_length(&parts.headers).is_some_and(|len| len > config.max_body_bytes) {
-            return Err(ForwardError::new(
-                ForwardErrorKind::BodyTooLarge,
-                format!(
-                    "the request body exceeds the {}-byte cap",
-                    config.max_body_bytes
-                ),
-            ));
+            return Err(ForwardError::too_large(config.max_body_bytes));
         }
         config
             .headers
@@ -496,7 +498,6 @@ where
         ResponseFuture {
             state: State::Calling {
                 future: inner.call(onward),
-                limit: self.layer.config.max_body_bytes,
             },
         }
     }
@@ -516,8 +517,6 @@ pin_project! {
         Calling {
             #[pin]
             future: F,
-            // The body cap, to name in a 413.
-            limit: u64,
         },
         Answered {
             response: Option<Response<ForwardBody<RB>>>,
@@ -543,7 +542,7 @@ where
             StateProj::Answered { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
-            StateProj::Calling { future, limit } => {
+            StateProj::Calling { future } => {
                 Poll::Ready(Ok(match std::task::ready!(future.poll(cx)) {
                     Ok(mut response) => {
                         clean_response(&mut response);
@@ -555,7 +554,7 @@ where
                         }
                         response.map(ForwardBody::upstream)
                     }
-                    Err(error) => upstream_failure(&*error.into(), *limit),
+                    Err(error) => upstream_failure(&*error.into()),
                 }))
             }
         }
@@ -565,16 +564,9 @@ where
 /// The answer when the onward call failed: 413 when the body passed the cap on the way, 504
 /// when the upstream took too long, else 502. The client's error is logged, not sent: it may
 /// name internal hosts.
-fn upstream_failure<RB>(
-    error: &(dyn std::error::Error + 'static),
-    limit: u64,
-) -> Response<ForwardBody<RB>> {
-    if body::caused_by_too_large(error) {
-        return ForwardError::new(
-            ForwardErrorKind::BodyTooLarge,
-            format!("the request body exceeds the {limit}-byte cap"),
-        )
-        .into_response();
+fn upstream_failure<RB>(error: &(dyn std::error::Error + 'static)) -> Response<ForwardBody<RB>> {
+    if let Some(too_large) = body::too_large_cause(error) {
+        return too_large.clone().into_response();
     }
     if crate::net::is_timeout(error) {
         tracing::warn!(%error, kind = "upstream_timeout", status = 504, "forward: the upstream timed out");
