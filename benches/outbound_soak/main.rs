@@ -41,8 +41,8 @@ fn main() {
             fresh_users: 4000,
             timeouts: world::Timeouts {
                 connect: Duration::from_secs(1),
-                idle: Duration::from_secs(1),
-                head: Duration::from_secs(2),
+                idle: Duration::from_millis(1500),
+                head: Duration::from_secs(1),
                 exchange: Duration::from_secs(1),
                 exchange_attempts: 3,
                 backoff: (Duration::from_millis(100), Duration::from_millis(400)),

@@ -65,6 +65,9 @@ pub enum Action {
     Hang,
     /// Close the connection with a reset (`SO_LINGER` 0), answering nothing.
     Reset,
+    /// Send a status line, then a header's value one byte every `every`, never ending the
+    /// head while the client stays (up to an hour's worth of bytes).
+    TrickleHead { every: Duration },
     /// Send the head (with a `Content-Length` of `first.len() + rest`) and `first`, then one
     /// byte every `every` until `rest` bytes are sent or the client leaves.
     Trickle {
@@ -221,6 +224,28 @@ async fn connection(mut stream: TcpStream, handler: Handler, counters: Arc<Count
             }
             Action::Reset => {
                 let _ = stream.set_zero_linger();
+                return;
+            }
+            Action::TrickleHead { every } => {
+                let _holding = Holding::new(&counters);
+                if stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nx-slow: ")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let bytes = (3600.0 / every.as_secs_f64()) as u64;
+                for _ in 0..bytes {
+                    let mut scratch = [0u8; 512];
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stream.read(&mut scratch) => return,
+                    }
+                    if stream.write_all(b"a").await.is_err() {
+                        return;
+                    }
+                }
                 return;
             }
             Action::Trickle {

@@ -36,8 +36,8 @@ impl Settings {
             fresh_users: 200,
             timeouts: Timeouts {
                 connect: Duration::from_millis(250),
-                idle: Duration::from_millis(250),
-                head: Duration::from_millis(500),
+                idle: Duration::from_millis(400),
+                head: Duration::from_millis(250),
                 exchange: Duration::from_millis(250),
                 exchange_attempts: 3,
                 backoff: (Duration::from_millis(20), Duration::from_millis(80)),
@@ -83,7 +83,7 @@ struct Scenario {
     mka1: Mka1Mode,
 }
 
-const SCENARIOS: [Scenario; 9] = [
+const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "healthy",
         upstream: UpstreamMode::Healthy,
@@ -97,6 +97,11 @@ const SCENARIOS: [Scenario; 9] = [
     Scenario {
         name: "upstream refusing (closed port, resets)",
         upstream: UpstreamMode::Refusing,
+        mka1: Mka1Mode::Healthy,
+    },
+    Scenario {
+        name: "upstream trickling the head",
+        upstream: UpstreamMode::TricklingHead,
         mka1: Mka1Mode::Healthy,
     },
     Scenario {
@@ -186,7 +191,7 @@ impl Expect {
         match mode {
             UpstreamMode::Healthy if redirect => (307, Body::Any),
             UpstreamMode::Healthy => (200, echo),
-            UpstreamMode::Hanging => (504, Body::Any),
+            UpstreamMode::Hanging | UpstreamMode::TricklingHead => (504, Body::Any),
             UpstreamMode::Refusing => (502, Body::Any),
             UpstreamMode::Trickling => (200, Body::Cut),
             UpstreamMode::Error5xx => (UPSTREAM_5XX, echo),
@@ -262,6 +267,17 @@ impl Expect {
                 None,
                 false,
             ));
+            if scenario.upstream == UpstreamMode::Trickling {
+                // Beside the trickle that is cut, a slow body within the idle timeout
+                // between chunks, longer in all than it: it must come whole.
+                cases.push(case(
+                    "/proxy/stream".into(),
+                    Route::Proxy,
+                    Expect::upstream(UpstreamMode::Healthy, &audience, false),
+                    None,
+                    false,
+                ));
+            }
             let (expect, refusal) = exchanged(true);
             cases.push(case(
                 "/exchanged?path=redirect".into(),

@@ -87,6 +87,10 @@ pub enum UpstreamMode {
     Trickling = 3,
     /// Answers 503 (with the echo body).
     Error5xx = 4,
+    /// Sends its head a byte every half idle period, never ending it: the response
+    /// timeout's case (reqwest's `read_timeout` also bounds the whole head, not each read of
+    /// it, so the soak sets the response timeout shorter).
+    TricklingHead = 5,
 }
 
 /// What the MKA1 front does with each exchange.
@@ -423,6 +427,14 @@ fn upstream_handler(mode: Arc<AtomicU8>, foreign: String, idle: Duration) -> Han
         async move {
             let body = echo(&request);
             match mode {
+                // Slow but alive: a byte every half idle period, four of them after the
+                // echo. Every chunk is within the idle timeout, so it must arrive whole.
+                _ if request.target.starts_with("/stream") => Action::Trickle {
+                    status: 200,
+                    first: body,
+                    rest: 4,
+                    every: idle / 2,
+                },
                 m if m == UpstreamMode::Hanging as u8 => Action::Hang,
                 m if m == UpstreamMode::Refusing as u8 => Action::Reset,
                 m if m == UpstreamMode::Trickling as u8 => Action::Trickle {
@@ -431,6 +443,9 @@ fn upstream_handler(mode: Arc<AtomicU8>, foreign: String, idle: Duration) -> Han
                     rest: 64,
                     every: idle * 2,
                 },
+                m if m == UpstreamMode::TricklingHead as u8 => {
+                    Action::TrickleHead { every: idle / 2 }
+                }
                 m if m == UpstreamMode::Error5xx as u8 => Action::Respond {
                     status: UPSTREAM_5XX,
                     headers: Vec::new(),
