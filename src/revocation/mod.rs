@@ -290,11 +290,6 @@ impl Revocations {
             .map_or(0, |d| d.as_secs())
     }
 
-    #[cfg(all(feature = "redis", feature = "metrics"))]
-    pub(crate) fn shared_clock(&self) -> SharedClock {
-        self.shared.clock.clone()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared
             .state

@@ -133,12 +133,36 @@ impl RedisSetup {
                 .serve_unloaded
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        crate::metrics::watch_revocations(revocations.gauges_while_alive());
         let task = runtime.spawn(follow(store.clone(), revocations.clone()));
         Ok(RedisRevocations {
             revocations,
             store,
             task,
         })
+    }
+}
+
+impl Revocations {
+    /// These rules' gauge reading, for as long as they live (for the metrics gauges, which
+    /// must not keep them alive): how many, and how long stale, on their clock.
+    fn gauges_while_alive(
+        &self,
+    ) -> impl Fn() -> Option<crate::metrics::RevocationGauges> + Send + Sync + 'static {
+        let weak = std::sync::Arc::downgrade(&self.shared);
+        move || {
+            let revocations = Revocations {
+                shared: weak.upgrade()?,
+            };
+            let status = revocations.status();
+            let now = revocations.shared.clock.now();
+            Some(crate::metrics::RevocationGauges {
+                rules: status.rule_count,
+                stale_for: status
+                    .stale_since
+                    .map(|since| now.duration_since(since).unwrap_or_default()),
+            })
+        }
     }
 }
 
@@ -349,7 +373,6 @@ async fn follow(store: RedisStore, revocations: Revocations) {
         attempt = attempt.saturating_add(1);
         tracing::warn!(error = %error, attempt, "revocation rules: redis unreachable; keeping the last snapshot");
         revocations.mark_stale(error.to_string());
-        gauge(&revocations);
         tokio::time::sleep(crate::retry::backoff(BACKOFF_BASE, BACKOFF_MAX, attempt)).await;
     }
 }
@@ -408,7 +431,6 @@ async fn session(
                 }
                 _ = ping.tick() => {
                     redis::cmd("PING").query_async::<()>(&mut conn).await?;
-                    gauge(revocations);
                 }
             }
         }
@@ -431,7 +453,6 @@ async fn reload(
         skipped,
         "revocation rules loaded from redis"
     );
-    gauge(revocations);
     Ok(())
 }
 
@@ -452,23 +473,3 @@ fn timed_out() -> redis::RedisError {
 fn lost() -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::Io, "connection to redis lost"))
 }
-
-/// `mka1_auth_revocation_rules` and `mka1_auth_revocation_stale_seconds` (feature
-/// `metrics`).
-#[cfg(feature = "metrics")]
-fn gauge(revocations: &Revocations) {
-    let status = revocations.status();
-    ::metrics::gauge!("mka1_auth_revocation_rules").set(status.rule_count as f64);
-    let stale = status.stale_since.map_or(0.0, |since| {
-        revocations
-            .shared_clock()
-            .now()
-            .duration_since(since)
-            .map_or(0.0, |d| d.as_secs_f64())
-    });
-    ::metrics::gauge!("mka1_auth_revocation_stale_seconds").set(stale);
-}
-
-/// Without the `metrics` feature there is nothing to gauge.
-#[cfg(not(feature = "metrics"))]
-fn gauge(_: &Revocations) {}
