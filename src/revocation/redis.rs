@@ -14,7 +14,8 @@
 //! While Redis is unreachable it keeps its last snapshot, marks it stale
 //! ([`RevocationStatus::stale_since`](super::RevocationStatus::stale_since)) and
 //! reconnects with jittered exponential backoff (100 ms doubling to 5 s). A connection is
-//! checked with `PING` every 2 s, so a silent loss is found too. Values that do not parse
+//! checked with `PING` every 2 s (the command connection and the subscription's both, each
+//! given 2 s to answer), so a silent loss is found too. Values that do not parse
 //! are skipped with a warning.
 
 use std::time::Duration;
@@ -396,7 +397,7 @@ async fn session(
         let mut conn = connect(&store.client).await?;
         reload(&mut conn, store, revocations).await?;
         *attempt = 0;
-        let mut messages = pubsub.into_on_message();
+        let (mut sink, mut messages) = pubsub.split();
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -431,6 +432,11 @@ async fn session(
                 }
                 _ = ping.tick() => {
                     redis::cmd("PING").query_async::<()>(&mut conn).await?;
+                    // The subscription too: a connection that went silent delivers nothing
+                    // and never ends.
+                    tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>())
+                        .await
+                        .map_err(|_| timed_out())??;
                 }
             }
         }

@@ -318,3 +318,137 @@ async fn one_hundred_thousand_revoked_users_load_and_are_obeyed() {
         None
     );
 }
+
+/// A loopback TCP proxy in front of Redis whose first connection (a replica's
+/// subscription: the source subscribes before it opens its command connection) can be
+/// frozen: nothing more passes either way, and nothing is closed, as when a peer vanishes
+/// without a word.
+struct FreezingProxy {
+    addr: std::net::SocketAddr,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: u16) -> FreezingProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let freeze = Arc::clone(&frozen);
+        tokio::spawn(async move {
+            for n in 0.. {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let frozen = (n == 0).then(|| Arc::clone(&freeze));
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(server_read), Box::new(client_write)),
+                ] {
+                    let frozen = frozen.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let Ok(n) = from.read(&mut buf).await else {
+                                return;
+                            };
+                            if n == 0 {
+                                return;
+                            }
+                            if frozen.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+                                // Hold everything from now on, and keep the sockets open.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezingProxy { addr, frozen }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_gone_silent_is_found_and_replaced() {
+    let redis = RedisServer::start().await;
+    let port: u16 = redis
+        .url()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = FreezingProxy::start(port).await;
+    let key = TestKey::ed25519("k1");
+    let r = replica(&format!("redis://{}/", proxy.addr), &key);
+    loaded(&r).await;
+    let revocations = r.source.revocations();
+    let loaded_at = revocations.status().last_loaded;
+
+    // A healthy session answers its pings (both connections') and carries on.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    within(Duration::from_secs(10), "both connections pinged", || {
+        let mut conn = conn.clone();
+        async move {
+            let stats: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let calls = stats
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+                .and_then(|l| l.split(',').next())
+                .and_then(|n| n.parse::<u32>().ok());
+            calls.is_some_and(|n| n >= 2)
+        }
+    })
+    .await;
+    let status = revocations.status();
+    assert_eq!(status.stale_since, None);
+    assert_eq!(status.last_loaded, loaded_at, "no reload since the start");
+
+    // The subscription stops answering; the command connection still does.
+    proxy.freeze();
+    within(
+        Duration::from_secs(15),
+        "the silent subscription found",
+        || async { revocations.status().stale_since.is_some() },
+    )
+    .await;
+    within(Duration::from_secs(15), "subscribed again", || async {
+        revocations.status().stale_since.is_none()
+    })
+    .await;
+    let t = now();
+    r.source.store(&Rule::user("alice", t)).await.unwrap();
+    within(
+        Duration::from_secs(1),
+        "a rule after the new subscription",
+        || async {
+            verdict(&r.verifier, &token(&key, "alice", t - 60)).await == Some(ErrorKind::Revoked)
+        },
+    )
+    .await;
+}
