@@ -36,7 +36,8 @@ impl Replica {
         let source = {
             let _entered = world.server_rt.enter();
             Revocations::redis(url)
-                .start_with_clock_of(world.clock.as_clock())
+                .clock(world.clock.as_clock())
+                .start()
                 .expect("the redis source")
         };
         let verifier = Verifier::builder()

@@ -136,9 +136,9 @@ impl<R> Mka1AuthLayer<R> {
     }
 
     /// Whether requests without credentials pass through as anonymous (see
-    /// [`optional`](Mka1AuthLayer::optional)). Default `false`.
+    /// [`optional`](Mka1AuthLayer::optional), the one way to ask for it). Default `false`.
     #[must_use]
-    pub fn allow_anonymous(self, allow: bool) -> Self {
+    fn allow_anonymous(self, allow: bool) -> Self {
         self.edit(|s| s.optional = allow)
     }
 

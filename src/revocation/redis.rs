@@ -24,7 +24,7 @@ use futures_util::{FutureExt, StreamExt};
 use redis::AsyncCommands;
 
 use super::{Revocations, Rule};
-use crate::clock::Clock;
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
 use crate::shown::Shown;
 
@@ -53,12 +53,24 @@ const BATCH: usize = 1_000;
 ///     .channel("myapp:revocations");
 /// # let _ = setup;
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisSetup {
     url: String,
     prefix: String,
     channel: String,
     serve_unloaded: bool,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for RedisSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: it is left out.
+        f.debug_struct("RedisSetup")
+            .field("prefix", &self.prefix)
+            .field("channel", &self.channel)
+            .field("serve_unloaded", &self.serve_unloaded)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Revocations {
@@ -70,6 +82,7 @@ impl Revocations {
             prefix: DEFAULT_PREFIX.to_owned(),
             channel: DEFAULT_CHANNEL.to_owned(),
             serve_unloaded: false,
+            clock: std::sync::Arc::new(SystemClock),
         }
     }
 }
@@ -94,6 +107,19 @@ impl RedisSetup {
         self
     }
 
+    /// Read time from `clock` (for the rules' expiry and the status) instead of the system
+    /// clock, as [`Revocations::clock`] does for in-process rules.
+    ///
+    /// ```
+    /// use mka1_auth::{revocation::Revocations, ManualClock};
+    /// let setup = Revocations::redis("redis://127.0.0.1:6379/").clock(ManualClock::at_unix(1_000));
+    /// # let _ = setup;
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = std::sync::Arc::new(clock);
+        self
+    }
+
     /// A handle on the rules in Redis that only writes and reads them (no snapshot, no
     /// task): for the command line and for operators' tools.
     pub fn store(&self) -> Result<RedisStore, ConfigError> {
@@ -110,19 +136,7 @@ impl RedisSetup {
     /// rules are not loaded (503, unless serving without rules). The task stops when the
     /// returned handle is dropped. Fails on an invalid URL, or outside a Tokio runtime.
     pub fn start(self) -> Result<RedisRevocations, ConfigError> {
-        self.start_with_clock(std::sync::Arc::new(crate::clock::SystemClock))
-    }
-
-    /// [`start`](Self::start), reading time from `clock` (for the rules' expiry and the
-    /// status).
-    pub fn start_with_clock_of(self, clock: impl Clock) -> Result<RedisRevocations, ConfigError> {
-        self.start_with_clock(std::sync::Arc::new(clock))
-    }
-
-    fn start_with_clock(
-        self,
-        clock: crate::clock::SharedClock,
-    ) -> Result<RedisRevocations, ConfigError> {
+        let clock = self.clock.clone();
         let store = self.store()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::invalid_setting("revocations", "the redis source needs a tokio runtime")
