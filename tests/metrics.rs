@@ -415,7 +415,8 @@ async fn revocation_gauges_count_the_rules_and_how_long_the_snapshot_is_stale() 
     let now = 1_900_000_000;
     let clock = ManualClock::at_unix(now);
     let source = Revocations::redis(redis.url())
-        .start_with_clock_of(clock.clone())
+        .clock(clock.clone())
+        .start()
         .unwrap();
     let revocations = source.revocations();
     until("loaded", || revocations.status().loaded).await;
