@@ -37,17 +37,11 @@ fn main() {
         scenarios::Settings {
             block: Duration::from_millis(setting("OSOAK_BLOCK_MS", 10_000)),
             connections: setting("OSOAK_CONNECTIONS", 64) as usize,
+            burst_users: setting("OSOAK_BURST_USERS", 10_000) as usize,
+            burst_connections: setting("OSOAK_BURST_CONNECTIONS", 1000) as usize,
             users: setting("OSOAK_USERS", 2000) as usize,
             fresh_users: 4000,
-            timeouts: world::Timeouts {
-                connect: Duration::from_secs(1),
-                idle: Duration::from_millis(1500),
-                head: Duration::from_secs(1),
-                exchange: Duration::from_secs(1),
-                exchange_attempts: 3,
-                backoff: (Duration::from_millis(100), Duration::from_millis(400)),
-                retry_after_secs: 1,
-            },
+            timeouts: world::Timeouts::soak(),
             margin: Duration::from_secs(1),
             short: false,
         }

@@ -56,6 +56,21 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
+    /// The soak's: short, so the hanging scenarios finish quickly; the head's shorter than
+    /// the idle timeout, so each has a scenario of its own (reqwest's `read_timeout` bounds
+    /// the whole head too).
+    pub fn soak() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(1),
+            idle: Duration::from_millis(1500),
+            head: Duration::from_secs(1),
+            exchange: Duration::from_secs(1),
+            exchange_attempts: 3,
+            backoff: (Duration::from_millis(100), Duration::from_millis(400)),
+            retry_after_secs: 1,
+        }
+    }
+
     /// The longest a forwarded call may take by the documented timeouts: connect, then the
     /// head (its own deadline), then one idle period per body chunk (the soak's bodies
     /// arrive in one chunk, or trickle and are cut after one idle period).
