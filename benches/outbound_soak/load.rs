@@ -28,6 +28,9 @@ pub enum Body {
     Echo { aud: Arc<str> },
     /// The head arrives, then the body is cut (an error, or fewer bytes than announced).
     Cut,
+    /// A redirect out of the upstream's origin, to the foreign one's `/stolen`, not
+    /// followed.
+    RedirectOut,
 }
 
 /// One request and the answer it must get.
@@ -202,6 +205,7 @@ async fn connect(addr: SocketAddr) -> SendRequest<Empty<Bytes>> {
 struct Answer {
     status: u16,
     refusal: Option<String>,
+    location: Option<String>,
     /// The whole body, or `None` when it was cut.
     body: Option<Bytes>,
 }
@@ -220,6 +224,11 @@ async fn send(sender: &mut SendRequest<Empty<Bytes>>, case: &Case) -> Option<Ans
         .get(REFUSAL_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let location = response
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let announced: Option<usize> = response
         .headers()
         .get(CONTENT_LENGTH)
@@ -232,6 +241,7 @@ async fn send(sender: &mut SendRequest<Empty<Bytes>>, case: &Case) -> Option<Ans
     Some(Answer {
         status,
         refusal,
+        location,
         body,
     })
 }
@@ -312,6 +322,16 @@ fn check(report: &mut Report, case: &Case, answer: &Answer) {
     }
     match (&case.body, &answer.body) {
         (Body::Any, _) => {}
+        (Body::RedirectOut, _) => {
+            if !answer
+                .location
+                .as_deref()
+                .is_some_and(|l| l.ends_with("/stolen"))
+            {
+                report.wrong_body += 1;
+                report.wrong_answer(case, format!("a redirect to {:?}", answer.location));
+            }
+        }
         (Body::Cut, None) => {}
         (Body::Cut, Some(_)) => {
             report.wrong_body += 1;

@@ -189,7 +189,7 @@ impl Expect {
     fn upstream(mode: UpstreamMode, aud: &Arc<str>, redirect: bool) -> (u16, Body) {
         let echo = Body::Echo { aud: aud.clone() };
         match mode {
-            UpstreamMode::Healthy if redirect => (307, Body::Any),
+            UpstreamMode::Healthy if redirect => (307, Body::RedirectOut),
             UpstreamMode::Healthy => (200, echo),
             UpstreamMode::Hanging | UpstreamMode::TricklingHead => (504, Body::Any),
             UpstreamMode::Refusing => (502, Body::Any),
@@ -262,6 +262,15 @@ impl Expect {
             // the 3xx comes back as it is, and the foreign origin hears nothing.
             cases.push(case(
                 "/proxy/redirect".into(),
+                Route::Proxy,
+                Expect::upstream(scenario.upstream, &audience, true),
+                None,
+                false,
+            ));
+            // The same, one hop later: a redirect within the upstream's origin is followed,
+            // the next one, out of it, is not.
+            cases.push(case(
+                "/proxy/hop".into(),
                 Route::Proxy,
                 Expect::upstream(scenario.upstream, &audience, true),
                 None,

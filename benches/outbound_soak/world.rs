@@ -195,10 +195,17 @@ impl World {
         let foreign = RawServer::start(handle, foreign_handler(foreign_log.clone()));
 
         let upstream_mode = Arc::new(AtomicU8::new(UpstreamMode::Healthy as u8));
+        let own = Arc::new(std::sync::OnceLock::new());
         let upstream = RawServer::start(
             handle,
-            upstream_handler(upstream_mode.clone(), foreign.url(), timeouts.idle),
+            upstream_handler(
+                upstream_mode.clone(),
+                own.clone(),
+                foreign.url(),
+                timeouts.idle,
+            ),
         );
+        own.set(upstream.url()).expect("set once");
 
         let mka1_mode = Arc::new(AtomicU8::new(Mka1Mode::Healthy as u8));
         let mka1_log = Arc::new(Mka1Log::default());
@@ -435,10 +442,16 @@ where
     Arc::new(move |request| Box::pin(f(request)))
 }
 
-fn upstream_handler(mode: Arc<AtomicU8>, foreign: String, idle: Duration) -> Handler {
+fn upstream_handler(
+    mode: Arc<AtomicU8>,
+    own: Arc<std::sync::OnceLock<String>>,
+    foreign: String,
+    idle: Duration,
+) -> Handler {
     handler(move |request: Received| {
         let mode = mode.load(Ordering::SeqCst);
         let foreign = foreign.clone();
+        let own = own.get().cloned().unwrap_or_default();
         async move {
             let body = echo(&request);
             match mode {
@@ -465,6 +478,12 @@ fn upstream_handler(mode: Arc<AtomicU8>, foreign: String, idle: Duration) -> Han
                     status: UPSTREAM_5XX,
                     headers: Vec::new(),
                     body,
+                },
+                // A redirect within the upstream's origin (followed), to one out of it.
+                _ if request.target.starts_with("/hop") => Action::Respond {
+                    status: 307,
+                    headers: vec![("location", format!("{own}/redirect"))],
+                    body: Vec::new(),
                 },
                 _ if request.target.starts_with("/redirect") => Action::Respond {
                     status: 307,
