@@ -55,7 +55,9 @@ pub struct Outcome {
     pub wrong_user: u64,
     pub foreign_credentials: u64,
     pub late: u64,
+    /// The resident set after healthy again (all faults behind it), and the peak (the burst).
     pub rss_plateau_mib: f64,
+    pub rss_peak_mib: f64,
     pub max_open: u64,
     pub max_fds: u64,
     /// Rows whose checks failed.
@@ -65,12 +67,13 @@ pub struct Outcome {
 impl Outcome {
     pub fn line(&self) -> String {
         format!(
-            "outbound soak: {} wrong answers ({} another user's identity, {} credentials at a foreign origin, {} past their deadline), RSS plateau {:.1} MiB, max open connections {} at the upstream ({} file descriptors in the process)",
+            "outbound soak: {} wrong answers ({} another user's identity, {} credentials at a foreign origin, {} past their deadline), RSS plateau {:.1} MiB (peak {:.1} MiB in the burst), max open connections {} at the upstream ({} file descriptors in the process)",
             self.wrong,
             self.wrong_user,
             self.foreign_credentials,
             self.late,
             self.rss_plateau_mib,
+            self.rss_peak_mib,
             self.max_open,
             self.max_fds,
         )
@@ -440,7 +443,7 @@ pub fn run_all(settings: Settings) -> Outcome {
     let foreign_credentials = world.foreign_log.credentialed.load(Ordering::SeqCst);
     let probe_wrong: u64 = rows.iter().map(|r| r.probe.wrong).sum();
     let rss: Vec<f64> = rows.iter().map(|r| r.rss_mib).collect();
-    let plateau = rss.iter().copied().fold(0.0, f64::max);
+    let peak = rss.iter().copied().fold(0.0, f64::max);
     // Healthy again, after every fault, holds no more than the peak before it, give or
     // take 10% and 8 MiB: memory does not grow with time and faults.
     let before = rss[..plateau_row].iter().copied().fold(0.0, f64::max);
@@ -459,7 +462,8 @@ pub fn run_all(settings: Settings) -> Outcome {
         wrong_user: sum(|r| r.wrong_user),
         foreign_credentials,
         late: sum(|r| r.late),
-        rss_plateau_mib: plateau,
+        rss_plateau_mib: last,
+        rss_peak_mib: peak,
         max_open: rows.iter().map(|r| r.max_upstream).max().unwrap_or(0),
         max_fds: rows.iter().map(|r| r.max_fds).max().unwrap_or(0),
         failed: rows.iter().filter(|r| !r.ok).count() + usize::from(!plateau_held),
