@@ -203,6 +203,23 @@ impl Revocations {
         state.last_loaded.get_or_insert(self.shared.clock.now());
     }
 
+    /// Drop the rules whose time has passed (their time plus the retention), if any has:
+    /// without a change, the snapshot would keep them until the next one. A new snapshot
+    /// only when something is dropped.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn drop_expired(&self) {
+        let due = self
+            .shared
+            .current
+            .load()
+            .as_deref()
+            .and_then(RuleSet::earliest)
+            .is_some_and(|earliest| earliest.saturating_add(self.retention()) <= self.now());
+        if due {
+            self.revoke_many(&[]);
+        }
+    }
+
     /// The rules in force, merged: one per subject and issuer (the latest time), per token
     /// id, and for every token.
     pub fn rules(&self) -> Vec<Rule> {
@@ -336,5 +353,15 @@ mod tests {
         clock.set_unix(1_200);
         short.revoke_many(&[]);
         assert_eq!(short.rules(), vec![Rule::user("a", 1_199)]);
+        // Without a change: dropped when due, and no new snapshot before.
+        let held = short.shared.current.load_full();
+        short.drop_expired();
+        assert!(Arc::ptr_eq(
+            &held.unwrap(),
+            &short.shared.current.load_full().unwrap()
+        ));
+        clock.set_unix(1_399);
+        short.drop_expired();
+        assert_eq!(short.status().rule_count, 0);
     }
 }

@@ -15,7 +15,8 @@
 //! ([`RevocationStatus::stale_since`](super::RevocationStatus::stale_since)) and
 //! reconnects with jittered exponential backoff (100 ms doubling to 5 s). A connection is
 //! checked with `PING` every 2 s (the command connection and the subscription's both, each
-//! given 2 s to answer), so a silent loss is found too. Values that do not parse
+//! given 2 s to answer), so a silent loss is found too; rules whose time has passed leave
+//! the snapshot then, even when nothing changes. Values that do not parse
 //! are skipped with a warning.
 
 use std::time::Duration;
@@ -451,6 +452,7 @@ async fn session(
                     tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>())
                         .await
                         .map_err(|_| timed_out())??;
+                    revocations.drop_expired();
                 }
             }
         }

@@ -16,6 +16,8 @@ pub(crate) struct RuleSet {
     users: HashMap<Box<str>, UserRules>,
     /// Refused token ids, each with its rule's time (for its expiry).
     jtis: HashMap<Box<str>, u64>,
+    /// The earliest time of any rule held: the first to expire.
+    earliest: Option<u64>,
 }
 
 /// The rules about one subject.
@@ -97,6 +99,11 @@ impl RuleSet {
         set
     }
 
+    /// The earliest time of any rule held (the first to expire), if any.
+    pub(crate) fn earliest(&self) -> Option<u64> {
+        self.earliest
+    }
+
     /// Add `rules` (skipping invalid and expired ones).
     pub(crate) fn extend<'a>(
         &mut self,
@@ -108,6 +115,8 @@ impl RuleSet {
             if !rule.is_valid() || rule.before().saturating_add(retention) <= now {
                 continue;
             }
+            let before = rule.before();
+            self.earliest = Some(self.earliest.map_or(before, |e| e.min(before)));
             match rule {
                 Rule::All { before } => self.all_before = later(self.all_before, *before),
                 Rule::Jti { jti, before } => {
@@ -131,13 +140,25 @@ impl RuleSet {
     /// Drop every rule that can no longer refuse a valid token at `now`.
     fn prune(&mut self, now: u64, retention: u64) {
         let live = |before: u64| before.saturating_add(retention) > now;
-        self.all_before = self.all_before.filter(|b| live(*b));
-        self.jtis.retain(|_, b| live(*b));
+        if self.earliest.is_none_or(live) {
+            return;
+        }
+        let mut earliest = None::<u64>;
+        let mut keep = |before: u64| {
+            let kept = live(before);
+            if kept {
+                earliest = Some(earliest.map_or(before, |e| e.min(before)));
+            }
+            kept
+        };
+        self.all_before = self.all_before.filter(|b| keep(*b));
+        self.jtis.retain(|_, b| keep(*b));
         self.users.retain(|_, u| {
-            u.any_issuer = u.any_issuer.filter(|b| live(*b));
-            u.by_issuer.retain(|(_, b)| live(*b));
+            u.any_issuer = u.any_issuer.filter(|b| keep(*b));
+            u.by_issuer.retain(|(_, b)| keep(*b));
             !u.is_empty()
         });
+        self.earliest = earliest;
     }
 
     /// The merged rules, as rules (for listing).
@@ -235,7 +256,9 @@ mod tests {
         let later = set.with(&[], 135, R);
         assert_eq!(later.len(), 1);
         assert!(!later.refuses(&token("b", None, Some(25), None)));
+        assert_eq!(later.earliest(), Some(50));
         assert!(later.with(&[], 150, R).rules().is_empty());
+        assert_eq!(later.with(&[], 150, R).earliest(), None);
         // An already expired rule is not even added.
         assert_eq!(RuleSet::default().with(&[Rule::all(1)], 101, R).len(), 0);
     }

@@ -452,3 +452,36 @@ async fn a_subscription_gone_silent_is_found_and_replaced() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_leave_the_snapshot_when_their_time_has_passed_even_without_a_change() {
+    let redis = RedisServer::start().await;
+    let t = now();
+    let clock = mka1_auth::ManualClock::at_unix(t);
+    let source = Revocations::redis(redis.url())
+        .clock(clock.clone())
+        .start()
+        .unwrap();
+    let revocations = source.revocations();
+    within(Duration::from_secs(10), "loaded", || async {
+        revocations.status().loaded
+    })
+    .await;
+    // Kept 30 days and a minute after its time (no verifier asked for more): one more
+    // minute for this one.
+    source
+        .store(&Rule::user("old", t - 30 * 86_400))
+        .await
+        .unwrap();
+    source.store(&Rule::user("new", t)).await.unwrap();
+    within(Duration::from_secs(1), "both rules", || async {
+        revocations.status().rule_count == 2
+    })
+    .await;
+    clock.advance(Duration::from_secs(61));
+    // Nothing changes in Redis; the next connection check drops it.
+    within(Duration::from_secs(10), "the old rule dropped", || async {
+        revocations.rules() == vec![Rule::user("new", t)]
+    })
+    .await;
+}
