@@ -210,6 +210,7 @@ impl Expect {
             status,
             body,
             refusal,
+            or_refused: None,
             deadline: match route {
                 Route::Exchanged => self.exchanged_deadline,
                 _ => self.proxy_deadline,
@@ -424,10 +425,16 @@ pub fn run_all(settings: Settings) -> Outcome {
         mka1: Mka1Mode::Healthy,
     };
     let newcomers = mint_users(&world, next_fresh, settings.burst_users);
+    // Each gets a token, or, past what the exchange client's slots serve within its
+    // timeout, the documented 502 `Timeout` (the tail of the burst): never anything else.
     let cases = newcomers
         .iter()
         .enumerate()
         .flat_map(|(i, u)| expect.cases(&burst, u, i, true))
+        .map(|case| Case {
+            or_refused: Some("exchange:Timeout"),
+            ..case
+        })
         .collect();
     rows.push(run_scenario(
         &world,
@@ -592,6 +599,12 @@ fn run_scenario(
                 gap.as_secs_f64() * 1000.0
             ));
         }
+    }
+    if report.refused_alternative > 0 {
+        checks.push(format!(
+            "{} answered 502 `Timeout`: no exchange slot within the timeout",
+            report.refused_alternative
+        ));
     }
     if still_held > 0 {
         checks.push(format!("{still_held} held request(s) never let go"));

@@ -78,14 +78,15 @@ impl Timeouts {
         self.connect + self.head + self.idle
     }
 
-    /// The longest an exchange may take: every attempt's timeout, and between attempts the
-    /// longer of the backoff cap and the `Retry-After` the front sends.
+    /// The longest an exchange may take: every attempt's timeout (the wait for a slot
+    /// included), and before each attempt the longer of the backoff cap and the
+    /// `Retry-After` the front sends (a pause another exchange's 429 began).
     pub fn exchange_bound(&self) -> Duration {
         let waits = self
             .backoff
             .1
             .max(Duration::from_secs(self.retry_after_secs));
-        self.exchange * self.exchange_attempts + waits * (self.exchange_attempts - 1)
+        (self.exchange + waits) * self.exchange_attempts
     }
 }
 
