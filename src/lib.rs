@@ -250,6 +250,21 @@ mod tests {
                 crate::exchange::builder::DEFAULT_RENEW_BEFORE,
                 Duration::from_secs(60)
             );
+            use crate::exchange::builder as exchange;
+            assert_eq!(exchange::DEFAULT_MAX_CONCURRENT_EXCHANGES, 64);
+            assert_eq!(exchange::DEFAULT_TIMEOUT, Duration::from_secs(10));
+            assert_eq!(exchange::DEFAULT_MAX_RETRY_AFTER, Duration::from_secs(30));
+            assert_eq!(exchange::DEFAULT_MAX_ATTEMPTS, 3);
+            assert_eq!(
+                exchange::DEFAULT_BACKOFF,
+                (Duration::from_millis(200), Duration::from_secs(5))
+            );
+            assert_eq!(
+                crate::exchange::pacing::MAX_PAUSE,
+                Duration::from_secs(5 * 60)
+            );
+            assert_eq!(crate::exchange::client::MAX_BODY_BYTES, 64 * 1024);
+            assert_eq!(crate::exchange::client::MAX_TOKEN_BYTES, 16 * 1024);
         }
         assert_eq!(crate::rejection::DEFAULT_REALM, "mka1");
         assert_eq!(

@@ -16,6 +16,7 @@ use crate::clock::Clock;
 
 /// The delay before retry number `attempt` when nothing pins the jitter: between half of
 /// [`backoff_ceiling`] and all of it, at random.
+#[cfg(any(test, feature = "redis"))]
 pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     jittered(backoff_ceiling(base, max, attempt), random_fraction())
 }

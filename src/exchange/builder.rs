@@ -4,8 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use super::cache::token_cache;
 use super::client::{ExchangeClient, ExchangeClientState};
+use super::pacing::Pacing;
 use super::{DEFAULT_BASE_URL, EXCHANGE_TOKEN_PATH};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
@@ -17,6 +20,17 @@ use crate::outbound::ApiKey;
 pub(crate) const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 /// How long before `exp` a cached token is renewed by default.
 pub(crate) const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(60);
+/// How many exchanges may be in flight to MKA1 at once by default.
+pub(crate) const DEFAULT_MAX_CONCURRENT_EXCHANGES: usize = 64;
+/// The timeout of one exchange by default: the wait for a slot and the request.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many requests one exchange may send by default.
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The backoff between retries by default: the first delay, and the longest.
+pub(crate) const DEFAULT_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(200), Duration::from_secs(5));
+/// The longest `Retry-After` waited for by default.
+pub(crate) const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Builds an [`ExchangeClient`]. Only the API key is required.
 ///
@@ -46,6 +60,7 @@ pub struct ExchangeClientBuilder {
     backoff_max: Duration,
     max_retry_after: Duration,
     timeout: Duration,
+    max_concurrent: usize,
     http: Option<reqwest::Client>,
     env_error: Option<&'static str>,
 }
@@ -149,7 +164,8 @@ impl ExchangeClientBuilder {
     }
 
     /// The backoff between retries without `Retry-After`: `base`, doubling per retry, at
-    /// most `max`, with jitter (default 200 ms and 5 s).
+    /// most `max`, with jitter (default 200 ms and 5 s; exact on a clock that
+    /// [pins jitter](crate::Clock::pins_jitter)). Waited on the client's clock.
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff_base = base;
         self.backoff_max = max;
@@ -158,14 +174,52 @@ impl ExchangeClientBuilder {
 
     /// The longest `Retry-After` waited for (default 30 s). A longer one ends the exchange
     /// with [`ExchangeErrorKind::RateLimited`](super::ExchangeErrorKind::RateLimited) (or `Unavailable`) at once.
+    ///
+    /// Whatever the wait, it holds back every exchange of the client, not only the one
+    /// that was answered: until then an exchange waits for the moment (when it is at most
+    /// this far off) or fails at once without being sent, and a caller whose token is due
+    /// for renewal but still valid keeps using it. One answer pauses the client for at most
+    /// 5 minutes, or this setting when it is longer.
     pub fn max_retry_after(mut self, max: Duration) -> Self {
         self.max_retry_after = max;
         self
     }
 
-    /// The timeout of one request to MKA1 (default 10 s).
+    /// The timeout of one request to MKA1, the wait for a free
+    /// [slot](Self::max_concurrent_exchanges) included (default 10 s; more than zero).
+    /// A request that times out fails with
+    /// [`ExchangeErrorKind::Timeout`](super::ExchangeErrorKind::Timeout) and is not retried,
+    /// so a hanging MKA1 fails each exchange within this time.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How many exchanges may be in flight to MKA1 at once, whatever the number of users
+    /// asking (default 64; at least 1). Concurrent callers for one token share one
+    /// exchange; callers for different tokens beyond the cap wait for a slot, and the wait
+    /// counts against the [`timeout`](Self::timeout), so nothing queues forever: at 100 ms
+    /// an exchange, 64 slots serve 640 new tokens a second, and a burst larger than the
+    /// timeout allows fails its tail with
+    /// [`ExchangeErrorKind::Timeout`](super::ExchangeErrorKind::Timeout).
+    ///
+    /// ```
+    /// use mka1_auth::exchange::ExchangeClient;
+    ///
+    /// let client = ExchangeClient::builder()
+    ///     .api_key("mk_live_example")
+    ///     .max_concurrent_exchanges(16)
+    ///     .build()?;
+    /// # let _ = client;
+    /// assert!(ExchangeClient::builder()
+    ///     .api_key("mk_live_example")
+    ///     .max_concurrent_exchanges(0)
+    ///     .build()
+    ///     .is_err());
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn max_concurrent_exchanges(mut self, max: usize) -> Self {
+        self.max_concurrent = max;
         self
     }
 
@@ -212,6 +266,18 @@ impl ExchangeClientBuilder {
             return Err(ConfigError::invalid_setting("base_url", reason));
         }
         let endpoint = endpoint_url(&self.base_url, &self.path)?;
+        if self.max_concurrent == 0 || self.max_concurrent > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::invalid_setting(
+                "max_concurrent_exchanges",
+                "it must be at least 1 (and fit a semaphore)",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid_setting(
+                "timeout",
+                "it must be more than zero",
+            ));
+        }
         // No redirect is ever followed by the built-in client: the API key goes to the
         // endpoint and nowhere else, and a 3xx comes back as the answer (a failed exchange).
         // A caller's client may follow some; an answer from another origin is refused.
@@ -235,6 +301,7 @@ impl ExchangeClientBuilder {
                 backoff_max: self.backoff_max,
                 max_retry_after: self.max_retry_after,
                 timeout: self.timeout,
+                pacing: Pacing::new(self.max_concurrent, self.max_retry_after),
             }),
         })
     }
@@ -275,11 +342,12 @@ impl ExchangeClient {
             clock: None,
             capacity: DEFAULT_CACHE_CAPACITY,
             renew_before: DEFAULT_RENEW_BEFORE,
-            max_attempts: 3,
-            backoff_base: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(5),
-            max_retry_after: Duration::from_secs(30),
-            timeout: Duration::from_secs(10),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff_base: DEFAULT_BACKOFF.0,
+            backoff_max: DEFAULT_BACKOFF.1,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            timeout: DEFAULT_TIMEOUT,
+            max_concurrent: DEFAULT_MAX_CONCURRENT_EXCHANGES,
             http: None,
             env_error: None,
         }

@@ -11,7 +11,7 @@ use crate::outbound::{Refusal, RefusalKind};
 /// The tokens an [`ExchangeClient`] holds.
 pub(super) type TokenCache = moka::future::Cache<CacheKey, Cached>;
 
-/// An empty cache of at most `capacity` tokens, each dropped once due for renewal by `clock`.
+/// An empty cache of at most `capacity` tokens, each dropped once expired by `clock`.
 pub(super) fn token_cache(capacity: u64, clock: SharedClock) -> TokenCache {
     moka::future::Cache::builder()
         .max_capacity(capacity)
@@ -36,7 +36,9 @@ pub(super) struct Cached {
     pub(super) renew_at: u64,
 }
 
-/// Lets moka drop an entry once it is due for renewal (by the client's clock at insertion).
+/// Lets moka drop an entry once its token has expired (by the client's clock at insertion).
+/// Renewal, earlier, is [`ExchangeClient::token`]'s business: until the token expires, the
+/// entry is there to fall back on while a renewal fails or MKA1 has exchanges paused.
 struct UntilRenewal {
     clock: SharedClock,
 }
@@ -44,7 +46,7 @@ struct UntilRenewal {
 impl UntilRenewal {
     fn ttl(&self, value: &Cached) -> Option<Duration> {
         Some(Duration::from_secs(
-            value.renew_at.saturating_sub(self.clock.now_unix()),
+            value.token.expires_at.saturating_sub(self.clock.now_unix()),
         ))
     }
 }
@@ -68,7 +70,10 @@ impl moka::Expiry<CacheKey, Cached> for UntilRenewal {
 impl ExchangeClient {
     /// A token for this request: from the cache while it is fresh, else exchanged.
     ///
-    /// Concurrent calls for the same (audience, user, scopes, lifetime) share one exchange.
+    /// Concurrent calls for the same (audience, user, scopes, lifetime) share one exchange,
+    /// and exchanges are paced as the [module docs](crate::exchange) tell: at most
+    /// [`max_concurrent_exchanges`](super::ExchangeClientBuilder::max_concurrent_exchanges)
+    /// in flight, none while MKA1's `Retry-After` holds every exchange back.
     pub async fn token(&self, request: &ExchangeRequest) -> Result<ExchangedToken, Refusal> {
         let lifetime = request.validate().map_err(ExchangeError::into_error)?;
         let key = CacheKey {
@@ -82,9 +87,13 @@ impl ExchangeClient {
         // Twice at most: a stale entry found on the first pass is dropped and renewed.
         for _ in 0..2 {
             let ran = AtomicBool::new(false);
+            // A caller holding a token still valid uses it rather than wait out a pause.
+            let has_fallback = stale
+                .as_ref()
+                .is_some_and(|s| s.token.expires_at > self.inner.clock.now_unix());
             let init = async {
                 ran.store(true, Ordering::Relaxed);
-                let exchanged = self.exchange(request, lifetime).await;
+                let exchanged = self.exchange(request, lifetime, has_fallback).await;
                 crate::metrics::count(match exchanged {
                     Ok(_) => crate::metrics::Event::ExchangeOk,
                     Err(_) => crate::metrics::Event::ExchangeError,
@@ -98,10 +107,12 @@ impl ExchangeClient {
                     return Err((*error).clone());
                 }
                 Err(error) => {
-                    // A token that has not expired yet still beats no token.
+                    // A token that has not expired yet still beats no token; it goes back in
+                    // the cache (unless a renewed one is there), so the next caller finds it.
                     let now = self.inner.clock.now_unix();
                     if let Some(old) = stale.filter(|s| s.token.expires_at > now) {
                         tracing::warn!(error = %error, "mka1 token renewal failed; using the current token until it expires");
+                        cache.entry(key).or_insert(old.clone()).await;
                         return Ok(old.token);
                     }
                     return Err((*error).clone());
@@ -110,7 +121,10 @@ impl ExchangeClient {
             if ran.load(Ordering::Relaxed) {
                 return Ok(cached.token);
             }
-            if cached.renew_at > self.inner.clock.now_unix() {
+            let now = self.inner.clock.now_unix();
+            // Due for renewal; but while MKA1 has every exchange paused, a token that is still
+            // valid is used as it is, and nobody waits.
+            if cached.renew_at > now || (cached.token.expires_at > now && self.is_paused()) {
                 crate::metrics::count(crate::metrics::Event::ExchangeCached);
                 return Ok(cached.token);
             }
@@ -122,6 +136,11 @@ impl ExchangeClient {
             Some(s) => Ok(s.token),
             None => Err(Refusal::new(RefusalKind::Exchange)),
         }
+    }
+
+    fn is_paused(&self) -> bool {
+        let inner = &self.inner;
+        inner.pacing.paused_until(inner.clock.now()).is_some()
     }
 
     /// MKA1 no longer accepts the key: forget every token it minted, so none is handed out

@@ -9,16 +9,19 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cache::{Cached, TokenCache};
+use super::pacing::Pacing;
 use super::{ExchangeError, ExchangeErrorKind, ExchangeRequest};
 use crate::clock::SharedClock;
 use crate::jwks::b64url_decode;
 use crate::net::fetch::{self, BodyError};
 use crate::net::transport_error_text;
 use crate::outbound::{ApiKey, Credential, Refusal};
-use crate::retry::{backoff, parse_retry_after};
+use crate::retry::{backoff_ceiling, jittered_on, parse_retry_after};
 
-const MAX_BODY_BYTES: usize = 64 * 1024;
-const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// The largest answer from MKA1 that is read.
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The longest token accepted.
+pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 const MAX_ISSUES: usize = 20;
 const MAX_TEXT_CHARS: usize = 200;
 
@@ -111,6 +114,7 @@ pub(super) struct ExchangeClientState {
     pub(super) backoff_max: Duration,
     pub(super) max_retry_after: Duration,
     pub(super) timeout: Duration,
+    pub(super) pacing: Pacing,
 }
 
 impl fmt::Debug for ExchangeClient {
@@ -128,12 +132,28 @@ struct Failure {
     retryable: bool,
 }
 
+/// The error of an exchange not sent (after `sent` requests) because every exchange is
+/// paused for `left` more.
+fn paused(left: Duration, sent: u32) -> ExchangeError {
+    let mut error = ExchangeError::new(ExchangeErrorKind::RateLimited).with_message(
+        "not sent: every exchange is paused until the moment mka1's retry-after named".into(),
+    );
+    error.retry_after = Some(left);
+    error.attempts = sent;
+    error
+}
+
 impl ExchangeClient {
-    /// One exchange, with retries. Never reads or writes the cache.
+    /// One exchange, with retries, paced by the client's slots and pause. Never reads or
+    /// writes the cache.
+    ///
+    /// `has_fallback`: the caller holds a token that is still valid, and would rather use it
+    /// than wait out a pause.
     pub(super) async fn exchange(
         &self,
         request: &ExchangeRequest,
         lifetime: u64,
+        has_fallback: bool,
     ) -> Result<Cached, Refusal> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -158,39 +178,128 @@ impl ExchangeClient {
                 .into_error()
         })?;
 
+        self.send_paced(&body, lifetime, has_fallback).await
+    }
+
+    /// Send `body` until MKA1 mints, a failure is final, or the attempts run out; every send
+    /// in a slot, none while the client is paused.
+    async fn send_paced(
+        &self,
+        body: &[u8],
+        lifetime: u64,
+        has_fallback: bool,
+    ) -> Result<Cached, Refusal> {
         let inner = &self.inner;
-        let mut attempt = 1;
+        let clock = &*inner.clock;
+        let pacing = &inner.pacing;
+        // Requests sent, and pauses waited out, by this exchange.
+        let (mut sent, mut waited) = (0u32, 0u32);
         loop {
-            let failure = match self.attempt(&body).await {
-                Ok(token) => return Ok(self.schedule(token, lifetime)),
-                Err(failure) => failure,
+            if let Some(until) = pacing.paused_until(clock.now()) {
+                let left = until
+                    .duration_since(clock.now())
+                    .unwrap_or(Duration::ZERO);
+                // A caller holding a token that is still valid uses it rather than wait; a
+                // pause past max_retry_after, or one too many, is not waited for.
+                if has_fallback || left > inner.max_retry_after || waited >= inner.max_attempts {
+                    return Err(paused(left, sent).into_error());
+                }
+                waited += 1;
+                clock.sleep_until(until).await;
+                continue;
+            }
+            // The wait for a slot and the request share one deadline.
+            let deadline = tokio::time::Instant::now() + inner.timeout;
+            let slot = match tokio::time::timeout_at(deadline, pacing.slot()).await {
+                Ok(Some(slot)) => slot,
+                _ => {
+                    let mut error = ExchangeError::new(ExchangeErrorKind::Timeout).with_message(
+                        format!(
+                            "no exchange slot came free within {:?} ({} exchanges in flight)",
+                            inner.timeout,
+                            pacing.limit()
+                        ),
+                    );
+                    error.attempts = sent;
+                    return Err(error.into_error());
+                }
+            };
+            // A pause may have begun while this caller waited for the slot.
+            if pacing.paused_until(clock.now()).is_some() {
+                continue;
+            }
+            sent += 1;
+            let failure = match tokio::time::timeout_at(deadline, self.attempt(body)).await {
+                Ok(Ok(token)) => return Ok(self.schedule(token, lifetime)),
+                Ok(Err(failure)) => failure,
+                Err(_) => Failure {
+                    error: ExchangeError::new(ExchangeErrorKind::Timeout).with_message(format!(
+                        "mka1 did not answer within {:?}",
+                        inner.timeout
+                    )),
+                    retryable: false,
+                },
             };
             let mut error = failure.error;
-            error.attempts = attempt;
-            if !failure.retryable || attempt >= inner.max_attempts {
+            error.attempts = sent;
+            let status = error.status.unwrap_or(0);
+            // A rate limit, or a 5xx naming a time to come back, pauses every exchange; the
+            // pause is set before the slot is given back, so whoever takes it sees the pause.
+            let pause = match error.retry_after {
+                Some(wait) if status == 429 || status >= 500 => Some(wait),
+                None if status == 429 => Some(self.backoff(sent)),
+                _ => None,
+            };
+            if let Some(wait) = pause {
+                if pacing.pause(clock.now(), wait) {
+                    tracing::warn!(
+                        status,
+                        wait_ms = wait.as_millis() as u64,
+                        "mka1 asked to wait; every exchange of this client is paused until then"
+                    );
+                }
+            }
+            drop(slot);
+            let too_long = error.retry_after.is_some_and(|w| w > inner.max_retry_after);
+            if !failure.retryable || sent >= inner.max_attempts || too_long {
                 return Err(error.into_error());
             }
-            let wait = match error.retry_after {
-                Some(wait) if wait > inner.max_retry_after => return Err(error.into_error()),
-                Some(wait) => wait,
-                None => backoff(inner.backoff_base, inner.backoff_max, attempt),
-            };
-            crate::metrics::count(crate::metrics::Event::ExchangeRetried);
-            tracing::debug!(attempt, ?wait, error = %error, "retrying the mka1 token exchange");
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+            if has_fallback && pause.is_some() {
+                return Err(error.into_error());
             }
-            attempt += 1;
+            crate::metrics::count(crate::metrics::Event::ExchangeRetried);
+            tracing::debug!(attempt = sent, error = %error, "retrying the mka1 token exchange");
+            // Paused: the top of the loop waits. Else the backoff, on the client's clock.
+            if pause.is_none() {
+                let wait = self.backoff(sent);
+                if !wait.is_zero() {
+                    clock.sleep_until(clock.now() + wait).await;
+                }
+            }
         }
+    }
+
+    /// The backoff before retry number `attempt`: jittered, unless the clock pins jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let inner = &self.inner;
+        let ceiling = backoff_ceiling(inner.backoff_base, inner.backoff_max, attempt);
+        jittered_on(&*inner.clock, ceiling)
     }
 
     /// One request to MKA1.
     async fn attempt(&self, body: &[u8]) -> Result<ExchangedToken, Failure> {
         let inner = &self.inner;
-        let transport = |e: reqwest::Error| Failure {
-            error: ExchangeError::new(ExchangeErrorKind::Transport)
-                .with_message(self.scrub(&transport_error_text(e))),
-            retryable: true,
+        let transport = |e: reqwest::Error| {
+            // A timeout (reqwest's connect or read timeout) is not retried: MKA1 had its time.
+            let timed_out = crate::net::is_timeout(&e);
+            let kind = match timed_out {
+                true => ExchangeErrorKind::Timeout,
+                false => ExchangeErrorKind::Transport,
+            };
+            Failure {
+                error: ExchangeError::new(kind).with_message(self.scrub(&transport_error_text(e))),
+                retryable: !timed_out,
+            }
         };
         let mut response = inner
             .http
@@ -202,7 +311,6 @@ impl ExchangeClient {
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
             .body(body.to_vec())
-            .timeout(inner.timeout)
             .send()
             .await
             .map_err(transport)?;
@@ -363,6 +471,7 @@ fn jwt_exp(token: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::backoff;
 
     #[test]
     fn backoff_doubles_and_caps() {

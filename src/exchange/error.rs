@@ -19,7 +19,9 @@ pub enum ExchangeErrorKind {
     Unauthorized,
     /// MKA1 answered 403: the API key may not mint this token (audience or permissions).
     Forbidden,
-    /// MKA1 answered 429 and retrying did not help, or asked to wait too long.
+    /// MKA1 answered 429 and retrying did not help, or asked to wait too long; or the
+    /// exchange was not sent because an answer to another paused every exchange of the
+    /// client (the message says so, and [`ExchangeError::retry_after`] how long is left).
     RateLimited,
     /// MKA1 answered 5xx on every attempt.
     Unavailable,
@@ -28,6 +30,11 @@ pub enum ExchangeErrorKind {
     UnexpectedStatus,
     /// MKA1 could not be reached, or the connection failed.
     Transport,
+    /// No answer within the client's [`timeout`](super::ExchangeClientBuilder::timeout):
+    /// MKA1 accepted the request and did not answer in time, or every exchange slot stayed
+    /// taken (see [`max_concurrent_exchanges`](super::ExchangeClientBuilder::max_concurrent_exchanges)).
+    /// Not retried.
+    Timeout,
     /// MKA1 answered success, but not with `{"token": "<jwt>"}`.
     InvalidResponse,
 }
@@ -158,6 +165,7 @@ impl fmt::Display for ExchangeError {
             ExchangeErrorKind::Unavailable => "mka1 failed to serve the exchange",
             ExchangeErrorKind::UnexpectedStatus => "mka1 answered the exchange unexpectedly",
             ExchangeErrorKind::Transport => "mka1 could not be reached",
+            ExchangeErrorKind::Timeout => "the mka1 token exchange timed out",
             ExchangeErrorKind::InvalidResponse => "mka1's exchange answer holds no usable token",
         };
         f.write_str(what)?;
@@ -180,7 +188,8 @@ impl fmt::Display for ExchangeError {
             }
         }
         if let Some(wait) = self.retry_after {
-            write!(f, " (retry after {} s)", wait.as_secs())?;
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            write!(f, " (retry after {secs} s)")?;
         }
         if self.attempts > 1 {
             write!(f, " after {} attempts", self.attempts)?;

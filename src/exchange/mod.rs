@@ -25,7 +25,31 @@
 //! - **Retries.** 429 and 5xx answers and transport failures are retried with exponential
 //!   backoff and jitter, honouring `Retry-After` (seconds or an HTTP date) up to
 //!   [`max_retry_after`](ExchangeClientBuilder::max_retry_after): a longer wait is not
-//!   waited for, the error is returned at once with [`ExchangeError::retry_after`].
+//!   waited for, the error is returned at once with [`ExchangeError::retry_after`]. Waits
+//!   run on the client's [`Clock`] ([`ManualClock`] moves them in tests).
+//!
+//! ## Under pressure
+//!
+//! - **A cap on exchanges in flight.** At most
+//!   [`max_concurrent_exchanges`](ExchangeClientBuilder::max_concurrent_exchanges) requests
+//!   (default 64) are in flight to MKA1, however many users arrive at once; concurrent
+//!   callers for one token share one exchange. A caller waits for a free slot, and that wait
+//!   counts against the [`timeout`](ExchangeClientBuilder::timeout) (default 10 s), so
+//!   nothing queues forever: 10,000 new users make 10,000 exchanges, at most 64 at a time,
+//!   and those that cannot get a slot in time fail with [`ExchangeErrorKind::Timeout`].
+//! - **One pause for the whole client.** A 429 (or a 5xx with `Retry-After`) pauses every
+//!   exchange of the client until the moment MKA1 named (a 429 without `Retry-After`: for
+//!   the backoff delay), instead of each caller retrying on its own schedule. Until then no
+//!   request is sent: an exchange waits for the moment if it is at most `max_retry_after`
+//!   away, else fails at once ([`ExchangeErrorKind::RateLimited`], unsent, with how long is
+//!   left as [`ExchangeError::retry_after`]); a caller whose token is due for renewal but
+//!   still valid keeps using it without waiting. One answer pauses the client for at most
+//!   5 minutes (or `max_retry_after`, when longer).
+//! - **A hanging MKA1** fails each exchange within the timeout, the wait for a slot
+//!   included, with [`ExchangeErrorKind::Timeout`]; a timeout is not retried. At most the
+//!   cap's worth of requests is ever left waiting on MKA1.
+//! - **One renewal.** When a token falls due, the callers using it share one renewal, as
+//!   they share the first exchange.
 //! - **Origin.** The API key is sent only to the configured endpoint: the client follows
 //!   no redirect, not even one within the same origin. A redirect answer (3xx) is a failed
 //!   exchange, [`ExchangeErrorKind::UnexpectedStatus`] with its status, and is not retried.
@@ -55,14 +79,16 @@
 //!
 //! [`validate_end_user_id`]: crate::claims::validate_end_user_id
 //! [`Clock`]: crate::Clock
+//! [`ManualClock`]: crate::ManualClock
 //! [`Refusal`]: crate::outbound::Refusal
 //! [`RefusalKind::Exchange`]: crate::outbound::RefusalKind::Exchange
 //! [`RefusalKind::ApiKeyRejected`]: crate::outbound::RefusalKind::ApiKeyRejected
 
 pub(crate) mod builder;
 mod cache;
-mod client;
+pub(crate) mod client;
 mod error;
+pub(crate) mod pacing;
 mod request;
 mod scopes;
 mod source;

@@ -514,12 +514,21 @@ async fn a_retry_after_beyond_the_cap_is_not_waited_for() {
     assert_eq!(ex.retry_after(), Some(Duration::from_secs(3600)));
     assert_eq!(ex.attempts(), 1);
     assert_eq!(mka1.calls().len(), 1);
+    // The wait holds back every exchange of the client (at most 5 minutes): not sent.
+    let err = client.token(&req("v")).await.unwrap_err();
+    assert_eq!(exchange_error(&err).attempts(), 0);
+    assert_eq!(
+        exchange_error(&err).retry_after(),
+        Some(Duration::from_secs(300))
+    );
+    assert_eq!(mka1.calls().len(), 1);
 
     // An HTTP date is read with the client's clock: this one is 3600 s after NOW.
     // 1_800_003_600 is Fri, 15 Jan 2027 09:00:00 GMT.
     mka1.script([
         Reply::status(503, json!({})).header("retry-after", "Fri, 15 Jan 2027 09:00:00 GMT")
     ]);
+    let client = mka1.client().build().unwrap();
     let err = client.token(&req("u")).await.unwrap_err();
     assert_eq!(
         exchange_error(&err).retry_after(),

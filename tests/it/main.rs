@@ -22,6 +22,7 @@ mod demo;
 mod dev_issuer;
 mod exchange;
 mod exchange_client;
+mod exchange_pressure;
 mod forward;
 mod forward_timeouts;
 mod grpc;
