@@ -21,6 +21,7 @@
 //! | `MKA1_ISSUER` | required `iss`, if any | none |
 //! | `BIND` | address to listen on | `127.0.0.1:3000` |
 //! | `UPSTREAM_URL` | where `/proxy/<path>` forwards to | none (`/proxy` answers 502) |
+//! | `PROXY_MAX_IN_FLIGHT` | how many `/proxy` calls may wait on the upstream at once; one more gets 503 with `Retry-After: 1` | 256 |
 //! | `MKA1_REVOCATION_REDIS_URL` | Redis holding revocation rules shared by every replica (feature `redis`) | none (no revocation) |
 //!
 //! `MKA1_AUDIENCE` or `MKA1_ISSUER` set without `MKA1_JWKS_URL` is a partial production
@@ -37,16 +38,21 @@
 //! token and `X-On-Behalf-Of` set to the verified user. The forward
 //! ([`mka1_auth::outbound::forward`]) keeps the path under `UPSTREAM_URL`'s (dot segments in
 //! any spelling get 400), drops the caller's identity and hop-by-hop headers, and streams
-//! bodies (over 10 MiB gets 413).
+//! bodies (over 10 MiB gets 413). tower's `LoadShed`, `ConcurrencyLimit` and `Timeout` bound
+//! it: at most `PROXY_MAX_IN_FLIGHT` calls wait on the upstream, one more is shed at once
+//! with 503 and `Retry-After`, and a call still without an answer's head after 35 s gets 504
+//! (the upstream client's own 30 s response timeout answers 504 first).
 
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use axum::http::StatusCode;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::BoxError;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mka1_auth::outbound::forward::{Forward, ForwardLayer};
@@ -60,7 +66,13 @@ use mka1_auth::{
 };
 use mka1_auth_dev_issuer::{DevIssuer, Mint};
 use serde_json::json;
-use tower::Layer;
+use tower::{Layer, ServiceBuilder};
+
+/// How many `/proxy` calls may wait on the upstream at once, unless `PROXY_MAX_IN_FLIGHT` says.
+const DEFAULT_PROXY_MAX_IN_FLIGHT: usize = 256;
+/// The longest a `/proxy` call waits for the answer's head: a backstop behind the upstream
+/// client's own response timeout (30 s).
+const PROXY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(35);
 
 /// The proxy: a forward to `UPSTREAM_URL` over reqwest behind the outbound layer, which sends
 /// the caller's own token and `X-On-Behalf-Of` set to the verified user.
@@ -81,11 +93,59 @@ async fn agents(user: OnBehalfOf) -> Json<serde_json::Value> {
     Json(json!({ "agents": [], "visible_to": user.as_str() }))
 }
 
-fn app(verifier: Verifier, upstream: Option<Upstream>, revocations: Option<Revocations>) -> Router {
+/// What `/proxy` answers when tower's layers in front of the forward give up: 503 with
+/// `Retry-After` when the in-flight cap is reached, 504 when the upstream's answer is late.
+/// Never a 2xx.
+async fn proxy_overloaded(error: BoxError) -> Response {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        tracing::warn!(
+            kind = "overloaded",
+            status = 503,
+            "proxy: in-flight cap reached"
+        );
+        let retry = [(header::RETRY_AFTER, "1")];
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            retry,
+            "the upstream is busy\n",
+        )
+            .into_response()
+    } else if error.is::<tower::timeout::error::Elapsed>() {
+        tracing::warn!(
+            kind = "timeout",
+            status = 504,
+            "proxy: the upstream did not answer in time"
+        );
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "the upstream did not answer in time\n",
+        )
+            .into_response()
+    } else {
+        tracing::warn!(kind = "internal", status = 500, %error, "proxy: failed");
+        (StatusCode::INTERNAL_SERVER_ERROR, "the proxy failed\n").into_response()
+    }
+}
+
+fn app(
+    verifier: Verifier,
+    upstream: Option<Upstream>,
+    revocations: Option<Revocations>,
+    max_in_flight: usize,
+) -> Router {
     // `/proxy/<path>` goes to `UPSTREAM_URL/<path>`, contained under its path, with the
     // caller's token and verified user set by the outbound layer (see `upstream_client`).
+    // At most `max_in_flight` calls wait on the upstream; the next is shed with 503.
     let proxy = match upstream {
-        Some(upstream) => Router::new().nest_service("/proxy", upstream),
+        Some(upstream) => {
+            let bounded = ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(proxy_overloaded))
+                .load_shed()
+                .concurrency_limit(max_in_flight)
+                .timeout(PROXY_TIMEOUT)
+                .service(upstream);
+            Router::new().nest_service("/proxy", bounded)
+        }
         None => Router::new().route(
             "/proxy/{*path}",
             any(|| async { (StatusCode::BAD_GATEWAY, "no UPSTREAM_URL configured\n") }),
@@ -215,6 +275,8 @@ pub struct Config {
     pub issuer: Option<String>,
     /// `UPSTREAM_URL`, optional.
     pub upstream_url: Option<String>,
+    /// `PROXY_MAX_IN_FLIGHT`, default 256: `/proxy` calls waiting on the upstream at once.
+    pub proxy_max_in_flight: Option<usize>,
     /// `MKA1_REVOCATION_REDIS_URL`, optional: revocation rules from Redis.
     pub revocation_redis_url: Option<String>,
 }
@@ -258,6 +320,14 @@ impl Config {
             audience: var("MKA1_AUDIENCE"),
             issuer: var("MKA1_ISSUER"),
             upstream_url: var("UPSTREAM_URL"),
+            proxy_max_in_flight: var("PROXY_MAX_IN_FLIGHT")
+                .map(|v| match v.parse::<usize>() {
+                    Ok(n) if n >= 1 => Ok(n),
+                    _ => Err(format!(
+                        "PROXY_MAX_IN_FLIGHT={v} is not a whole number of at least 1"
+                    )),
+                })
+                .transpose()?,
             revocation_redis_url: var("MKA1_REVOCATION_REDIS_URL"),
         })
     }
@@ -342,7 +412,10 @@ pub async fn start(config: Config, out: &mut impl Write) -> Result<Running, Box<
         .map(|u| upstream_client(&u))
         .transpose()?;
 
-    let router = app(verifier, upstream, revocations);
+    let max_in_flight = config
+        .proxy_max_in_flight
+        .unwrap_or(DEFAULT_PROXY_MAX_IN_FLIGHT);
+    let router = app(verifier, upstream, revocations, max_in_flight);
     let server = tokio::spawn(async move {
         let _refresher = refresher;
         let _revocation_source = revocation_source;

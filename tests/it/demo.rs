@@ -597,3 +597,63 @@ async fn revocation_rules_from_redis_in_readyz_and_on_requests() {
     assert_eq!(body["revocations"]["rule_count"], 1);
     running.server.abort();
 }
+
+/// `PROXY_MAX_IN_FLIGHT`: at the cap, one more `/proxy` call is shed at once with 503 and
+/// `Retry-After` (tower's `LoadShed` over `ConcurrencyLimit`), not queued behind a hanging
+/// upstream; `/healthz` is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_at_its_in_flight_cap_sheds_the_next_call_with_503() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(tokio::sync::Notify::new());
+    let upstream_task = {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+                accepted.notify_one();
+            }
+        })
+    };
+    let (running, lines) = start_demo(Config {
+        upstream_url: Some(format!("http://{upstream_addr}/base")),
+        proxy_max_in_flight: Some(1),
+        ..loopback_config()
+    })
+    .await;
+    let token = printed_token(&lines);
+    let proxy = |path: &str| {
+        client()
+            .get(format!("http://{}/proxy/{path}", running.addr))
+            .bearer_auth(&token)
+            .send()
+    };
+    // The first call holds the one slot: the upstream has its connection, and never answers.
+    let first = tokio::spawn(proxy("first"));
+    accepted.notified().await;
+    let shed = proxy("second").await.unwrap();
+    assert_eq!(shed.status(), 503);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let health = client()
+        .get(format!("http://{}/healthz", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    first.abort();
+    upstream_task.abort();
+    running.server.abort();
+}
+
+#[test]
+fn proxy_max_in_flight_is_read_and_checked() {
+    let read = |value: &'static str| {
+        Config::from_vars(|name| (name == "PROXY_MAX_IN_FLIGHT").then(|| value.to_owned()))
+    };
+    assert_eq!(read("8").unwrap().proxy_max_in_flight, Some(8));
+    for bad in ["0", "-1", "many"] {
+        let err = read(bad).unwrap_err().to_string();
+        assert!(err.contains("PROXY_MAX_IN_FLIGHT"), "{err}");
+    }
+}
