@@ -225,7 +225,7 @@ impl Expect {
             (false, _) | (_, Mka1Mode::Healthy) => None,
             (true, Mka1Mode::RateLimited) => Some("exchange:RateLimited"),
             (true, Mka1Mode::Error500) => Some("exchange:Unavailable"),
-            (true, Mka1Mode::Hanging) => Some("exchange:Transport"),
+            (true, Mka1Mode::Hanging) => Some("exchange:Timeout"),
         };
         let exchanged = |redirect: bool| match exchange_refused {
             Some(kind) => ((502, Body::Any), Some(kind)),
