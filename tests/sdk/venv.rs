@@ -50,8 +50,17 @@ async fn has_sdk(python: &Path) -> bool {
     }
 }
 
-/// A virtualenv under `target/` with the pinned SDK, created (or repaired) when needed.
+/// The virtualenv, once made in this process: the tests of one binary run side by side, and two
+/// of them making the same virtualenv at once break each other's `pip install`.
+static SDK_VENV: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+
+/// A virtualenv under `target/` with the pinned SDK, created (or repaired) when needed; callers
+/// in one process share one creation.
 pub async fn sdk_python() -> PathBuf {
+    SDK_VENV.get_or_init(make_sdk_venv).await.clone()
+}
+
+async fn make_sdk_venv() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mka1-sdk-venv-{SDK_VERSION}"));
     let python = venv_python(&venv);
     if has_sdk(&python).await {
@@ -91,9 +100,18 @@ pub const MCP_PACKAGE: &str = "mcp";
 #[allow(dead_code)]
 pub const MCP_VERSION: &str = "2.3.0";
 
+/// The MCP SDK's install, once per process (see [`SDK_VENV`]).
+#[allow(dead_code)]
+static MCP_VENV: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+
 /// The same virtualenv, with the pinned MCP SDK installed beside the MKA1 SDK.
 #[allow(dead_code)]
 pub async fn mcp_python() -> PathBuf {
+    MCP_VENV.get_or_init(install_mcp).await.clone()
+}
+
+#[allow(dead_code)]
+async fn install_mcp() -> PathBuf {
     let python = sdk_python().await;
     let probe = format!("import importlib.metadata as m; print(m.version('{MCP_PACKAGE}'))");
     let installed = match Command::new(&python).args(["-c", &probe]).output().await {
