@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo bench -p mka1-auth-benches --bench outbound_soak` (about 2 minutes on 2
 //! cores). Settings (environment): `OSOAK_BLOCK_MS` (10000), `OSOAK_CONNECTIONS` (64),
-//! `OSOAK_USERS` (2000), `OSOAK_BURST_USERS` (10000), `OSOAK_BURST_CONNECTIONS` (256);
+//! `OSOAK_USERS` (2000), `OSOAK_BURST_USERS` (10000), `OSOAK_BURST_CONNECTIONS` (1000);
 //! `OSOAK_SHORT=1` is the few-seconds correctness run `cargo test`
 //! makes (`tests/outbound_soak_short.rs`), with no target that depends on speed or memory.
 //! It ends with one line, `outbound soak: W wrong answers (...), RSS plateau P MiB, max open
@@ -39,7 +39,7 @@ fn main() {
             block: Duration::from_millis(setting("OSOAK_BLOCK_MS", 10_000)),
             connections: setting("OSOAK_CONNECTIONS", 64) as usize,
             burst_users: setting("OSOAK_BURST_USERS", 10_000) as usize,
-            burst_connections: setting("OSOAK_BURST_CONNECTIONS", 256) as usize,
+            burst_connections: setting("OSOAK_BURST_CONNECTIONS", 1000) as usize,
             users: setting("OSOAK_USERS", 2000) as usize,
             fresh_users: 4000,
             timeouts: world::Timeouts::soak(),

@@ -53,6 +53,8 @@ pub struct Timeouts {
     pub backoff: (Duration, Duration),
     /// What the MKA1 front's 429 says in `Retry-After` (whole seconds).
     pub retry_after_secs: u64,
+    /// `ExchangeClientBuilder::max_concurrent_exchanges`: the exchanges in flight at once.
+    pub exchange_slots: usize,
 }
 
 impl Timeouts {
@@ -68,6 +70,7 @@ impl Timeouts {
             exchange_attempts: 3,
             backoff: (Duration::from_millis(100), Duration::from_millis(400)),
             retry_after_secs: 1,
+            exchange_slots: 32,
         }
     }
 
@@ -234,6 +237,7 @@ impl World {
                 .timeout(timeouts.exchange)
                 .max_attempts(timeouts.exchange_attempts)
                 .backoff(timeouts.backoff.0, timeouts.backoff.1)
+                .max_concurrent_exchanges(timeouts.exchange_slots)
                 .build()
                 .expect("exchange client");
             app(
