@@ -89,6 +89,8 @@ pub struct Counters {
     pub requests: AtomicU64,
     /// Requests being held (hanging or trickling) right now.
     pub holding: AtomicU64,
+    /// Requests read and not yet answered (or given up) right now.
+    pub in_flight: AtomicU64,
 }
 
 impl Counters {
@@ -198,6 +200,21 @@ impl Drop for Holding {
     }
 }
 
+struct InFlight(Arc<Counters>);
+
+impl InFlight {
+    fn new(counters: &Arc<Counters>) -> InFlight {
+        counters.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(counters.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 const MAX_HEAD: usize = 64 * 1024;
 
 async fn connection(mut stream: TcpStream, handler: Handler, counters: Arc<Counters>) {
@@ -205,6 +222,7 @@ async fn connection(mut stream: TcpStream, handler: Handler, counters: Arc<Count
     let mut buf = Vec::with_capacity(4096);
     while let Some(request) = read_request(&mut stream, &mut buf).await {
         counters.requests.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight::new(&counters);
         match handler(request).await {
             Action::Respond {
                 status,

@@ -323,6 +323,8 @@ struct Peaks {
     fds: u64,
     upstream: u64,
     mka1: u64,
+    /// Requests at MKA1 at once.
+    mka1_in_flight: u64,
 }
 
 fn open_fds() -> u64 {
@@ -516,6 +518,8 @@ fn run_scenario(
                     peaks.fds = peaks.fds.max(open_fds());
                     peaks.upstream = peaks.upstream.max(upstream.open());
                     peaks.mka1 = peaks.mka1.max(mka1.open());
+                    let in_flight = mka1.in_flight.load(Ordering::SeqCst);
+                    peaks.mka1_in_flight = peaks.mka1_in_flight.max(in_flight);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 peaks
@@ -614,15 +618,15 @@ fn run_scenario(
     // proxy's, the exchange route's), each pooling what it opened.
     let connection_bound = 2 * connections as u64 + 2;
     ok &= peaks.upstream <= connection_bound;
-    // MKA1 never has more exchanges at once than the client's slots, whatever the load.
+    // MKA1 never has more exchanges at once than the client's slots, whatever the load
+    // (sampled every 20 ms; its connections may be more: the pool can open one while
+    // another is on its way back).
     let slots = t.exchange_slots as u64;
-    if peaks.mka1 > slots {
-        checks.push(format!(
-            "{} connections open at MKA1, over the {slots} exchange slots",
-            peaks.mka1
-        ));
-        ok = false;
-    }
+    checks.push(format!(
+        "at most {} request(s) at MKA1 at once ({slots} slots)",
+        peaks.mka1_in_flight
+    ));
+    ok &= peaks.mka1_in_flight <= slots;
     for example in &report.examples {
         eprintln!("  {}: wrong answer: {example}", scenario.name);
     }
