@@ -16,6 +16,16 @@ use crate::error::{Error, ErrorKind};
 /// redacted, and the header value it produces is marked sensitive. It shares the request
 /// header it was found in (a reference count, no copy of the token).
 ///
+/// ```
+/// use mka1_auth::BearerToken;
+///
+/// // Behind `Mka1AuthLayer`, a handler or client hands the inbound token onward unchanged.
+/// fn onward_authorization(inbound: &http::Extensions) -> Option<http::HeaderValue> {
+///     inbound.get::<BearerToken>().map(BearerToken::authorization_value)
+/// }
+/// assert!(onward_authorization(&http::Extensions::new()).is_none());
+/// ```
+///
 /// [`VerifiedToken`]: crate::VerifiedToken
 #[derive(Clone)]
 pub struct BearerToken {

@@ -5,6 +5,15 @@
 use std::fmt;
 
 /// What was wrong with a configuration, in a form code can match on.
+///
+/// New kinds may be added in minor releases, so match with a wildcard arm.
+///
+/// ```
+/// use mka1_auth::{ConfigErrorKind, Verifier};
+///
+/// let err = Verifier::builder().audience("https://api.example.com").build().unwrap_err();
+/// assert_eq!(err.kind(), ConfigErrorKind::MissingKeySource);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConfigErrorKind {

@@ -91,6 +91,16 @@ impl<'de> Visitor<'de> for DocumentVisitor {
 /// Something that can serve as a static JWKS for
 /// [`VerifierBuilder::jwks`](crate::VerifierBuilder::jwks): JSON text, a `serde_json::Value`,
 /// or a `jsonwebtoken::jwk::JwkSet`.
+///
+/// ```
+/// use mka1_auth::Verifier;
+///
+/// let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+///     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]});
+/// let from_value = Verifier::builder().jwks(jwks.clone()).audience("https://api.example.com").build();
+/// let from_text = Verifier::builder().jwks(jwks.to_string()).audience("https://api.example.com").build();
+/// assert!(from_value.is_ok() && from_text.is_ok());
+/// ```
 pub trait IntoJwks {
     /// The document's `keys` entries.
     fn into_jwk_entries(self) -> Result<Vec<Value>, ConfigError>;

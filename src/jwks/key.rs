@@ -12,6 +12,16 @@ use super::alg::{algorithms_of, row_of, KeyFamily, Verification};
 use super::{b64url_decode, is_supported, parse_alg, Algorithm, SkipReason};
 
 /// The family of a key, fixed by its `kty` and `crv`.
+///
+/// ```
+/// use mka1_auth::jwks::{KeySet, KeyType};
+///
+/// let set = KeySet::from_json(r#"{"keys":[
+///     {"kty":"OKP","crv":"Ed25519","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+/// ]}"#)?;
+/// assert_eq!(set.get("e").unwrap().key_type(), KeyType::Ed25519);
+/// # Ok::<(), mka1_auth::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyType {

@@ -34,6 +34,12 @@ pub use status::KeySetStatus;
 
 /// The algorithms accepted when none are configured: MKA1's default (EdDSA) and the two
 /// other common asymmetric ones.
+///
+/// ```
+/// use mka1_auth::{jwks::DEFAULT_ALGORITHMS, Algorithm};
+///
+/// assert_eq!(DEFAULT_ALGORITHMS, [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256]);
+/// ```
 pub const DEFAULT_ALGORITHMS: [Algorithm; 3] =
     [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
 

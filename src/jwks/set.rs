@@ -10,6 +10,14 @@ use super::{Algorithm, JwksDocument, VerificationKey, SUPPORTED_ALGORITHMS};
 use crate::error::ConfigError;
 
 /// Why a key in a JWKS document was not loaded.
+///
+/// New reasons may be added in minor releases, so match with a wildcard arm.
+///
+/// ```
+/// use mka1_auth::jwks::SkipReason;
+///
+/// assert_eq!(SkipReason::WeakRsaKey.to_string(), "rsa modulus under 2048 bits");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SkipReason {
@@ -52,7 +60,20 @@ impl fmt::Display for SkipReason {
     }
 }
 
-/// A key that was skipped while loading a set, and why.
+/// A key that was skipped while loading a set, and why ([`KeySet::skipped`]).
+///
+/// ```
+/// use mka1_auth::jwks::{KeySet, SkipReason};
+///
+/// let set = KeySet::from_json(r#"{"keys":[
+///     {"kty":"oct","kid":"h","k":"c2VjcmV0"},
+///     {"kty":"OKP","crv":"Ed25519","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+/// ]}"#)?;
+/// let skipped = &set.skipped()[0];
+/// assert_eq!(skipped.kid.as_deref(), Some("h"));
+/// assert_eq!(skipped.reason, SkipReason::SymmetricKey);
+/// # Ok::<(), mka1_auth::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedKey {
     /// The key's `kid`, when it had a string one (cut to 64 characters).

@@ -164,6 +164,26 @@ impl<S, C> Layer<S> for OutboundLayer<C> {
 }
 
 /// A client wrapped by [`OutboundLayer`]. See the [module docs](crate::outbound).
+///
+/// Build it once and keep it in your state; clone it per call.
+///
+/// ```
+/// use mka1_auth::outbound::{ApiKey, Outbound, OutboundLayer, ReqwestService};
+/// use tower::Layer;
+///
+/// #[derive(Clone)]
+/// struct AppState {
+///     agents: Outbound<ReqwestService, ApiKey>,
+/// }
+///
+/// let agents = OutboundLayer::builder(ApiKey::new("mk_live_example")?)
+///     .allow_origin("https://apigw.mka1.com")
+///     .build()?
+///     .layer(ReqwestService::new()?);
+/// let state = AppState { agents };
+/// # let _ = state;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Outbound<S, C> {
     inner: S,
     shared: Arc<OutboundConfig<C>>,

@@ -11,6 +11,20 @@ use crate::error::{Described, Kind};
 /// What kind of outbound refusal; see [`Refusal::kind`].
 ///
 /// New kinds may be added in minor releases, so match with a wildcard arm.
+///
+/// ```
+/// use mka1_auth::outbound::{Refusal, RefusalKind};
+///
+/// fn page_an_operator(refusal: &Refusal) -> bool {
+///     match refusal.kind() {
+///         RefusalKind::ApiKeyRejected => true, // the key needs replacing
+///         RefusalKind::HostNotAllowed => true, // a wiring bug
+///         _ => false,
+///     }
+/// }
+/// assert!(page_an_operator(&Refusal::new(RefusalKind::ApiKeyRejected)));
+/// assert!(!page_an_operator(&Refusal::new(RefusalKind::Exchange)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RefusalKind {

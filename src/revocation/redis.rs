@@ -188,6 +188,23 @@ fn invalid_url(e: &redis::RedisError) -> ConfigError {
 
 /// A running Redis source: its [`Revocations`] (give them to the verifier) and the task
 /// that keeps them in step with Redis, stopped when this is dropped.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use mka1_auth::revocation::{Revocations, Rule};
+/// use mka1_auth::Verifier;
+///
+/// let source = Revocations::redis("redis://127.0.0.1:6379/").start()?;
+/// let verifier = Verifier::builder()
+///     .jwks_url("https://mka1.example.com/.well-known/jwks.json")
+///     .audience("https://api.example.com")
+///     .revocations(source.revocations())
+///     .build()?;
+/// // Every replica refuses user-42's tokens issued before this time within a second.
+/// source.store(&Rule::user("user-42", 1_900_000_000)).await?;
+/// # let _ = verifier;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct RedisRevocations {
     revocations: Revocations,
@@ -219,6 +236,16 @@ impl RedisRevocations {
 }
 
 /// Reading and writing the rules in Redis, without following them.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use mka1_auth::revocation::Revocations;
+///
+/// let store = Revocations::redis("redis://127.0.0.1:6379/").store()?;
+/// let (rules, unreadable) = store.load().await?;
+/// println!("{} rules stored, {unreadable} unreadable", rules.len());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RedisStore {
     client: redis::Client,

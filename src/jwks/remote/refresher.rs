@@ -28,6 +28,20 @@ const EARLY_SHARE: f64 = 1.0 / 8.0;
 
 /// A running background refresher; it stops when this handle is dropped. From
 /// [`Verifier::spawn_refresher`](crate::Verifier::spawn_refresher).
+///
+/// ```
+/// use mka1_auth::Verifier;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let verifier = Verifier::builder()
+///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+///     .audience("https://api.example.com")
+///     .build()?;
+/// let refresher = verifier.spawn_refresher()?;
+/// assert!(!refresher.is_running()); // a static key set needs no refreshing
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "the refresher stops when its handle is dropped"]
 pub struct Refresher {

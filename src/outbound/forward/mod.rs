@@ -104,6 +104,15 @@ use crate::net::authority_port;
 pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
 /// What went wrong in a forward; see [`ForwardError::kind`].
+///
+/// New kinds may be added in minor releases, so match with a wildcard arm.
+///
+/// ```
+/// use mka1_auth::outbound::forward::ForwardErrorKind;
+///
+/// assert_eq!(ForwardErrorKind::BodyTooLarge.status(), 413);
+/// assert_eq!(ForwardErrorKind::UpstreamTimeout.status(), 504);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ForwardErrorKind {
@@ -350,6 +359,22 @@ impl ForwardLayer {
 
 /// Remove hop-by-hop headers from an upstream's answer, as [`Forward`] does to every answer
 /// it passes back; for code that sends [`ForwardLayer::onward_request`]s itself.
+///
+/// ```
+/// use mka1_auth::outbound::forward::clean_response;
+///
+/// let mut answer = http::Response::builder()
+///     .header("connection", "x-trace")
+///     .header("x-trace", "abc")
+///     .header("keep-alive", "timeout=5")
+///     .header("content-type", "text/plain")
+///     .body(())
+///     .unwrap();
+/// clean_response(&mut answer);
+/// assert!(answer.headers().get("keep-alive").is_none());
+/// assert!(answer.headers().get("x-trace").is_none()); // named by `connection`
+/// assert_eq!(answer.headers()["content-type"], "text/plain");
+/// ```
 pub fn clean_response<B>(response: &mut Response<B>) {
     drop_headers(response.headers_mut(), |_| false);
 }
@@ -419,6 +444,18 @@ impl<S> Layer<S> for ForwardLayer {
 ///
 /// Its error type is [`Infallible`]: failures are answers (400, 404, 413, 502), so it can be
 /// mounted with axum's `nest_service` or `route_service` as it is.
+///
+/// ```
+/// use mka1_auth::outbound::forward::{Forward, ForwardLayer};
+/// use mka1_auth::outbound::ReqwestService;
+/// use tower::Layer;
+///
+/// let agents: Forward<ReqwestService> =
+///     ForwardLayer::to("https://agents.internal.example/v1")?.layer(ReqwestService::new()?);
+/// let app: axum::Router = axum::Router::new().nest_service("/agents", agents);
+/// # let _ = app;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Forward<S> {
     inner: S,
