@@ -10,9 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
-/// What [`Clock::sleep_until`] returns.
-pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-
 /// A source of the current time.
 ///
 /// Implemented for [`SystemClock`], [`ManualClock`] and any `Fn() -> SystemTime`.
@@ -72,7 +69,7 @@ pub trait Clock: Send + Sync + 'static {
     /// # }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo());
     /// ```
-    fn sleep_until(&self, deadline: SystemTime) -> Sleep<'_> {
+    fn sleep_until(&self, deadline: SystemTime) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             while let Ok(left) = deadline.duration_since(self.now()) {
                 if left.is_zero() {
@@ -178,7 +175,7 @@ impl Clock for ManualClock {
     }
 
     /// Waits until the clock is moved to `deadline` or past it; never on real time.
-    fn sleep_until(&self, deadline: SystemTime) -> Sleep<'_> {
+    fn sleep_until(&self, deadline: SystemTime) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             loop {
                 let moved = self.moved.notified();

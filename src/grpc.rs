@@ -115,7 +115,7 @@ cfg_feature! {
     /// }
     /// ```
     pub fn on_behalf_of<T>(request: &tonic::Request<T>) -> Result<&OnBehalfOf, tonic::Status> {
-        crate::guard::required(request.extensions()).map_err(tonic_status)
+        crate::guard::required(request.extensions()).map_err(tonic::Status::from)
     }
 }
 
@@ -133,27 +133,38 @@ cfg_feature! {
     /// }
     /// ```
     pub fn verified_token<T>(request: &tonic::Request<T>) -> Result<&VerifiedToken, tonic::Status> {
-        crate::guard::required(request.extensions()).map_err(tonic_status)
+        crate::guard::required(request.extensions()).map_err(tonic::Status::from)
     }
 }
 
 cfg_feature! {
     #![feature = "tonic"]
 
-    /// The `tonic::Status` for a refusal: its gRPC code and description.
+    /// A refusal as a `tonic::Status`: its gRPC code and description (and the refusal's
+    /// tracing event), for a tonic handler that refuses by itself.
     ///
     /// ```
     /// # #[cfg(feature = "tonic")] {
-    /// use mka1_auth::{grpc, Error, ErrorKind, Rejection};
-    /// let status = grpc::tonic_status(Rejection::new(Error::new(ErrorKind::KeysUnavailable)));
+    /// use mka1_auth::{Error, ErrorKind, Rejection};
+    /// let status = tonic::Status::from(Rejection::new(Error::new(ErrorKind::KeysUnavailable)));
     /// assert_eq!(status.code(), tonic::Code::Unavailable);
+    ///
+    /// fn check<T>(request: &tonic::Request<T>) -> Result<(), tonic::Status> {
+    ///     let token = mka1_auth::grpc::verified_token(request)?;
+    ///     if !token.has_permission("agent:write") {
+    ///         Err(Rejection::new(Error::new(ErrorKind::InsufficientPermission)))?;
+    ///     }
+    ///     Ok(())
+    /// }
     /// # }
     /// ```
-    pub fn tonic_status(rejection: Rejection) -> tonic::Status {
-        rejection.trace();
-        let error = rejection.into_error();
-        let code = tonic::Code::from_i32(i32::from(status_code(error.kind())));
-        tonic::Status::new(code, error.to_string())
+    impl From<Rejection> for tonic::Status {
+        fn from(rejection: Rejection) -> tonic::Status {
+            rejection.trace();
+            let error = rejection.into_error();
+            let code = tonic::Code::from_i32(i32::from(status_code(error.kind())));
+            tonic::Status::new(code, error.to_string())
+        }
     }
 }
 

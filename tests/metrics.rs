@@ -34,16 +34,22 @@ use http::{Request, StatusCode};
 use jwks_server::JwksServer;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use mka1_auth::exchange::ExchangeRequest;
-use mka1_auth::metrics::{
-    EXCHANGE_TOTAL, JWKS_AGE_SECONDS, JWKS_FETCHES_TOTAL, JWKS_KEYS, REQUESTS_TOTAL,
-    TOKEN_CACHE_TOTAL,
-};
-use mka1_auth::{
-    ErrorKind, ManualClock, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, Verifier,
-};
+use mka1_auth::{ManualClock, Mka1AuthLayer, OnBehalfOf, RequirePermissionsLayer, Verifier};
 use mock_mka1::{MockMka1, Reply};
 use serde_json::json;
 use tower::ServiceExt;
+
+// The metric names as the `metrics` module docs give them (dashboards type them so).
+const REQUESTS_TOTAL: &str = "mka1_auth_requests_total";
+const TOKEN_CACHE_TOTAL: &str = "mka1_auth_token_cache_total";
+const JWKS_FETCHES_TOTAL: &str = "mka1_auth_jwks_fetches_total";
+const JWKS_KEYS: &str = "mka1_auth_jwks_keys";
+const JWKS_AGE_SECONDS: &str = "mka1_auth_jwks_age_seconds";
+const EXCHANGE_TOTAL: &str = "mka1_auth_exchange_total";
+#[cfg(feature = "redis")]
+const REVOCATION_RULES: &str = "mka1_auth_revocation_rules";
+#[cfg(feature = "redis")]
+const REVOCATION_STALE_SECONDS: &str = "mka1_auth_revocation_stale_seconds";
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -384,10 +390,6 @@ async fn every_series_is_known_from_the_first_publish() {
         );
     }
     assert!(published.gauge(JWKS_KEYS).is_some());
-    assert_eq!(
-        mka1_auth::metrics::reason(ErrorKind::InsufficientPermission),
-        "insufficient_permission"
-    );
 }
 
 /// The revocation gauges (feature `redis`): the rules in force, and since when a source that
@@ -395,7 +397,6 @@ async fn every_series_is_known_from_the_first_publish() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_gauges_count_the_rules_and_how_long_the_snapshot_is_stale() {
-    use mka1_auth::metrics::{REVOCATION_RULES, REVOCATION_STALE_SECONDS};
     use mka1_auth::revocation::{Revocations, Rule};
 
     /// Poll `done` every 2 ms until it holds (at most 15 s).

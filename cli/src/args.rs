@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use mka1_auth::jwks::SUPPORTED_ALGORITHMS;
 use mka1_auth::{Algorithm, VerifierBuilder};
 
 /// The latest `--at` a verifier's clock can hold (nanoseconds since the epoch in a `u64`:
@@ -183,7 +182,7 @@ impl AlgorithmArgs {
     /// The allow-list given, or the library's default.
     pub fn list(&self) -> Vec<Algorithm> {
         if self.algorithms.is_empty() {
-            mka1_auth::jwks::DEFAULT_ALGORITHMS.to_vec()
+            mka1_auth::VerifierBuilder::DEFAULT_ALGORITHMS.to_vec()
         } else {
             self.algorithms.clone()
         }
@@ -192,14 +191,14 @@ impl AlgorithmArgs {
 
 fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     let names = || {
-        SUPPORTED_ALGORITHMS
+        Algorithm::SUPPORTED
             .iter()
             .map(|a| a.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     };
     match name.parse::<Algorithm>() {
-        Ok(alg) if SUPPORTED_ALGORITHMS.contains(&alg) => Ok(alg),
+        Ok(alg) if Algorithm::SUPPORTED.contains(&alg) => Ok(alg),
         Ok(_) => Err(format!(
             "symmetric algorithms are never accepted; use one of {}",
             names()

@@ -6,9 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
-use mka1_auth::jwks::{
-    IntoJwks, KeySet, KeyType, SkippedKey, VerificationKey, SUPPORTED_ALGORITHMS,
-};
+use mka1_auth::jwks::{IntoJwks, KeySet, KeyType, SkippedKey, VerificationKey};
 use mka1_auth::{Algorithm, Error};
 use serde_json::{json, Value};
 
@@ -116,7 +114,7 @@ impl UsableKey {
         UsableKey {
             kid: key.kid().to_owned(),
             key_type: type_name(key.key_type()),
-            algorithms: SUPPORTED_ALGORITHMS
+            algorithms: Algorithm::SUPPORTED
                 .into_iter()
                 .filter(|a| key.accepts(*a))
                 .collect(),

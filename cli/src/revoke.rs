@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mka1_auth::revocation::{RedisStore, Revocations, Rule, DEFAULT_PREFIX};
+use mka1_auth::revocation::{RedisStore, Revocations, Rule};
 
 use crate::args::{RevocationsArgs, RevokeArgs};
 use crate::{out, Failure, Outcome};
@@ -55,7 +55,7 @@ pub async fn revoke(args: RevokeArgs) -> Result<Outcome, Failure> {
     out::print(&format!(
         "stored {} under {} (expires in {expires_in} s)\n",
         rule.to_json(),
-        out::quoted(&rule.key(DEFAULT_PREFIX)),
+        out::quoted(&rule.key(store.prefix())),
     ));
     Ok(Outcome::Success)
 }

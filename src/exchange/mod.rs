@@ -7,14 +7,20 @@
 //! `Authorization: Bearer <api key>` and `{"audience", "externalUserId", "expiresIn",
 //! "permissions"}`, and MKA1 answers `{"token": "<jwt>"}`.
 //!
-//! - **Permissions.** A request asks for [`Scopes::Exactly`] the permissions it names,
-//!   none by default (`"permissions": []`), or, only when it says so with
-//!   [`all_key_scopes`](ExchangeRequest::all_key_scopes), for [`Scopes::AllOfKey`] (the
-//!   field left out). See [`Scopes`] for why the default is none.
+//! - **Permissions.** A request asks for exactly the permissions it names
+//!   ([`permissions`](ExchangeRequest::permissions)), none by default (`"permissions": []`),
+//!   or, only when it says so with [`all_key_scopes`](ExchangeRequest::all_key_scopes), for
+//!   every scope the API key holds (the field left out). MKA1 reads the field in those two
+//!   ways: a list, `[]` included, is exactly what to embed (each one a scope the key holds,
+//!   else 403); a request without it gets every scope of the key, `write:apikeys` too if
+//!   the key holds it. The two are kept apart, so a least-privilege list that comes out
+//!   empty asks for nothing rather than for the widest token there is, and a forgotten
+//!   `permissions(..)` shows up as a 403 from the target instead of as a token that can do
+//!   everything the key can.
 //! - **Validation first.** The end-user id must pass
 //!   [`validate_end_user_id`] and `expiresIn` lie in
 //!   300..=2592000 seconds; a request that breaks either is refused without being sent.
-//! - **Cache.** Tokens are kept per (audience, end user, [`Scopes`], lifetime asked for), so
+//! - **Cache.** Tokens are kept per (audience, end user, permissions, lifetime asked for), so
 //!   a token is never handed to a caller that asked for other permissions or a shorter
 //!   life. The cache is bounded in number, and a token is reused until
 //!   [`renew_before`](ExchangeClientBuilder::renew_before) its `exp` (read
@@ -97,7 +103,7 @@ pub use builder::ExchangeClientBuilder;
 pub use client::{ExchangeClient, ExchangedToken};
 pub use error::{ExchangeError, ExchangeErrorKind, ExchangeIssue};
 pub use request::ExchangeRequest;
-pub use scopes::Scopes;
+pub(crate) use scopes::Scopes;
 pub use source::{ExchangeFuture, ExchangeSource};
 
 // MKA1's facts have one public path, `crate::protocol`; the exchange's files read them here.

@@ -28,7 +28,7 @@ pub struct ExchangeRequest {
 impl ExchangeRequest {
     /// A token for `audience` (the target service's URL) and the end user
     /// `external_user_id`, with no permissions until
-    /// [`permissions`](Self::permissions) names some (see [`Scopes`]).
+    /// [`permissions`](Self::permissions) names some (see the [module docs](super)).
     pub fn new(audience: impl Into<String>, external_user_id: impl Into<String>) -> Self {
         ExchangeRequest {
             audience: audience.into(),
@@ -44,8 +44,9 @@ impl ExchangeRequest {
         self
     }
 
-    /// Exactly the permissions to embed (for example `agent:read`): [`Scopes::Exactly`].
-    /// Order and repeats do not matter; an empty list asks for a token with none.
+    /// Exactly the permissions to embed (for example `agent:read`), sent as
+    /// `"permissions": [..]`. Order and repeats do not matter; an empty list asks for a token
+    /// with none (never for all of the key's scopes).
     pub fn permissions<I>(mut self, permissions: I) -> Self
     where
         I: IntoIterator,
@@ -55,17 +56,12 @@ impl ExchangeRequest {
         self
     }
 
-    /// Every scope the API key holds, whatever they are when the token is minted:
-    /// [`Scopes::AllOfKey`]. The widest token the key can get; prefer
+    /// Every scope the API key holds, whatever they are when the token is minted (the request
+    /// leaves `permissions` out, which MKA1 reads as all of them). The widest token the key can get; prefer
     /// [`permissions`](Self::permissions) with what the call needs.
     pub fn all_key_scopes(mut self) -> Self {
         self.scopes = Scopes::AllOfKey;
         self
-    }
-
-    /// Which permissions the token is to carry.
-    pub fn scopes(&self) -> &Scopes {
-        &self.scopes
     }
 
     /// The audience.

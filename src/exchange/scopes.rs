@@ -1,35 +1,11 @@
 //! What an exchanged token may do: exactly the permissions named (possibly none), or every
 //! scope the API key holds. Two values, so that an empty list can never mean "everything".
 
-/// Which permissions an exchanged token is to carry.
-///
-/// MKA1 reads the exchange request's `permissions` field in two ways: a list, `[]` included,
-/// is exactly what to embed (each one a scope the API key holds, else 403); a request
-/// without the field gets every scope the key holds. This type keeps the two apart, so a
-/// least-privilege list that comes out empty asks for nothing rather than for the widest
-/// token there is.
-///
-/// **The default is `Exactly` none**, for [`ExchangeRequest`](super::ExchangeRequest) and
-/// [`ExchangeSource`](super::ExchangeSource) alike: the token names its user and audience
-/// and grants nothing more, so a forgotten `permissions(..)` shows up as a 403 from the
-/// target instead of as a token that can do everything the key can. Name what a call needs
-/// with `permissions([..])`; ask for all of the key's scopes only on purpose, with
-/// `all_key_scopes()`.
-///
-/// ```
-/// use mka1_auth::exchange::{ExchangeRequest, Scopes};
-///
-/// let request = ExchangeRequest::new("https://agents.example.com", "user-42");
-/// assert_eq!(request.scopes(), &Scopes::Exactly(vec![]));
-///
-/// let reader = request.clone().permissions(["agent:read", "agent:read"]);
-/// assert_eq!(reader.scopes(), &Scopes::Exactly(vec!["agent:read".to_owned()]));
-///
-/// let everything = request.all_key_scopes();
-/// assert_eq!(everything.scopes(), &Scopes::AllOfKey);
-/// ```
+/// Which permissions an exchanged token is to carry: exactly a list (`[]` included), or
+/// every scope of the API key (the field left out). The default is `Exactly` none (see the
+/// [module docs](super) for why).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Scopes {
+pub(crate) enum Scopes {
     /// Exactly these permissions, sorted and without repeats; none when empty. Sent as
     /// `"permissions": [..]`, and `[]` for none.
     Exactly(Vec<String>),
@@ -58,5 +34,28 @@ impl Scopes {
             Scopes::Exactly(list) => Some(list),
             Scopes::AllOfKey => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scopes;
+    use crate::exchange::ExchangeRequest;
+
+    #[test]
+    fn none_by_default_sorted_without_repeats_and_all_only_on_request() {
+        let request = ExchangeRequest::new("https://agents.example.com", "user-42");
+        assert_eq!(request.scopes, Scopes::Exactly(vec![]));
+        assert_eq!(request.scopes.field(), Some(&[][..]));
+        let reader = request
+            .clone()
+            .permissions(["b:read", "agent:read", "b:read"]);
+        assert_eq!(
+            reader.scopes,
+            Scopes::Exactly(vec!["agent:read".to_owned(), "b:read".to_owned()])
+        );
+        let everything = request.all_key_scopes();
+        assert_eq!(everything.scopes, Scopes::AllOfKey);
+        assert_eq!(everything.scopes.field(), None);
     }
 }

@@ -31,8 +31,8 @@ pub struct ExchangeSource {
 }
 
 impl ExchangeSource {
-    /// Exactly the permissions every token carries ([`Scopes::Exactly`]; default none, see
-    /// [`Scopes`] for why).
+    /// Exactly the permissions every token carries (default none, see the
+    /// [module docs](super) for why). Order and repeats do not matter.
     pub fn permissions<I>(mut self, permissions: I) -> Self
     where
         I: IntoIterator,
@@ -42,7 +42,7 @@ impl ExchangeSource {
         self
     }
 
-    /// Every token carries every scope the API key holds ([`Scopes::AllOfKey`]): the widest
+    /// Every token carries every scope the API key holds (`permissions` left out): the widest
     /// tokens the key can get, for every user. Prefer [`permissions`](Self::permissions).
     pub fn all_key_scopes(mut self) -> Self {
         self.scopes = Scopes::AllOfKey;
@@ -107,7 +107,7 @@ impl ExchangeClient {
     /// A [`CredentialSource`] for the outbound layer: tokens for `audience`, one per end
     /// user (a request without an end user fails with
     /// [`RefusalKind::CredentialUnavailable`]), with no permissions until
-    /// [`ExchangeSource::permissions`] names some (see [`Scopes`]).
+    /// [`ExchangeSource::permissions`] names some (see the [module docs](super)).
     pub fn source(&self, audience: impl Into<String>) -> ExchangeSource {
         ExchangeSource {
             client: self.clone(),

@@ -54,6 +54,23 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Every algorithm the crate can verify (asymmetric only), for an allow-list that accepts
+    /// them all.
+    ///
+    /// ```
+    /// use mka1_auth::{Algorithm, Verifier};
+    ///
+    /// assert!(!Algorithm::SUPPORTED.contains(&Algorithm::HS256));
+    /// let verifier = Verifier::builder()
+    ///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+    ///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
+    ///     .audience("https://api.example.com")
+    ///     .algorithms(Algorithm::SUPPORTED)
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// ```
+    pub const SUPPORTED: [Algorithm; 9] = super::SUPPORTED_ALGORITHMS;
+
     /// The JOSE `alg` name.
     pub fn as_str(self) -> &'static str {
         row_of(self).name

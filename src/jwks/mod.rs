@@ -32,15 +32,9 @@ pub use set::{KeySet, SkipReason, SkippedKey};
 pub(crate) use sources::{KeySource, KeySources, Lookup, SourceId};
 pub use status::KeySetStatus;
 
-/// The algorithms accepted when none are configured: MKA1's default (EdDSA) and the two
-/// other common asymmetric ones.
-///
-/// ```
-/// use mka1_auth::{jwks::DEFAULT_ALGORITHMS, Algorithm};
-///
-/// assert_eq!(DEFAULT_ALGORITHMS, [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256]);
-/// ```
-pub const DEFAULT_ALGORITHMS: [Algorithm; 3] =
+/// The algorithms accepted when none are configured
+/// ([`VerifierBuilder::DEFAULT_ALGORITHMS`](crate::VerifierBuilder::DEFAULT_ALGORITHMS)).
+pub(crate) const DEFAULT_ALGORITHMS: [Algorithm; 3] =
     [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
 
 /// Strict base64url: the URL-safe alphabet, no padding, no whitespace, canonical trailing bits.
@@ -48,23 +42,8 @@ pub(crate) fn b64url_decode(input: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(input).ok()
 }
 
-/// Every algorithm the crate can verify (asymmetric only), for an allow-list that accepts
-/// them all.
-///
-/// ```
-/// use mka1_auth::jwks::SUPPORTED_ALGORITHMS;
-/// use mka1_auth::{Algorithm, Verifier};
-///
-/// assert!(!SUPPORTED_ALGORITHMS.contains(&Algorithm::HS256));
-/// let verifier = Verifier::builder()
-///     .jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
-///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)
-///     .audience("https://api.example.com")
-///     .algorithms(SUPPORTED_ALGORITHMS)
-///     .build();
-/// assert!(verifier.is_ok());
-/// ```
-pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
+/// Every algorithm the crate can verify ([`Algorithm::SUPPORTED`]).
+pub(crate) const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
     Algorithm::ES256,
     Algorithm::ES384,

@@ -5,7 +5,7 @@
 //!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `mka1_auth_requests_total` | counter | `result` = `allowed` / `anonymous` / `refused`; `reason` on refusals: the [`ErrorKind`] in snake case ([`reason`]: `expired`, `invalid_signature`, `insufficient_permission`, `keys_unavailable`, ...) |
+//! | `mka1_auth_requests_total` | counter | `result` = `allowed` / `anonymous` / `refused`; `reason` on refusals: the [`ErrorKind`](crate::ErrorKind) in snake case (listed below) |
 //! | `mka1_auth_token_cache_total` | counter | `result` = `hit` / `miss` |
 //! | `mka1_auth_jwks_fetches_total` | counter | `result` = `ok` / `not_modified` / `error` |
 //! | `mka1_auth_jwks_keys` | gauge | usable keys held (summed over the remote key sets alive) |
@@ -13,6 +13,16 @@
 //! | `mka1_auth_exchange_total` | counter | `result` = `ok` / `cached` / `retried` / `error` |
 //! | `mka1_auth_revocation_rules` | gauge | revocation rules in force (summed over the Redis sources alive, feature `redis`; absent without one) |
 //! | `mka1_auth_revocation_stale_seconds` | gauge | seconds since a Redis source became unreachable, its snapshot kept (the longest over the sources alive; 0 while every one is reachable; absent without one) |
+//!
+//! The `reason` label of a refusal is its [`ErrorKind`](crate::ErrorKind)'s name in snake case, one series per
+//! kind, each published from the start (at zero): `missing_credentials`, `invalid_request`,
+//! `token_too_large`, `malformed`, `missing_key_id`, `unknown_key_id`,
+//! `algorithm_not_allowed`, `algorithm_mismatch`, `critical_header`, `invalid_signature`,
+//! `invalid_claim`, `missing_expiry`, `expired`, `not_yet_valid`, `issued_in_future`,
+//! `lifetime_too_long`, `invalid_audience`, `invalid_issuer`, `invalid_subject`,
+//! `invalid_permissions`, `insufficient_permission`, `on_behalf_of_mismatch`,
+//! `keys_unavailable`, `missing_layer`, `invalid_type`, `check_failed`, `check_panicked`,
+//! `revoked`, `revocation_unavailable`.
 //!
 //! What counts as what:
 //!
@@ -84,38 +94,26 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::error::{ConfigError, Error, ErrorKind};
+use crate::error::{ConfigError, Error};
 
 pub(crate) use event::{Event, KeySetGauges, RevocationGauges};
 
 /// `mka1_auth_requests_total`: requests through the layer, by `result` (and `reason`).
-pub const REQUESTS_TOTAL: &str = "mka1_auth_requests_total";
+const REQUESTS_TOTAL: &str = "mka1_auth_requests_total";
 /// `mka1_auth_token_cache_total`: verified-token cache lookups, by `result`.
-pub const TOKEN_CACHE_TOTAL: &str = "mka1_auth_token_cache_total";
+const TOKEN_CACHE_TOTAL: &str = "mka1_auth_token_cache_total";
 /// `mka1_auth_jwks_fetches_total`: finished JWKS fetches, by `result`.
-pub const JWKS_FETCHES_TOTAL: &str = "mka1_auth_jwks_fetches_total";
+const JWKS_FETCHES_TOTAL: &str = "mka1_auth_jwks_fetches_total";
 /// `mka1_auth_jwks_keys`: usable keys held by the remote key sets.
-pub const JWKS_KEYS: &str = "mka1_auth_jwks_keys";
+const JWKS_KEYS: &str = "mka1_auth_jwks_keys";
 /// `mka1_auth_jwks_age_seconds`: seconds since the held key set was last fetched.
-pub const JWKS_AGE_SECONDS: &str = "mka1_auth_jwks_age_seconds";
+const JWKS_AGE_SECONDS: &str = "mka1_auth_jwks_age_seconds";
 /// `mka1_auth_exchange_total`: exchange client outcomes, by `result`.
-pub const EXCHANGE_TOTAL: &str = "mka1_auth_exchange_total";
+const EXCHANGE_TOTAL: &str = "mka1_auth_exchange_total";
 /// `mka1_auth_revocation_rules`: revocation rules in force in the Redis sources.
-pub const REVOCATION_RULES: &str = "mka1_auth_revocation_rules";
+const REVOCATION_RULES: &str = "mka1_auth_revocation_rules";
 /// `mka1_auth_revocation_stale_seconds`: seconds a Redis source's snapshot has been stale.
-pub const REVOCATION_STALE_SECONDS: &str = "mka1_auth_revocation_stale_seconds";
-
-/// The `reason` label a refusal of this kind is counted under: the kind's name in snake
-/// case.
-///
-/// ```
-/// use mka1_auth::ErrorKind;
-/// assert_eq!(mka1_auth::metrics::reason(ErrorKind::InvalidSignature), "invalid_signature");
-/// assert_eq!(mka1_auth::metrics::reason(ErrorKind::KeysUnavailable), "keys_unavailable");
-/// ```
-pub fn reason(kind: ErrorKind) -> &'static str {
-    slots::reason(kind)
-}
+const REVOCATION_STALE_SECONDS: &str = "mka1_auth_revocation_stale_seconds";
 
 /// Whether counting is on (the default).
 static COUNTING: AtomicBool = AtomicBool::new(true);

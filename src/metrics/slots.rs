@@ -76,7 +76,8 @@ fn kind_index(kind: ErrorKind) -> usize {
 }
 
 /// The `reason` label of a refusal for `kind`: the kind's name in snake case.
-pub(super) fn reason(kind: ErrorKind) -> &'static str {
+#[cfg(test)]
+fn reason(kind: ErrorKind) -> &'static str {
     REASONS[kind_index(kind)].1
 }
 
@@ -186,6 +187,11 @@ mod tests {
                 .skip(1)
                 .collect::<String>();
             assert_eq!(*name, expected, "the snake case of {kind:?}");
+            // The module docs list every reason (the names are not public constants).
+            assert!(
+                include_str!("mod.rs").contains(&format!("`{name}`")),
+                "{name} is missing from the metrics module docs"
+            );
         }
         let refused = series(slot(Event::Refused(ErrorKind::Expired)));
         assert_eq!(refused.name, REQUESTS_TOTAL);

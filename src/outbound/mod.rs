@@ -27,8 +27,8 @@
 //!
 //! A client that follows redirects by itself would carry the headers this layer set to wherever
 //! the server points. hyper-util's client never follows redirects. [`ReqwestService`] builds its
-//! reqwest client with [`same_origin_redirects`], which stops at the first redirect to another
-//! origin (reqwest's default strips `Authorization` on such a hop but keeps `X-On-Behalf-Of`).
+//! reqwest client with a same-origin redirect policy, which stops at the first redirect to
+//! another origin (reqwest's default strips `Authorization` on such a hop but keeps `X-On-Behalf-Of`).
 //! If you follow redirects with a tower layer, put it *outside* this one, so every hop is
 //! checked against the allowed origins again.
 //!
@@ -80,6 +80,4 @@ pub use self::error::{OutboundError, OutboundErrorKind};
 pub use self::layer::{Outbound, OutboundBuilder, OutboundLayer, ResponseFuture};
 pub use self::refusal::{Refusal, RefusalKind};
 #[cfg(feature = "remote")]
-pub use self::reqwest_adapter::{
-    same_origin_redirects, ReqwestError, ReqwestErrorKind, ReqwestFuture, ReqwestService,
-};
+pub use self::reqwest_adapter::{ReqwestError, ReqwestErrorKind, ReqwestFuture, ReqwestService};

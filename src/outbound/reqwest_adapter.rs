@@ -15,29 +15,23 @@ use crate::error::ConfigError;
 use crate::net::fetch;
 
 /// A reqwest redirect policy that follows a redirect (at most 10) only while it stays on
-/// the origin (scheme, host and port) of the first request.
-///
-/// Use it for any reqwest client that sends credentials set by hand or by this crate:
-/// reqwest's default policy strips `Authorization` on a hop to another host but keeps
-/// every other header, `X-On-Behalf-Of` included. A redirect it stops is returned to the
-/// caller as the 3xx response.
-///
-/// ```
-/// let client = reqwest::Client::builder()
-///     .redirect(mka1_auth::outbound::same_origin_redirects())
-///     .build()?;
-/// # let _ = client;
-/// # Ok::<(), reqwest::Error>(())
-/// ```
-pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+/// the origin (scheme, host and port) of the first request: reqwest's default policy strips
+/// `Authorization` on a hop to another host but keeps every other header, `X-On-Behalf-Of`
+/// included. A redirect it stops is returned to the caller as the 3xx response.
+pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
     fetch::redirect_policy(10)
 }
 
 /// reqwest's client as a `Service<http::Request<B>>`, so the outbound layer can wrap it.
 ///
-/// It always uses [`same_origin_redirects`]: whatever redirect policy the builder you
-/// pass had is replaced, so headers set by the layer never follow a redirect to another
-/// origin. Responses come back as `http::Response<reqwest::Body>`.
+/// It always uses a same-origin redirect policy: it follows a redirect (at most 10) only
+/// while it stays on the origin (scheme, host and port) of the first request, and returns
+/// any other redirect to the caller as the 3xx response. Whatever redirect policy the
+/// builder you pass had is replaced, so headers set by the layer never follow a redirect to
+/// another origin (reqwest's default policy strips `Authorization` on such a hop but keeps
+/// every other header, `X-On-Behalf-Of` included). A reqwest client of your own that sends
+/// credentials can get the same policy through
+/// [`from_builder`](Self::from_builder)`(..)?.`[`into_inner`](Self::into_inner)`()`. Responses come back as `http::Response<reqwest::Body>`.
 ///
 /// ```
 /// use mka1_auth::outbound::{ApiKey, OutboundLayer, ReqwestService};
@@ -63,7 +57,7 @@ pub struct ReqwestService {
 pub(crate) const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ReqwestService {
-    /// A service over the crate's reqwest client: [`same_origin_redirects`], and the default
+    /// A service over the crate's reqwest client: the same-origin redirect policy, and the default
     /// timeouts of every client the crate builds: 5 s to connect, and 30 s for any one read
     /// (the response head, then each body chunk), so an upstream that never answers, or
     /// trickles, cannot hold a request forever; and a 30 s limit for the
@@ -100,7 +94,7 @@ impl ReqwestService {
     }
 
     /// A service over a client built from `builder`, with its redirect policy replaced by
-    /// [`same_origin_redirects`]. Its connect and read timeouts are the builder's (reqwest's
+    /// the same-origin redirect policy. Its connect and read timeouts are the builder's (reqwest's
     /// default is none): set them, as here. The [`response_timeout`](Self::response_timeout)
     /// is the same 30 s default here too.
     ///
@@ -141,7 +135,7 @@ impl ReqwestService {
         &mut self.client
     }
 
-    /// Unwrap the reqwest client (its redirect policy stays [`same_origin_redirects`]).
+    /// Unwrap the reqwest client (its redirect policy stays the same-origin one).
     pub fn into_inner(self) -> reqwest::Client {
         self.client
     }

@@ -58,9 +58,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{
-    RedisRevocations, RedisSetup, RedisStore, StoreError, StoreErrorKind, DEFAULT_PREFIX,
-};
+pub use self::redis::{RedisRevocations, RedisSetup, RedisStore, StoreError, StoreErrorKind};
 pub use rule::Rule;
 pub use status::RevocationStatus;
 

@@ -30,7 +30,7 @@ use crate::error::ConfigError;
 use crate::shown::Shown;
 
 /// The key prefix rules are stored under unless [`RedisSetup::prefix`] says otherwise.
-pub const DEFAULT_PREFIX: &str = "mka1-auth:revoked:";
+const DEFAULT_PREFIX: &str = "mka1-auth:revoked:";
 /// The channel changes are announced on unless [`RedisSetup::channel`] says otherwise.
 pub(crate) const DEFAULT_CHANNEL: &str = "mka1-auth:revocations";
 
@@ -89,7 +89,7 @@ impl Revocations {
 }
 
 impl RedisSetup {
-    /// The key prefix (default [`DEFAULT_PREFIX`]).
+    /// The key prefix (default `mka1-auth:revoked:`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -309,6 +309,22 @@ impl From<redis::RedisError> for StoreError {
 }
 
 impl RedisStore {
+    /// The prefix of the keys rules are stored under ([`RedisSetup::prefix`]; by default
+    /// `mka1-auth:revoked:`), for [`Rule::key`].
+    ///
+    /// ```
+    /// use mka1_auth::revocation::{Revocations, Rule};
+    ///
+    /// # fn main() -> Result<(), mka1_auth::ConfigError> {
+    /// let store = Revocations::redis("redis://127.0.0.1:6379/").store()?;
+    /// assert_eq!(store.prefix(), "mka1-auth:revoked:");
+    /// assert_eq!(Rule::all(1_900_000_000).key(store.prefix()), "mka1-auth:revoked:all:1900000000");
+    /// # Ok(()) }
+    /// ```
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Store `rule`, expiring `retention` after its time (`now` in Unix seconds), and
     /// announce it to every replica.
     pub async fn store(

@@ -124,6 +124,18 @@ impl VerifierBuilder {
     pub const DEFAULT_MAX_LIFETIME: Duration = DEFAULT_MAX_LIFETIME;
     /// Default cap on a token's size, checked before any parsing: 8 KiB.
     pub const DEFAULT_MAX_TOKEN_BYTES: usize = DEFAULT_MAX_TOKEN_BYTES;
+    /// The algorithms accepted unless [`algorithms`](Self::algorithms) says otherwise:
+    /// MKA1's default (EdDSA) and the two other common asymmetric ones.
+    ///
+    /// ```
+    /// use mka1_auth::{Algorithm, VerifierBuilder};
+    ///
+    /// assert_eq!(
+    ///     VerifierBuilder::DEFAULT_ALGORITHMS,
+    ///     [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256]
+    /// );
+    /// ```
+    pub const DEFAULT_ALGORITHMS: [Algorithm; 3] = jwks::DEFAULT_ALGORITHMS;
 
     fn set_keys(mut self, keys: KeyConfig) -> Self {
         if self.keys.is_some() {

@@ -46,7 +46,7 @@ enum Setup {
 const THEIR_ISSUER: &str = "https://staging.mka1.example.test";
 
 /// Every supported algorithm: the widest allow-list a service could configure.
-const ALL_ALGORITHMS: [Algorithm; 9] = mka1_auth::jwks::SUPPORTED_ALGORITHMS;
+const ALL_ALGORITHMS: [Algorithm; 9] = Algorithm::SUPPORTED;
 
 /// A secret an attacker might publish as an `oct` key in a JWKS.
 const OCT_SECRET: &[u8] = b"attacker-chosen-shared-secret-0123456789";

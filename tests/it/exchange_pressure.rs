@@ -26,7 +26,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use mka1_auth::clock::Sleep;
 use mka1_auth::exchange::{
     ExchangeClient, ExchangeClientBuilder, ExchangeError, ExchangeErrorKind, ExchangeRequest,
 };
@@ -305,7 +304,10 @@ impl Clock for CountingClock {
         true
     }
 
-    fn sleep_until(&self, deadline: SystemTime) -> Sleep<'_> {
+    fn sleep_until(
+        &self,
+        deadline: SystemTime,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             self.sleeping.fetch_add(1, Ordering::SeqCst);
             self.changed.notify_waiters();

@@ -23,7 +23,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
-use mka1_auth::jwks::{SkipReason, DEFAULT_ALGORITHMS};
+use mka1_auth::jwks::SkipReason;
 use mka1_auth::{Algorithm, Clock, ConfigErrorKind, Error, ErrorKind, ManualClock, Verifier};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -1299,7 +1299,12 @@ fn verifying_outside_a_runtime_fails_cleanly() {
 // JwksProbe: one fetch under the same rules, reporting what a verifier would not show.
 
 fn probe(url: &str) -> JwksProbe {
-    JwksProbe::new(url, config(), &DEFAULT_ALGORITHMS).unwrap()
+    JwksProbe::new(
+        url,
+        config(),
+        &mka1_auth::VerifierBuilder::DEFAULT_ALGORITHMS,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -1393,7 +1398,7 @@ async fn a_probe_follows_the_fetch_rules_and_says_what_failed() {
         JwksProbe::new(
             "http://jwks.example.com/keys",
             config(),
-            &DEFAULT_ALGORITHMS
+            &mka1_auth::VerifierBuilder::DEFAULT_ALGORITHMS
         )
         .err()
         .map(|e| e.kind()),

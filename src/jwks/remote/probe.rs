@@ -27,10 +27,10 @@ use crate::jwks::{Algorithm, JwksDocument, KeySet};
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use mka1_auth_dev_issuer::DevIssuer;
 /// use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
-/// use mka1_auth::jwks::DEFAULT_ALGORITHMS;
+/// use mka1_auth::VerifierBuilder;
 ///
 /// let issuer = DevIssuer::start().await?;
-/// let probe = JwksProbe::new(&issuer.jwks_url(), RemoteJwksConfig::default(), &DEFAULT_ALGORITHMS)?;
+/// let probe = JwksProbe::new(&issuer.jwks_url(), RemoteJwksConfig::default(), &VerifierBuilder::DEFAULT_ALGORITHMS)?;
 /// let probed = probe.fetch().await?;
 /// assert!(probed.keys().get(&issuer.current_kid()).is_some());
 /// assert!(probed.keys().skipped().is_empty());

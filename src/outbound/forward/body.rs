@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use super::{ForwardError, ForwardErrorKind};
 
 /// The error type of boxed body errors, as hyper and reqwest use it.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The [`ForwardError`] of kind [`ForwardErrorKind::BodyTooLarge`] among `error` and its
 /// causes, if any: what a [`CappedBody`] failed with, passed up by the client.

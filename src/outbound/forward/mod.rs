@@ -93,7 +93,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use self::body::{BoxError, CappedBody, ForwardBody};
+pub(crate) use self::body::BoxError;
+pub use self::body::{CappedBody, ForwardBody};
 pub use self::builder::ForwardLayerBuilder;
 use self::headers::{drop_headers, HeaderPolicy};
 pub use self::headers::{ForwardCookies, ForwardedHeaders, OverrideHeaders};
@@ -355,27 +356,36 @@ impl ForwardLayer {
             CappedBody::new(body, config.max_body_bytes),
         ))
     }
+
+    /// Remove hop-by-hop headers from an upstream's answer, as [`Forward`] does to every
+    /// answer it passes back; for code that sends [`onward_request`](Self::onward_request)s
+    /// itself.
+    ///
+    /// ```
+    /// use mka1_auth::outbound::forward::ForwardLayer;
+    ///
+    /// # fn main() -> Result<(), mka1_auth::ConfigError> {
+    /// let forward = ForwardLayer::builder("http://upstream.internal").build()?;
+    /// let mut answer = http::Response::builder()
+    ///     .header("connection", "x-trace")
+    ///     .header("x-trace", "abc")
+    ///     .header("keep-alive", "timeout=5")
+    ///     .header("content-type", "text/plain")
+    ///     .body(())
+    ///     .unwrap();
+    /// forward.clean_response(&mut answer);
+    /// assert!(answer.headers().get("keep-alive").is_none());
+    /// assert!(answer.headers().get("x-trace").is_none()); // named by `connection`
+    /// assert_eq!(answer.headers()["content-type"], "text/plain");
+    /// # Ok(()) }
+    /// ```
+    pub fn clean_response<B>(&self, response: &mut Response<B>) {
+        clean_response(response);
+    }
 }
 
-/// Remove hop-by-hop headers from an upstream's answer, as [`Forward`] does to every answer
-/// it passes back; for code that sends [`ForwardLayer::onward_request`]s itself.
-///
-/// ```
-/// use mka1_auth::outbound::forward::clean_response;
-///
-/// let mut answer = http::Response::builder()
-///     .header("connection", "x-trace")
-///     .header("x-trace", "abc")
-///     .header("keep-alive", "timeout=5")
-///     .header("content-type", "text/plain")
-///     .body(())
-///     .unwrap();
-/// clean_response(&mut answer);
-/// assert!(answer.headers().get("keep-alive").is_none());
-/// assert!(answer.headers().get("x-trace").is_none()); // named by `connection`
-/// assert_eq!(answer.headers()["content-type"], "text/plain");
-/// ```
-pub fn clean_response<B>(response: &mut Response<B>) {
+/// Remove hop-by-hop headers from an upstream's answer.
+fn clean_response<B>(response: &mut Response<B>) {
     drop_headers(response.headers_mut(), |_| false);
 }
 
