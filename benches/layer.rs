@@ -1,29 +1,28 @@
-//! Per-request benchmarks through the layer (issue 7, bench 3): `oneshot` of a request on a
-//! trivial service behind `Mka1AuthLayer`, against the same behind jwt-authorizer 0.15's
-//! layer, with the same tokens and keys, for EdDSA, ES256 and RS256.
+//! Per-request benchmarks through the layer (issue 7, bench 3; issue 30's four figures):
+//! `oneshot` of a request on a trivial service behind `Mka1AuthLayer`, each beside its
+//! reference in the same run, for EdDSA, ES256 and RS256.
 //!
-//! - `fresh`: cache off, so every request verifies its token as if seen for the first time;
-//!   against raw `jsonwebtoken::decode` (target at most 1.15x) and, for information,
-//!   against jwt-authorizer's layer.
-//! - `repeated`: cache on, tokens presented again; against jwt-authorizer's layer, which
-//!   verifies every time (target at least 10x faster).
-//! - `repeated, uncached check`: cache on, with a `check_uncached` claim check, which runs on
-//!   every request; against the same layer without a check (its cost; EdDSA only). One
-//!   check reads a field of the token, the other deserializes a claim with
-//!   `VerifiedToken::claim`.
+//! Issue 30's figures, each printed beside its reference and target:
+//! - (a) `repeated: layer + router / router alone`: a repeated token through the layer in
+//!   front of a trivial axum Router, keys from a JWKS URL, with the `metrics` feature's
+//!   counting on, against the same Router alone (target at most 1.25x).
+//! - (b) `fresh: layer, cache off / jsonwebtoken::decode`: every request verifies its token
+//!   as if seen for the first time, against raw `jsonwebtoken::decode` (target at most 1.00x).
+//! - (c) two threads through one layer against one (a layer each on one verifier: one
+//!   cache, key set and counting), repeated tokens, keys from a JWKS URL, counting on
+//!   (target at least 1.9x on the rounds the gate lets through: see `benches/README.md`).
+//! - (d) the same three with revocation rules on (100,000 revoked users, none of them the
+//!   bench's, and one `all` rule older than every token): built like the fixture's
+//!   verifiers, the twin with rules of its own.
 //!
-//! - `metrics`: repeated tokens with the `metrics` feature's counting on, beside the same
-//!   layer with it off, one thread; and two threads against one with counting on (target at
-//!   least 1.8x). The other pairs run with counting off, so they read as before the feature.
-//!
-//! - `revocations`: repeated tokens with revocation rules on (100,000 revoked users, none of
-//!   them the bench's), beside the same layer with none configured, one thread; two
-//!   threads against one with rules on (target at least 1.8x), and the same with none
-//!   configured, to tell what the rules add to the scaling. Memory, load and propagation
-//!   figures are `--bench revocation`'s.
+//! For information: the layer against jwt-authorizer 0.15's layer with the same tokens and
+//! keys (fresh; repeated, target at least 10x faster), what an uncached claim check costs,
+//! and counting and rules on against off.
 //!
 //! As in `benches/verify.rs`, criterion prints absolute wall-clock times and the ratios are
-//! measured at the end, side by side, by thread CPU time. Run with `cargo bench -p mka1-auth-benches --bench layer`.
+//! measured at the end, side by side, by thread CPU time (two-thread pairs by wall clock).
+//! Run with `cargo bench -p mka1-auth-benches --bench layer`; a name filter after `--`
+//! (for example `-- 'two threads'`) runs only the pairs whose names contain it.
 
 mod support;
 
@@ -52,6 +51,58 @@ struct Layers {
     fixture: Fixture,
     bearer: Vec<HeaderValue>,
     jwks: String,
+    /// Verifiers with revocation rules on.
+    rules: Ruled,
+}
+
+/// Verifiers obeying 100,000 revocation rules (none refusing the bench's tokens), built
+/// like the fixture's: `ours` and `twin` on keys from one JWKS URL, each with a cache and
+/// rules of its own (a twin shares nothing with `ours`); `uncached` on static keys, cache
+/// off.
+struct Ruled {
+    ours: Verifier,
+    twin: Verifier,
+    uncached: Verifier,
+}
+
+impl Ruled {
+    fn new(jwks: &str, tokens: &[String]) -> Ruled {
+        let url = serve_jwks(jwks.to_owned());
+        let remote = || {
+            Verifier::builder()
+                .jwks_url(url.as_str())
+                .audience(AUDIENCE)
+                .revocations(revocations())
+                .build()
+                .unwrap()
+        };
+        let ruled = Ruled {
+            ours: remote(),
+            twin: remote(),
+            uncached: Verifier::builder()
+                .jwks(jwks)
+                .audience(AUDIENCE)
+                .token_cache_capacity(0)
+                .revocations(revocations())
+                .build()
+                .unwrap(),
+        };
+        // The first verification fetches the key set, which needs a runtime; after it every
+        // verification is answered from what is held, without one (as the fixture's).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for verifier in [&ruled.ours, &ruled.twin] {
+            runtime.block_on(verifier.verify(&tokens[0])).unwrap();
+        }
+        for token in tokens {
+            for verifier in [&ruled.ours, &ruled.twin, &ruled.uncached] {
+                ready(verifier.verify(token)).unwrap();
+            }
+        }
+        ruled
+    }
 }
 
 impl Layers {
@@ -64,6 +115,7 @@ impl Layers {
             .map(|t| HeaderValue::try_from(format!("Bearer {t}")).unwrap())
             .collect();
         let layers = Layers {
+            rules: Ruled::new(&jwks, &fixture.tokens),
             fixture,
             bearer,
             jwks,
@@ -71,13 +123,100 @@ impl Layers {
         layers.check(layers.mka1(false));
         layers.check(layers.mka1(true));
         layers.check(layers.jwt_authorizer());
-        layers.check(
-            Mka1AuthLayer::new(layers.fixture.ours.remote.clone()).layer(service_fn(trivial)),
-        );
+        layers.check(layers.layer(&layers.fixture.ours.remote));
         layers.check(layers.checked(false));
         layers.check(layers.checked(true));
-        layers.check(layers.revoking(&revocations()));
+        for verifier in [
+            &layers.rules.ours,
+            &layers.rules.twin,
+            &layers.rules.uncached,
+        ] {
+            layers.check(layers.layer(verifier));
+        }
+        layers.check_routed(layers.routed(&layers.fixture.ours.remote), true);
+        layers.check_routed(layers.routed(&layers.rules.ours), true);
+        layers.check_routed(layers.router(), false);
         layers
+    }
+
+    /// The trivial service behind `Mka1AuthLayer` on `verifier`.
+    fn layer(&self, verifier: &Verifier) -> impl Trivial {
+        Mka1AuthLayer::new(verifier.clone()).layer(service_fn(trivial))
+    }
+
+    /// A trivial axum Router: one route, answering 200 with an empty body.
+    fn router(&self) -> impl Routed {
+        axum::Router::new().route("/orders", axum::routing::get(|| async {}))
+    }
+
+    /// The same Router behind `Mka1AuthLayer` on `verifier`.
+    fn routed(&self, verifier: &Verifier) -> impl Routed {
+        Mka1AuthLayer::new(verifier.clone()).layer(self.router())
+    }
+
+    /// A routed service must admit every token, and (`guarded`) refuse a request without
+    /// one, or its numbers mean nothing.
+    fn check_routed(&self, svc: impl Routed, guarded: bool) {
+        for i in 0..USERS {
+            let response = ready(svc.clone().oneshot(self.routed_request(i))).unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        let bare = Request::get("/orders")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = ready(svc.oneshot(bare)).unwrap();
+        let status = if guarded {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(response.status(), status);
+    }
+
+    fn routed_request(&self, user: usize) -> Request<axum::body::Body> {
+        Request::get("/orders")
+            .header(AUTHORIZATION, self.bearer[user].clone())
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    /// `oneshot` of one request per run on a clone of the routed `svc`, for `users`.
+    fn per_routed(&self, svc: impl Routed, users: Range<usize>) -> Routine<'_> {
+        Box::new(move |n| {
+            timed(|| {
+                for i in 0..n as usize {
+                    let request = self.routed_request(users.start + i % users.len());
+                    let response = ready(svc.clone().oneshot(request)).unwrap();
+                    black_box(response);
+                }
+            })
+        })
+    }
+
+    /// Two threads through layers on `ours` (a layer each, one verifier: one cache, key set
+    /// and rule set), repeated tokens, counting on, against one thread; gated by the same
+    /// work with the second thread on `twin` (nothing shared).
+    fn two_threads<'a>(&'a self, what: &str, ours: &'a Verifier, twin: &'a Verifier) -> Pair<'a> {
+        let shared = move |users| self.per_request(self.layer(ours), users);
+        let apart = move |users: Range<usize>| {
+            let verifier = if users.start == 0 { ours } else { twin };
+            self.per_request(self.layer(verifier), users)
+        };
+        let name = format!("layer/{}/{what}: two threads / one", self.fixture.alg);
+        let gate = Gate {
+            two: counting(true, two_threads(apart)),
+            one: counting(true, shared(ALL)),
+        };
+        thread_pair(
+            name,
+            (
+                counting(true, two_threads(shared)),
+                counting(true, shared(ALL)),
+            ),
+            gate,
+            "throughput, two cores free",
+            TWO_THREADS,
+        )
     }
 
     /// The trivial service behind `Mka1AuthLayer`, cache on, with an uncached check that
@@ -98,32 +237,6 @@ impl Layers {
             })
         };
         Mka1AuthLayer::new(builder.build().unwrap()).layer(service_fn(trivial))
-    }
-
-    /// The trivial service behind `Mka1AuthLayer`, cache on, keys from a JWKS URL (as the
-    /// other two-thread pairs, and most services), obeying `revocations`, or no revocation
-    /// rules at all (`None`) for the other side of the pair.
-    fn with_rules(&self, revocations: Option<&Revocations>) -> impl Trivial {
-        let builder = Verifier::builder()
-            .jwks_url(serve_jwks(self.jwks.clone()))
-            .audience(AUDIENCE);
-        let builder = match revocations {
-            Some(r) => builder.revocations(r.clone()),
-            None => builder,
-        };
-        let verifier = builder.build().unwrap();
-        // The first verification fetches the key set; after it, nothing waits.
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(verifier.verify(self.fixture.tokens[0].as_str()))
-            .unwrap();
-        Mka1AuthLayer::new(verifier).layer(service_fn(trivial))
-    }
-
-    fn revoking(&self, revocations: &Revocations) -> impl Trivial {
-        self.with_rules(Some(revocations))
     }
 
     /// A layer must admit every token and refuse a request without one, or its numbers mean
@@ -192,20 +305,75 @@ impl<S> Trivial for S where
 {
 }
 
+/// An axum 0.8 service (the `Router` alone, or behind `Mka1AuthLayer`).
+trait Routed:
+    Service<Request<axum::body::Body>, Response = Response<axum::body::Body>, Error = Infallible>
+    + Clone
+    + 'static
+{
+}
+
+impl<S> Routed for S where
+    S: Service<
+            Request<axum::body::Body>,
+            Response = Response<axum::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + 'static
+{
+}
+
+/// Figure (c)'s and (d)'s target: two threads through one layer against one thread.
+const TWO_THREADS: Goal = Goal::AtLeast(1.9);
+
 fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
     let mut pairs = Vec::new();
     for l in all {
         let alg = l.fixture.alg;
-        let mka1 = |cached| l.per_request(l.mka1(cached), ALL);
-        let reference = || l.per_request(l.jwt_authorizer(), ALL);
-        let speed_up = "speed-up over jwt-authorizer's layer";
-        let name = format!("layer/{alg}/fresh: mka1 layer, cache off");
-        pairs.push(Pair::new(name, mka1(false), l.fixture.decode_raw()).figure(
+        // (a) A repeated token through the layer in front of a trivial axum Router, against
+        // the same Router alone, counting on (feature `metrics`).
+        let name = format!("layer/{alg}/(a) repeated: layer + router / router alone, counting on");
+        let subject = counting(true, l.per_routed(l.routed(&l.fixture.ours.remote), ALL));
+        pairs.push(
+            Pair::new(name, subject, l.per_routed(l.router(), ALL)).figure(
+                "cpu time / the router alone",
+                cpu_cost,
+                Goal::AtMost(1.25),
+            ),
+        );
+        // (b) A fresh token through the layer (cache off) against raw `jsonwebtoken::decode`.
+        let name = format!("layer/{alg}/(b) fresh: layer, cache off / jsonwebtoken::decode");
+        let subject = l.per_request(l.layer(&l.fixture.ours.uncached), ALL);
+        pairs.push(Pair::new(name, subject, l.fixture.decode_raw()).figure(
             "cpu time / jsonwebtoken::decode",
             cpu_cost,
-            Goal::AtMost(1.15),
+            Goal::AtMost(1.00),
         ));
+        // (d) The same two with revocation rules on.
+        let name = format!(
+            "layer/{alg}/(d) repeated, revocations on: layer + router / router alone, counting on"
+        );
+        let subject = counting(true, l.per_routed(l.routed(&l.rules.ours), ALL));
+        pairs.push(
+            Pair::new(name, subject, l.per_routed(l.router(), ALL)).figure(
+                "cpu time / the router alone",
+                cpu_cost,
+                Goal::AtMost(1.25),
+            ),
+        );
+        let name = format!(
+            "layer/{alg}/(d) fresh, revocations on: layer, cache off / jsonwebtoken::decode"
+        );
+        let subject = l.per_request(l.layer(&l.rules.uncached), ALL);
+        pairs.push(Pair::new(name, subject, l.fixture.decode_raw()).figure(
+            "cpu time / jsonwebtoken::decode",
+            cpu_cost,
+            Goal::AtMost(1.00),
+        ));
+        let speed_up = "speed-up over jwt-authorizer's layer";
         let name = format!("layer/{alg}/fresh: mka1 layer, cache off, vs jwt-authorizer");
+        let mka1 = |cached| l.per_request(l.mka1(cached), ALL);
+        let reference = || l.per_request(l.jwt_authorizer(), ALL);
         pairs.push(Pair::new(name, mka1(false), reference()).figure(
             speed_up,
             cpu_speed_up,
@@ -218,10 +386,23 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
             Goal::AtLeast(10.0),
         ));
     }
+    let l = &all[0];
+    // (c) Two threads through one layer (a clone each, one verifier and cache), repeated
+    // tokens, keys from a JWKS URL as most services run, counting on; and (d) the same with
+    // revocation rules on.
+    pairs.push(l.two_threads(
+        "(c) repeated, jwks url, counting on",
+        &l.fixture.ours.remote,
+        &l.fixture.twin.remote,
+    ));
+    pairs.push(l.two_threads(
+        "(d) repeated, jwks url, counting on, revocations on",
+        &l.rules.ours,
+        &l.rules.twin,
+    ));
     // What an uncached check costs a repeated token, beside the same layer without one.
     // Half the users: both sides' tokens then fit this thread's front cache together (the
     // two verifiers have a cache each), so neither side pays for the other's evictions.
-    let l = &all[0];
     let half = 0..USERS / 2;
     for (claim, what) in [(false, "reads a field"), (true, "deserializes a claim")] {
         let alg = l.fixture.alg;
@@ -231,41 +412,25 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
         let pair = Pair::new(name, checked, unchecked);
         pairs.push(pair.figure("cpu time / no check", cpu_cost, Goal::Info));
     }
-    // Two threads through one layer (a clone each, one verifier and cache), repeated tokens,
-    // on keys from a JWKS URL as most services run; gated as in the verify bench, by two
-    // threads each behind a layer of its own (the twin verifier: nothing shared).
-    let l = &all[0];
-    let through = |verifiers: &Verifiers, users| {
-        let svc = Mka1AuthLayer::new(verifiers.remote.clone()).layer(service_fn(trivial));
-        l.per_request(svc, users)
-    };
-    let shared = move |users| through(&l.fixture.ours, users);
-    let apart = move |users: Range<usize>| {
-        let verifiers = if users.start == 0 {
-            &l.fixture.ours
-        } else {
-            &l.fixture.twin
-        };
-        through(verifiers, users)
-    };
-    let name = format!(
-        "layer/{}/repeated, jwks url: two threads / one",
-        l.fixture.alg
+    let alg = l.fixture.alg;
+    let through = |verifier, on| counting(on, l.per_request(l.layer(verifier), ALL));
+    let (ours, rules) = (&l.fixture.ours.remote, &l.rules.ours);
+    pairs.push(
+        Pair::new(
+            format!("layer/{alg}/repeated, jwks url: metrics counting on vs off"),
+            through(ours, true),
+            through(ours, false),
+        )
+        .figure("cpu time, counting / not", cpu_cost, Goal::Info),
     );
-    let label = "throughput, two cores free";
-    let gate = Gate {
-        two: two_threads(apart),
-        one: shared(ALL),
-    };
-    pairs.push(thread_pair(
-        name,
-        (two_threads(shared), shared(ALL)),
-        gate,
-        label,
-        Goal::Info,
-    ));
-    pairs.extend(metrics_pairs(l));
-    pairs.extend(revocation_pairs(l));
+    pairs.push(
+        Pair::new(
+            format!("layer/{alg}/repeated, jwks url: revocations on (100,000 users) vs off"),
+            through(rules, false),
+            through(ours, false),
+        )
+        .figure("cpu time, rules on / off", cpu_cost, Goal::Info),
+    );
     pairs
 }
 
@@ -285,60 +450,6 @@ fn revocations() -> Revocations {
     revocations
 }
 
-/// What revocation costs: repeated tokens through the layer with rules on against none
-/// configured; two threads against one with rules on, gated like the pairs above (the
-/// apart side: two layers with rules of their own); and that pair again with none.
-fn revocation_pairs(l: &Layers) -> Vec<Pair<'_>> {
-    let alg = l.fixture.alg;
-    // Leaked (a bench's lifetime) so that the routines below are `Copy` closures over them.
-    let on = &*Box::leak(Box::new(l.revoking(&revocations())));
-    let twin = &*Box::leak(Box::new(l.revoking(&revocations())));
-    let cost = Pair::new(
-        format!("layer/{alg}/repeated, jwks url: revocations on (100,000 users) vs off"),
-        l.per_request(on.clone(), ALL),
-        l.per_request(l.with_rules(None), ALL),
-    )
-    .figure("cpu time, rules on / off", cpu_cost, Goal::Info);
-    let shared = move |users| l.per_request(on.clone(), users);
-    let apart = move |users: Range<usize>| {
-        let layer = if users.start == 0 { on } else { twin };
-        l.per_request(layer.clone(), users)
-    };
-    let gate = Gate {
-        two: two_threads(apart),
-        one: shared(ALL),
-    };
-    let scaling = thread_pair(
-        format!("layer/{alg}/repeated, jwks url, revocations on: two threads / one"),
-        (two_threads(shared), shared(ALL)),
-        gate,
-        "throughput, two cores free",
-        Goal::AtLeast(1.8),
-    );
-    // The same two-thread pair with no rules configured, to tell what the rules add to the
-    // scaling. (On static keys both read about 1.4x on this machine, rules or not: that is
-    // the static-key layer path's, not the rules'.)
-    let off = &*Box::leak(Box::new(l.with_rules(None)));
-    let off_twin = &*Box::leak(Box::new(l.with_rules(None)));
-    let shared_off = move |users| l.per_request(off.clone(), users);
-    let apart_off = move |users: Range<usize>| {
-        let layer = if users.start == 0 { off } else { off_twin };
-        l.per_request(layer.clone(), users)
-    };
-    let gate_off = Gate {
-        two: two_threads(apart_off),
-        one: shared_off(ALL),
-    };
-    let scaling_off = thread_pair(
-        format!("layer/{alg}/repeated, jwks url, revocations off: two threads / one"),
-        (two_threads(shared_off), shared_off(ALL)),
-        gate_off,
-        "throughput, two cores free",
-        Goal::Info,
-    );
-    vec![cost, scaling, scaling_off]
-}
-
 /// `routine` with the `metrics` feature's counting on or off for its blocks; off again
 /// after, as every other pair runs.
 fn counting(on: bool, mut routine: Routine<'_>) -> Routine<'_> {
@@ -348,48 +459,6 @@ fn counting(on: bool, mut routine: Routine<'_>) -> Routine<'_> {
         mka1_auth::metrics::set_counting(false);
         times
     })
-}
-
-/// What counting costs (feature `metrics`): repeated tokens through the layer, keys from a
-/// JWKS URL, counting on against off; and two threads against one with counting on, gated
-/// like the pair above.
-fn metrics_pairs(l: &Layers) -> Vec<Pair<'_>> {
-    let through = move |verifiers: &Verifiers, users, on| {
-        let svc = Mka1AuthLayer::new(verifiers.remote.clone()).layer(service_fn(trivial));
-        counting(on, l.per_request(svc, users))
-    };
-    let alg = l.fixture.alg;
-    let cost = Pair::new(
-        format!("layer/{alg}/repeated, jwks url: metrics counting on vs off"),
-        through(&l.fixture.ours, ALL, true),
-        through(&l.fixture.ours, ALL, false),
-    )
-    .figure("cpu time, counting / not", cpu_cost, Goal::Info);
-    let shared = move |users| through(&l.fixture.ours, users, true);
-    let apart = move |users: Range<usize>| {
-        let twin = users.start != 0;
-        through(
-            if twin {
-                &l.fixture.twin
-            } else {
-                &l.fixture.ours
-            },
-            users,
-            true,
-        )
-    };
-    let gate = Gate {
-        two: two_threads(apart),
-        one: shared(ALL),
-    };
-    let scaling = thread_pair(
-        format!("layer/{alg}/repeated, jwks url, metrics counting on: two threads / one"),
-        (two_threads(shared), shared(ALL)),
-        gate,
-        "throughput, two cores free",
-        Goal::AtLeast(1.8),
-    );
-    vec![cost, scaling]
 }
 
 fn criterion_benches(c: &mut Criterion, all: &[Layers]) {

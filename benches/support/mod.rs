@@ -688,8 +688,12 @@ pub fn run<T>(
 pub fn report(pairs: Vec<Pair<'_>>) {
     let args = args();
     // Outside `cargo bench` (e.g. `cargo test --benches`), one short round shows it all runs.
+    // `BENCH_ROUNDS=n` runs every pair for n rounds (for a profiler, say).
+    let env_rounds = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok());
     let (rounds, scale) = if args.benchmarking {
-        (None, 1.0)
+        (env_rounds, 1.0)
     } else {
         (Some(1), 0.05)
     };

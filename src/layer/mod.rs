@@ -298,8 +298,10 @@ impl<S, R> Mka1Auth<S, R> {
 
 /// What the first, synchronous look at a request came to.
 enum Step {
-    /// Call the inner service.
+    /// Call the inner service: the request carries a verified token.
     Admit,
+    /// Call the inner service: an anonymous request (optional mode, no credentials).
+    AdmitAnonymous,
     /// Answer with this error.
     Refuse(Error),
     /// The token names a key not held yet: wait for the key source.
@@ -314,7 +316,7 @@ impl AuthConfig {
             Err(e) => return Step::Refuse(e),
             Ok(None) if self.optional => {
                 self.admit_anonymous(req, call);
-                return Step::Admit;
+                return Step::AdmitAnonymous;
             }
             Ok(None) => return Step::Refuse(Error::new(ErrorKind::MissingCredentials)),
             Ok(Some((header, token))) => match self.verifier.verify_now(token) {
@@ -353,6 +355,10 @@ impl AuthConfig {
         let headers = req.headers_mut();
         headers.insert(X_ON_BEHALF_OF, user.to_header_value());
         let ext = req.extensions_mut();
+        if ext.is_empty() {
+            // The four marks below, and what a router adds, fit without the map growing.
+            *ext = roomy_extensions();
+        }
         ext.insert(user);
         ext.insert(verified);
         ext.insert(token);
@@ -399,6 +405,30 @@ impl AuthConfig {
     }
 }
 
+/// An empty extensions map with room for eight values (the layer's four, and what routers
+/// and handlers add): a request's map starts with room for three, so the layer's fourth
+/// insert would grow it (a second table, every entry moved) on every request. A copy of an
+/// empty map allocates its table at its full size at once.
+fn roomy_extensions() -> http::Extensions {
+    /// Values that only make room.
+    #[derive(Clone, Copy)]
+    struct Room<const N: usize>;
+    static ROOMY: std::sync::LazyLock<http::Extensions> = std::sync::LazyLock::new(|| {
+        let mut ext = http::Extensions::new();
+        ext.insert(Room::<0>);
+        ext.insert(Room::<1>);
+        ext.insert(Room::<2>);
+        ext.insert(Room::<3>);
+        ext.insert(Room::<4>);
+        ext.insert(Room::<5>);
+        ext.insert(Room::<6>);
+        // Empty again, its table kept.
+        ext.clear();
+        ext
+    });
+    ROOMY.clone()
+}
+
 fn on_behalf_of_mismatch() -> Error {
     Error::with_detail(
         ErrorKind::OnBehalfOfMismatch,
@@ -439,14 +469,11 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let call = self.shared.config.grpc.call(&req);
         let state = match self.shared.config.start(&mut req, call) {
-            Step::Admit => State::Calling {
-                future: crate::metrics::call(
-                    &mut self.inner,
-                    req.extensions().get::<VerifiedToken>().is_none(),
-                    req,
-                ),
+            step @ (Step::Admit | Step::AdmitAnonymous) => State::Calling {
+                future: self.inner.call(req),
                 shared: Arc::clone(&self.shared),
                 call,
+                anonymous: matches!(step, Step::AdmitAnonymous),
             },
             Step::Refuse(error) => State::Refused {
                 response: Some(self.shared.refuse(error, call)),
@@ -458,11 +485,15 @@ where
                 let verifier = self.shared.config.verifier.clone();
                 let for_verify = token.clone();
                 State::Verifying {
-                    verify: Box::pin(async move { verifier.verify(for_verify.expose()).await }),
-                    inner,
-                    request: Some((req, token)),
-                    shared: Arc::clone(&self.shared),
-                    call,
+                    // The rare slow path, boxed whole: the future stays as small as the
+                    // common path's.
+                    waiting: Box::new(Waiting {
+                        verify: Box::pin(async move { verifier.verify(for_verify.expose()).await }),
+                        inner,
+                        request: Some((req, token)),
+                        shared: Arc::clone(&self.shared),
+                        call,
+                    }),
                 }
             }
         };
@@ -491,22 +522,29 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         Verifying {
-            verify: VerifyFuture,
-            inner: S,
-            request: Option<(Request<ReqBody>, BearerToken)>,
-            shared: Arc<Shared<R>>,
-            call: Option<Call>,
+            waiting: Box<Waiting<S, ReqBody, R>>,
         },
         Calling {
             #[pin]
-            future: crate::metrics::Counted<S::Future>,
+            future: S::Future,
             shared: Arc<Shared<R>>,
             call: Option<Call>,
+            // Admitted without a verified token (for the metrics).
+            anonymous: bool,
         },
         Refused {
             response: Option<S::Response>,
         },
     }
+}
+
+/// A request whose token names a key not held yet, waiting for the key source.
+struct Waiting<S, ReqBody, R> {
+    verify: VerifyFuture,
+    inner: S,
+    request: Option<(Request<ReqBody>, BearerToken)>,
+    shared: Arc<Shared<R>>,
+    call: Option<Call>,
 }
 
 impl<S, ReqBody, R> std::fmt::Debug for ResponseFuture<S, ReqBody, R>
@@ -540,8 +578,10 @@ where
                     future,
                     shared,
                     call,
+                    anonymous,
                 } => {
                     let response = ready!(future.poll(cx));
+                    crate::metrics::count_answer(&response, *anonymous);
                     return Poll::Ready(response.map(|r| shared.answer(r, *call)));
                 }
                 StateProj::Refused { response } => {
@@ -550,13 +590,14 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Verifying {
-                    verify,
-                    inner,
-                    request,
-                    shared,
-                    call,
-                } => {
+                StateProj::Verifying { waiting } => {
+                    let Waiting {
+                        verify,
+                        inner,
+                        request,
+                        shared,
+                        call,
+                    } = &mut **waiting;
                     let result = ready!(verify.as_mut().poll(cx));
                     let (mut req, token) = request
                         .take()
@@ -564,13 +605,10 @@ where
                     let call = *call;
                     match result.and_then(|v| shared.config.admit(&mut req, v, token, call)) {
                         Ok(()) => State::Calling {
-                            future: crate::metrics::call(
-                                inner,
-                                req.extensions().get::<VerifiedToken>().is_none(),
-                                req,
-                            ),
+                            future: inner.call(req),
                             shared: Arc::clone(shared),
                             call,
+                            anonymous: false,
                         },
                         Err(error) => State::Refused {
                             response: Some(shared.refuse(error, call)),

@@ -83,16 +83,11 @@ mod cells;
 mod event;
 mod slots;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response};
-use pin_project_lite::pin_project;
-use tower_service::Service;
+use http::Response;
 
 use crate::error::{ConfigError, Error};
 
@@ -331,50 +326,22 @@ impl Drop for Publisher {
     }
 }
 
-pin_project! {
-    /// The inner service's future for an admitted request; counts the request by its
-    /// answer when it completes.
-    pub(crate) struct Counted<F> {
-        #[pin]
-        inner: F,
-        anonymous: bool,
-    }
-}
-
-impl<F, B, E> Future for Counted<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let output = ready!(this.inner.poll(cx));
-        // Something behind the layer may have refused it with this crate's error.
-        let refused = output
-            .as_ref()
-            .ok()
-            .and_then(|response| response.extensions().get::<Error>());
-        count(match refused {
-            Some(error) => Event::Refused(error.kind()),
-            None if *this.anonymous => Event::Anonymous,
-            None => Event::Allowed,
-        });
-        Poll::Ready(output)
-    }
-}
-
-/// Call the inner service for a request the layer admitted (`anonymous`: without a verified
-/// token), counting it when answered.
+/// Count a request the layer admitted (`anonymous`: without a verified token) by the inner
+/// service's answer: refused when something behind the layer refused it with this crate's
+/// [`Error`], else allowed or anonymous. Called by the layer's own response future (no
+/// wrapper future of its own).
 #[inline]
-pub(crate) fn call<S: Service<Request<B>>, B>(
-    inner: &mut S,
-    anonymous: bool,
-    req: Request<B>,
-) -> Counted<S::Future> {
-    Counted {
-        inner: inner.call(req),
-        anonymous,
+pub(crate) fn count_answer<B, E>(output: &Result<Response<B>, E>, anonymous: bool) {
+    if !COUNTING.load(Ordering::Relaxed) {
+        return;
     }
+    let refused = output
+        .as_ref()
+        .ok()
+        .and_then(|response| response.extensions().get::<Error>());
+    count(match refused {
+        Some(error) => Event::Refused(error.kind()),
+        None if anonymous => Event::Anonymous,
+        None => Event::Allowed,
+    });
 }

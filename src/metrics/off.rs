@@ -1,8 +1,5 @@
 //! The counting hooks when the `metrics` feature is off: each compiles to nothing.
 
-use http::Request;
-use tower_service::Service;
-
 // Some events are counted only where the feature is on (or with `remote`).
 #[allow(dead_code)]
 #[path = "event.rs"]
@@ -17,18 +14,9 @@ pub(crate) use event::RevocationGauges;
 #[inline(always)]
 pub(crate) fn count(_event: Event) {}
 
-/// The inner service's future, unwrapped.
-pub(crate) type Counted<F> = F;
-
-/// Call the inner service for an admitted request.
+/// Count an admitted request by its answer: nothing to do without the feature.
 #[inline(always)]
-pub(crate) fn call<S: Service<Request<B>>, B>(
-    inner: &mut S,
-    _anonymous: bool,
-    req: Request<B>,
-) -> S::Future {
-    inner.call(req)
-}
+pub(crate) fn count_answer<B, E>(_output: &Result<http::Response<B>, E>, _anonymous: bool) {}
 
 /// Gauge a remote key set: nothing to do without the feature.
 #[cfg(feature = "remote")]
