@@ -23,10 +23,10 @@
 //! use axum::{routing::{get, post}, Router};
 //! use mka1_auth::{Mka1AuthLayer, RequirePermissionsLayer, Verifier};
 //!
-//! # fn demo(verifier: Verifier) {
+//! # fn demo(verifier: Verifier) -> Result<(), mka1_auth::ConfigError> {
 //! let agents = Router::new()
 //!     .route("/agents", get(|| async { "list" }))
-//!     .layer(RequirePermissionsLayer::any(["agent:read", "agent:admin"]));
+//!     .layer(RequirePermissionsLayer::any(["agent:read", "agent:admin"])?);
 //! let admin = Router::new()
 //!     .route("/agents", post(|| async { "created" }))
 //!     .route_layer(RequirePermissionsLayer::new(["agent:read", "agent:write"]));
@@ -35,7 +35,7 @@
 //!     .nest("/admin", admin)
 //!     .layer(Mka1AuthLayer::new(verifier)); // added last: runs first
 //! # let _: Router = app;
-//! # }
+//! # Ok(()) }
 //! ```
 
 use std::future::Future;
@@ -49,6 +49,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::claims::{Permissions, VerifiedToken};
+use crate::error::ConfigError;
 use crate::guard::{like_the_layer, required_or, NoLayer};
 use crate::rejection::{respond, Pending, Reject, Rejection, StandardReject};
 
@@ -140,8 +141,9 @@ pub trait PermissionSet {
 ///
 /// let layer = RequirePermissionsLayer::new(["agent:read", "agent:write"]);
 /// assert_eq!(layer.scope(), "agent:read agent:write");
-/// let layer = RequirePermissionsLayer::any(["agent:read", "agent:admin"]);
+/// let layer = RequirePermissionsLayer::any(["agent:read", "agent:admin"])?;
 /// assert_eq!(layer.scope(), "agent:read agent:admin");
+/// # Ok::<(), mka1_auth::ConfigError>(())
 /// ```
 pub struct RequirePermissionsLayer<R = StandardReject> {
     needed: Arc<[Box<str>]>,
@@ -189,20 +191,33 @@ impl RequirePermissionsLayer {
     /// Require any one of `permissions` (exact, case-sensitive names). The 403 names them
     /// all in `scope` and says that any one would do.
     ///
-    /// # Panics
+    /// An empty list is refused with a [`ConfigError`] of kind
+    /// [`InvalidSetting`](crate::ConfigErrorKind::InvalidSetting): no token could ever pass,
+    /// and reading it as "no permission needed" would let every token through.
     ///
-    /// If `permissions` is empty: no token could ever pass (a setup bug).
-    pub fn any<I>(permissions: I) -> Self
+    /// ```
+    /// use mka1_auth::{ConfigErrorKind, RequirePermissionsLayer};
+    ///
+    /// let readers = RequirePermissionsLayer::any(["agent:read", "agent:admin"])?;
+    /// # let _ = readers;
+    /// let none: Vec<String> = Vec::new();
+    /// let err = RequirePermissionsLayer::any(none).unwrap_err();
+    /// assert_eq!(err.kind(), ConfigErrorKind::InvalidSetting);
+    /// # Ok::<(), mka1_auth::ConfigError>(())
+    /// ```
+    pub fn any<I>(permissions: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
         let layer = Self::with_need(Need::AnyOf, permissions);
-        assert!(
-            !layer.needed.is_empty(),
-            "`RequirePermissionsLayer::any` needs at least one permission"
-        );
-        layer
+        if layer.needed.is_empty() {
+            return Err(ConfigError::invalid_setting(
+                "permissions",
+                "an any-of list needs at least one permission: an empty one would refuse every request",
+            ));
+        }
+        Ok(layer)
     }
 
     /// Require `permissions` as `need` says.

@@ -34,7 +34,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::bearer::{find_token, is_cookie_name, BearerToken};
+use crate::bearer::{find_token, BearerToken};
 use crate::claims::{OnBehalfOf, VerifiedToken, X_ON_BEHALF_OF};
 use crate::error::{Error, ErrorKind};
 use crate::guard::{Guarded, TokenCookies};
@@ -43,23 +43,26 @@ use crate::rejection::grpc::Call;
 use crate::rejection::{answer_behind, respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
 use crate::verify::{Attempt, Verifier};
 
+mod cookie;
 mod grpc;
+pub use self::cookie::CookieName;
 use self::grpc::GrpcAnswers;
 
 /// A [`Layer`] that verifies MKA1 tokens in front of a service. See the [module docs](self).
 ///
 /// ```
+/// use mka1_auth::layer::CookieName;
 /// use mka1_auth::{Mka1AuthLayer, Verifier};
 ///
-/// # fn demo(verifier: Verifier) {
+/// # fn demo(verifier: Verifier) -> Result<(), mka1_auth::ConfigError> {
 /// let layer = Mka1AuthLayer::new(verifier)
 ///     .realm("orders-api")
-///     .cookie("mka1_token");
+///     .cookie(CookieName::new("mka1_token")?);
 /// let app = axum::Router::new()
 ///     .route("/", axum::routing::get(|| async { "hello" }))
 ///     .layer(layer);
 /// # let _: axum::Router = app;
-/// # }
+/// # Ok(()) }
 /// ```
 pub struct Mka1AuthLayer<R = StandardReject> {
     config: Arc<AuthConfig>,
@@ -150,16 +153,11 @@ impl<R> Mka1AuthLayer<R> {
     }
 
     /// Also accept the token from the cookie with this name, when the request has no
-    /// `Authorization` header. The header wins when both are present.
-    ///
-    /// # Panics
-    ///
-    /// If `name` is empty or holds a character a cookie name cannot have (a setup bug).
+    /// `Authorization` header. The header wins when both are present. A bad name is refused
+    /// where the [`CookieName`] is made, so this setter cannot fail.
     #[must_use]
-    pub fn cookie(self, name: impl Into<String>) -> Self {
-        let name = name.into();
-        assert!(is_cookie_name(&name), "`{name}` is not a valid cookie name");
-        self.edit(|s| s.cookie = Some(name.into()))
+    pub fn cookie(self, name: CookieName) -> Self {
+        self.edit(|s| s.cookie = Some(name.0))
     }
 
     /// When the request's own `X-On-Behalf-Of` names another user than the token, replace

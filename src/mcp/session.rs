@@ -1,6 +1,7 @@
 //! [`McpSessionLayer`]: every MCP session belongs to the user who opened it.
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -35,10 +36,11 @@ const NO_LAYER_BEFORE: NoLayer = NoLayer {
 ///
 /// ```
 /// use mka1_auth::mcp::McpSessionLayer;
+/// use std::num::NonZeroUsize;
 /// use std::time::Duration;
 ///
 /// let sessions = McpSessionLayer::new()
-///     .max_sessions(50_000)
+///     .max_sessions(NonZeroUsize::new(50_000).unwrap())
 ///     .leeway(Duration::from_secs(60));
 /// assert_eq!(sessions.len(), 0);
 /// ```
@@ -94,16 +96,12 @@ impl McpSessionLayer {
 
     /// The most sessions held at once. When a new session would exceed it, expired entries
     /// leave first, then the session closest to expiring; a dropped session is refused
-    /// (404) from then on, never given to anyone else.
-    ///
-    /// # Panics
-    ///
-    /// If `max` is 0 (a setup bug).
+    /// (404) from then on, never given to anyone else. Default 10,000; at least one, which
+    /// the type says (a table of none would refuse every session).
     #[must_use]
-    pub fn max_sessions(self, max: usize) -> Self {
-        assert!(max > 0, "`max_sessions` must be at least 1");
+    pub fn max_sessions(self, max: NonZeroUsize) -> Self {
         McpSessionLayer::with(Settings {
-            cap: max,
+            cap: max.get(),
             ..self.settings()
         })
     }

@@ -279,7 +279,10 @@ impl Verifier {
         let answer = match s.verify_uncached(token, at, now) {
             Ok((verified, key_serial)) => {
                 if let Some(probe) = &mut probe {
-                    let ttl = (verified.expires_at() + s.rules.leeway).saturating_sub(now);
+                    let ttl = verified
+                        .expires_at()
+                        .saturating_add(s.rules.leeway)
+                        .saturating_sub(now);
                     probe.insert(verified.clone(), key_serial, Duration::from_secs(ttl));
                 }
                 Ok(verified)

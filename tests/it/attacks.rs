@@ -19,6 +19,7 @@ use common::*;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response};
 use mka1_auth::grpc::{Call, GrpcReject};
+use mka1_auth::layer::CookieName;
 use mka1_auth::outbound::forward::ForwardCookies;
 use mka1_auth::rejection::StandardReject;
 use mka1_auth::{
@@ -2310,7 +2311,8 @@ async fn forward_tricks_through_the_layer() {
             .layer(upstream)
             .map_response(|r| r.map(axum::body::Body::new));
         let verifier = fixture.verifier(Setup::Strict);
-        let outer = Mka1AuthLayer::new(verifier.clone()).cookie("mka1_token");
+        let outer =
+            Mka1AuthLayer::new(verifier.clone()).cookie(CookieName::new("mka1_token").unwrap());
         let mut frames =
             std::collections::VecDeque::from([http_body::Frame::data(bytes::Bytes::from("body"))]);
         if !case.trailers.is_empty() {

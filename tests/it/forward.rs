@@ -15,6 +15,7 @@ use bytes::Bytes;
 use common::{claims_with, verifier_with_clock, TestKey, NOW};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use mka1_auth::layer::CookieName;
 use mka1_auth::outbound::forward::{
     CappedBody, Forward, ForwardCookies, ForwardError, ForwardErrorKind, ForwardLayer,
     ForwardLayerBuilder, ForwardedHeaders, OverrideHeaders,
@@ -458,7 +459,7 @@ async fn cookies_stop_here_and_the_token_cookie_never_goes_onward() {
     let cookie = |token: &str| format!("Cookie: theme=dark; mka1_token={token}; lang=en");
     // The token read from its cookie (no `Authorization`): the upstream gets it only as the
     // outbound layer's `Authorization`, and by default no cookie at all.
-    let s = stack(|f| f, |a| a.cookie("mka1_token")).await;
+    let s = stack(|f| f, |a| a.cookie(CookieName::new("mka1_token").unwrap())).await;
     let line = cookie(&s.token);
     let answer = send_raw(
         s.addr,
@@ -475,7 +476,7 @@ async fn cookies_stop_here_and_the_token_cookie_never_goes_onward() {
     // Cookies kept: all but the token cookie pass, read from the cookie or not.
     let s = stack(
         |f| f.cookies(ForwardCookies::Keep),
-        |a| a.cookie("mka1_token"),
+        |a| a.cookie(CookieName::new("mka1_token").unwrap()),
     )
     .await;
     let line = cookie(&s.token);

@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use common::*;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
+use mka1_auth::layer::CookieName;
 use mka1_auth::{
     BearerToken, Error, ErrorKind, ManualClock, Mka1AuthLayer, OnBehalfOf, Rejection,
     RequirePermissionsLayer, VerifiedToken, Verifier, X_ON_BEHALF_OF,
@@ -505,7 +506,8 @@ async fn optional_mode_lets_anonymous_requests_through_clean() {
 async fn cookie_is_accepted_when_configured() {
     let f = fixture();
     let token = f.token();
-    let layer = Mka1AuthLayer::new(f.verifier.clone()).cookie("mka1_token");
+    let layer =
+        Mka1AuthLayer::new(f.verifier.clone()).cookie(CookieName::new("mka1_token").unwrap());
 
     let req = get().header(COOKIE, format!("theme=dark; mka1_token={token}"));
     assert_eq!(seen(&call(layer.clone(), req).await)["subject"], "user-42");

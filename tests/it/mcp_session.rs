@@ -7,6 +7,7 @@ use crate::common;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -267,7 +268,10 @@ async fn a_session_the_server_no_longer_knows_leaves_the_table() {
 
 #[tokio::test]
 async fn the_table_is_bounded_and_drops_the_session_closest_to_expiry() {
-    let f = fixture_with(Server::default(), McpSessionLayer::new().max_sessions(2));
+    let f = fixture_with(
+        Server::default(),
+        McpSessionLayer::new().max_sessions(NonZeroUsize::new(2).unwrap()),
+    );
     let short = f.token_for("user-1", ISSUER, 300);
     let long_a = f.token_for("user-2", ISSUER, 3600);
     let long_b = f.token_for("user-3", ISSUER, 3600);
@@ -292,7 +296,10 @@ async fn the_table_is_bounded_and_drops_the_session_closest_to_expiry() {
 
 #[tokio::test]
 async fn expired_entries_leave_before_a_live_one_when_full() {
-    let f = fixture_with(Server::default(), McpSessionLayer::new().max_sessions(2));
+    let f = fixture_with(
+        Server::default(),
+        McpSessionLayer::new().max_sessions(NonZeroUsize::new(2).unwrap()),
+    );
     let short = f.token_for("user-1", ISSUER, 300);
     f.open(&short).await;
     let long = f.token_for("user-2", ISSUER, 7200);

@@ -524,7 +524,7 @@ async fn any_of_and_all_of_in_the_layer() {
     let auth = Mka1AuthLayer::new(builder(&[&key]).build().unwrap()).realm("agents");
     let reader = perms_token(&key, &["agent:read"]);
     let nobody = perms_token(&key, &[]);
-    let any = || RequirePermissionsLayer::any(["agent:admin", "agent:read"]);
+    let any = || RequirePermissionsLayer::any(["agent:admin", "agent:read"]).unwrap();
     let all = || RequirePermissionsLayer::new(["agent:admin", "agent:read"]);
 
     assert_eq!(through(&auth, any(), &reader).await.body(), "user-42");
@@ -552,9 +552,13 @@ async fn any_of_and_all_of_in_the_layer() {
 }
 
 #[test]
-#[should_panic(expected = "needs at least one permission")]
-fn an_empty_any_of_layer_is_a_setup_bug() {
-    let _ = RequirePermissionsLayer::any(Vec::<String>::new());
+fn an_empty_any_of_layer_is_a_config_error() {
+    let err = RequirePermissionsLayer::any(Vec::<String>::new()).unwrap_err();
+    assert_eq!(err.kind(), ConfigErrorKind::InvalidSetting);
+    assert!(
+        err.to_string().contains("needs at least one permission"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

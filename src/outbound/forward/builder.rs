@@ -114,7 +114,7 @@ impl ForwardLayerBuilder {
     /// let onward = forward.onward_request(request()).unwrap();
     /// assert!(onward.headers().get("cookie").is_none());
     ///
-    /// // Behind `Mka1AuthLayer::cookie("mka1_token")`, `mka1_token` would still go.
+    /// // Behind `Mka1AuthLayer::cookie(CookieName::new("mka1_token")?)`, `mka1_token` would still go.
     /// let keeping = ForwardLayer::builder("http://127.0.0.1:9000/base")
     ///     .cookies(ForwardCookies::Keep)
     ///     .build()?;
