@@ -33,7 +33,8 @@
 //! set is usable and the revocation rules, when configured, are loaded, else 503 with a
 //! short JSON reason; it reports the rules' state, stale since when included), `GET /metrics` (no auth, Prometheus
 //! text; serve it on an internal port in production), `GET /whoami`, `GET /agents` (needs
-//! `agent:read`),
+//! `agent:read`), `GET /open/agents` (no auth: the same answer as `/agents` for a fixed user,
+//! the open twin for measuring what the guard costs),
 //! and any method on `/proxy/<path>`, forwarded to `UPSTREAM_URL/<path>` with the caller's
 //! token and `X-On-Behalf-Of` set to the verified user. The forward
 //! ([`mka1_auth::outbound::forward`]) keeps the path under `UPSTREAM_URL`'s (dot segments in
@@ -90,7 +91,18 @@ async fn whoami(token: VerifiedToken) -> Json<serde_json::Value> {
 }
 
 async fn agents(user: OnBehalfOf) -> Json<serde_json::Value> {
-    Json(json!({ "agents": [], "visible_to": user.as_str() }))
+    agents_of(user.as_str())
+}
+
+/// What `/agents` answers, for `user`.
+fn agents_of(user: &str) -> Json<serde_json::Value> {
+    Json(json!({ "agents": [], "visible_to": user }))
+}
+
+/// `/open/agents`: the open twin of `/agents`, for measuring what the guard costs (the same
+/// answer for a fixed user, with no token read; see `benches/README.md`).
+async fn open_agents() -> Json<serde_json::Value> {
+    agents_of("user-42")
 }
 
 /// What `/proxy` answers when tower's layers in front of the forward give up: 503 with
@@ -165,7 +177,10 @@ fn app(
             get(move || readyz(verifier.clone(), revocations.clone())),
         )
         .route("/metrics", get(metrics))
-        .merge(protected.layer(axum::middleware::map_response(log_refusal)))
+        .route("/open/agents", get(open_agents))
+        .merge(protected)
+        // The same stack for the open routes as for the guarded ones, but the guard.
+        .layer(axum::middleware::map_response(log_refusal))
 }
 
 /// Readiness: 200 while the key set is usable (fresh, or stale within its limit), else 503

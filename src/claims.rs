@@ -1,7 +1,7 @@
 //! What a verified token says: [`VerifiedToken`], the end user it acts for ([`OnBehalfOf`]),
 //! its [`Permissions`], and the rule an end-user id must follow.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -157,6 +157,27 @@ impl fmt::Debug for OnBehalfOf {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Permissions(Box<str>);
 
+/// How many decimal digits `n` is written with.
+fn decimal_digits(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// Append `n` in decimal.
+fn push_decimal(out: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
+
 impl Permissions {
     /// Build from permission names; empty names are dropped, duplicates collapse.
     pub(crate) fn from_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
@@ -166,11 +187,18 @@ impl Permissions {
             .collect();
         names.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
         names.dedup_by(|a, b| a.as_ref() == b.as_ref());
-        let mut packed = String::new();
+        // Built at its exact size, without the formatting machinery: this runs once per
+        // token verified afresh.
+        let packed_len = names
+            .iter()
+            .map(|n| decimal_digits(n.as_ref().len()) + 1 + n.as_ref().len())
+            .sum();
+        let mut packed = String::with_capacity(packed_len);
         for name in &names {
             let name = name.as_ref();
-            // Writing to a String cannot fail.
-            let _ = write!(packed, "{}:{name}", name.len());
+            push_decimal(&mut packed, name.len());
+            packed.push(':');
+            packed.push_str(name);
         }
         Permissions(packed.into_boxed_str())
     }
@@ -298,28 +326,36 @@ impl VerifiedToken {
         let mut text = fields.raw_claims;
         let raw_len = text.len();
         // Most strings are found in the claims as they are (the JSON needed no escapes); the
-        // rest (the key id, at least) go after them, with one exact reservation.
-        let extra: usize = [fields.subject, fields.key_id]
-            .into_iter()
-            .chain(fields.issuer)
-            .chain(fields.jti)
-            .chain(fields.audiences.iter().map(|a| &**a))
-            .filter(|s| !text.contains(*s))
-            .map(str::len)
+        // rest (the key id, at least) go after them, with one exact reservation. Each string
+        // is searched for once.
+        let find = |s: &str| text.find(s);
+        let subject = (fields.subject, find(fields.subject));
+        let key_id = (fields.key_id, find(fields.key_id));
+        let issuer = fields.issuer.map(|s| (s, find(s)));
+        let jti = fields.jti.map(|s| (s, find(s)));
+        let audiences: Vec<(&str, Option<usize>)> =
+            fields.audiences.iter().map(|a| (&**a, find(a))).collect();
+        let extra: usize = [subject, key_id]
+            .iter()
+            .chain(&issuer)
+            .chain(&jti)
+            .chain(&audiences)
+            .filter(|(_, at)| at.is_none())
+            .map(|(s, _)| s.len())
             .sum();
         text.reserve_exact(extra);
-        let mut place = |s: &str| match text[..raw_len].find(s) {
+        let mut place = |(s, at): (&str, Option<usize>)| match at {
             Some(start) => (start, s.len()),
             None => {
                 text.push_str(s);
                 (text.len() - s.len(), s.len())
             }
         };
-        let subject = place(fields.subject);
-        let key_id = place(fields.key_id);
-        let issuer = fields.issuer.map(&mut place);
-        let jti = fields.jti.map(&mut place);
-        let audiences: Vec<_> = fields.audiences.iter().map(|a| place(a)).collect();
+        let subject = place(subject);
+        let key_id = place(key_id);
+        let issuer = issuer.map(&mut place);
+        let jti = jti.map(&mut place);
+        let audiences: Vec<_> = audiences.into_iter().map(&mut place).collect();
         let too_large = || Error::new(ErrorKind::TokenTooLarge);
         u32::try_from(text.len()).map_err(|_| too_large())?;
         // Every span lies within `text`, whose length fits a u32.
@@ -529,6 +565,23 @@ impl<'de> serde::de::Visitor<'de> for NameIs<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_are_packed_in_decimal_at_the_exact_size() {
+        for n in [0, 1, 9, 10, 99, 100, 12_345, usize::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+            assert_eq!(decimal_digits(n), out.len(), "{n}");
+        }
+        let long = ["x".repeat(9), "y".repeat(10), "z".repeat(100)];
+        let perms = Permissions::from_names(&long);
+        assert_eq!(
+            perms.iter().collect::<Vec<_>>(),
+            long.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        assert_eq!(perms.0.len(), 1 + 1 + 9 + 2 + 1 + 10 + 3 + 1 + 100);
+    }
 
     #[test]
     fn permissions_keep_names_that_look_like_the_packing() {

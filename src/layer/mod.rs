@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use http::header::Entry;
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -339,19 +340,24 @@ impl AuthConfig {
         let user = verified.on_behalf_of().clone();
         // `X_On_Behalf_Of` and other spellings count as the header itself (see `headers`).
         // Requests rarely carry one: the common path only scans names for it.
-        if has_variant(req.headers(), &X_ON_BEHALF_OF) {
-            self.admit_variants(req.headers_mut(), &user)?;
-        } else if !self.overwrite_on_behalf_of
-            && req
-                .headers()
-                .get_all(X_ON_BEHALF_OF)
-                .iter()
-                .any(|v| v.as_bytes() != user.as_bytes())
-        {
-            return Err(on_behalf_of_mismatch());
-        }
         let headers = req.headers_mut();
-        headers.insert(X_ON_BEHALF_OF, user.to_header_value());
+        if has_variant(headers, &X_ON_BEHALF_OF) {
+            self.admit_variants(headers, &user)?;
+        }
+        // One lookup of the header: to compare what the request says, and to set it.
+        match headers.entry(X_ON_BEHALF_OF) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(user.to_header_value());
+            }
+            Entry::Occupied(mut occupied) => {
+                if !self.overwrite_on_behalf_of
+                    && occupied.iter().any(|v| v.as_bytes() != user.as_bytes())
+                {
+                    return Err(on_behalf_of_mismatch());
+                }
+                occupied.insert(user.to_header_value());
+            }
+        }
         let ext = req.extensions_mut();
         if ext.is_empty() {
             // The four marks below, and what a router adds, fit without the map growing.

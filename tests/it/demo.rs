@@ -111,6 +111,19 @@ async fn prints_the_start_up_lines_and_the_curl_works() {
     assert_eq!(get("/healthz", None).await, 200);
     assert_eq!(get("/whoami", None).await, 401);
     assert_eq!(get("/agents", Some(token)).await, 200);
+    // The open twin of `/agents` (for measuring the guard) answers the same, with no token.
+    assert_eq!(get("/open/agents", None).await, 200);
+    let body = |path: &'static str, token: Option<&str>| {
+        let mut request = client().get(format!("http://{addr}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(
+        body("/open/agents", None).await,
+        body("/agents", Some(token)).await
+    );
     let no_read = issuer
         .mint(Mint::new(format!("http://{addr}"), "user-7").permissions(Vec::<String>::new()));
     assert_eq!(get("/whoami", Some(&no_read)).await, 200);
