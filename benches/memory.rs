@@ -121,7 +121,9 @@ fn main() {
 /// Allocations per onward request, ours beside a URI built by hand, over the same requests.
 fn forward_allocations() {
     let n = 1_000;
-    let forward = ForwardLayer::to("http://127.0.0.1:9000/base").unwrap();
+    let forward = ForwardLayer::builder("http://127.0.0.1:9000/base")
+        .build()
+        .unwrap();
     let inbound = |i: usize| {
         http::Request::post(format!("/agents/{i}/runs?page=2"))
             .header("host", "api.example.com")
@@ -198,7 +200,9 @@ fn forward_head_cost() {
 
 /// Microseconds of CPU time per onward request for a head of `connection` and `n` headers.
 fn head_cost(connection: &http::HeaderValue, n: usize) -> f64 {
-    let forward = ForwardLayer::to("http://127.0.0.1:9000/base").unwrap();
+    let forward = ForwardLayer::builder("http://127.0.0.1:9000/base")
+        .build()
+        .unwrap();
     let inbound = || {
         let mut req = http::Request::get("/agents/runs").body(()).unwrap();
         let headers = req.headers_mut();

@@ -265,7 +265,7 @@ async fn log_refusal(response: Response) -> Response {
 }
 
 fn upstream_client(url: &str) -> Result<Upstream, Box<dyn Error>> {
-    let forward = ForwardLayer::to(url)?;
+    let forward = ForwardLayer::builder(url).build()?;
     let client = OutboundLayer::builder(ForwardToken)
         .allow_origin(forward.origin())
         .build()?

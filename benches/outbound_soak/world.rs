@@ -315,7 +315,7 @@ fn client(timeouts: &Timeouts) -> ReqwestService {
 
 /// `/proxy/<path>` to the upstream with the caller's own token, as the demo wires it.
 fn proxy(upstream: &str, timeouts: &Timeouts) -> Proxy {
-    let forward = ForwardLayer::to(upstream).expect("forward");
+    let forward = ForwardLayer::builder(upstream).build().expect("forward");
     let client = OutboundLayer::builder(ForwardToken)
         .allow_origin(forward.origin())
         .build()

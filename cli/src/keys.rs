@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
+use mka1_auth::jwks::remote::JwksProbe;
 use mka1_auth::jwks::{IntoJwks, KeySet, KeyType, SkippedKey, VerificationKey};
 use mka1_auth::{Algorithm, Error};
 use serde_json::{json, Value};
@@ -54,8 +54,7 @@ pub async fn fetch(
     allow_http: bool,
     algorithms: &[Algorithm],
 ) -> Result<Loaded, NotLoaded> {
-    let config = RemoteJwksConfig::default().allow_http(allow_http);
-    let probe = JwksProbe::new(url, config, algorithms)
+    let probe = JwksProbe::new(url, allow_http, algorithms)
         .map_err(|e| NotLoaded::Usage(Failure::Usage(e.to_string())))?;
     let probed = probe.fetch().await.map_err(NotLoaded::Unavailable)?;
     let freshness = Freshness {

@@ -225,7 +225,7 @@ impl ExchangeClientBuilder {
 
     /// Send the exchanges with this client instead of one built for the purpose: for a
     /// proxy, private CA roots or other transport settings, as
-    /// [`RemoteJwksConfig::http_client`](crate::jwks::remote::RemoteJwksConfig::http_client)
+    /// [`VerifierBuilder::jwks_http_client`](crate::VerifierBuilder::jwks_http_client)
     /// does for the JWKS. The [`timeout`](Self::timeout) still applies to each request.
     ///
     /// The built-in client follows no redirect, so the API key goes to the configured origin

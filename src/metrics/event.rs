@@ -1,7 +1,9 @@
-//! What the crate counts: one [`Event`] per thing that happened, and what a remote key set
-//! and a revocation source show the gauges ([`KeySetGauges`], [`RevocationGauges`]). Shared by the counting module (feature `metrics`)
+//! What the crate counts: one [`Event`] per thing that happened, and what a watched thing
+//! shows the gauges ([`Reading`]: a remote key set's [`KeySetGauges`], a revocation
+//! source's [`RevocationGauges`]). Shared by the counting module (feature `metrics`)
 //! and its no-op stand-in, so the hooks in the rest of the crate read the same either way.
 
+#[cfg(any(feature = "remote", feature = "redis"))]
 use std::time::Duration;
 
 use crate::error::ErrorKind;
@@ -39,6 +41,7 @@ pub(crate) enum Event {
 }
 
 /// One remote key set's reading for the gauges, taken when publishing.
+#[cfg(feature = "remote")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KeySetGauges {
     /// Usable keys held (0 while the held set is not usable).
@@ -49,6 +52,7 @@ pub(crate) struct KeySetGauges {
 }
 
 /// One revocation source's reading for the gauges (feature `redis`), taken when publishing.
+#[cfg(feature = "redis")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RevocationGauges {
     /// The (merged) rules in force.
@@ -56,4 +60,30 @@ pub(crate) struct RevocationGauges {
     /// How long its snapshot has been stale, on its clock (`None` while the source is
     /// reachable).
     pub(crate) stale_for: Option<Duration>,
+}
+
+/// What one watched thing reads when the gauges are published: the one list of watched
+/// things (`metrics::watch`) holds key sets and revocation sources alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// A remote key set's.
+    #[cfg(feature = "remote")]
+    KeySet(KeySetGauges),
+    /// A revocation source's.
+    #[cfg(feature = "redis")]
+    Revocations(RevocationGauges),
+}
+
+#[cfg(feature = "remote")]
+impl From<KeySetGauges> for Reading {
+    fn from(gauges: KeySetGauges) -> Self {
+        Reading::KeySet(gauges)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<RevocationGauges> for Reading {
+    fn from(gauges: RevocationGauges) -> Self {
+        Reading::Revocations(gauges)
+    }
 }

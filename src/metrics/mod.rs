@@ -91,7 +91,11 @@ use http::Response;
 
 use crate::error::{ConfigError, Error};
 
-pub(crate) use event::{Event, KeySetGauges, RevocationGauges};
+#[cfg(feature = "remote")]
+pub(crate) use event::KeySetGauges;
+#[cfg(feature = "redis")]
+pub(crate) use event::RevocationGauges;
+pub(crate) use event::{Event, Reading};
 
 /// `mka1_auth_requests_total`: requests through the layer, by `result` (and `reason`).
 const REQUESTS_TOTAL: &str = "mka1_auth_requests_total";
@@ -135,40 +139,24 @@ pub(crate) fn count(event: Event) {
     }
 }
 
-/// The remote key sets alive, for the gauges: each gives its reading, or `None` once
-/// dropped.
-type Watched = Box<dyn Fn() -> Option<KeySetGauges> + Send + Sync>;
+/// The things watched for the gauges (remote key sets, revocation sources): each gives its
+/// reading, or `None` once dropped, and then leaves the list.
+type Watched = Box<dyn Fn() -> Option<Reading> + Send + Sync>;
 
 static WATCHED: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
 
-/// Gauge a remote key set from now on; `gauges` answers `None` once the set is gone.
-#[cfg(feature = "remote")]
-pub(crate) fn watch_key_set<F>(gauges: F)
+/// Gauge a remote key set or a revocation source from now on; `gauges` answers `None` once
+/// it is gone.
+#[cfg(any(feature = "remote", feature = "redis"))]
+pub(crate) fn watch<F, R>(gauges: F)
 where
-    F: Fn() -> Option<KeySetGauges> + Send + Sync + 'static,
+    F: Fn() -> Option<R> + Send + Sync + 'static,
+    R: Into<Reading>,
 {
     WATCHED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push(Box::new(gauges));
-}
-
-/// The revocation sources alive, for the gauges: each gives its reading, or `None` once
-/// dropped.
-type WatchedRevocations = Box<dyn Fn() -> Option<RevocationGauges> + Send + Sync>;
-
-static WATCHED_REVOCATIONS: Mutex<Vec<WatchedRevocations>> = Mutex::new(Vec::new());
-
-/// Gauge a revocation source from now on; `gauges` answers `None` once it is gone.
-#[cfg(feature = "redis")]
-pub(crate) fn watch_revocations<F>(gauges: F)
-where
-    F: Fn() -> Option<RevocationGauges> + Send + Sync + 'static,
-{
-    WATCHED_REVOCATIONS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Box::new(gauges));
+        .push(Box::new(move || gauges().map(Into::into)));
 }
 
 /// Send every count made since the last publish, and the current gauges, to the recorder in
@@ -188,51 +176,61 @@ pub fn publish() {
             ::metrics::counter!(series.name, &series.labels).increment(delta);
         }
     }
-    let (keys, age) = key_set_gauges();
-    ::metrics::gauge!(JWKS_KEYS).set(keys as f64);
-    if let Some(age) = age {
+    let gauges = Gauges::read();
+    ::metrics::gauge!(JWKS_KEYS).set(gauges.keys as f64);
+    if let Some(age) = gauges.key_set_age {
         ::metrics::gauge!(JWKS_AGE_SECONDS).set(age.as_secs_f64());
     }
-    if let Some((rules, stale)) = revocation_gauges() {
+    if let Some((rules, stale)) = gauges.revocations {
         ::metrics::gauge!(REVOCATION_RULES).set(rules as f64);
         ::metrics::gauge!(REVOCATION_STALE_SECONDS).set(stale.as_secs_f64());
     }
 }
 
-/// Rules over every live revocation source, and the longest any has been stale; `None`
-/// when no source is alive.
-fn revocation_gauges() -> Option<(usize, Duration)> {
-    let mut watched = WATCHED_REVOCATIONS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    let mut found = None::<(usize, Duration)>;
-    watched.retain(|gauges| {
-        let Some(gauges) = gauges() else {
-            return false;
-        };
-        let (rules, stale) = found.get_or_insert((0, Duration::ZERO));
-        *rules += gauges.rules;
-        *stale = (*stale).max(gauges.stale_for.unwrap_or_default());
-        true
-    });
-    found
+/// The gauges over every watched thing still alive.
+#[derive(Debug, Default)]
+struct Gauges {
+    /// Usable keys over the remote key sets.
+    keys: usize,
+    /// The age of the oldest fetched remote key set (`None` before any fetch succeeded).
+    key_set_age: Option<Duration>,
+    /// Rules over the revocation sources, and the longest any has been stale; `None` when
+    /// no source is alive.
+    revocations: Option<(usize, Duration)>,
 }
 
-/// Usable keys over every live remote key set, and the age of the oldest fetched one.
-fn key_set_gauges() -> (usize, Option<Duration>) {
-    let mut watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
-    let (mut keys, mut age) = (0, None::<Duration>);
-    watched.retain(|gauges| {
-        let Some(gauges) = gauges() else {
-            return false;
-        };
-        keys += gauges.usable_keys;
-        if let Some(this) = gauges.since_last_fetch {
-            age = Some(age.map_or(this, |a| a.max(this)));
+impl Gauges {
+    /// Read every watched thing, dropping those that are gone.
+    fn read() -> Gauges {
+        let mut watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut gauges = Gauges::default();
+        watched.retain(|reading| match reading() {
+            Some(reading) => {
+                gauges.add(reading);
+                true
+            }
+            None => false,
+        });
+        gauges
+    }
+
+    fn add(&mut self, reading: Reading) {
+        match reading {
+            #[cfg(feature = "remote")]
+            Reading::KeySet(key_set) => {
+                self.keys += key_set.usable_keys;
+                if let Some(this) = key_set.since_last_fetch {
+                    self.key_set_age = Some(self.key_set_age.map_or(this, |a| a.max(this)));
+                }
+            }
+            #[cfg(feature = "redis")]
+            Reading::Revocations(source) => {
+                let (rules, stale) = self.revocations.get_or_insert((0, Duration::ZERO));
+                *rules += source.rules;
+                *stale = (*stale).max(source.stale_for.unwrap_or_default());
+            }
         }
-        true
-    });
-    (keys, age)
+    }
 }
 
 fn describe() {

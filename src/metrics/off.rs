@@ -18,20 +18,11 @@ pub(crate) fn count(_event: Event) {}
 #[inline(always)]
 pub(crate) fn count_answer<B, E>(_output: &Result<http::Response<B>, E>, _anonymous: bool) {}
 
-/// Gauge a remote key set: nothing to do without the feature.
-#[cfg(feature = "remote")]
+/// Gauge a remote key set or a revocation source: nothing to do without the feature.
+#[cfg(any(feature = "remote", feature = "redis"))]
 #[inline(always)]
-pub(crate) fn watch_key_set<F>(_gauges: F)
+pub(crate) fn watch<F, R>(_gauges: F)
 where
-    F: Fn() -> Option<KeySetGauges> + Send + Sync + 'static,
-{
-}
-
-/// Gauge a revocation source: nothing to do without the feature.
-#[cfg(feature = "redis")]
-#[inline(always)]
-pub(crate) fn watch_revocations<F>(_gauges: F)
-where
-    F: Fn() -> Option<RevocationGauges> + Send + Sync + 'static,
+    F: Fn() -> Option<R> + Send + Sync + 'static,
 {
 }

@@ -149,7 +149,7 @@ impl RedisSetup {
                 .serve_unloaded
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        crate::metrics::watch_revocations(revocations.gauges_while_alive());
+        crate::metrics::watch(revocations.gauges_while_alive());
         let task = runtime.spawn(follow(store.clone(), revocations.clone()));
         Ok(RedisRevocations {
             revocations,

@@ -70,8 +70,9 @@ pub struct VerifierBuilder {
     clock: Option<SharedClock>,
     cache_capacity: u64,
     revocations: Option<crate::revocation::Revocations>,
+    /// The remote key sets' settings (their setters are in `verify/remote.rs`).
     #[cfg(feature = "remote")]
-    remote: jwks::remote::RemoteJwksConfig,
+    pub(super) remote: jwks::remote::RemoteJwksConfig,
 }
 
 impl fmt::Debug for VerifierBuilder {
@@ -151,19 +152,11 @@ impl VerifierBuilder {
         /// Fetch keys from this JWKS URL, and keep them fresh (see [`jwks::remote`]).
         ///
         /// `https` is required unless the host is a loopback address, or plain http is allowed
-        /// explicitly with [`jwks_options`](Self::jwks_options).
+        /// explicitly with [`jwks_allow_http`](Self::jwks_allow_http). How the set is fetched
+        /// and cached is tuned with the `jwks_*` setters
+        /// ([`jwks_fetch_timeout`](Self::jwks_fetch_timeout) and those after it).
         pub fn jwks_url(self, url: impl Into<String>) -> Self {
             self.set_keys(KeyConfig::Remote(url.into()))
-        }
-    }
-
-    cfg_feature! {
-        #![feature = "remote"]
-
-        /// Tune how the remote JWKS is fetched and cached.
-        pub fn jwks_options(mut self, options: jwks::remote::RemoteJwksConfig) -> Self {
-            self.remote = options;
-            self
         }
     }
 
@@ -203,7 +196,7 @@ impl VerifierBuilder {
         #![feature = "remote"]
 
         /// Accept tokens of `issuer`, verified only with keys fetched from `url` (kept fresh
-        /// like [`jwks_url`](Self::jwks_url), with the same [`jwks_options`](Self::jwks_options)).
+        /// like [`jwks_url`](Self::jwks_url), with the same `jwks_*` settings).
         /// Call once per issuer, for example a staging and a production MKA1 while you move
         /// between them:
         ///
@@ -490,6 +483,8 @@ impl VerifierBuilder {
             Some(typ) if typ.is_empty() => return Err(invalid("require_typ", "must not be empty")),
             typ => typ.map(String::into_boxed_str),
         };
+        #[cfg(feature = "remote")]
+        self.remote.check()?;
         let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let sources = Sources {
             single: self.keys,

@@ -37,6 +37,8 @@ mod checks;
 mod jws;
 mod key;
 mod payload;
+#[cfg(feature = "remote")]
+mod remote;
 mod validate;
 
 use std::fmt;

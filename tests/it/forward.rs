@@ -536,7 +536,9 @@ async fn request_trailers_stop_here() {
     let key = TestKey::ed25519("k1");
     let verifier = verifier_with_clock(&[&key], &ManualClock::at_unix(NOW));
     let token = key.sign(&claims_with(json!({ "sub": "user_123" })));
-    let forward = ForwardLayer::to(&format!("http://{upstream}/base")).unwrap();
+    let forward = ForwardLayer::builder(&format!("http://{upstream}/base"))
+        .build()
+        .unwrap();
     let h2 = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<CappedBody<Body>>();
@@ -641,11 +643,15 @@ fn bad_base_urls_are_config_errors() {
         "http://127.0.0.1/%2e%2e",
         "not a url",
     ] {
-        let err = ForwardLayer::to(base).unwrap_err();
+        let err = ForwardLayer::builder(base).build().unwrap_err();
         assert!(!err.to_string().contains("pw"), "{err}");
     }
-    assert!(ForwardLayer::to("http://127.0.0.1:9000").is_ok());
-    assert!(ForwardLayer::to("https://[::1]:443/a/b/").is_ok());
+    assert!(ForwardLayer::builder("http://127.0.0.1:9000")
+        .build()
+        .is_ok());
+    assert!(ForwardLayer::builder("https://[::1]:443/a/b/")
+        .build()
+        .is_ok());
     assert!(ForwardLayer::builder("http://127.0.0.1/base")
         .strip_prefix("proxy")
         .build()
@@ -682,7 +688,9 @@ where
 
 #[tokio::test]
 async fn failures_are_answers_with_the_error_in_extensions() {
-    let layer = ForwardLayer::to("http://127.0.0.1:9/base").unwrap();
+    let layer = ForwardLayer::builder("http://127.0.0.1:9/base")
+        .build()
+        .unwrap();
 
     let ok = answer_of(layer.layer(client(None)), "/a").await;
     assert_eq!(ok.status(), 200);
@@ -735,7 +743,9 @@ impl Service<Onward> for NotReady {
 
 #[tokio::test]
 async fn a_client_that_is_not_ready_gets_502_and_the_next_call_works() {
-    let layer = ForwardLayer::to("http://127.0.0.1:9/base").unwrap();
+    let layer = ForwardLayer::builder("http://127.0.0.1:9/base")
+        .build()
+        .unwrap();
     let svc = layer.layer(NotReady(Arc::default()));
     let first = answer_of(svc.clone(), "/a").await;
     assert_eq!(first.status(), 502);
@@ -807,7 +817,7 @@ proptest::proptest! {
             0..12,
         ),
     ) {
-        let forward = ForwardLayer::to("http://127.0.0.1:9/base").unwrap();
+        let forward = ForwardLayer::builder("http://127.0.0.1:9/base").build().unwrap();
         let raw = format!("/{}", pieces.concat());
         let Ok(req) = Request::get(raw.as_str()).body(()) else {
             return Ok(()); // Not a request target http accepts.

@@ -75,7 +75,9 @@ async fn forward_to(addr: SocketAddr, path: &str) -> Response<Body> {
 }
 
 async fn forward_with(addr: SocketAddr, path: &str, service: ReqwestService) -> Response<Body> {
-    let forward = ForwardLayer::to(&format!("http://{addr}/base")).unwrap();
+    let forward = ForwardLayer::builder(&format!("http://{addr}/base"))
+        .build()
+        .unwrap();
     let client = OutboundLayer::builder(ApiKey::new("mk_test_key").unwrap())
         .allow_origin(forward.origin())
         .build()

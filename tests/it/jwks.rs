@@ -22,9 +22,11 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
+use mka1_auth::jwks::remote::JwksProbe;
 use mka1_auth::jwks::SkipReason;
-use mka1_auth::{Algorithm, Clock, ConfigErrorKind, Error, ErrorKind, ManualClock, Verifier};
+use mka1_auth::{
+    Algorithm, Clock, ConfigErrorKind, Error, ErrorKind, ManualClock, Verifier, VerifierBuilder,
+};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -293,14 +295,95 @@ impl Body for Chunks {
 // ---------------------------------------------------------------------------------------
 // Helpers.
 
-fn config() -> RemoteJwksConfig {
-    RemoteJwksConfig::default().fetch_timeout(Duration::from_secs(5))
+/// The `jwks_*` settings a test gives the verifier builder, gathered so that a fixture takes
+/// them as one value.
+#[derive(Clone, Default)]
+struct Config {
+    fetch_timeout: Option<Duration>,
+    max_body_bytes: Option<usize>,
+    cooldown: Option<Duration>,
+    default_max_age: Option<Duration>,
+    max_age_bounds: Option<(Duration, Duration)>,
+    stale_if_error: Option<Duration>,
+    allow_http: bool,
+    http_client: Option<reqwest::Client>,
 }
 
-fn verifier(url: &str, clock: &ManualClock, config: RemoteJwksConfig) -> Verifier {
-    Verifier::builder()
-        .jwks_url(url)
-        .jwks_options(config)
+impl Config {
+    fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = Some(timeout);
+        self
+    }
+
+    fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = Some(max);
+        self
+    }
+
+    fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = Some(cooldown);
+        self
+    }
+
+    fn default_max_age(mut self, max_age: Duration) -> Self {
+        self.default_max_age = Some(max_age);
+        self
+    }
+
+    fn max_age_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.max_age_bounds = Some((min, max));
+        self
+    }
+
+    fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = Some(window);
+        self
+    }
+
+    fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// `builder` with these settings.
+    fn apply(self, mut builder: VerifierBuilder) -> VerifierBuilder {
+        if let Some(timeout) = self.fetch_timeout {
+            builder = builder.jwks_fetch_timeout(timeout);
+        }
+        if let Some(max) = self.max_body_bytes {
+            builder = builder.jwks_max_body_bytes(max);
+        }
+        if let Some(cooldown) = self.cooldown {
+            builder = builder.jwks_cooldown(cooldown);
+        }
+        if let Some(max_age) = self.default_max_age {
+            builder = builder.jwks_default_max_age(max_age);
+        }
+        if let Some((min, max)) = self.max_age_bounds {
+            builder = builder.jwks_max_age_bounds(min, max);
+        }
+        if let Some(window) = self.stale_if_error {
+            builder = builder.jwks_stale_if_error(window);
+        }
+        if let Some(client) = self.http_client {
+            builder = builder.jwks_http_client(client);
+        }
+        builder.jwks_allow_http(self.allow_http)
+    }
+}
+
+fn config() -> Config {
+    Config::default().fetch_timeout(Duration::from_secs(5))
+}
+
+fn verifier(url: &str, clock: &ManualClock, config: Config) -> Verifier {
+    config
+        .apply(Verifier::builder().jwks_url(url))
         .audience(AUDIENCE)
         .clock(clock.clone())
         // Every verification goes through the key lookup, not the verified-token cache.
@@ -359,7 +442,7 @@ struct Fixture {
 
 impl Fixture {
     /// Nothing fetched yet; the server answers in `mode`.
-    async fn cold(mode: Mode, config: RemoteJwksConfig) -> Fixture {
+    async fn cold(mode: Mode, config: Config) -> Fixture {
         let key = TestKey::ed25519("k1");
         let clock = ManualClock::at_unix(NOW);
         let server = JwksServer::start(jwks(&[&key])).await;
@@ -378,7 +461,7 @@ impl Fixture {
     }
 
     /// The key set fetched once, successfully.
-    async fn warm(config: RemoteJwksConfig) -> Fixture {
+    async fn warm(config: Config) -> Fixture {
         let f = Fixture::cold(Mode::Serve, config).await;
         f.verifier.verify(&token(&f.key, &f.clock)).await.unwrap();
         assert_eq!(f.server.requests(), 1);
@@ -569,11 +652,7 @@ async fn a_clock_moved_back_does_not_stretch_the_cooldown() {
 // ---------------------------------------------------------------------------------------
 // Bad documents and limits: each is a failed fetch that keeps the last good set.
 
-async fn assert_failed_refresh_keeps_last_good_set(
-    mode: Mode,
-    reason: &str,
-    config: RemoteJwksConfig,
-) {
+async fn assert_failed_refresh_keeps_last_good_set(mode: Mode, reason: &str, config: Config) {
     let (key, clock, server, verifier) = Fixture::warm(config).await.parts();
     server.set_mode(mode);
     clock.advance(Duration::from_secs(8 * 60));
@@ -747,7 +826,7 @@ impl Detour {
 /// the built-in client; once for a caller's client that follows any redirect.
 async fn assert_keys_from_elsewhere_refused(
     to: Elsewhere,
-    config: RemoteJwksConfig,
+    config: Config,
     reached: usize,
     reason: &str,
 ) {
@@ -1255,10 +1334,9 @@ async fn fetches_and_cooldown_hits_are_traced_without_tokens() {
 
 #[test]
 fn plain_http_needs_a_loopback_host_or_an_explicit_opt_in() {
-    let build = |url: &str, config: RemoteJwksConfig| {
-        Verifier::builder()
-            .jwks_url(url)
-            .jwks_options(config)
+    let build = |url: &str, config: Config| {
+        config
+            .apply(Verifier::builder().jwks_url(url))
             .audience(AUDIENCE)
             .build()
     };
@@ -1278,7 +1356,7 @@ fn plain_http_needs_a_loopback_host_or_an_explicit_opt_in() {
     .err()
     .unwrap();
     assert_eq!(err.kind(), ConfigErrorKind::InvalidSetting);
-    assert_eq!(err.setting(), Some("fetch_timeout"));
+    assert_eq!(err.setting(), Some("jwks_fetch_timeout"));
 }
 
 #[test]
@@ -1299,12 +1377,7 @@ fn verifying_outside_a_runtime_fails_cleanly() {
 // JwksProbe: one fetch under the same rules, reporting what a verifier would not show.
 
 fn probe(url: &str) -> JwksProbe {
-    JwksProbe::new(
-        url,
-        config(),
-        &mka1_auth::VerifierBuilder::DEFAULT_ALGORITHMS,
-    )
-    .unwrap()
+    JwksProbe::new(url, false, &VerifierBuilder::DEFAULT_ALGORITHMS).unwrap()
 }
 
 #[tokio::test]
@@ -1318,7 +1391,7 @@ async fn a_probe_reports_every_entry_its_skip_reason_and_the_freshness() {
     ]}))
     .await;
     server.cache_control("public, max-age=10");
-    let eddsa_only = JwksProbe::new(&server.url(), config(), &[Algorithm::EdDSA]).unwrap();
+    let eddsa_only = JwksProbe::new(&server.url(), false, &[Algorithm::EdDSA]).unwrap();
     let probed = eddsa_only.fetch().await.unwrap();
     assert_eq!(probed.keys().kids().collect::<Vec<_>>(), ["k1"]);
     let skipped: Vec<_> = probed
@@ -1397,8 +1470,8 @@ async fn a_probe_follows_the_fetch_rules_and_says_what_failed() {
     assert_eq!(
         JwksProbe::new(
             "http://jwks.example.com/keys",
-            config(),
-            &mka1_auth::VerifierBuilder::DEFAULT_ALGORITHMS
+            false,
+            &VerifierBuilder::DEFAULT_ALGORITHMS
         )
         .err()
         .map(|e| e.kind()),

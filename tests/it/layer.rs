@@ -913,8 +913,9 @@ fn every_service_hands_out_its_inner_service() {
     assert_eq!(*permissions.get_ref(), 2);
     assert_eq!(permissions.into_inner(), 2);
 
-    let forward =
-        mka1_auth::outbound::forward::ForwardLayer::to("http://127.0.0.1:9/base").unwrap();
+    let forward = mka1_auth::outbound::forward::ForwardLayer::builder("http://127.0.0.1:9/base")
+        .build()
+        .unwrap();
     let mut forward = forward.layer(1_u32);
     *forward.get_mut() += 1;
     assert_eq!(*forward.get_ref(), 2);

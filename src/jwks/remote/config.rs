@@ -1,5 +1,6 @@
-//! [`RemoteJwksConfig`]: the options of a remote key set, their defaults (the `DEFAULT_*`
-//! constants) and the checks made when the verifier is built.
+//! [`RemoteJwksConfig`]: the settings of a remote key set (set through
+//! [`VerifierBuilder`](crate::VerifierBuilder)'s `jwks_*` setters), their defaults (the
+//! `DEFAULT_*` constants) and the checks made when the verifier is built.
 
 use std::time::Duration;
 
@@ -25,28 +26,10 @@ pub(crate) const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(30);
 /// Default longest delay between retries of a failing fetch.
 pub(crate) const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 
-/// Options for fetching and caching a remote JWKS; give them to
-/// [`VerifierBuilder::jwks_options`](crate::VerifierBuilder::jwks_options).
-///
-/// Every setting has a safe default (the [configuration guide](crate::guide::configuration)
-/// lists them).
-///
-/// ```
-/// use std::time::Duration;
-/// use mka1_auth::jwks::remote::RemoteJwksConfig;
-///
-/// let config = RemoteJwksConfig::default()
-///     .fetch_timeout(Duration::from_secs(2))
-///     .max_body_bytes(64 * 1024)
-///     .cooldown(Duration::from_secs(10))
-///     .default_max_age(Duration::from_secs(300))
-///     .max_age_bounds(Duration::from_secs(30), Duration::from_secs(3600))
-///     .stale_if_error(Duration::from_secs(6 * 3600))
-///     .retry_backoff(Duration::from_secs(5), Duration::from_secs(120));
-/// # let _ = config;
-/// ```
+/// Settings for fetching and caching a remote JWKS; each setter is documented on the
+/// `VerifierBuilder` setter that calls it (`jwks_` and its name).
 #[derive(Debug, Clone)]
-pub struct RemoteJwksConfig {
+pub(crate) struct RemoteJwksConfig {
     pub(super) fetch_timeout: Duration,
     pub(super) max_body_bytes: usize,
     pub(super) cooldown: Duration,
@@ -81,29 +64,16 @@ impl Default for RemoteJwksConfig {
 impl RemoteJwksConfig {
     /// Bound on a whole fetch, from connecting to the last body byte (default 5 s). Requests
     /// waiting for a key that is not held wait at most this long.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
-    /// let config = RemoteJwksConfig::default().fetch_timeout(Duration::from_secs(2));
-    /// # let _ = config;
-    /// ```
     #[must_use]
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = timeout;
         self
     }
 
     /// Largest response body accepted, in bytes (default 256 KiB); a larger one is a failed
     /// fetch.
-    ///
-    /// ```
-    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
-    /// let config = RemoteJwksConfig::default().max_body_bytes(32 * 1024);
-    /// # let _ = config;
-    /// ```
     #[must_use]
-    pub fn max_body_bytes(mut self, max: usize) -> Self {
+    pub(crate) fn max_body_bytes(mut self, max: usize) -> Self {
         self.max_body_bytes = max;
         self
     }
@@ -111,46 +81,24 @@ impl RemoteJwksConfig {
     /// After a refetch made for an unknown `kid` (or at a cold start) completes, how long
     /// unknown keys fail fast without another fetch (default 30 s). This bounds what a flood
     /// of made-up `kid`s can cost: one fetch per cooldown.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
-    /// let config = RemoteJwksConfig::default().cooldown(Duration::from_secs(60));
-    /// # let _ = config;
-    /// ```
     #[must_use]
-    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+    pub(crate) fn cooldown(mut self, cooldown: Duration) -> Self {
         self.cooldown = cooldown;
         self
     }
 
     /// How long a fetched set stays fresh when the response has no `Cache-Control: max-age`
     /// (default 10 minutes). Clamped to [`max_age_bounds`](Self::max_age_bounds) too.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
-    /// let config = RemoteJwksConfig::default().default_max_age(Duration::from_secs(300));
-    /// # let _ = config;
-    /// ```
     #[must_use]
-    pub fn default_max_age(mut self, max_age: Duration) -> Self {
+    pub(crate) fn default_max_age(mut self, max_age: Duration) -> Self {
         self.default_max_age = max_age;
         self
     }
 
     /// The range a response's `max-age` is clamped to (default 1 minute ..= 24 hours).
     /// `no-cache` and `no-store` count as `max-age=0`, so they get the lower bound.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
-    /// let config = RemoteJwksConfig::default()
-    ///     .max_age_bounds(Duration::from_secs(30), Duration::from_secs(3600));
-    /// # let _ = config;
-    /// ```
     #[must_use]
-    pub fn max_age_bounds(mut self, min: Duration, max: Duration) -> Self {
+    pub(crate) fn max_age_bounds(mut self, min: Duration, max: Duration) -> Self {
         self.min_max_age = min;
         self.max_max_age = max;
         self
@@ -159,15 +107,8 @@ impl RemoteJwksConfig {
     /// How long past its max-age the last good set keeps serving while fetches fail
     /// (default 24 hours). After that, verification fails with
     /// [`ErrorKind::KeysUnavailable`](crate::ErrorKind::KeysUnavailable) until a fetch succeeds.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
-    /// let config = RemoteJwksConfig::default().stale_if_error(Duration::from_secs(3600));
-    /// # let _ = config;
-    /// ```
     #[must_use]
-    pub fn stale_if_error(mut self, window: Duration) -> Self {
+    pub(crate) fn stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = window;
         self
     }
@@ -179,16 +120,8 @@ impl RemoteJwksConfig {
     /// replicas that failed together do not retry together; with a clock that
     /// [pins jitter](crate::Clock::pins_jitter), such as [`ManualClock`](crate::ManualClock),
     /// it is exact.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
-    /// let config = RemoteJwksConfig::default()
-    ///     .retry_backoff(Duration::from_secs(5), Duration::from_secs(60));
-    /// # let _ = config;
-    /// ```
     #[must_use]
-    pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+    pub(crate) fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.retry_initial = initial;
         self.retry_max = max;
         self
@@ -197,14 +130,8 @@ impl RemoteJwksConfig {
     /// Allow a plain `http` JWKS URL for any host (default: only for loopback hosts). Keys
     /// fetched over plain http can be swapped by anyone on the network path; use this only
     /// inside a trusted network.
-    ///
-    /// ```
-    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
-    /// let config = RemoteJwksConfig::default().allow_http(true);
-    /// # let _ = config;
-    /// ```
     #[must_use]
-    pub fn allow_http(mut self, allow: bool) -> Self {
+    pub(crate) fn allow_http(mut self, allow: bool) -> Self {
         self.allow_http = allow;
         self
     }
@@ -218,31 +145,25 @@ impl RemoteJwksConfig {
     /// does not follow a redirect out of that origin at all; to get the same from yours,
     /// give it a redirect policy that stops at another origin, or
     /// `reqwest::redirect::Policy::none()`.
-    ///
-    /// ```
-    /// # use mka1_auth::jwks::remote::RemoteJwksConfig;
-    /// let config = RemoteJwksConfig::default().http_client(reqwest::Client::new());
-    /// # let _ = config;
-    /// ```
     #[must_use]
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+    pub(crate) fn http_client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
     }
 
-    pub(super) fn check(&self) -> Result<(), ConfigError> {
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         let invalid = |name, reason: &str| Err(ConfigError::invalid_setting(name, reason));
         if self.fetch_timeout.is_zero() {
-            return invalid("fetch_timeout", "must be above zero");
+            return invalid("jwks_fetch_timeout", "must be above zero");
         }
         if self.max_body_bytes == 0 {
-            return invalid("max_body_bytes", "must be above zero");
+            return invalid("jwks_max_body_bytes", "must be above zero");
         }
         if self.min_max_age.is_zero() || self.min_max_age > self.max_max_age {
-            return invalid("max_age_bounds", "need 0 < min <= max");
+            return invalid("jwks_max_age_bounds", "need 0 < min <= max");
         }
         if self.retry_initial.is_zero() || self.retry_initial > self.retry_max {
-            return invalid("retry_backoff", "need 0 < initial <= max");
+            return invalid("jwks_retry_backoff", "need 0 < initial <= max");
         }
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! without ever making a request wait for I/O it does not need.
 //!
 //! Set it up with [`VerifierBuilder::jwks_url`](crate::VerifierBuilder::jwks_url) and tune it
-//! with [`RemoteJwksConfig`]. What it does:
+//! with the builder's `jwks_*` setters
+//! ([`jwks_fetch_timeout`](crate::VerifierBuilder::jwks_fetch_timeout) and those after it).
+//! What it does:
 //!
 //! - **Snapshot reads.** Keys live in a shared snapshot that verification reads without
 //!   waiting: a token whose `kid` is held never waits for a fetch, even while one hangs.
@@ -40,12 +42,11 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use mka1_auth::jwks::remote::RemoteJwksConfig;
 //! use mka1_auth::Verifier;
 //!
 //! let verifier = Verifier::builder()
 //!     .jwks_url("https://apigw.mka1.com/api/v1/authentication/jwks")
-//!     .jwks_options(RemoteJwksConfig::default().fetch_timeout(Duration::from_secs(3)))
+//!     .jwks_fetch_timeout(Duration::from_secs(3))
 //!     .audience("https://api.example.com")
 //!     .build()?;
 //! // Nothing has been fetched yet: the first token that needs a key triggers the fetch.
@@ -77,7 +78,7 @@ mod http;
 mod probe;
 mod published;
 mod refresher;
-pub use config::RemoteJwksConfig;
+pub(crate) use config::RemoteJwksConfig;
 #[cfg(test)]
 use config::DEFAULT_MAX_AGE;
 #[cfg(test)]
@@ -182,7 +183,7 @@ impl RemoteJwks {
                 refresh_due_ms: AtomicU64::new(u64::MAX),
             }),
         };
-        crate::metrics::watch_key_set(jwks.gauges_while_alive());
+        crate::metrics::watch(jwks.gauges_while_alive());
         Ok(jwks)
     }
 

@@ -20,17 +20,18 @@ use crate::error::{ConfigError, Error, ErrorKind};
 use crate::jwks::{Algorithm, JwksDocument, KeySet};
 
 /// Fetches a JWKS URL once, the way a [`Verifier`](crate::Verifier) built with
-/// [`jwks_url`](crate::VerifierBuilder::jwks_url) and the same options would, and reports
+/// [`jwks_url`](crate::VerifierBuilder::jwks_url) and the default `jwks_*` settings would
+/// (plain http for any host only with `allow_http`), and reports
 /// what it found ([`ProbedJwks`]).
 ///
 /// ```
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use mka1_auth_dev_issuer::DevIssuer;
-/// use mka1_auth::jwks::remote::{JwksProbe, RemoteJwksConfig};
+/// use mka1_auth::jwks::remote::JwksProbe;
 /// use mka1_auth::VerifierBuilder;
 ///
 /// let issuer = DevIssuer::start().await?;
-/// let probe = JwksProbe::new(&issuer.jwks_url(), RemoteJwksConfig::default(), &VerifierBuilder::DEFAULT_ALGORITHMS)?;
+/// let probe = JwksProbe::new(&issuer.jwks_url(), false, &VerifierBuilder::DEFAULT_ALGORITHMS)?;
 /// let probed = probe.fetch().await?;
 /// assert!(probed.keys().get(&issuer.current_kid()).is_some());
 /// assert!(probed.keys().skipped().is_empty());
@@ -54,15 +55,17 @@ impl fmt::Debug for JwksProbe {
 }
 
 impl JwksProbe {
-    /// Check the URL and options as [`VerifierBuilder::build`](crate::VerifierBuilder::build)
-    /// does (`https` unless loopback or [`RemoteJwksConfig::allow_http`]); no I/O. Keys are
+    /// Check the URL as [`VerifierBuilder::build`](crate::VerifierBuilder::build) does
+    /// (`https` unless loopback or `allow_http`, as
+    /// [`jwks_allow_http`](crate::VerifierBuilder::jwks_allow_http)); no I/O. Keys are
     /// loaded for `algorithms`, a verifier's allow-list (a key no algorithm of it can use is
     /// skipped with [`SkipReason::UnsupportedAlgorithm`](crate::jwks::SkipReason)).
     pub fn new(
         url: &str,
-        config: RemoteJwksConfig,
+        allow_http: bool,
         algorithms: &[Algorithm],
     ) -> Result<Self, ConfigError> {
+        let config = RemoteJwksConfig::default().allow_http(allow_http);
         let jwks = RemoteJwks::new(url, config, Arc::new(SystemClock), algorithms.to_vec())?;
         Ok(JwksProbe { jwks })
     }
@@ -131,8 +134,8 @@ impl ProbedJwks {
     }
 
     /// How long a verifier with the probe's options would treat this set as fresh: the
-    /// max-age (or [`RemoteJwksConfig::default_max_age`] without one) clamped to
-    /// [`RemoteJwksConfig::max_age_bounds`]. A verifier refreshes at 80% of it.
+    /// max-age (or the default max-age without one) clamped to the max-age bounds (see
+    /// [`jwks_max_age_bounds`](crate::VerifierBuilder::jwks_max_age_bounds)). A verifier refreshes at 80% of it.
     pub fn fresh_for(&self) -> Duration {
         self.fresh_for
     }

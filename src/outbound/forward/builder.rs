@@ -82,7 +82,7 @@ impl ForwardLayerBuilder {
     ///         .body(())
     ///         .unwrap()
     /// };
-    /// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
+    /// let forward = ForwardLayer::builder("http://127.0.0.1:9000/base").build()?;
     /// let onward = forward.onward_request(request()).unwrap();
     /// assert!(onward.headers().is_empty());
     ///
@@ -110,7 +110,7 @@ impl ForwardLayerBuilder {
     ///         .body(())
     ///         .unwrap()
     /// };
-    /// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
+    /// let forward = ForwardLayer::builder("http://127.0.0.1:9000/base").build()?;
     /// let onward = forward.onward_request(request()).unwrap();
     /// assert!(onward.headers().get("cookie").is_none());
     ///

@@ -17,7 +17,7 @@ use crate::headers::{is_hop_by_hop, same_name, ConnectionTokens};
 /// ```
 /// use mka1_auth::outbound::forward::{ForwardLayer, ForwardedHeaders};
 ///
-/// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
+/// let forward = ForwardLayer::builder("http://127.0.0.1:9000/base").build()?;
 /// let req = http::Request::get("/a").header("x-forwarded-for", "10.0.0.1").body(()).unwrap();
 /// assert!(forward.onward_request(req).unwrap().headers().is_empty());
 /// assert_eq!(ForwardedHeaders::default(), ForwardedHeaders::Drop);
@@ -44,7 +44,7 @@ pub enum ForwardedHeaders {
 /// ```
 /// use mka1_auth::outbound::forward::{ForwardLayer, OverrideHeaders};
 ///
-/// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
+/// let forward = ForwardLayer::builder("http://127.0.0.1:9000/base").build()?;
 /// let req = http::Request::get("/a").header("X-Original-URL", "/admin").body(()).unwrap();
 /// let onward = forward.onward_request(req).unwrap();
 /// assert!(onward.headers().get("x-original-url").is_none());

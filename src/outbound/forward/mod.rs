@@ -58,7 +58,7 @@
 //! use mka1_auth::outbound::{ForwardToken, OutboundLayer, ReqwestService};
 //! use tower::Layer;
 //!
-//! let forward = ForwardLayer::to("https://agents.internal.example/v1")?;
+//! let forward = ForwardLayer::builder("https://agents.internal.example/v1").build()?;
 //! let client = OutboundLayer::builder(ForwardToken)
 //!     .allow_origin(forward.origin())
 //!     .build()?
@@ -168,7 +168,7 @@ impl ForwardErrorKind {
 /// ```
 /// use mka1_auth::outbound::forward::{ForwardErrorKind, ForwardLayer};
 ///
-/// let forward = ForwardLayer::to("http://127.0.0.1:9000/base")?;
+/// let forward = ForwardLayer::builder("http://127.0.0.1:9000/base").build()?;
 /// let req = http::Request::get("/%2e%2e/admin").body(()).unwrap();
 /// let err = forward.onward_request(req).unwrap_err();
 /// assert_eq!(err.kind(), ForwardErrorKind::PathRefused);
@@ -249,7 +249,7 @@ struct ForwardConfig {
 /// ```
 /// use mka1_auth::outbound::forward::ForwardLayer;
 ///
-/// let forward = ForwardLayer::to("https://agents.internal.example/v1")?;
+/// let forward = ForwardLayer::builder("https://agents.internal.example/v1").build()?;
 /// assert_eq!(forward.origin(), "https://agents.internal.example");
 ///
 /// let req = http::Request::post("/runs/a%2Fb?page=2").body(()).unwrap();
@@ -277,15 +277,12 @@ fn checked_strip_prefix(prefix: &str) -> Result<&str, ConfigError> {
 }
 
 impl ForwardLayer {
-    /// Forward to `base` with the default settings: `ForwardLayer::builder(base).build()`.
-    /// `base` is an `http` or `https` URL with a host, an optional port and an optional path
-    /// prefix, and no user info, query or fragment. Every onward request goes to this
-    /// origin, under this path.
-    pub fn to(base: &str) -> Result<ForwardLayer, ConfigError> {
-        ForwardLayer::builder(base).build()
-    }
-
-    /// Forward to `base`, with settings; see [`ForwardLayerBuilder`].
+    /// Forward to `base`, with the settings of the [`ForwardLayerBuilder`] (each has a
+    /// default: `ForwardLayer::builder(base).build()` forwards with them all). `base` is an
+    /// `http` or `https` URL with a host, an optional port and an optional path prefix, and
+    /// no user info, query or fragment, checked by
+    /// [`build`](ForwardLayerBuilder::build). Every onward request goes to this origin,
+    /// under this path.
     pub fn builder(base: &str) -> ForwardLayerBuilder {
         ForwardLayerBuilder::new(base)
     }
@@ -461,7 +458,7 @@ impl<S> Layer<S> for ForwardLayer {
 /// use tower::Layer;
 ///
 /// let agents: Forward<ReqwestService> =
-///     ForwardLayer::to("https://agents.internal.example/v1")?.layer(ReqwestService::new()?);
+///     ForwardLayer::builder("https://agents.internal.example/v1").build()?.layer(ReqwestService::new()?);
 /// let app: axum::Router = axum::Router::new().nest_service("/agents", agents);
 /// # let _ = app;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -481,7 +478,7 @@ impl<S> Forward<S> {
     /// use mka1_auth::outbound::forward::ForwardLayer;
     /// use tower::Layer;
     ///
-    /// let mut forward = ForwardLayer::to("https://upstream.internal")?.layer(String::from("inner"));
+    /// let mut forward = ForwardLayer::builder("https://upstream.internal").build()?.layer(String::from("inner"));
     /// assert_eq!(forward.get_ref(), "inner");
     /// forward.get_mut().push('!');
     /// assert_eq!(forward.into_inner(), "inner!");
