@@ -12,7 +12,8 @@ use tokio::sync::Notify;
 
 /// A source of the current time.
 ///
-/// Implemented for [`SystemClock`], [`ManualClock`] and any `Fn() -> SystemTime`.
+/// Implemented for [`ManualClock`] and any `Fn() -> SystemTime` (`SystemTime::now` itself is
+/// the system clock, the default everywhere).
 ///
 /// ```
 /// use std::time::SystemTime;
@@ -39,9 +40,10 @@ pub trait Clock: Send + Sync + 'static {
     /// [`ManualClock`] answers `true`, so tests that move it see the documented schedule.
     ///
     /// ```
-    /// use mka1_auth::clock::{Clock, ManualClock, SystemClock};
+    /// use std::time::SystemTime;
+    /// use mka1_auth::clock::{Clock, ManualClock};
     /// assert!(ManualClock::at_unix(1_700_000_000).pins_jitter());
-    /// assert!(!SystemClock.pins_jitter());
+    /// assert!(!SystemTime::now.pins_jitter());
     /// ```
     fn pins_jitter(&self) -> bool {
         false
@@ -90,14 +92,10 @@ where
     }
 }
 
-/// The operating system's clock; the default everywhere.
-///
-/// ```
-/// use mka1_auth::{Clock, clock::SystemClock};
-/// assert!(SystemClock.now_unix() > 1_600_000_000);
-/// ```
+/// The operating system's clock; the default everywhere (a user names it as
+/// `SystemTime::now`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {

@@ -22,7 +22,7 @@ use super::{
     normalize, DevIssuer, DEFAULT_JWKS_MAX_AGE, DEFAULT_PERMISSIONS, DEFAULT_ROTATION_GRACE,
 };
 use crate::state::SharedClock;
-use mka1_auth::clock::{Clock, SystemClock};
+use mka1_auth::clock::Clock;
 use mka1_auth::ConfigError;
 
 /// Settings for a [`DevIssuer`]; start it with [`DevIssuerBuilder::start`].
@@ -66,7 +66,7 @@ impl Default for DevIssuerBuilder {
             api_key: None,
             permissions: DEFAULT_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
             algorithm: SigningAlgorithm::default(),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(std::time::SystemTime::now),
             issuer: None,
             jwks_max_age: DEFAULT_JWKS_MAX_AGE,
             rotation_grace: DEFAULT_ROTATION_GRACE,
@@ -109,7 +109,7 @@ impl DevIssuerBuilder {
     }
 
     /// Where `iat` and `exp` come from, and the clock rotation grace periods are measured
-    /// on. Default: [`SystemClock`].
+    /// on. Default: the system clock (`SystemTime::now`).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
