@@ -93,10 +93,12 @@ impl OnBehalfOf {
         self.0.get(self.0.subject)
     }
 
-    /// The id as a header value, for `X-On-Behalf-Of`. Built once, when the token was
-    /// verified: this is a copy of a reference count, not of the id.
+    /// The id as a header value, for `X-On-Behalf-Of`.
     pub fn to_header_value(&self) -> HeaderValue {
-        self.0.header.clone()
+        // Printable ASCII only, checked when the token was verified. (Built per request: one
+        // kept in each cached token would cost about 100 bytes a token, beside the 880 a
+        // cached token takes, to save about 25 ns a request.)
+        HeaderValue::from_str(self.as_str()).expect("end-user ids are printable ascii")
     }
 }
 
@@ -286,9 +288,6 @@ pub(crate) struct TokenContents {
     jti: Option<Span>,
     audiences: Box<[Span]>,
     permissions: Permissions,
-    /// The subject as an `X-On-Behalf-Of` value, built once: the layer sets it on every
-    /// request that presents the token.
-    header: HeaderValue,
     expires_at: u64,
     issued_at: Option<u64>,
     not_before: Option<u64>,
@@ -363,11 +362,7 @@ impl VerifiedToken {
             start: start as u32,
             len: len as u32,
         };
-        // Printable ASCII only, checked when the token was verified.
-        let header = HeaderValue::from_str(fields.subject)
-            .map_err(|_| Error::new(ErrorKind::InvalidSubject))?;
         let inner = TokenContents {
-            header,
             raw_len: raw_len as u32,
             text: text.into_boxed_str(),
             subject: span(subject),
