@@ -412,25 +412,29 @@ impl AuthConfig {
 /// An empty extensions map with room for eight values (the layer's four, and what routers
 /// and handlers add): a request's map starts with room for three, so the layer's fourth
 /// insert would grow it (a second table, every entry moved) on every request. A copy of an
-/// empty map allocates its table at its full size at once.
+/// empty map allocates its table at its full size at once. The template is per thread, in
+/// that thread's own memory: one shared by every thread would sit on cache lines that the
+/// allocator hands out beside it to whichever thread made it.
 fn roomy_extensions() -> http::Extensions {
     /// Values that only make room.
     #[derive(Clone, Copy)]
     struct Room<const N: usize>;
-    static ROOMY: std::sync::LazyLock<http::Extensions> = std::sync::LazyLock::new(|| {
-        let mut ext = http::Extensions::new();
-        ext.insert(Room::<0>);
-        ext.insert(Room::<1>);
-        ext.insert(Room::<2>);
-        ext.insert(Room::<3>);
-        ext.insert(Room::<4>);
-        ext.insert(Room::<5>);
-        ext.insert(Room::<6>);
-        // Empty again, its table kept.
-        ext.clear();
-        ext
-    });
-    ROOMY.clone()
+    thread_local! {
+        static ROOMY: http::Extensions = {
+            let mut ext = http::Extensions::new();
+            ext.insert(Room::<0>);
+            ext.insert(Room::<1>);
+            ext.insert(Room::<2>);
+            ext.insert(Room::<3>);
+            ext.insert(Room::<4>);
+            ext.insert(Room::<5>);
+            ext.insert(Room::<6>);
+            // Empty again, its table kept.
+            ext.clear();
+            ext
+        };
+    }
+    ROOMY.try_with(http::Extensions::clone).unwrap_or_default()
 }
 
 fn on_behalf_of_mismatch() -> Error {
