@@ -45,8 +45,10 @@ impl BearerToken {
         BearerToken { header, token }
     }
 
-    /// The token `token`, a part of `header`'s text, sharing `header`.
-    pub(crate) fn within(header: &HeaderValue, token: &str) -> Self {
+    /// The token `token`, a part of `header`'s bytes, sharing `header`. Bytes that are not
+    /// text give an empty token (which no verifier accepts); the layer passes only a token it
+    /// verified.
+    pub(crate) fn within(header: &HeaderValue, token: &[u8]) -> Self {
         let bytes = header.as_bytes();
         let start = (token.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
         match bytes.get(start..start.saturating_add(token.len())) {
@@ -58,7 +60,7 @@ impl BearerToken {
                     token: start..start + token.len(),
                 }
             }
-            _ => BearerToken::new(token),
+            _ => BearerToken::new(std::str::from_utf8(token).unwrap_or_default()),
         }
     }
 
@@ -96,10 +98,29 @@ pub(crate) fn bearer_header_value(secret: &str) -> HeaderValue {
     value
 }
 
-/// A token found in a request: the header it is in, and the token text within it.
-pub(crate) type Found<'h> = (&'h HeaderValue, &'h str);
+/// A token as a request presents it: the header it is in, and its bytes there, not yet
+/// known to be token text. [`text`](Found::text) checks that, and is only needed for a
+/// token verified afresh: bytes equal to an already verified token's are that token.
+#[derive(Clone, Copy)]
+pub(crate) struct Found<'h> {
+    /// The header the token is in.
+    pub(crate) header: &'h HeaderValue,
+    /// The token's bytes, within `header`.
+    pub(crate) bytes: &'h [u8],
+    /// The check of where it came from (an `Authorization` header, or a cookie).
+    check: fn(&[u8]) -> Result<&str, Error>,
+}
 
-/// The bearer token in `headers`, `Ok(None)` when there are no credentials at all.
+impl<'h> Found<'h> {
+    /// The token as text, or what is wrong with it: the one check that reads all of it.
+    pub(crate) fn text(self) -> Result<&'h str, Error> {
+        (self.check)(self.bytes)
+    }
+}
+
+/// The bearer token in `headers`, `Ok(None)` when there are no credentials at all. What is
+/// wrong with the scheme or the header count is refused here; whether the token's own bytes
+/// are token text is left to [`Found::text`].
 pub(crate) fn find_token<'h>(
     headers: &'h HeaderMap,
     cookie: Option<&str>,
@@ -109,7 +130,13 @@ pub(crate) fn find_token<'h>(
         if values.next().is_some() {
             return Err(invalid_request("more than one `authorization` header"));
         }
-        return parse_bearer(value).map(|token| Some((value, token)));
+        return split_bearer(value).map(|bytes| {
+            Some(Found {
+                header: value,
+                bytes,
+                check: bearer_text,
+            })
+        });
     }
     match cookie {
         Some(name) => find_cookie(headers, name),
@@ -121,11 +148,13 @@ fn invalid_request(detail: &'static str) -> Error {
     Error::with_detail(ErrorKind::InvalidRequest, detail)
 }
 
-/// `Bearer <token>`: scheme case-insensitive (RFC 7235), one or more spaces, one token of
-/// visible ASCII. One pass over bytes that compiles to vector code: this runs on every
-/// request, and a token is hundreds of bytes.
-fn parse_bearer(value: &HeaderValue) -> Result<&str, Error> {
-    let is_space = |b: &u8| matches!(b, b' ' | b'\t');
+fn is_space(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t')
+}
+
+/// `Bearer <token>`: scheme case-insensitive (RFC 7235), one or more spaces, then the
+/// token's bytes (surrounding spaces trimmed), not yet checked (see [`bearer_text`]).
+fn split_bearer(value: &HeaderValue) -> Result<&[u8], Error> {
     let value = value.as_bytes();
     let start = value
         .iter()
@@ -148,7 +177,12 @@ fn parse_bearer(value: &HeaderValue) -> Result<&str, Error> {
     if token.is_empty() {
         return Err(invalid_request("the bearer token is empty"));
     }
-    // Visible ASCII only, so no space, tab or byte past 0x7e.
+    Ok(token)
+}
+
+/// A bearer token's bytes as text: visible ASCII only, so no space, tab or byte past 0x7e.
+/// One pass that compiles to vector code, then the conversion.
+fn bearer_text(token: &[u8]) -> Result<&str, Error> {
     if !token
         .iter()
         .fold(true, |ok, b| ok & (0x21..=0x7e).contains(b))
@@ -217,10 +251,17 @@ fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<Found<'h
     match found {
         None => Ok(None),
         Some((_, [])) => Err(invalid_request("the token cookie is empty")),
-        Some((header, raw)) => std::str::from_utf8(raw)
-            .map(|token| Some((header, token)))
-            .map_err(|_| invalid_request("the token cookie is not ascii")),
+        Some((header, bytes)) => Ok(Some(Found {
+            header,
+            bytes,
+            check: cookie_text,
+        })),
     }
+}
+
+/// A cookie's token bytes as text.
+fn cookie_text(token: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(token).map_err(|_| invalid_request("the token cookie is not ascii"))
 }
 
 #[cfg(test)]
@@ -230,7 +271,7 @@ mod tests {
     #[test]
     fn a_bearer_token_shares_its_header_and_forwards_it_as_is() {
         let header = HeaderValue::from_static("Bearer a.b.c");
-        let token = BearerToken::within(&header, &header.to_str().unwrap()[7..]);
+        let token = BearerToken::within(&header, header.to_str().unwrap()[7..].as_bytes());
         assert_eq!(token.expose(), "a.b.c");
         let forwarded = token.authorization_value();
         assert_eq!(forwarded, "Bearer a.b.c");
@@ -238,13 +279,13 @@ mod tests {
         assert_eq!(format!("{token:?}"), "BearerToken(<redacted>)");
         // Another spelling of the scheme is forwarded in the canonical one.
         let header = HeaderValue::from_static("bearer  \ta.b.c");
-        let token = BearerToken::within(&header, &header.to_str().unwrap()[9..]);
+        let token = BearerToken::within(&header, header.to_str().unwrap()[9..].as_bytes());
         assert_eq!(token.expose(), "a.b.c");
         assert_eq!(token.authorization_value(), "Bearer a.b.c");
         assert!(token.authorization_value().is_sensitive());
         // A cookie's value, inside a longer header.
         let header = HeaderValue::from_static("x=1; tok=a.b.c; y=2");
-        let token = BearerToken::within(&header, &header.to_str().unwrap()[9..14]);
+        let token = BearerToken::within(&header, header.to_str().unwrap()[9..14].as_bytes());
         assert_eq!(token.expose(), "a.b.c");
         assert_eq!(token.authorization_value(), "Bearer a.b.c");
     }
@@ -253,7 +294,7 @@ mod tests {
     fn a_token_from_elsewhere_is_copied() {
         let header = HeaderValue::from_static("Bearer a.b.c");
         let elsewhere = String::from("a.b.c");
-        let token = BearerToken::within(&header, &elsewhere);
+        let token = BearerToken::within(&header, elsewhere.as_bytes());
         assert_eq!(token.expose(), "a.b.c");
         assert_eq!(token.authorization_value(), "Bearer a.b.c");
         let token = BearerToken::new("d.e.f");
@@ -277,11 +318,13 @@ mod tests {
 
     /// The token text `find_token` finds, checking that it lies in the header it names.
     fn token<'h>(headers: &'h HeaderMap, cookie: Option<&str>) -> Result<Option<&'h str>, Error> {
-        Ok(find_token(headers, cookie)?.map(|(header, token)| {
-            let within = BearerToken::within(header, token);
-            assert_eq!(within.expose(), token);
-            token
-        }))
+        let Some(found) = find_token(headers, cookie)? else {
+            return Ok(None);
+        };
+        let token = found.text()?;
+        let within = BearerToken::within(found.header, token.as_bytes());
+        assert_eq!(within.expose(), token);
+        Ok(Some(token))
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod alg;
 mod document;
+mod epoch;
 mod key;
 cfg_feature! {
     #![feature = "remote"]
@@ -27,6 +28,7 @@ pub use alg::Algorithm;
 pub(crate) use alg::{is_supported, parse_alg};
 pub use document::IntoJwks;
 pub(crate) use document::JwksDocument;
+pub(crate) use epoch::Held;
 pub use key::{KeyType, VerificationKey};
 pub use set::{KeySet, SkipReason, SkippedKey};
 pub(crate) use sources::{KeySource, KeySources, Lookup, SourceId};

@@ -163,6 +163,8 @@ impl KeySet {
             let kid = s.kid.as_deref().map(crate::shown::Shown);
             tracing::warn!(kid = ?kid, reason = %s.reason, "skipped a jwks key");
         }
+        // Tokens cached under other sets look their keys up again (see `epoch`).
+        super::epoch::advance();
         KeySet { keys, skipped }
     }
 

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 #[cfg(feature = "remote")]
 use super::remote;
-use super::{KeySet, KeySetStatus, VerificationKey};
+use super::{Held, KeySet, KeySetStatus, VerificationKey};
 #[cfg(feature = "remote")]
 use crate::error::ConfigError;
 use crate::error::{Error, ErrorKind};
@@ -116,18 +116,21 @@ impl KeySource {
     }
 
     /// Whether the key held for `kid` at `now` is still the one with this serial (a key that
-    /// left the set, or was replaced, takes its cached tokens with it). This writes nothing
-    /// shared, so threads answering cache hits do not slow each other (a remote set reads the
-    /// snapshot the thread remembers, after one atomic load).
-    pub(crate) fn still_holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
+    /// left the set, or was replaced, takes its cached tokens with it): until when the
+    /// answer may be reused (Unix milliseconds, see [`Held`]), or `None` when it is not. This
+    /// writes nothing shared, so threads answering cache hits do not slow each other (a
+    /// remote set reads the snapshot the thread remembers, after one atomic load).
+    pub(crate) fn held_until(&self, kid: &str, serial: u64, now: SystemTime) -> Option<u64> {
         match self {
             KeySource::Static(set) => {
                 // A static set never goes stale: the time is a remote set's only.
                 let _ = now;
-                set.get(kid).is_some_and(|k| k.serial == serial)
+                set.get(kid)
+                    .is_some_and(|k| k.serial == serial)
+                    .then_some(u64::MAX)
             }
             #[cfg(feature = "remote")]
-            KeySource::Remote(remote) => remote.holds(kid, serial, now),
+            KeySource::Remote(remote) => remote.held_until(kid, serial, now),
         }
     }
 }
@@ -175,17 +178,21 @@ impl KeySources {
     }
 
     /// Whether the key that verified a cached token of `issuer` is still held (see
-    /// [`KeySource::still_holds`]).
+    /// [`KeySource::held_until`]): a [`Held`] stamp that lets the next hits skip the look-up
+    /// while no key set changes, or `None`.
     #[inline]
-    pub(crate) fn still_hold(
+    pub(crate) fn confirm(
         &self,
         issuer: Option<&str>,
         kid: &str,
         serial: u64,
         now: SystemTime,
-    ) -> bool {
-        self.for_issuer(issuer)
-            .is_some_and(|(_, source)| source.still_holds(kid, serial, now))
+    ) -> Option<Held> {
+        // Read before the look-up: a set published during it makes the stamp stale at once.
+        let epoch = Held::begin();
+        let (_, source) = self.for_issuer(issuer)?;
+        let until_ms = source.held_until(kid, serial, now)?;
+        Some(Held::stamp(epoch, until_ms))
     }
 
     /// Fetch every remote source now (or wait for its fetch in flight), one source after

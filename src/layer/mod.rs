@@ -318,11 +318,17 @@ impl AuthConfig {
                 return Step::AdmitAnonymous;
             }
             Ok(None) => return Step::Refuse(Error::new(ErrorKind::MissingCredentials)),
-            Ok(Some((header, token))) => match self.verifier.verify_now(token) {
-                Attempt::Done(Ok(verified)) => (verified, BearerToken::within(header, token)),
-                Attempt::Done(Err(e)) => return Step::Refuse(e),
-                Attempt::NeedKey(_) => return Step::Fetch(BearerToken::within(header, token)),
-            },
+            Ok(Some(found)) => {
+                let token = || BearerToken::within(found.header, found.bytes);
+                match self
+                    .verifier
+                    .verify_presented(found.bytes, |_| found.text())
+                {
+                    Attempt::Done(Ok(verified)) => (verified, token()),
+                    Attempt::Done(Err(e)) => return Step::Refuse(e),
+                    Attempt::NeedKey(_) => return Step::Fetch(token()),
+                }
+            }
         };
         match self.admit(req, verified.0, verified.1, call) {
             Ok(()) => Step::Admit,

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 
 use super::Entry;
+use crate::jwks::Held;
 
 /// How many entries each thread keeps in front of the shared cache: a thread that serves
 /// up to a couple of thousand users answers their repeated tokens without hashing or
@@ -32,22 +33,31 @@ pub(super) const FRONT_WAYS: usize = 8;
 pub(super) const FRONT_MAX_TOKEN_BYTES: usize = 2048;
 
 /// The entry this thread's front holds for `token` on behalf of cache `cache`, marked as
-/// just used.
+/// just used, with the stamp of its key's last look-up.
 #[inline]
-pub(super) fn find(cache: u64, token: &str) -> Option<Entry> {
+pub(super) fn find(cache: u64, token: &[u8]) -> Option<(Entry, Held)> {
     with_token_set(token, |set, now| {
-        let held = slot_holding(set, cache, token)?.as_mut()?;
-        held.used = now;
-        Some(held.entry.clone())
+        let slot = slot_holding(set, cache, token)?.as_mut()?;
+        slot.used = now;
+        Some((slot.entry.clone(), slot.held))
     })
     .flatten()
+}
+
+/// Stamp this thread's front entry for `token` (of cache `cache`) with its key's look-up.
+pub(super) fn stamp(cache: u64, token: &[u8], held: Held) {
+    with_token_set(token, |set, _| {
+        if let Some(Some(slot)) = slot_holding(set, cache, token) {
+            slot.held = held;
+        }
+    });
 }
 
 /// Put cache `cache`'s entry for `token` in this thread's front: in the slot that already
 /// holds it, else an empty slot of its set, else the set's least recently used. Tokens
 /// over [`FRONT_MAX_TOKEN_BYTES`] are not kept.
 #[inline]
-pub(super) fn remember(cache: u64, token: &str, entry: &Entry) {
+pub(super) fn remember(cache: u64, token: &[u8], entry: &Entry) {
     if token.len() > FRONT_MAX_TOKEN_BYTES {
         return;
     }
@@ -57,6 +67,7 @@ pub(super) fn remember(cache: u64, token: &str, entry: &Entry) {
             tail: tail(token),
             token: Box::from(token),
             entry: entry.clone(),
+            held: Held::UNCHECKED,
             used: now,
         });
         if let Some(slot) = slot_holding(set, cache, token) {
@@ -72,7 +83,7 @@ pub(super) fn remember(cache: u64, token: &str, entry: &Entry) {
 
 /// Drop cache `cache`'s entry for `token` from this thread's front.
 #[inline]
-pub(super) fn forget(cache: u64, token: &str) {
+pub(super) fn forget(cache: u64, token: &[u8]) {
     with_token_set(token, |set, _| {
         if let Some(slot) = slot_holding(set, cache, token) {
             *slot = None;
@@ -82,7 +93,7 @@ pub(super) fn forget(cache: u64, token: &str) {
 
 /// Whether this thread's front holds cache `cache`'s entry for `token`.
 #[cfg(test)]
-pub(super) fn holds(cache: u64, token: &str) -> bool {
+pub(super) fn holds(cache: u64, token: &[u8]) -> bool {
     with_token_set(token, |set, _| slot_holding(set, cache, token).is_some()) == Some(true)
 }
 
@@ -94,8 +105,12 @@ struct FrontEntry {
     /// the whole text of no other token.
     tail: u64,
     /// The whole token, compared when the tail matches.
-    token: Box<str>,
+    token: Box<[u8]>,
     entry: Entry,
+    /// When the key that verified the token was last found held (see [`Held`]): a hit
+    /// within it skips the look-up. Kept here, not in the shared cache, so it costs no
+    /// memory per cached token.
+    held: Held,
     /// When the entry was last used, on the thread's own [`ThreadFront::tick`].
     used: u64,
 }
@@ -111,7 +126,7 @@ struct ThreadFront {
 
 impl ThreadFront {
     /// The slots `token` may occupy (its set), and a fresh use stamp.
-    fn set_and_stamp_for(&mut self, token: &str) -> (&mut [Option<FrontEntry>], u64) {
+    fn set_and_stamp_for(&mut self, token: &[u8]) -> (&mut [Option<FrontEntry>], u64) {
         if self.slots.is_empty() {
             self.slots = (0..FRONT_SLOTS).map(|_| None).collect();
         }
@@ -131,7 +146,7 @@ thread_local! {
 /// the thread is being torn down (its thread-locals are gone).
 #[inline]
 fn with_token_set<R>(
-    token: &str,
+    token: &[u8],
     f: impl FnOnce(&mut [Option<FrontEntry>], u64) -> R,
 ) -> Option<R> {
     FRONT
@@ -149,7 +164,7 @@ fn with_token_set<R>(
 fn slot_holding<'s>(
     set: &'s mut [Option<FrontEntry>],
     cache: u64,
-    token: &str,
+    token: &[u8],
 ) -> Option<&'s mut Option<FrontEntry>> {
     let tail = tail(token);
     set.iter_mut().find(|slot| {
@@ -159,8 +174,8 @@ fn slot_holding<'s>(
 }
 
 /// A token's last eight bytes as a word (fewer, zero-padded, for a shorter token).
-fn tail(token: &str) -> u64 {
-    let tail = &token.as_bytes()[token.len().saturating_sub(8)..];
+fn tail(token: &[u8]) -> u64 {
+    let tail = &token[token.len().saturating_sub(8)..];
     let mut word = [0u8; 8];
     word[..tail.len()].copy_from_slice(tail);
     u64::from_le_bytes(word)
@@ -172,8 +187,7 @@ fn tail(token: &str) -> u64 {
 /// a held token a probe got right. What a lookup's time can show is only whether a probe
 /// matched a held token's [`tail`] (compared first, with an early exit: 48 bits of its
 /// signature, guessed whole or not at all) and its length.
-fn same_text(held: &str, probe: &str) -> bool {
-    let (held, probe) = (held.as_bytes(), probe.as_bytes());
+fn same_text(held: &[u8], probe: &[u8]) -> bool {
     if held.len() != probe.len() {
         return false;
     }
@@ -186,7 +200,7 @@ fn same_text(held: &str, probe: &str) -> bool {
 }
 
 /// Which front set a token belongs to: a mix of its [`tail`].
-pub(super) fn set_of(token: &str) -> usize {
+pub(super) fn set_of(token: &[u8]) -> usize {
     let mixed = tail(token).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     // The top bits are the best mixed; FRONT_SLOTS / FRONT_WAYS is a power of two.
     (mixed >> (64 - (FRONT_SLOTS / FRONT_WAYS).trailing_zeros())) as usize
@@ -198,19 +212,16 @@ mod tests {
 
     #[test]
     fn same_text_compares_every_byte() {
-        let token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
-        assert!(same_text(token, token) && same_text("", ""));
+        let token: &[u8] = b"eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+        assert!(same_text(token, token) && same_text(b"", b""));
         for i in 0..token.len() {
-            let mut other = token.as_bytes().to_vec();
+            let mut other = token.to_vec();
             other[i] ^= 1;
-            assert!(
-                !same_text(token, std::str::from_utf8(&other).unwrap()),
-                "byte {i}"
-            );
+            assert!(!same_text(token, &other), "byte {i}");
         }
         assert!(!same_text(token, &token[..token.len() - 1]));
         assert!(
-            !same_text("abcdefgh", "abcdefgh\0"),
+            !same_text(b"abcdefgh", b"abcdefgh\0"),
             "a shorter text is not padded to match"
         );
     }
@@ -218,9 +229,9 @@ mod tests {
     #[test]
     fn sets_spread_over_the_whole_front() {
         let sets: std::collections::HashSet<usize> = (0..20_000)
-            .map(|i| set_of(&format!("a.b.sig{i:05}")))
+            .map(|i| set_of(format!("a.b.sig{i:05}").as_bytes()))
             .collect();
         assert_eq!(sets.len(), FRONT_SLOTS / FRONT_WAYS);
-        assert!(set_of("") < FRONT_SLOTS / FRONT_WAYS);
+        assert!(set_of(b"") < FRONT_SLOTS / FRONT_WAYS);
     }
 }

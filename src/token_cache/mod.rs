@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::digest;
 
 use crate::claims::VerifiedToken;
+use crate::jwks::Held;
 
 /// How many verified tokens are kept by default.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
@@ -95,15 +96,17 @@ impl TokenCache {
         &self.shards[usize::from(digest[0]) % self.shards.len()]
     }
 
-    pub(crate) fn digest(token: &str) -> Digest {
-        let d = digest::digest(&digest::SHA256, token.as_bytes());
+    pub(crate) fn digest(token: &[u8]) -> Digest {
+        let d = digest::digest(&digest::SHA256, token);
         let mut out = [0u8; 32];
         out.copy_from_slice(d.as_ref());
         out
     }
 
-    /// One token's dealings with this cache (see [`Probe`]).
-    pub(crate) fn probe<'a>(&'a self, token: &'a str) -> Probe<'a> {
+    /// One token's dealings with this cache (see [`Probe`]): `token` as presented, not yet
+    /// known to be token text (only verified tokens are ever put in, so bytes that match
+    /// one are that token).
+    pub(crate) fn probe<'a>(&'a self, token: &'a [u8]) -> Probe<'a> {
         Probe {
             cache: self,
             token,
@@ -113,23 +116,23 @@ impl TokenCache {
 
     #[cfg(test)]
     pub(crate) fn get(&self, token: &str) -> Option<Entry> {
-        self.probe(token).get()
+        self.probe(token.as_bytes()).get().map(|(entry, _)| entry)
     }
 
     #[cfg(test)]
     pub(crate) fn insert(&self, token: &str, verified: VerifiedToken, serial: u64, ttl: Duration) {
-        self.probe(token).insert(verified, serial, ttl);
+        self.probe(token.as_bytes()).insert(verified, serial, ttl);
     }
 
     #[cfg(test)]
     pub(crate) fn remove(&self, token: &str) {
-        self.probe(token).remove();
+        self.probe(token.as_bytes()).remove();
     }
 
     /// Whether this thread's front holds this cache's entry for `token`.
     #[cfg(test)]
     pub(crate) fn in_front(&self, token: &str) -> bool {
-        front::holds(self.id, token)
+        front::holds(self.id, token.as_bytes())
     }
 
     #[cfg(test)]
@@ -151,7 +154,7 @@ impl TokenCache {
 /// for the lookup and again for the insert.
 pub(crate) struct Probe<'a> {
     cache: &'a TokenCache,
-    token: &'a str,
+    token: &'a [u8],
     digest: Option<Digest>,
 }
 
@@ -163,16 +166,32 @@ impl Probe<'_> {
     }
 
     /// The entry for the token: from this thread's front, else from the shared cache (which
-    /// then puts it in front).
-    pub(crate) fn get(&mut self) -> Option<Entry> {
-        let (cache, token) = (self.cache, self.token);
-        if let Some(entry) = front::find(cache.id, token) {
-            return Some(entry);
-        }
+    /// then puts it in front); with the stamp of its key's last look-up on this thread
+    /// ([`Held::UNCHECKED`] when none).
+    #[cfg(test)]
+    pub(crate) fn get(&mut self) -> Option<(Entry, Held)> {
+        self.front().or_else(|| self.shared())
+    }
+
+    /// The entry for the token in this thread's front, with the stamp of its key's last
+    /// look-up on this thread: no hashing, nothing shared touched.
+    #[inline]
+    pub(crate) fn front(&mut self) -> Option<(Entry, Held)> {
+        front::find(self.cache.id, self.token)
+    }
+
+    /// The entry for the token in the shared cache, which then puts it in this thread's
+    /// front (unstamped: [`Held::UNCHECKED`]).
+    pub(crate) fn shared(&mut self) -> Option<(Entry, Held)> {
         let digest = self.digest();
-        let entry = cache.shard(&digest).get(&digest)?;
-        front::remember(cache.id, token, &entry);
-        Some(entry)
+        let entry = self.cache.shard(&digest).get(&digest)?;
+        front::remember(self.cache.id, self.token, &entry);
+        Some((entry, Held::UNCHECKED))
+    }
+
+    /// Stamp the token's front entry on this thread: its key was found held.
+    pub(crate) fn stamp(&mut self, held: Held) {
+        front::stamp(self.cache.id, self.token, held);
     }
 
     /// Keep the token, verified by the key with this serial, for `ttl` at most.
@@ -287,7 +306,7 @@ mod tests {
         cache.insert("t", token("u"), 7, Duration::from_secs(60));
         assert!(cache.in_front("t"));
         // Gone from the shared cache, but this thread still remembers it.
-        let digest = TokenCache::digest("t");
+        let digest = TokenCache::digest(b"t");
         cache.shard(&digest).invalidate(&digest);
         let entry = cache.get("t").unwrap();
         assert_eq!((entry.token.subject(), entry.key_serial), ("u", 7));
@@ -317,7 +336,10 @@ mod tests {
             &format!("x{held}"),
         ];
         for other in others {
-            assert_eq!(set_of(other) == set_of(held), other.ends_with("bmF0dXJl"));
+            assert_eq!(
+                set_of(other.as_bytes()) == set_of(held.as_bytes()),
+                other.ends_with("bmF0dXJl")
+            );
             assert!(cache.get(other).is_none(), "{other}");
             assert!(!cache.in_front(other), "{other}");
         }
@@ -327,16 +349,22 @@ mod tests {
     #[test]
     fn a_probe_hashes_only_past_the_front_and_at_most_once() {
         let cache = TokenCache::new(8);
-        let mut probe = cache.probe("t");
+        let mut probe = cache.probe(b"t");
         assert!(probe.get().is_none());
         let digest = probe.digest.expect("a miss reached the shared cache");
         probe.insert(token("u"), 0, Duration::from_secs(60));
         assert_eq!(probe.digest, Some(digest));
-        assert_eq!(digest, TokenCache::digest("t"));
+        assert_eq!(digest, TokenCache::digest(b"t"));
         // A front hit computes no digest.
-        let mut probe = cache.probe("t");
+        let mut probe = cache.probe(b"t");
         assert!(probe.get().is_some());
         assert!(probe.digest.is_none());
+        // A stamp stays with the front entry until it is replaced.
+        let held = Held::stamp(Held::begin(), u64::MAX);
+        probe.stamp(held);
+        assert_eq!(cache.probe(b"t").get().unwrap().1, held);
+        cache.insert("t", token("u"), 0, Duration::from_secs(60));
+        assert_eq!(cache.probe(b"t").get().unwrap().1, Held::UNCHECKED);
     }
 
     #[test]
@@ -395,7 +423,9 @@ mod tests {
         let tokens: Vec<String> = (0..=FRONT_WAYS)
             .map(|i| format!("{i}.payload.signature"))
             .collect();
-        assert!(tokens.iter().all(|t| set_of(t) == set_of(&tokens[0])));
+        assert!(tokens
+            .iter()
+            .all(|t| set_of(t.as_bytes()) == set_of(tokens[0].as_bytes())));
         for t in &tokens[..FRONT_WAYS] {
             cache_one(&cache, t);
         }
@@ -415,7 +445,7 @@ mod tests {
 
     #[test]
     fn digests_differ_for_different_tokens() {
-        assert_ne!(TokenCache::digest("a.b.c"), TokenCache::digest("a.b.d"));
-        assert_eq!(TokenCache::digest("a.b.c"), TokenCache::digest("a.b.c"));
+        assert_ne!(TokenCache::digest(b"a.b.c"), TokenCache::digest(b"a.b.d"));
+        assert_eq!(TokenCache::digest(b"a.b.c"), TokenCache::digest(b"a.b.c"));
     }
 }

@@ -53,7 +53,7 @@ pub use checks::ClaimRefusal;
 use crate::claims::{BearerToken, VerifiedToken};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind};
-use crate::jwks::{KeySetStatus, KeySources, SourceId};
+use crate::jwks::{Held, KeySetStatus, KeySources, SourceId};
 use crate::token_cache::{Entry, Probe, TokenCache};
 use checks::Checks;
 use jws::Compact;
@@ -261,30 +261,58 @@ impl Verifier {
 
     /// Verify with what is held now; never waits.
     pub(crate) fn verify_now(&self, token: &str) -> Attempt {
+        self.verify_presented(token.as_bytes(), |_| Ok(token))
+    }
+
+    /// [`verify_now`](Self::verify_now) for a token as a request presents it: `bytes`, which
+    /// `text` turns into token text or the error to answer. Bytes equal to a token this
+    /// verifier verified are that token, so a token in this thread's front cache is answered
+    /// without `text`: a repeated token is read once, by the comparison that finds it.
+    pub(crate) fn verify_presented<'t>(
+        &self,
+        bytes: &'t [u8],
+        text: impl FnOnce(&'t [u8]) -> Result<&'t str, Error>,
+    ) -> Attempt {
         let s = &*self.inner;
+        // One reading of the clock for every check of this verification.
+        let at = s.clock.now();
+        let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let when = When {
+            at,
+            now: since_epoch.as_secs(),
+            now_ms: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
+        };
+        let mut probe = s.cache.as_ref().map(|cache| cache.probe(bytes));
+        if let Some(probe) = &mut probe {
+            if let Some(found) = probe.front() {
+                if let Some(answer) = s.answer_hit(probe, found, when) {
+                    return answer;
+                }
+            }
+        }
+        let token = match text(bytes) {
+            Ok(token) => token,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
+        // The size cap before any parsing (or hashing); a token in front passed it.
         if token.len() > s.max_token_bytes {
             return Attempt::Done(Err(Error::new(ErrorKind::TokenTooLarge)));
         }
-        // One reading of the clock for every check of this verification.
-        let at = s.clock.now();
-        let now = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let mut probe = s.cache.as_ref().map(|cache| cache.probe(token));
         if let Some(probe) = &mut probe {
-            if let Some(entry) = probe.get() {
-                if let Some(answer) = s.recheck_hit(probe, entry, at, now) {
-                    crate::metrics::count(crate::metrics::Event::CacheHit);
-                    return Attempt::Done(answer.and_then(|v| s.check_uncached(v)));
+            if let Some(found) = probe.shared() {
+                if let Some(answer) = s.answer_hit(probe, found, when) {
+                    return answer;
                 }
             }
             crate::metrics::count(crate::metrics::Event::CacheMiss);
         }
-        let answer = match s.verify_uncached(token, at, now) {
+        let answer = match s.verify_uncached(token, at, when.now) {
             Ok((verified, key_serial)) => {
                 if let Some(probe) = &mut probe {
                     let ttl = verified
                         .expires_at()
                         .saturating_add(s.rules.leeway)
-                        .saturating_sub(now);
+                        .saturating_sub(when.now);
                     probe.insert(verified.clone(), key_serial, Duration::from_secs(ttl));
                 }
                 Ok(verified)
@@ -294,6 +322,16 @@ impl Verifier {
         };
         Attempt::Done(answer.and_then(|v| s.check_uncached(v)))
     }
+}
+
+/// One reading of the clock, in the forms a cache hit checks against.
+#[derive(Clone, Copy)]
+struct When {
+    at: SystemTime,
+    /// `at` in Unix seconds.
+    now: u64,
+    /// `at` in Unix milliseconds.
+    now_ms: u64,
 }
 
 /// Why [`VerifierState::verify_uncached`] gave no verified token.
@@ -323,30 +361,53 @@ impl From<Error> for NotVerified {
 }
 
 impl VerifierState {
-    /// Re-check a cached entry for this token at `at` (`now` in Unix seconds): the key that
-    /// verified it must still be held, and its times must pass. The answer, or `None` when
-    /// the key is gone (the entry is dropped, and the token must be verified afresh). An
-    /// expired entry is dropped too, and answers [`ErrorKind::Expired`]; an entry not yet
-    /// valid is kept for when it is.
+    /// The answer for a token found in the cache (see [`recheck_hit`](Self::recheck_hit)),
+    /// with the uncached checks; `None` when it must be verified afresh.
+    #[inline]
+    fn answer_hit(
+        &self,
+        probe: &mut Probe<'_>,
+        (entry, held): (Entry, Held),
+        when: When,
+    ) -> Option<Attempt> {
+        let answer = self.recheck_hit(probe, entry, held, when)?;
+        crate::metrics::count(crate::metrics::Event::CacheHit);
+        Some(Attempt::Done(answer.and_then(|v| self.check_uncached(v))))
+    }
+
+    /// Re-check a cached entry for this token at `when`: the key that verified it must
+    /// still be held, and its times must pass. The answer, or `None` when the key is gone
+    /// (the entry is dropped, and the token must be verified afresh). An expired entry is
+    /// dropped too, and answers [`ErrorKind::Expired`]; an entry not yet valid is kept for
+    /// when it is.
+    ///
+    /// The key is looked up only when `held`, the stamp of its last look-up on this
+    /// thread, has lapsed (a key set changed since, or its time ran out); a look-up that
+    /// finds it stamps the entry again.
     #[inline]
     fn recheck_hit(
         &self,
         probe: &mut Probe<'_>,
         entry: Entry,
-        at: SystemTime,
-        now: u64,
+        held: Held,
+        when: When,
     ) -> Option<Result<VerifiedToken, Error>> {
         let t = &entry.token;
-        if !self
-            .keys
-            .still_hold(t.issuer(), t.key_id(), entry.key_serial, at)
-        {
-            probe.remove();
-            return None;
+        if !held.holds(when.now_ms) {
+            let found = self
+                .keys
+                .confirm(t.issuer(), t.key_id(), entry.key_serial, when.at);
+            match found {
+                Some(held) => probe.stamp(held),
+                None => {
+                    probe.remove();
+                    return None;
+                }
+            }
         }
-        let checked = self
-            .rules
-            .check_times(now, t.expires_at(), t.not_before(), t.issued_at());
+        let checked =
+            self.rules
+                .check_times(when.now, t.expires_at(), t.not_before(), t.issued_at());
         if checked
             .as_ref()
             .is_err_and(|e| e.kind() == ErrorKind::Expired)

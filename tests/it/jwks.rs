@@ -1151,6 +1151,41 @@ async fn an_outage_serves_the_last_good_set_then_keys_unavailable() {
     assert_eq!(status.consecutive_failures, 0);
 }
 
+/// A token answered from the verified-token cache keeps to its key set's clock like a fresh
+/// one: a hit past max-age starts the due refresh, and once the set is past its stale
+/// window the same token is refused, though no new set was ever published (a hit skips the
+/// key look-up only while no key set changed and neither time has come).
+#[tokio::test]
+async fn a_cached_token_keeps_to_its_key_sets_refresh_and_stale_window() {
+    let (key, clock, server, _) = Fixture::cold(Mode::Serve, config()).await.parts();
+    // This file's other verifiers have the cache off; this one keeps it on.
+    let verifier = config()
+        .stale_if_error(Duration::from_secs(1200))
+        .apply(Verifier::builder().jwks_url(server.url()))
+        .audience(AUDIENCE)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let t = token(&key, &clock);
+    for _ in 0..3 {
+        verifier.verify(&t).await.unwrap();
+    }
+    assert_eq!(server.requests(), 1);
+    server.set_mode(Mode::Down);
+
+    // Past max-age: the hit starts the refresh, which fails; the stale set still serves.
+    clock.advance(Duration::from_secs(601));
+    verifier.verify(&t).await.unwrap();
+    until_idle(&verifier).await;
+    assert_eq!(server.requests(), 2);
+    assert_eq!(verifier.key_set_status().consecutive_failures, 1);
+    verifier.verify(&t).await.unwrap();
+
+    // Past max-age plus the stale window: the cached token is refused like any other.
+    clock.advance(Duration::from_secs(1200));
+    assert_eq!(kind(verifier.verify(&t).await), ErrorKind::KeysUnavailable);
+}
+
 // ---------------------------------------------------------------------------------------
 // Rotation.
 

@@ -395,22 +395,24 @@ impl RemoteJwks {
     }
 
     /// The cache-hit check: whether the set usable at `now` still holds `kid` with this
-    /// serial. Reads the current snapshot without a lock or a shared write (see
-    /// [`Published::read`]), and starts a due refresh as [`lookup`](Self::lookup) does.
-    pub(crate) fn holds(&self, kid: &str, serial: u64, now: SystemTime) -> bool {
-        let held = self.inner.snapshot.read(|snapshot| match snapshot {
-            Some(s) if now < s.usable_until => {
-                Some(s.keys.get(kid).is_some_and(|k| k.serial == serial))
-            }
+    /// serial, and until when that answer may be reused (Unix milliseconds: when the set
+    /// stops being usable or the next refresh is due, whichever is first). Reads the current
+    /// snapshot without a lock or a shared write (see [`Published::read`]), and starts a due
+    /// refresh as [`lookup`](Self::lookup) does.
+    pub(crate) fn held_until(&self, kid: &str, serial: u64, now: SystemTime) -> Option<u64> {
+        let usable_until = self.inner.snapshot.read(|snapshot| match snapshot {
+            Some(s) if now < s.usable_until => s
+                .keys
+                .get(kid)
+                .is_some_and(|k| k.serial == serial)
+                .then(|| unix_millis(s.usable_until)),
             _ => None,
-        });
-        let Some(held) = held else {
-            return false;
-        };
-        if unix_millis(now) >= self.inner.refresh_due_ms.load(Ordering::Acquire) {
+        })?;
+        let refresh_due = self.inner.refresh_due_ms.load(Ordering::Acquire);
+        if unix_millis(now) >= refresh_due {
             self.refresh_in_background(now);
         }
-        held
+        Some(usable_until.min(refresh_due))
     }
 
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
@@ -537,7 +539,7 @@ mod tests {
 
     /// Whether `jwks` holds the key `kid` with this serial, at its clock's time.
     fn holds(jwks: &RemoteJwks, kid: &str, serial: u64) -> bool {
-        jwks.holds(kid, serial, jwks.inner.clock.now())
+        jwks.held_until(kid, serial, jwks.inner.clock.now()).is_some()
     }
 
     pub(super) fn key(jwks: &RemoteJwks, kid: &str) -> Arc<VerificationKey> {

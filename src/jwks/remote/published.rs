@@ -34,6 +34,8 @@ impl Published {
     /// Make `snapshot` the current one; every later [`read`](Self::read) sees it.
     pub(super) fn publish(&self, snapshot: Snapshot) {
         self.current.store(Some(Arc::new(snapshot)));
+        // After the store: a hit stamped from here on saw this set.
+        crate::jwks::epoch::advance();
     }
 
     /// Run `f` on the current snapshot, without a lock or a shared write: the hot path.
