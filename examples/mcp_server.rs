@@ -106,7 +106,7 @@ impl Tools {
         let Some(onward) = &self.onward else {
             return tool_error("onward calls are not configured (set NOTES_URL)");
         };
-        let Some(user) = parts.extensions.get::<OnBehalfOf>().cloned() else {
+        let Some(user) = OnBehalfOf::from_extensions(&parts.extensions).cloned() else {
             return tool_error("unauthenticated: this tool needs a verified mka1 token");
         };
         // The user goes in the onward request's extensions; the outbound layer asks MKA1

@@ -12,19 +12,10 @@ use crate::error::{Error, ErrorKind};
 
 /// The bearer token a request was verified with, for forwarding it onward unchanged.
 ///
-/// The layer puts it in request extensions beside the [`VerifiedToken`]. Its `Debug` is
-/// redacted, and the header value it produces is marked sensitive. It shares the request
-/// header it was found in (a reference count, no copy of the token).
-///
-/// ```
-/// use mka1_auth::BearerToken;
-///
-/// // Behind `Mka1AuthLayer`, a handler or client hands the inbound token onward unchanged.
-/// fn onward_authorization(inbound: &http::Extensions) -> Option<http::HeaderValue> {
-///     inbound.get::<BearerToken>().map(BearerToken::authorization_value)
-/// }
-/// assert!(onward_authorization(&http::Extensions::new()).is_none());
-/// ```
+/// The layer keeps it beside the [`VerifiedToken`]; read it with
+/// [`BearerToken::from_extensions`] (or the axum extractor). Its `Debug` is redacted, and
+/// the header value it produces is marked sensitive. It shares the request header it was
+/// found in (a reference count, no copy of the token).
 ///
 /// [`VerifiedToken`]: crate::VerifiedToken
 #[derive(Clone)]
@@ -271,7 +262,7 @@ mod tests {
     #[test]
     fn a_bearer_token_shares_its_header_and_forwards_it_as_is() {
         let header = HeaderValue::from_static("Bearer a.b.c");
-        let token = BearerToken::within(&header, header.to_str().unwrap()[7..].as_bytes());
+        let token = BearerToken::within(&header, &header.as_bytes()[7..]);
         assert_eq!(token.expose(), "a.b.c");
         let forwarded = token.authorization_value();
         assert_eq!(forwarded, "Bearer a.b.c");
@@ -279,13 +270,13 @@ mod tests {
         assert_eq!(format!("{token:?}"), "BearerToken(<redacted>)");
         // Another spelling of the scheme is forwarded in the canonical one.
         let header = HeaderValue::from_static("bearer  \ta.b.c");
-        let token = BearerToken::within(&header, header.to_str().unwrap()[9..].as_bytes());
+        let token = BearerToken::within(&header, &header.as_bytes()[9..]);
         assert_eq!(token.expose(), "a.b.c");
         assert_eq!(token.authorization_value(), "Bearer a.b.c");
         assert!(token.authorization_value().is_sensitive());
         // A cookie's value, inside a longer header.
         let header = HeaderValue::from_static("x=1; tok=a.b.c; y=2");
-        let token = BearerToken::within(&header, header.to_str().unwrap()[9..14].as_bytes());
+        let token = BearerToken::within(&header, &header.as_bytes()[9..14]);
         assert_eq!(token.expose(), "a.b.c");
         assert_eq!(token.authorization_value(), "Bearer a.b.c");
     }

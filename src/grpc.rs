@@ -72,9 +72,9 @@
 //!
 //! # The verified user in a handler
 //!
-//! tonic hands a handler the request's extensions, where the layer put [`OnBehalfOf`],
-//! [`VerifiedToken`] and [`BearerToken`](crate::BearerToken):
-//! `request.extensions().get::<OnBehalfOf>()`. With the `tonic` feature,
+//! tonic hands a handler the request's extensions, where the layer left what it verified:
+//! [`OnBehalfOf::from_extensions`]`(request.extensions())`, and likewise
+//! [`VerifiedToken`] and [`BearerToken`](crate::BearerToken). With the `tonic` feature,
 //! [`on_behalf_of`] and [`verified_token`] read them and answer with a `tonic::Status` when
 //! they are missing, so a handler can use `?`.
 //!

@@ -5,10 +5,14 @@
 //! case-insensitive, exactly one such header), or, when configured, a named cookie if the
 //! request has no `Authorization` header. Never the query string.
 //!
-//! On success the request carries the [`VerifiedToken`], the [`OnBehalfOf`] and the
-//! [`BearerToken`] in its extensions, and exactly one `X-On-Behalf-Of` header holding the
-//! verified subject. A request whose own `X-On-Behalf-Of` names someone else is refused
-//! (403) unless [`Mka1AuthLayer::overwrite_on_behalf_of`] is set. Every spelling of the
+//! On success the request carries what the layer verified in its extensions, read with
+//! [`VerifiedToken::from_extensions`], [`OnBehalfOf::from_extensions`] and
+//! [`BearerToken::from_extensions`] (or the axum extractors of those types), and exactly one
+//! `X-On-Behalf-Of` header holding the verified subject. The layer keeps them in one value
+//! of its own (each value in `http::Extensions` is a box made and freed per request), so
+//! `extensions().get::<OnBehalfOf>()` does not find them. A request whose own
+//! `X-On-Behalf-Of` names someone else is refused (403) unless
+//! [`Mka1AuthLayer::overwrite_on_behalf_of`] is set. Every spelling of the
 //! header counts: case is ignored and `_` stands for `-` (`X_On_Behalf_Of` reaches a
 //! CGI-style application as the same variable), and no spelling but the layer's own
 //! `x-on-behalf-of` reaches the inner service.
@@ -235,7 +239,7 @@ impl<R> Shared<R> {
 ///
 /// # async fn demo(verifier: Verifier) {
 /// let svc = Mka1AuthLayer::new(verifier).layer(service_fn(|req: Request<String>| async move {
-///     let user = req.extensions().get::<OnBehalfOf>().unwrap();
+///     let user = OnBehalfOf::from_extensions(req.extensions()).unwrap();
 ///     Ok::<_, std::convert::Infallible>(Response::new(format!("hello {user}")))
 /// }));
 /// let response = svc.oneshot(Request::new(String::new())).await.unwrap();
@@ -343,12 +347,12 @@ impl AuthConfig {
         token: BearerToken,
         call: Option<Call>,
     ) -> Result<(), Error> {
-        let user = verified.on_behalf_of().clone();
+        let user = verified.on_behalf_of();
         // `X_On_Behalf_Of` and other spellings count as the header itself (see `headers`).
         // Requests rarely carry one: the common path only scans names for it.
         let headers = req.headers_mut();
         if has_variant(headers, &X_ON_BEHALF_OF) {
-            self.admit_variants(headers, &user)?;
+            self.admit_variants(headers, user)?;
         }
         // One lookup of the header: to compare what the request says, and to set it.
         match headers.entry(X_ON_BEHALF_OF) {
@@ -366,13 +370,14 @@ impl AuthConfig {
         }
         let ext = req.extensions_mut();
         if ext.is_empty() {
-            // The four marks below, and what a router adds, fit without the map growing.
+            // The layer's value, and what a router adds, fit without the map growing.
             *ext = roomy_extensions();
+        } else {
+            // No identity put there before the layer stays beside what it verified.
+            drop_identity(ext);
         }
-        ext.insert(user);
-        ext.insert(verified);
-        ext.insert(token);
-        ext.insert(self.guarded(call, ext));
+        let guarded = self.guarded(call, ext, Some((verified, token)));
+        ext.insert(guarded);
         Ok(())
     }
 
@@ -397,27 +402,32 @@ impl AuthConfig {
     fn admit_anonymous<B>(&self, req: &mut Request<B>, call: Option<Call>) {
         remove_every_spelling(req.headers_mut(), &X_ON_BEHALF_OF);
         let ext = req.extensions_mut();
-        ext.remove::<OnBehalfOf>();
-        ext.remove::<VerifiedToken>();
-        ext.remove::<BearerToken>();
-        ext.insert(self.guarded(call, ext));
+        drop_identity(ext);
+        let guarded = self.guarded(call, ext, None);
+        ext.insert(guarded);
     }
 
-    /// The mark for a request with `ext`: its kind of gRPC call (when this layer answers
-    /// such calls the gRPC way), and this layer's token cookie beside those of the layers in
-    /// front, for the forward to remove.
-    fn guarded(&self, call: Option<Call>, ext: &http::Extensions) -> Guarded {
+    /// The layer's one value for a request with `ext` (see `guard`): its kind of gRPC call
+    /// (when this layer answers such calls the gRPC way), this layer's token cookie beside
+    /// those of the layers in front (for the forward to remove), and what was verified.
+    fn guarded(
+        &self,
+        call: Option<Call>,
+        ext: &http::Extensions,
+        verified: Option<(VerifiedToken, BearerToken)>,
+    ) -> Guarded {
         Guarded {
             realm: Arc::clone(&self.realm),
             grpc: call,
             token_cookies: TokenCookies::with(self.cookie.as_ref(), ext.get()),
+            verified,
         }
     }
 }
 
-/// An empty extensions map with room for eight values (the layer's four, and what routers
-/// and handlers add): a request's map starts with room for three, so the layer's fourth
-/// insert would grow it (a second table, every entry moved) on every request. A copy of an
+/// An empty extensions map with room for eight values (the layer's, and what routers and
+/// handlers add): a request's map starts with room for three, so a router's values after
+/// the layer's would grow it (a second table, every entry moved) on every request. A copy of an
 /// empty map allocates its table at its full size at once. The template is per thread, in
 /// that thread's own memory: one shared by every thread would sit on cache lines that the
 /// allocator hands out beside it to whichever thread made it.
@@ -441,6 +451,14 @@ fn roomy_extensions() -> http::Extensions {
         };
     }
     ROOMY.try_with(http::Extensions::clone).unwrap_or_default()
+}
+
+/// Remove identity values put in `ext` by hand before the layer ran: a reader that asks
+/// for one by type never finds one the layer did not verify.
+fn drop_identity(ext: &mut http::Extensions) {
+    ext.remove::<OnBehalfOf>();
+    ext.remove::<VerifiedToken>();
+    ext.remove::<BearerToken>();
 }
 
 fn on_behalf_of_mismatch() -> Error {

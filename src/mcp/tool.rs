@@ -87,8 +87,7 @@ impl std::error::Error for ToolRefusal {}
 /// assert!(caller(&extensions).is_err()); // no layer in front, or an anonymous request
 /// ```
 pub fn caller(extensions: &Extensions) -> Result<&VerifiedToken, ToolRefusal> {
-    extensions
-        .get::<VerifiedToken>()
+    VerifiedToken::from_extensions(extensions)
         .ok_or_else(|| ToolRefusal::missing(Vec::<String>::new()))
 }
 

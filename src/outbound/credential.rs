@@ -206,15 +206,16 @@ impl CredentialSource for ForwardToken {
     type Future = Ready<Result<Credential, Refusal>>;
 
     fn credential(&self, cx: &OutboundContext<'_>) -> Self::Future {
-        let Some(token) = cx.extensions().get::<BearerToken>() else {
+        let Some(token) = BearerToken::from_extensions(cx.extensions()) else {
             return ready(Err(Refusal::with_detail(
                 RefusalKind::CredentialUnavailable,
                 "no inbound bearer token in the request extensions to forward",
             )));
         };
-        if let (Some(verified), Some(user)) =
-            (cx.extensions().get::<VerifiedToken>(), cx.end_user())
-        {
+        if let (Some(verified), Some(user)) = (
+            VerifiedToken::from_extensions(cx.extensions()),
+            cx.end_user(),
+        ) {
             if verified.subject() != user {
                 return ready(Err(Refusal::with_detail(
                     RefusalKind::CredentialUnavailable,
@@ -243,13 +244,13 @@ impl CredentialSource for ForwardToken {
 /// # let _ = onward(&Extensions::new());
 /// ```
 pub fn carry_identity(from: &Extensions, to: &mut Extensions) {
-    if let Some(v) = from.get::<VerifiedToken>() {
+    if let Some(v) = VerifiedToken::from_extensions(from) {
         to.insert(v.clone());
     }
-    if let Some(v) = from.get::<OnBehalfOf>() {
+    if let Some(v) = OnBehalfOf::from_extensions(from) {
         to.insert(v.clone());
     }
-    if let Some(v) = from.get::<BearerToken>() {
+    if let Some(v) = BearerToken::from_extensions(from) {
         to.insert(v.clone());
     }
 }

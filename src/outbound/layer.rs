@@ -258,7 +258,7 @@ fn refuse(kind: RefusalKind, detail: impl Into<std::borrow::Cow<'static, str>>) 
 impl<C: CredentialSource> OutboundConfig<C> {
     /// The end user: the verified `OnBehalfOf` if present, else the closure's answer.
     fn end_user<B>(&self, req: Request<B>) -> Result<(Request<B>, Option<Arc<str>>), Refusal> {
-        if let Some(user) = req.extensions().get::<OnBehalfOf>() {
+        if let Some(user) = OnBehalfOf::from_extensions(req.extensions()) {
             let user = Arc::from(user.as_str());
             return Ok((req, Some(user)));
         }

@@ -5,7 +5,7 @@
 //! ([`VerifierState::verify_uncached`] calls them in turn); each failure has its own
 //! [`ErrorKind`]:
 //!
-//! 1. [`Compact::parse`] (in `jws`): size cap first (in [`Verifier::verify_now`], before any
+//! 1. [`Compact::parse`] (in `jws`): size cap first (in [`Verifier::verify_presented`], before any
 //!    parsing); exactly three segments; strict base64url; the header a JSON object without
 //!    repeated members; `crit` absent;
 //! 2. [`select_key`] (in `key`): `alg` in the allow-list, `kid` present, the key it names

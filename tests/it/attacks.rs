@@ -1434,10 +1434,7 @@ type Reply = Pin<Box<dyn Future<Output = Result<Response<String>, Infallible>> +
 
 /// The protected service: answers with the verified subject.
 fn protected(req: Request<String>) -> Reply {
-    let subject = req
-        .extensions()
-        .get::<VerifiedToken>()
-        .map(|t| t.subject().to_owned());
+    let subject = VerifiedToken::from_extensions(req.extensions()).map(|t| t.subject().to_owned());
     let header = req.headers().get(X_ON_BEHALF_OF).cloned();
     Box::pin(async move {
         let subject = subject.expect("the layer let an unverified request through");

@@ -50,9 +50,9 @@ async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
         .collect();
     let ext = req.extensions();
     let seen = json!({
-        "on_behalf_of": ext.get::<OnBehalfOf>().map(|u| u.to_string()),
-        "subject": ext.get::<VerifiedToken>().map(|t| t.subject().to_owned()),
-        "bearer": ext.get::<BearerToken>().map(|t| t.expose().to_owned()),
+        "on_behalf_of": OnBehalfOf::from_extensions(ext).map(|u| u.to_string()),
+        "subject": VerifiedToken::from_extensions(ext).map(|t| t.subject().to_owned()),
+        "bearer": BearerToken::from_extensions(ext).map(|t| t.expose().to_owned()),
         "header": headers,
     });
     Ok(Response::new(seen.to_string()))
@@ -558,7 +558,9 @@ async fn works_around_a_plain_service_fn_with_a_full_body() {
     let f = fixture();
     let svc = Mka1AuthLayer::new(f.verifier.clone()).layer(service_fn(
         |req: Request<Full<Bytes>>| async move {
-            let user = req.extensions().get::<OnBehalfOf>().cloned().unwrap();
+            let user = OnBehalfOf::from_extensions(req.extensions())
+                .cloned()
+                .unwrap();
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("hi {user}")))))
         },
     ));

@@ -77,10 +77,7 @@ fn probed(key: &TestKey) -> (Verifier, Probe, Probe) {
 }
 
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
-    let subject = req
-        .extensions()
-        .get::<VerifiedToken>()
-        .map(|t| t.subject().to_owned());
+    let subject = VerifiedToken::from_extensions(req.extensions()).map(|t| t.subject().to_owned());
     Ok(Response::new(subject.unwrap_or_default()))
 }
 

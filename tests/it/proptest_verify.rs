@@ -85,9 +85,7 @@ impl Fixture {
     /// with the bearer token it was handed.
     fn through_layer(&self, authorization: HeaderValue) -> Response<String> {
         let service = service_fn(|req: Request<String>| async move {
-            let token = req
-                .extensions()
-                .get::<BearerToken>()
+            let token = BearerToken::from_extensions(req.extensions())
                 .unwrap()
                 .expose()
                 .to_owned();

@@ -348,6 +348,7 @@ mod tests {
                 realm: Arc::from("r"),
                 grpc: None,
                 token_cookies: marks,
+                verified: None,
             };
             marks = TokenCookies::with(Some(&Arc::from(*name)), Some(&before));
         }
@@ -355,6 +356,7 @@ mod tests {
             realm: Arc::from("r"),
             grpc: None,
             token_cookies: marks,
+            verified: None,
         });
         ext
     }
