@@ -67,6 +67,7 @@ use mka1_auth::{
 };
 use mka1_auth_dev_issuer::{DevIssuer, Mint};
 use serde_json::json;
+use tower::layer::util::Identity;
 use tower::{Layer, ServiceBuilder};
 
 /// How many `/proxy` calls may wait on the upstream at once, unless `PROXY_MAX_IN_FLIGHT` says.
@@ -177,7 +178,18 @@ fn app(
             get(move || readyz(verifier.clone(), revocations.clone())),
         )
         .route("/metrics", get(metrics))
-        .route("/open/agents", get(open_agents))
+        // The open twin of `/agents` sits behind two layers that do nothing, where `/agents`
+        // has `RequirePermissionsLayer` and `Mka1AuthLayer`: axum boxes a route's service once
+        // per layer added with `route_layer` or `Router::layer`, so with these the two routes
+        // differ by the guard alone.
+        .merge(
+            Router::new()
+                .route(
+                    "/open/agents",
+                    get(open_agents).route_layer(Identity::new()),
+                )
+                .layer(Identity::new()),
+        )
         .merge(protected)
         // The same stack for the open routes as for the guarded ones, but the guard.
         .layer(axum::middleware::map_response(log_refusal))

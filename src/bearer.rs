@@ -147,6 +147,13 @@ fn is_space(b: &u8) -> bool {
 /// token's bytes (surrounding spaces trimmed), not yet checked (see [`bearer_text`]).
 fn split_bearer(value: &HeaderValue) -> Result<&[u8], Error> {
     let value = value.as_bytes();
+    // The common spelling, `Bearer <token>` with nothing around it, read at a glance.
+    if let Some(token) = value.strip_prefix(b"Bearer ") {
+        let plain = |b: Option<&u8>| b.is_some_and(|b| !is_space(b));
+        if plain(token.first()) && plain(token.last()) {
+            return Ok(token);
+        }
+    }
     let start = value
         .iter()
         .position(|b| !is_space(b))

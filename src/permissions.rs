@@ -292,7 +292,7 @@ impl<S, R> Layer<S> for RequirePermissionsLayer<R> {
     fn layer(&self, inner: S) -> Self::Service {
         RequirePermissions {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -308,7 +308,9 @@ impl<S, R> Layer<S> for RequirePermissionsLayer<R> {
 /// ```
 pub struct RequirePermissions<S, R = StandardReject> {
     inner: S,
-    layer: RequirePermissionsLayer<R>,
+    /// One reference count for the service's clones (axum clones a route's service for
+    /// every request), not one for each of the layer's shared parts.
+    layer: Arc<RequirePermissionsLayer<R>>,
 }
 
 impl<S, R> RequirePermissions<S, R> {
@@ -342,7 +344,7 @@ impl<S: Clone, R> Clone for RequirePermissions<S, R> {
     fn clone(&self) -> Self {
         RequirePermissions {
             inner: self.inner.clone(),
-            layer: self.layer.clone(),
+            layer: Arc::clone(&self.layer),
         }
     }
 }

@@ -369,14 +369,15 @@ impl AuthConfig {
             }
         }
         let ext = req.extensions_mut();
-        if ext.is_empty() {
+        let guarded = if ext.is_empty() {
             // The layer's value, and what a router adds, fit without the map growing.
             *ext = roomy_extensions();
+            self.guarded(call, None, Some((verified, token)))
         } else {
             // No identity put there before the layer stays beside what it verified.
             drop_identity(ext);
-        }
-        let guarded = self.guarded(call, ext, Some((verified, token)));
+            self.guarded(call, ext.get(), Some((verified, token)))
+        };
         ext.insert(guarded);
         Ok(())
     }
@@ -403,23 +404,23 @@ impl AuthConfig {
         remove_every_spelling(req.headers_mut(), &X_ON_BEHALF_OF);
         let ext = req.extensions_mut();
         drop_identity(ext);
-        let guarded = self.guarded(call, ext, None);
+        let guarded = self.guarded(call, ext.get(), None);
         ext.insert(guarded);
     }
 
-    /// The layer's one value for a request with `ext` (see `guard`): its kind of gRPC call
-    /// (when this layer answers such calls the gRPC way), this layer's token cookie beside
-    /// those of the layers in front (for the forward to remove), and what was verified.
+    /// The layer's one value for a request (see `guard`): its kind of gRPC call (when this
+    /// layer answers such calls the gRPC way), this layer's token cookie beside those of the
+    /// layers in front (`before`, the value a layer in front left), and what was verified.
     fn guarded(
         &self,
         call: Option<Call>,
-        ext: &http::Extensions,
+        before: Option<&Guarded>,
         verified: Option<(VerifiedToken, BearerToken)>,
     ) -> Guarded {
         Guarded {
             realm: Arc::clone(&self.realm),
             grpc: call,
-            token_cookies: TokenCookies::with(self.cookie.as_ref(), ext.get()),
+            token_cookies: TokenCookies::with(self.cookie.as_ref(), before),
             verified,
         }
     }
