@@ -46,7 +46,7 @@ use crate::guard::{Guarded, TokenCookies};
 use crate::headers::{has_variant, remove_every_spelling, variants_of};
 use crate::rejection::grpc::Call;
 use crate::rejection::{answer_behind, respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
-use crate::verify::{Attempt, Verifier};
+use crate::verify::{Attempt, Verified, Verifier};
 
 mod cookie;
 mod grpc;
@@ -343,11 +343,18 @@ impl AuthConfig {
     fn admit<B>(
         &self,
         req: &mut Request<B>,
-        verified: VerifiedToken,
+        verified: Verified,
         token: BearerToken,
         call: Option<Call>,
     ) -> Result<(), Error> {
+        let Verified {
+            token: verified,
+            on_behalf_of,
+        } = verified;
         let user = verified.on_behalf_of();
+        // The user's id for the header: the value shared with the thread's cache entry
+        // when it has one (a reference count), else a copy.
+        let value = || on_behalf_of.unwrap_or_else(|| user.to_header_value());
         // `X_On_Behalf_Of` and other spellings count as the header itself (see `headers`).
         // Requests rarely carry one: the common path only scans names for it.
         let headers = req.headers_mut();
@@ -357,7 +364,7 @@ impl AuthConfig {
         // One lookup of the header: to compare what the request says, and to set it.
         match headers.entry(X_ON_BEHALF_OF) {
             Entry::Vacant(vacant) => {
-                vacant.insert(user.to_header_value());
+                vacant.insert(value());
             }
             Entry::Occupied(mut occupied) => {
                 if !self.overwrite_on_behalf_of
@@ -365,7 +372,7 @@ impl AuthConfig {
                 {
                     return Err(on_behalf_of_mismatch());
                 }
-                occupied.insert(user.to_header_value());
+                occupied.insert(value());
             }
         }
         let ext = req.extensions_mut();
@@ -636,7 +643,11 @@ where
                         .take()
                         .expect("ResponseFuture polled after completion");
                     let call = *call;
-                    match result.and_then(|v| shared.config.admit(&mut req, v, token, call)) {
+                    let verified = result.map(|token| Verified {
+                        token,
+                        on_behalf_of: None,
+                    });
+                    match verified.and_then(|v| shared.config.admit(&mut req, v, token, call)) {
                         Ok(()) => State::Calling {
                             future: inner.call(req),
                             shared: Arc::clone(shared),

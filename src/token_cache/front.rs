@@ -14,7 +14,11 @@
 
 use std::cell::RefCell;
 
-use super::Entry;
+use bytes::Bytes;
+use http::HeaderValue;
+
+use super::{Entry, Hit};
+use crate::claims::{OnBehalfOf, VerifiedToken};
 use crate::jwks::Held;
 
 /// How many entries each thread keeps in front of the shared cache: a thread that serves
@@ -32,14 +36,19 @@ pub(super) const FRONT_WAYS: usize = 8;
 /// thread's front to [`FRONT_SLOTS`] times this many bytes of token text.
 pub(super) const FRONT_MAX_TOKEN_BYTES: usize = 2048;
 
-/// The entry this thread's front holds for `token` on behalf of cache `cache`, marked as
-/// just used, with the stamp of its key's last look-up.
+/// What this thread's front holds for `token` on behalf of cache `cache`, marked as just
+/// used: the token, its key's serial and last look-up, and the user's id as shared bytes.
 #[inline]
-pub(super) fn find(cache: u64, token: &[u8]) -> Option<(Entry, Held)> {
+pub(super) fn find(cache: u64, token: &[u8]) -> Option<Hit> {
     with_token_set(token, |set, now| {
         let slot = slot_holding(set, cache, token)?.as_mut()?;
         slot.used = now;
-        Some((slot.entry.clone(), slot.held))
+        Some(Hit {
+            token: slot.verified.clone(),
+            key_serial: slot.key_serial,
+            held: slot.held,
+            on_behalf_of: slot.on_behalf_of.clone(),
+        })
     })
     .flatten()
 }
@@ -55,18 +64,23 @@ pub(super) fn stamp(cache: u64, token: &[u8], held: Held) {
 
 /// Put cache `cache`'s entry for `token` in this thread's front: in the slot that already
 /// holds it, else an empty slot of its set, else the set's least recently used. Tokens
-/// over [`FRONT_MAX_TOKEN_BYTES`] are not kept.
+/// over [`FRONT_MAX_TOKEN_BYTES`] are not kept. The user's id as a shared header value,
+/// when kept.
 #[inline]
-pub(super) fn remember(cache: u64, token: &[u8], entry: &Entry) {
+pub(super) fn remember(cache: u64, token: &[u8], entry: &Entry) -> Option<HeaderValue> {
     if token.len() > FRONT_MAX_TOKEN_BYTES {
-        return;
+        return None;
     }
     with_token_set(token, |set, now| {
+        let on_behalf_of = on_behalf_of(&entry.token);
+        let shared = on_behalf_of.clone();
         let fresh = Some(FrontEntry {
             cache,
             tail: tail(token),
             token: Box::from(token),
-            entry: entry.clone(),
+            verified: entry.token.clone(),
+            key_serial: entry.key_serial,
+            on_behalf_of,
             held: Held::UNCHECKED,
             used: now,
         });
@@ -78,7 +92,26 @@ pub(super) fn remember(cache: u64, token: &[u8], entry: &Entry) {
         {
             *slot = fresh;
         }
-    });
+        shared
+    })
+    .flatten()
+}
+
+/// The verified user's id as a header value whose bytes are the token's own text (no copy,
+/// one small allocation per front entry): what the layer's `X-On-Behalf-Of` is, with a
+/// reference count instead of an allocation, a copy and a byte check per request. Kept
+/// per front entry, not per cached token, so the shared cache's memory per token does not
+/// grow. `None` if the id were no header value (never: ids are checked printable ASCII).
+fn on_behalf_of(token: &VerifiedToken) -> Option<HeaderValue> {
+    /// The subject of a verified token, as bytes that live as long as the token.
+    struct Subject(OnBehalfOf);
+    impl AsRef<[u8]> for Subject {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_str().as_bytes()
+        }
+    }
+    let bytes = Bytes::from_owner(Subject(token.on_behalf_of().clone()));
+    HeaderValue::from_maybe_shared(bytes).ok()
 }
 
 /// Drop cache `cache`'s entry for `token` from this thread's front.
@@ -106,7 +139,11 @@ struct FrontEntry {
     tail: u64,
     /// The whole token, compared when the tail matches.
     token: Box<[u8]>,
-    entry: Entry,
+    verified: VerifiedToken,
+    /// The serial of the key that verified it.
+    key_serial: u64,
+    /// The user's id as a header value, shared (see [`on_behalf_of`]).
+    on_behalf_of: Option<HeaderValue>,
     /// When the key that verified the token was last found held (see [`Held`]): a hit
     /// within it skips the look-up. Kept here, not in the shared cache, so it costs no
     /// memory per cached token.

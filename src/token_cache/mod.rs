@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 
+use http::HeaderValue;
+
 use crate::claims::VerifiedToken;
 use crate::jwks::Held;
 
@@ -37,6 +39,18 @@ pub(crate) struct Entry {
     pub(crate) key_serial: u64,
     /// How long the entry may live: until `exp` plus leeway, as seen at insertion.
     pub(crate) ttl: Duration,
+}
+
+/// What a cache hit gives.
+pub(crate) struct Hit {
+    pub(crate) token: VerifiedToken,
+    /// The serial of the key that verified the token.
+    pub(crate) key_serial: u64,
+    /// When that key was last found held on this thread ([`Held::UNCHECKED`] when never).
+    pub(crate) held: Held,
+    /// The user's id as a header value shared with the thread's front entry, for
+    /// `X-On-Behalf-Of` (`None` for a token too long to be kept in front).
+    pub(crate) on_behalf_of: Option<HeaderValue>,
 }
 
 struct UntilExpiry;
@@ -115,13 +129,20 @@ impl TokenCache {
     }
 
     #[cfg(test)]
-    pub(crate) fn get(&self, token: &str) -> Option<Entry> {
-        self.probe(token.as_bytes()).get().map(|(entry, _)| entry)
+    pub(crate) fn get(&self, token: &str) -> Option<Hit> {
+        self.probe(token.as_bytes()).get()
+    }
+
+    /// How long the shared cache keeps `token`.
+    #[cfg(test)]
+    pub(crate) fn ttl(&self, token: &str) -> Option<Duration> {
+        let digest = TokenCache::digest(token.as_bytes());
+        self.shard(&digest).get(&digest).map(|entry| entry.ttl)
     }
 
     #[cfg(test)]
     pub(crate) fn insert(&self, token: &str, verified: VerifiedToken, serial: u64, ttl: Duration) {
-        self.probe(token.as_bytes()).insert(verified, serial, ttl);
+        let _ = self.probe(token.as_bytes()).insert(verified, serial, ttl);
     }
 
     #[cfg(test)]
@@ -166,27 +187,30 @@ impl Probe<'_> {
     }
 
     /// The entry for the token: from this thread's front, else from the shared cache (which
-    /// then puts it in front); with the stamp of its key's last look-up on this thread
-    /// ([`Held::UNCHECKED`] when none).
+    /// then puts it in front).
     #[cfg(test)]
-    pub(crate) fn get(&mut self) -> Option<(Entry, Held)> {
+    pub(crate) fn get(&mut self) -> Option<Hit> {
         self.front().or_else(|| self.shared())
     }
 
-    /// The entry for the token in this thread's front, with the stamp of its key's last
-    /// look-up on this thread: no hashing, nothing shared touched.
+    /// The token in this thread's front: no hashing, nothing shared touched.
     #[inline]
-    pub(crate) fn front(&mut self) -> Option<(Entry, Held)> {
+    pub(crate) fn front(&mut self) -> Option<Hit> {
         front::find(self.cache.id, self.token)
     }
 
-    /// The entry for the token in the shared cache, which then puts it in this thread's
-    /// front (unstamped: [`Held::UNCHECKED`]).
-    pub(crate) fn shared(&mut self) -> Option<(Entry, Held)> {
+    /// The token in the shared cache, which then puts it in this thread's front (its key
+    /// not looked up yet on this thread: [`Held::UNCHECKED`]).
+    pub(crate) fn shared(&mut self) -> Option<Hit> {
         let digest = self.digest();
         let entry = self.cache.shard(&digest).get(&digest)?;
-        front::remember(self.cache.id, self.token, &entry);
-        Some((entry, Held::UNCHECKED))
+        let on_behalf_of = front::remember(self.cache.id, self.token, &entry);
+        Some(Hit {
+            token: entry.token,
+            key_serial: entry.key_serial,
+            held: Held::UNCHECKED,
+            on_behalf_of,
+        })
     }
 
     /// Stamp the token's front entry on this thread: its key was found held.
@@ -194,19 +218,26 @@ impl Probe<'_> {
         front::stamp(self.cache.id, self.token, held);
     }
 
-    /// Keep the token, verified by the key with this serial, for `ttl` at most.
-    pub(crate) fn insert(&mut self, verified: VerifiedToken, key_serial: u64, ttl: Duration) {
+    /// Keep the token, verified by the key with this serial, for `ttl` at most. The user's
+    /// id as a shared header value (see [`Hit::on_behalf_of`]), when kept in front.
+    pub(crate) fn insert(
+        &mut self,
+        verified: VerifiedToken,
+        key_serial: u64,
+        ttl: Duration,
+    ) -> Option<HeaderValue> {
         if ttl.is_zero() {
-            return;
+            return None;
         }
         let entry = Entry {
             token: verified,
             key_serial,
             ttl,
         };
-        front::remember(self.cache.id, self.token, &entry);
+        let on_behalf_of = front::remember(self.cache.id, self.token, &entry);
         let digest = self.digest();
         self.cache.shard(&digest).insert(digest, entry);
+        on_behalf_of
     }
 
     /// Drop the entry, from the shared cache and from this thread's front. Other threads'
@@ -352,7 +383,7 @@ mod tests {
         let mut probe = cache.probe(b"t");
         assert!(probe.get().is_none());
         let digest = probe.digest.expect("a miss reached the shared cache");
-        probe.insert(token("u"), 0, Duration::from_secs(60));
+        let _ = probe.insert(token("u"), 0, Duration::from_secs(60));
         assert_eq!(probe.digest, Some(digest));
         assert_eq!(digest, TokenCache::digest(b"t"));
         // A front hit computes no digest.
@@ -362,9 +393,9 @@ mod tests {
         // A stamp stays with the front entry until it is replaced.
         let held = Held::stamp(Held::begin(), u64::MAX);
         probe.stamp(held);
-        assert_eq!(cache.probe(b"t").get().unwrap().1, held);
+        assert_eq!(cache.probe(b"t").get().unwrap().held, held);
         cache.insert("t", token("u"), 0, Duration::from_secs(60));
-        assert_eq!(cache.probe(b"t").get().unwrap().1, Held::UNCHECKED);
+        assert_eq!(cache.probe(b"t").get().unwrap().held, Held::UNCHECKED);
     }
 
     #[test]

@@ -45,6 +45,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::HeaderValue;
+
 use crate::jwks::Algorithm;
 
 pub use builder::VerifierBuilder;
@@ -53,8 +55,8 @@ pub use checks::ClaimRefusal;
 use crate::claims::{BearerToken, VerifiedToken};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind};
-use crate::jwks::{Held, KeySetStatus, KeySources, SourceId};
-use crate::token_cache::{Entry, Probe, TokenCache};
+use crate::jwks::{KeySetStatus, KeySources, SourceId};
+use crate::token_cache::{Hit, Probe, TokenCache};
 use checks::Checks;
 use jws::Compact;
 use key::{check_signature, select_key};
@@ -122,9 +124,16 @@ impl fmt::Debug for Verifier {
 /// What a verification attempt that does no I/O came to.
 pub(crate) enum Attempt {
     /// Finished, one way or the other.
-    Done(Result<VerifiedToken, Error>),
+    Done(Result<Verified, Error>),
     /// The token names a key that is not held; a guarded refetch may find it.
     NeedKey(MissingKey),
+}
+
+/// A verified token, and the user's id as a header value shared with this thread's cache
+/// entry when it has one: the layer's `X-On-Behalf-Of` without a copy.
+pub(crate) struct Verified {
+    pub(crate) token: VerifiedToken,
+    pub(crate) on_behalf_of: Option<HeaderValue>,
 }
 
 /// A key a token names that its source does not hold (yet).
@@ -146,13 +155,13 @@ impl Verifier {
     /// remote: then at most one guarded refetch, bounded by the fetch timeout.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, Error> {
         match self.verify_now(token) {
-            Attempt::Done(result) => result,
+            Attempt::Done(result) => result.map(|v| v.token),
             Attempt::NeedKey(missing) => {
                 let source = self.inner.keys.get(missing.source);
                 let source = source.ok_or_else(|| Error::new(ErrorKind::UnknownKeyId))?;
                 source.resolve_missing(&missing.kid).await?;
                 match self.verify_now(token) {
-                    Attempt::Done(result) => result,
+                    Attempt::Done(result) => result.map(|v| v.token),
                     Attempt::NeedKey(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
                 }
             }
@@ -306,6 +315,7 @@ impl Verifier {
             }
             crate::metrics::count(crate::metrics::Event::CacheMiss);
         }
+        let mut on_behalf_of = None;
         let answer = match s.verify_uncached(token, at, when.now) {
             Ok((verified, key_serial)) => {
                 if let Some(probe) = &mut probe {
@@ -313,14 +323,19 @@ impl Verifier {
                         .expires_at()
                         .saturating_add(s.rules.leeway)
                         .saturating_sub(when.now);
-                    probe.insert(verified.clone(), key_serial, Duration::from_secs(ttl));
+                    let ttl = Duration::from_secs(ttl);
+                    on_behalf_of = probe.insert(verified.clone(), key_serial, ttl);
                 }
                 Ok(verified)
             }
             Err(NotVerified::Refused(e)) => Err(e),
             Err(NotVerified::KeyNotHeld(missing)) => return Attempt::NeedKey(missing),
         };
-        Attempt::Done(answer.and_then(|v| s.check_uncached(v)))
+        let answer = answer.and_then(|v| s.check_uncached(v));
+        Attempt::Done(answer.map(|token| Verified {
+            token,
+            on_behalf_of,
+        }))
     }
 }
 
@@ -364,15 +379,15 @@ impl VerifierState {
     /// The answer for a token found in the cache (see [`recheck_hit`](Self::recheck_hit)),
     /// with the uncached checks; `None` when it must be verified afresh.
     #[inline]
-    fn answer_hit(
-        &self,
-        probe: &mut Probe<'_>,
-        (entry, held): (Entry, Held),
-        when: When,
-    ) -> Option<Attempt> {
-        let answer = self.recheck_hit(probe, entry, held, when)?;
+    fn answer_hit(&self, probe: &mut Probe<'_>, mut hit: Hit, when: When) -> Option<Attempt> {
+        let on_behalf_of = hit.on_behalf_of.take();
+        let answer = self.recheck_hit(probe, hit, when)?;
         crate::metrics::count(crate::metrics::Event::CacheHit);
-        Some(Attempt::Done(answer.and_then(|v| self.check_uncached(v))))
+        let answer = answer.and_then(|v| self.check_uncached(v));
+        Some(Attempt::Done(answer.map(|token| Verified {
+            token,
+            on_behalf_of,
+        })))
     }
 
     /// Re-check a cached entry for this token at `when`: the key that verified it must
@@ -381,22 +396,21 @@ impl VerifierState {
     /// dropped too, and answers [`ErrorKind::Expired`]; an entry not yet valid is kept for
     /// when it is.
     ///
-    /// The key is looked up only when `held`, the stamp of its last look-up on this
-    /// thread, has lapsed (a key set changed since, or its time ran out); a look-up that
-    /// finds it stamps the entry again.
+    /// The key is looked up only when the hit's stamp of its last look-up on this thread
+    /// has lapsed (a key set changed since, or its time ran out); a look-up that finds it
+    /// stamps the entry again.
     #[inline]
     fn recheck_hit(
         &self,
         probe: &mut Probe<'_>,
-        entry: Entry,
-        held: Held,
+        hit: Hit,
         when: When,
     ) -> Option<Result<VerifiedToken, Error>> {
-        let t = &entry.token;
-        if !held.holds(when.now_ms) {
+        let t = &hit.token;
+        if !hit.held.holds(when.now_ms) {
             let found = self
                 .keys
-                .confirm(t.issuer(), t.key_id(), entry.key_serial, when.at);
+                .confirm(t.issuer(), t.key_id(), hit.key_serial, when.at);
             match found {
                 Some(held) => probe.stamp(held),
                 None => {
@@ -415,7 +429,7 @@ impl VerifierState {
             // Moka drops it at `exp` too; this thread's front would keep it.
             probe.remove();
         }
-        Some(checked.map(|()| entry.token))
+        Some(checked.map(|()| hit.token))
     }
 
     /// Verify a token not found in the cache, through the five stages. Also returns the
@@ -489,7 +503,7 @@ mod cache_tests {
 
     fn check(verifier: &Verifier, token: &str) -> Result<VerifiedToken, Error> {
         match verifier.verify_now(token) {
-            Attempt::Done(result) => result,
+            Attempt::Done(result) => result.map(|v| v.token),
             Attempt::NeedKey(_) => Err(Error::new(ErrorKind::UnknownKeyId)),
         }
     }
@@ -551,9 +565,8 @@ mod cache_tests {
         // Verified late in its life: the entry lives only until exp plus leeway.
         clock.set_unix(exp - 100);
         let first = check(&v, &token).unwrap();
-        let entry = cache(&v).get(&token).unwrap();
         assert_eq!(
-            entry.ttl,
+            cache(&v).ttl(&token).unwrap(),
             Duration::from_secs(100 + VerifierBuilder::DEFAULT_LEEWAY.as_secs())
         );
 
