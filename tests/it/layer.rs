@@ -113,6 +113,67 @@ async fn valid_token_reaches_the_service_with_verified_identity() {
     assert!(response.extensions().get::<Error>().is_none());
 }
 
+/// The layer leaves one value of its own in the extensions: `from_extensions` reads it,
+/// identity values put there before the layer ran are gone (a reader by type never sees one
+/// the layer did not verify), and a repeated token (answered from the thread's cache, with
+/// its shared `X-On-Behalf-Of` value) sees the same as the first.
+#[tokio::test]
+async fn what_the_layer_verified_is_read_with_from_extensions() {
+    let f = fixture();
+    let token = f.token();
+    let other_token = f.key.sign(&claims_with(json!({"sub": "user-7"})));
+    let (other, other_bearer) = f.verifier.verify_bearer(&other_token).await.unwrap();
+    let svc = Mka1AuthLayer::new(f.verifier.clone()).layer(service_fn(
+        |req: Request<String>| async move {
+            let ext = req.extensions();
+            let by_type = (
+                ext.get::<OnBehalfOf>().is_some(),
+                ext.get::<VerifiedToken>().is_some(),
+                ext.get::<BearerToken>().is_some(),
+            );
+            let seen = json!({
+                "by_type": [by_type.0, by_type.1, by_type.2],
+                "user": OnBehalfOf::from_extensions(ext).map(|u| u.to_string()),
+                "header": req.headers()[X_ON_BEHALF_OF].to_str().unwrap(),
+            });
+            Ok::<_, Infallible>(Response::new(seen.to_string()))
+        },
+    ));
+    for round in 0..3 {
+        let mut req = bearer(&token).body(String::new()).unwrap();
+        req.extensions_mut().insert(other.clone());
+        req.extensions_mut().insert(other.on_behalf_of().clone());
+        req.extensions_mut().insert(other_bearer.clone());
+        let response = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(
+            seen(&response),
+            json!({"by_type": [false, false, false], "user": "user-42", "header": "user-42"}),
+            "round {round}"
+        );
+    }
+
+    // Without a layer, `from_extensions` reads what was put there by hand (an onward
+    // request that `carry_identity` filled).
+    let mut ext = http::Extensions::new();
+    assert!(OnBehalfOf::from_extensions(&ext).is_none());
+    ext.insert(other.on_behalf_of().clone());
+    ext.insert(other.clone());
+    assert_eq!(
+        OnBehalfOf::from_extensions(&ext).unwrap().as_str(),
+        "user-7"
+    );
+    assert_eq!(
+        VerifiedToken::from_extensions(&ext).unwrap().subject(),
+        "user-7"
+    );
+    assert!(BearerToken::from_extensions(&ext).is_none());
+    ext.insert(other_bearer);
+    assert_eq!(
+        BearerToken::from_extensions(&ext).unwrap().expose(),
+        other_token
+    );
+}
+
 #[tokio::test]
 async fn scheme_is_case_insensitive() {
     let f = fixture();
