@@ -14,9 +14,11 @@
 //! callgrind_annotate --inclusive=yes callgrind.out.<pid>
 //! ```
 //!
-//! Each side's total over `N + 1000` calls is its instructions per request. Run alone, it
-//! also prints wall-clock times per request (for orientation only; the side-by-side ratios
-//! are `--bench layer`'s).
+//! Each side's total over `N + 1000` calls is its instructions per request. `RULES=1` puts
+//! revocation rules on the layer's verifier, as `--bench layer`'s figure (d) does (100,000
+//! revoked users, none of them the bench's, and an `all` rule older than every token). Run
+//! alone, it also prints wall-clock times per request (for orientation only; the
+//! side-by-side ratios are `--bench layer`'s).
 
 mod support;
 
@@ -25,8 +27,9 @@ use std::hint::black_box;
 use axum::body::Body;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request};
-use mka1_auth::Mka1AuthLayer;
-use support::common::TestKey;
+use mka1_auth::revocation::{Revocations, Rule};
+use mka1_auth::{Mka1AuthLayer, Verifier};
+use support::common::{jwks, TestKey, AUDIENCE};
 use support::*;
 use tower::{Layer, Service, ServiceExt};
 
@@ -60,15 +63,47 @@ fn reference<S: Service<Request<Body>> + Clone>(svc: &S, bearer: &[HeaderValue],
     drive(svc, bearer, n);
 }
 
+/// A verifier like the fixture's on a JWKS URL, with 100,000 revoked users (none of the
+/// bench's) and an `all` rule a day old.
+fn ruled(jwks: String, tokens: &[String]) -> Verifier {
+    let now = now_unix();
+    let mut rules: Vec<Rule> = (0..100_000)
+        .map(|i| Rule::user(format!("revoked-user-{i}"), now))
+        .collect();
+    rules.push(Rule::all(now - 86_400));
+    let revocations = Revocations::in_process();
+    revocations.revoke_many(&rules);
+    let verifier = Verifier::builder()
+        .jwks_url(serve_jwks(jwks).as_str())
+        .audience(AUDIENCE)
+        .revocations(revocations)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for token in tokens {
+        runtime.block_on(verifier.verify(token)).unwrap();
+    }
+    verifier
+}
+
 fn main() {
-    let fixture = Fixture::new(TestKey::ed25519("k1"));
+    let key = TestKey::ed25519("k1");
+    let document = jwks(&[&key]).to_string();
+    let fixture = Fixture::new(key);
     let bearer: Vec<HeaderValue> = fixture
         .tokens
         .iter()
         .map(|t| HeaderValue::try_from(format!("Bearer {t}")).unwrap())
         .collect();
     let router = axum::Router::new().route("/orders", axum::routing::get(|| async {}));
-    let layered = Mka1AuthLayer::new(fixture.ours.remote.clone()).layer(router.clone());
+    let verifier = match std::env::var("RULES").as_deref() {
+        Ok("1") => ruled(document, &fixture.tokens),
+        _ => fixture.ours.remote.clone(),
+    };
+    let layered = Mka1AuthLayer::new(verifier).layer(router.clone());
     let n: usize = std::env::var("N")
         .ok()
         .and_then(|n| n.parse().ok())

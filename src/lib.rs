@@ -83,6 +83,7 @@ mod macros;
 mod bearer;
 pub mod claims;
 pub mod clock;
+mod epoch;
 mod error;
 cfg_feature! {
     #![feature = "remote"]

@@ -1,21 +1,17 @@
-//! The key epoch: a count that moves whenever a key set is built or a remote one published,
-//! so that a cache hit can tell with one atomic read that no key set changed since its
-//! token's key was last found held ([`Held`]), instead of looking the key up again.
-//!
-//! The count is shared by every verifier in the process. It moves only when keys change
-//! (at start-up, and on each fetch of a remote set), so the line it sits on stays in every
-//! core's cache; a move anywhere sends each cached token through one full look-up, which
-//! stamps it again.
+//! The key epoch: it moves whenever a key set is built or a remote one published (see
+//! [`Epoch`]), so that a cache hit can tell with one atomic read that no key set changed
+//! since its token's key was last found held ([`Held`]), instead of looking the key up
+//! again. It is shared by every verifier in the process.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::epoch::Epoch;
 
-/// The current epoch; 0 is never one, so [`Held::UNCHECKED`] never passes.
-static EPOCH: AtomicU64 = AtomicU64::new(1);
+/// The key epoch; 0 is never one, so [`Held::UNCHECKED`] never passes.
+static EPOCH: Epoch = Epoch::new();
 
-/// Move the epoch on: every [`Held`] stamped before now needs a full look-up again. Call it
-/// after the new keys are visible to readers.
+/// Move the key epoch on: every [`Held`] stamped before now needs a full look-up again.
+/// Call it after the new keys are visible to readers.
 pub(crate) fn advance() {
-    EPOCH.fetch_add(1, Ordering::AcqRel);
+    EPOCH.advance();
 }
 
 /// That a cached token's key was found held in its source: good while no key set changes
@@ -37,7 +33,7 @@ impl Held {
     /// The epoch to stamp a look-up with: read before the look-up, so a key set published
     /// during it makes the stamp stale at once.
     pub(crate) fn begin() -> u64 {
-        EPOCH.load(Ordering::Acquire)
+        EPOCH.current()
     }
 
     /// A look-up begun in `epoch` found the key held, good until `until_ms`.
@@ -49,7 +45,7 @@ impl Held {
     /// is before its end.
     #[inline]
     pub(crate) fn holds(self, now_ms: u64) -> bool {
-        now_ms < self.until_ms && self.epoch == EPOCH.load(Ordering::Acquire)
+        now_ms < self.until_ms && self.epoch == EPOCH.current()
     }
 }
 

@@ -64,8 +64,14 @@ pub use status::RevocationStatus;
 
 use crate::claims::VerifiedToken;
 use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::epoch::Epoch;
 use crate::error::{Error, ErrorKind};
 use set::RuleSet;
+
+/// The rules epoch: moves after any rule set is published, by any [`Revocations`] in the
+/// process. A cache hit stamped with it skips the rules for a token this thread already
+/// found not revoked by the rules in force (see `VerifierState::check_uncached_hit`).
+pub(crate) static RULES_EPOCH: Epoch = Epoch::new();
 
 /// How long a rule is kept when no verifier has said more: MKA1's longest token lifetime
 /// (30 days) plus the default leeway (60 s).
@@ -197,7 +203,7 @@ impl Revocations {
         let now = self.now();
         let current = self.shared.current.load_full().unwrap_or_default();
         let set = current.with(rules, now, self.retention());
-        self.shared.current.store(Some(Arc::new(set)));
+        self.publish(set);
         state.last_loaded.get_or_insert(self.shared.clock.now());
     }
 
@@ -257,6 +263,13 @@ impl Revocations {
         self.shared.retention.load(Ordering::Relaxed)
     }
 
+    /// Make `set` the rules every later check obeys, and move the rules epoch on.
+    fn publish(&self, set: RuleSet) {
+        self.shared.current.store(Some(Arc::new(set)));
+        // After the store: a token found not revoked from here on was checked against it.
+        RULES_EPOCH.advance();
+    }
+
     /// The check on every verification: the hot path. No lock, no shared write.
     #[inline]
     pub(crate) fn check(&self, token: &VerifiedToken) -> Result<(), Error> {
@@ -274,7 +287,7 @@ impl Revocations {
     pub(crate) fn publish_all(&self, rules: &[Rule], skipped: u64) {
         let mut state = self.lock();
         let set = RuleSet::default().with(rules, self.now(), self.retention());
-        self.shared.current.store(Some(Arc::new(set)));
+        self.publish(set);
         state.last_loaded = Some(self.shared.clock.now());
         state.stale_since = None;
         state.last_error = None;

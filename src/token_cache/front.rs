@@ -47,6 +47,7 @@ pub(super) fn find(cache: u64, token: &[u8]) -> Option<Hit> {
             token: slot.verified.clone(),
             key_serial: slot.key_serial,
             held: slot.held,
+            rules_checked: slot.rules_checked,
             on_behalf_of: slot.on_behalf_of.clone(),
         })
     })
@@ -55,9 +56,20 @@ pub(super) fn find(cache: u64, token: &[u8]) -> Option<Hit> {
 
 /// Stamp this thread's front entry for `token` (of cache `cache`) with its key's look-up.
 pub(super) fn stamp(cache: u64, token: &[u8], held: Held) {
+    with_slot(cache, token, |slot| slot.held = held);
+}
+
+/// Stamp this thread's front entry for `token` (of cache `cache`): found not revoked by the
+/// rules of this rules epoch.
+pub(super) fn stamp_rules(cache: u64, token: &[u8], epoch: u64) {
+    with_slot(cache, token, |slot| slot.rules_checked = epoch);
+}
+
+/// Run `f` on this thread's front entry for `token` (of cache `cache`), if it has one.
+fn with_slot(cache: u64, token: &[u8], f: impl FnOnce(&mut FrontEntry)) {
     with_token_set(token, |set, _| {
         if let Some(Some(slot)) = slot_holding(set, cache, token) {
-            slot.held = held;
+            f(slot);
         }
     });
 }
@@ -82,6 +94,7 @@ pub(super) fn remember(cache: u64, token: &[u8], entry: &Entry) -> Option<Header
             key_serial: entry.key_serial,
             on_behalf_of,
             held: Held::UNCHECKED,
+            rules_checked: 0,
             used: now,
         });
         if let Some(slot) = slot_holding(set, cache, token) {
@@ -148,6 +161,9 @@ struct FrontEntry {
     /// within it skips the look-up. Kept here, not in the shared cache, so it costs no
     /// memory per cached token.
     held: Held,
+    /// The rules epoch in which the token was last found not revoked on this thread (0:
+    /// never): a hit in the same epoch skips the rules.
+    rules_checked: u64,
     /// When the entry was last used, on the thread's own [`ThreadFront::tick`].
     used: u64,
 }

@@ -48,6 +48,8 @@ pub(crate) struct Hit {
     pub(crate) key_serial: u64,
     /// When that key was last found held on this thread ([`Held::UNCHECKED`] when never).
     pub(crate) held: Held,
+    /// The rules epoch in which this thread last found the token not revoked (0: never).
+    pub(crate) rules_checked: u64,
     /// The user's id as a header value shared with the thread's front entry, for
     /// `X-On-Behalf-Of` (`None` for a token too long to be kept in front).
     pub(crate) on_behalf_of: Option<HeaderValue>,
@@ -209,6 +211,7 @@ impl Probe<'_> {
             token: entry.token,
             key_serial: entry.key_serial,
             held: Held::UNCHECKED,
+            rules_checked: 0,
             on_behalf_of,
         })
     }
@@ -216,6 +219,12 @@ impl Probe<'_> {
     /// Stamp the token's front entry on this thread: its key was found held.
     pub(crate) fn stamp(&mut self, held: Held) {
         front::stamp(self.cache.id, self.token, held);
+    }
+
+    /// Stamp the token's front entry on this thread: found not revoked by the rules of
+    /// this rules epoch.
+    pub(crate) fn stamp_rules(&mut self, epoch: u64) {
+        front::stamp_rules(self.cache.id, self.token, epoch);
     }
 
     /// Keep the token, verified by the key with this serial, for `ttl` at most. The user's

@@ -381,9 +381,10 @@ impl VerifierState {
     #[inline]
     fn answer_hit(&self, probe: &mut Probe<'_>, mut hit: Hit, when: When) -> Option<Attempt> {
         let on_behalf_of = hit.on_behalf_of.take();
+        let rules_checked = hit.rules_checked;
         let answer = self.recheck_hit(probe, hit, when)?;
         crate::metrics::count(crate::metrics::Event::CacheHit);
-        let answer = answer.and_then(|v| self.check_uncached(v));
+        let answer = answer.and_then(|v| self.check_uncached_hit(v, probe, rules_checked));
         Some(Attempt::Done(answer.map(|token| Verified {
             token,
             on_behalf_of,
@@ -468,6 +469,29 @@ impl VerifierState {
         let verified = claims.into_token(payload, selected.key.kid(), selected.alg)?;
         self.checks.run(&verified)?;
         Ok((verified, selected.key.serial()))
+    }
+
+    /// [`check_uncached`](Self::check_uncached) for a cache hit: the revocation rules are
+    /// skipped when this thread found the token not revoked by the same rules
+    /// (`rules_checked` is the rules epoch it did so in; a rule set is never changed in
+    /// place, and the epoch moves after every new one). A token found not revoked is stamped.
+    #[inline]
+    fn check_uncached_hit(
+        &self,
+        verified: VerifiedToken,
+        probe: &mut Probe<'_>,
+        rules_checked: u64,
+    ) -> Result<VerifiedToken, Error> {
+        if let Some(revocations) = &self.revocations {
+            // Read before the check: rules published during it make the stamp stale at once.
+            let epoch = crate::revocation::RULES_EPOCH.current();
+            if rules_checked != epoch {
+                revocations.check(&verified)?;
+                probe.stamp_rules(epoch);
+            }
+        }
+        self.uncached_checks.run(&verified)?;
+        Ok(verified)
     }
 
     /// The uncached checks, on an answer about to be given (from the cache or not).
