@@ -48,7 +48,7 @@ pub(super) fn find(cache: u64, token: &[u8]) -> Option<Hit> {
             key_serial: slot.key_serial,
             held: slot.held,
             rules_checked: slot.rules_checked,
-            on_behalf_of: slot.on_behalf_of.clone(),
+            on_behalf_of: slot.on_behalf_of().cloned(),
         })
     })
     .flatten()
@@ -76,23 +76,20 @@ fn with_slot(cache: u64, token: &[u8], f: impl FnOnce(&mut FrontEntry)) {
 
 /// Put cache `cache`'s entry for `token` in this thread's front: in the slot that already
 /// holds it, else an empty slot of its set, else the set's least recently used. Tokens
-/// over [`FRONT_MAX_TOKEN_BYTES`] are not kept. The user's id as a shared header value,
-/// when kept.
+/// over [`FRONT_MAX_TOKEN_BYTES`] are not kept.
 #[inline]
-pub(super) fn remember(cache: u64, token: &[u8], entry: &Entry) -> Option<HeaderValue> {
+pub(super) fn remember(cache: u64, token: &[u8], entry: &Entry) {
     if token.len() > FRONT_MAX_TOKEN_BYTES {
-        return None;
+        return;
     }
     with_token_set(token, |set, now| {
-        let on_behalf_of = on_behalf_of(&entry.token);
-        let shared = on_behalf_of.clone();
         let fresh = Some(FrontEntry {
             cache,
             tail: tail(token),
             token: Box::from(token),
             verified: entry.token.clone(),
             key_serial: entry.key_serial,
-            on_behalf_of,
+            on_behalf_of: None,
             held: Held::UNCHECKED,
             rules_checked: 0,
             used: now,
@@ -105,16 +102,25 @@ pub(super) fn remember(cache: u64, token: &[u8], entry: &Entry) -> Option<Header
         {
             *slot = fresh;
         }
-        shared
-    })
-    .flatten()
+    });
+}
+
+impl FrontEntry {
+    /// The user's id as a header value (see [`on_behalf_of`]), made at the entry's first
+    /// hit: a token seen once costs no more than the box's pointer.
+    fn on_behalf_of(&mut self) -> Option<&HeaderValue> {
+        if self.on_behalf_of.is_none() {
+            self.on_behalf_of = on_behalf_of(&self.verified).map(Box::new);
+        }
+        self.on_behalf_of.as_deref()
+    }
 }
 
 /// The verified user's id as a header value whose bytes are the token's own text (no copy,
-/// one small allocation per front entry): what the layer's `X-On-Behalf-Of` is, with a
-/// reference count instead of an allocation, a copy and a byte check per request. Kept
-/// per front entry, not per cached token, so the shared cache's memory per token does not
-/// grow. `None` if the id were no header value (never: ids are checked printable ASCII).
+/// one small allocation): what the layer's `X-On-Behalf-Of` is, with a reference count
+/// instead of an allocation, a copy and a byte check per request. Kept per front entry that
+/// is hit, not per cached token, so the shared cache's memory per token does not grow.
+/// `None` if the id were no header value (never: ids are checked printable ASCII).
 fn on_behalf_of(token: &VerifiedToken) -> Option<HeaderValue> {
     /// The subject of a verified token, as bytes that live as long as the token.
     struct Subject(OnBehalfOf);
@@ -155,8 +161,9 @@ struct FrontEntry {
     verified: VerifiedToken,
     /// The serial of the key that verified it.
     key_serial: u64,
-    /// The user's id as a header value, shared (see [`on_behalf_of`]).
-    on_behalf_of: Option<HeaderValue>,
+    /// The user's id as a header value, shared (see [`on_behalf_of`]); made at the first
+    /// hit, boxed so that an entry never hit holds one pointer for it.
+    on_behalf_of: Option<Box<HeaderValue>>,
     /// When the key that verified the token was last found held (see [`Held`]): a hit
     /// within it skips the look-up. Kept here, not in the shared cache, so it costs no
     /// memory per cached token.

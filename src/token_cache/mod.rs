@@ -51,7 +51,7 @@ pub(crate) struct Hit {
     /// The rules epoch in which this thread last found the token not revoked (0: never).
     pub(crate) rules_checked: u64,
     /// The user's id as a header value shared with the thread's front entry, for
-    /// `X-On-Behalf-Of` (`None` for a token too long to be kept in front).
+    /// `X-On-Behalf-Of` (a front hit only).
     pub(crate) on_behalf_of: Option<HeaderValue>,
 }
 
@@ -144,7 +144,7 @@ impl TokenCache {
 
     #[cfg(test)]
     pub(crate) fn insert(&self, token: &str, verified: VerifiedToken, serial: u64, ttl: Duration) {
-        let _ = self.probe(token.as_bytes()).insert(verified, serial, ttl);
+        self.probe(token.as_bytes()).insert(verified, serial, ttl);
     }
 
     #[cfg(test)]
@@ -206,13 +206,13 @@ impl Probe<'_> {
     pub(crate) fn shared(&mut self) -> Option<Hit> {
         let digest = self.digest();
         let entry = self.cache.shard(&digest).get(&digest)?;
-        let on_behalf_of = front::remember(self.cache.id, self.token, &entry);
+        front::remember(self.cache.id, self.token, &entry);
         Some(Hit {
             token: entry.token,
             key_serial: entry.key_serial,
             held: Held::UNCHECKED,
             rules_checked: 0,
-            on_behalf_of,
+            on_behalf_of: None,
         })
     }
 
@@ -227,26 +227,19 @@ impl Probe<'_> {
         front::stamp_rules(self.cache.id, self.token, epoch);
     }
 
-    /// Keep the token, verified by the key with this serial, for `ttl` at most. The user's
-    /// id as a shared header value (see [`Hit::on_behalf_of`]), when kept in front.
-    pub(crate) fn insert(
-        &mut self,
-        verified: VerifiedToken,
-        key_serial: u64,
-        ttl: Duration,
-    ) -> Option<HeaderValue> {
+    /// Keep the token, verified by the key with this serial, for `ttl` at most.
+    pub(crate) fn insert(&mut self, verified: VerifiedToken, key_serial: u64, ttl: Duration) {
         if ttl.is_zero() {
-            return None;
+            return;
         }
         let entry = Entry {
             token: verified,
             key_serial,
             ttl,
         };
-        let on_behalf_of = front::remember(self.cache.id, self.token, &entry);
+        front::remember(self.cache.id, self.token, &entry);
         let digest = self.digest();
         self.cache.shard(&digest).insert(digest, entry);
-        on_behalf_of
     }
 
     /// Drop the entry, from the shared cache and from this thread's front. Other threads'
@@ -392,7 +385,7 @@ mod tests {
         let mut probe = cache.probe(b"t");
         assert!(probe.get().is_none());
         let digest = probe.digest.expect("a miss reached the shared cache");
-        let _ = probe.insert(token("u"), 0, Duration::from_secs(60));
+        probe.insert(token("u"), 0, Duration::from_secs(60));
         assert_eq!(probe.digest, Some(digest));
         assert_eq!(digest, TokenCache::digest(b"t"));
         // A front hit computes no digest.

@@ -315,7 +315,6 @@ impl Verifier {
             }
             crate::metrics::count(crate::metrics::Event::CacheMiss);
         }
-        let mut on_behalf_of = None;
         let answer = match s.verify_uncached(token, at, when.now) {
             Ok((verified, key_serial)) => {
                 if let Some(probe) = &mut probe {
@@ -323,8 +322,7 @@ impl Verifier {
                         .expires_at()
                         .saturating_add(s.rules.leeway)
                         .saturating_sub(when.now);
-                    let ttl = Duration::from_secs(ttl);
-                    on_behalf_of = probe.insert(verified.clone(), key_serial, ttl);
+                    probe.insert(verified.clone(), key_serial, Duration::from_secs(ttl));
                 }
                 Ok(verified)
             }
@@ -334,7 +332,7 @@ impl Verifier {
         let answer = answer.and_then(|v| s.check_uncached(v));
         Attempt::Done(answer.map(|token| Verified {
             token,
-            on_behalf_of,
+            on_behalf_of: None,
         }))
     }
 }
