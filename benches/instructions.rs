@@ -27,7 +27,6 @@ use std::hint::black_box;
 use axum::body::Body;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request};
-use mka1_auth::revocation::{Revocations, Rule};
 use mka1_auth::{Mka1AuthLayer, Verifier};
 use support::common::{jwks, TestKey, AUDIENCE};
 use support::*;
@@ -66,17 +65,10 @@ fn reference<S: Service<Request<Body>> + Clone>(svc: &S, bearer: &[HeaderValue],
 /// A verifier like the fixture's on a JWKS URL, with 100,000 revoked users (none of the
 /// bench's) and an `all` rule a day old.
 fn ruled(jwks: String, tokens: &[String]) -> Verifier {
-    let now = now_unix();
-    let mut rules: Vec<Rule> = (0..100_000)
-        .map(|i| Rule::user(format!("revoked-user-{i}"), now))
-        .collect();
-    rules.push(Rule::all(now - 86_400));
-    let revocations = Revocations::in_process();
-    revocations.revoke_many(&rules);
     let verifier = Verifier::builder()
         .jwks_url(serve_jwks(jwks).as_str())
         .audience(AUDIENCE)
-        .revocations(revocations)
+        .revocations(revocations())
         .build()
         .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()

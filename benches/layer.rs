@@ -35,7 +35,6 @@ use criterion::Criterion;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use jwt_authorizer::{IntoLayer, JwtAuthorizer};
-use mka1_auth::revocation::{Revocations, Rule};
 use mka1_auth::{ClaimRefusal, Mka1AuthLayer, Verifier};
 use support::common::{jwks, TestKey, AUDIENCE};
 use support::*;
@@ -432,22 +431,6 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
         .figure("cpu time, rules on / off", cpu_cost, Goal::Info),
     );
     pairs
-}
-
-/// 100,000 revoked users (none of them the bench's tokens' subjects) and one `all` rule
-/// older than every token: the check looks up every request's `sub`.
-fn revocations() -> Revocations {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut rules: Vec<Rule> = (0..100_000)
-        .map(|i| Rule::user(format!("revoked-user-{i}"), now))
-        .collect();
-    rules.push(Rule::all(now - 86_400));
-    let revocations = Revocations::in_process();
-    revocations.revoke_many(&rules);
-    revocations
 }
 
 /// `routine` with the `metrics` feature's counting on or off for its blocks; off again

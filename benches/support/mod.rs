@@ -749,3 +749,18 @@ pub fn report(pairs: Vec<Pair<'_>>) {
         }
     }
 }
+
+/// 100,000 revoked users (none of them the bench's tokens' subjects) and one `all` rule
+/// older than every token: the check looks up every request's `sub` (the layer bench's
+/// figure (d), and `--bench instructions` with `RULES=1`).
+pub fn revocations() -> mka1_auth::revocation::Revocations {
+    use mka1_auth::revocation::{Revocations, Rule};
+    let now = now_unix();
+    let mut rules: Vec<Rule> = (0..100_000)
+        .map(|i| Rule::user(format!("revoked-user-{i}"), now))
+        .collect();
+    rules.push(Rule::all(now - 86_400));
+    let revocations = Revocations::in_process();
+    revocations.revoke_many(&rules);
+    revocations
+}
