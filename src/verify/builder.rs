@@ -11,7 +11,7 @@ use super::checks::{Check, Checks, ClaimRefusal};
 use super::validate::ClaimRules;
 use super::{Verifier, VerifierState};
 use crate::claims::VerifiedToken;
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::{SharedClock, TickClock};
 use crate::error::ConfigError;
 use crate::jwks::{self, IntoJwks, KeySet, KeySource, KeySources};
 use crate::token_cache::{self, TokenCache};
@@ -413,7 +413,11 @@ impl VerifierBuilder {
         self
     }
 
-    /// Where the verifier reads the time (default the system clock). For tests.
+    /// Where the verifier reads the time. For tests. The default is the system clock read to
+    /// the kernel's tick on Linux (`CLOCK_REALTIME_COARSE` plus one tick, 4 ms on most
+    /// kernels, at most 10): a cache hit reads the clock once, and that reading costs
+    /// about 3 ns instead of 20-30. It runs up to a tick ahead, never behind, so `exp` is
+    /// enforced up to a tick early; elsewhere it is `SystemTime::now`.
     pub fn clock(mut self, clock: impl crate::clock::Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
@@ -485,7 +489,7 @@ impl VerifierBuilder {
         };
         #[cfg(feature = "remote")]
         self.remote.check()?;
-        let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let clock: SharedClock = self.clock.unwrap_or_else(|| Arc::new(TickClock));
         let sources = Sources {
             single: self.keys,
             conflicting: self.conflicting_keys,
