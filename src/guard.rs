@@ -15,7 +15,7 @@ use crate::bearer::BearerToken;
 use crate::claims::{OnBehalfOf, VerifiedToken};
 use crate::error::{Error, ErrorKind};
 use crate::rejection::grpc::Call;
-use crate::rejection::Rejection;
+use crate::rejection::{Realm, Rejection};
 
 /// Marks a request that went through the layer, authenticated or anonymous, and carries
 /// what extractors need to answer like the layer would: its realm, and the gRPC call the
@@ -23,7 +23,7 @@ use crate::rejection::Rejection;
 /// authenticated request, also what the layer verified.
 #[derive(Clone)]
 pub(crate) struct Guarded {
-    pub(crate) realm: Arc<str>,
+    pub(crate) realm: Realm,
     pub(crate) grpc: Option<Call>,
     /// The cookies a token may be read from, by this layer or one in front of it: a
     /// forward never passes these on.
@@ -267,7 +267,7 @@ pub(crate) fn required_or<'e, T: FromGuarded>(
 pub(crate) fn like_the_layer(rejection: Rejection, extensions: &Extensions) -> Rejection {
     match extensions.get::<Guarded>() {
         Some(guarded) => rejection
-            .with_realm(Arc::clone(&guarded.realm))
+            .with_realm(guarded.realm.to_arc())
             .with_grpc(guarded.grpc),
         None => rejection,
     }
@@ -279,7 +279,7 @@ mod tests {
 
     fn mark(cookies: TokenCookies) -> Guarded {
         Guarded {
-            realm: Arc::from("r"),
+            realm: Realm::named(Arc::from("r")),
             grpc: None,
             token_cookies: cookies,
             verified: None,

@@ -45,7 +45,7 @@ use crate::error::{Error, ErrorKind};
 use crate::guard::{Guarded, TokenCookies};
 use crate::headers::{has_variant, remove_every_spelling, variants_of};
 use crate::rejection::grpc::Call;
-use crate::rejection::{answer_behind, respond, Reject, Rejection, StandardReject, DEFAULT_REALM};
+use crate::rejection::{answer_behind, respond, Realm, Reject, Rejection, StandardReject};
 use crate::verify::{Attempt, Verified, Verifier};
 
 mod cookie;
@@ -94,7 +94,7 @@ impl<R> std::fmt::Debug for Mka1AuthLayer<R> {
 #[derive(Clone, Debug)]
 struct AuthConfig {
     verifier: Verifier,
-    realm: Arc<str>,
+    realm: Realm,
     cookie: Option<Arc<str>>,
     optional: bool,
     overwrite_on_behalf_of: bool,
@@ -108,7 +108,7 @@ impl Mka1AuthLayer {
         Mka1AuthLayer {
             config: Arc::new(AuthConfig {
                 verifier,
-                realm: Arc::from(DEFAULT_REALM),
+                realm: Realm::default(),
                 cookie: None,
                 optional: false,
                 overwrite_on_behalf_of: false,
@@ -153,7 +153,7 @@ impl<R> Mka1AuthLayer<R> {
     /// The realm named in `WWW-Authenticate` (default `mka1`).
     #[must_use]
     pub fn realm(self, realm: impl Into<Arc<str>>) -> Self {
-        let realm = realm.into();
+        let realm = Realm::named(realm.into());
         self.edit(|s| s.realm = realm)
     }
 
@@ -425,7 +425,7 @@ impl AuthConfig {
         verified: Option<(VerifiedToken, BearerToken)>,
     ) -> Guarded {
         Guarded {
-            realm: Arc::clone(&self.realm),
+            realm: self.realm.clone(),
             grpc: call,
             token_cookies: TokenCookies::with(self.cookie.as_ref(), before),
             verified,
@@ -487,7 +487,7 @@ fn refuse<B, R: Reject<B>>(
     crate::metrics::count(crate::metrics::Event::Refused(error.kind()));
     let retry_after = error.retry_after().unwrap_or(config.retry_after);
     let rejection = Rejection::new(error)
-        .with_realm(Arc::clone(&config.realm))
+        .with_realm(config.realm.to_arc())
         .with_retry_after(retry_after)
         .with_grpc(call);
     respond(reject, rejection)

@@ -44,6 +44,32 @@ pub(crate) mod grpc;
 /// The realm named in `WWW-Authenticate` when none is configured.
 pub(crate) const DEFAULT_REALM: &str = "mka1";
 
+/// A layer's realm, as it rides on every request the layer lets through: the default one
+/// costs no shared reference count per request (one `Arc` clone and drop, two atomic
+/// operations, on a repeated token's path), a configured one is shared.
+#[derive(Clone, Default)]
+pub(crate) struct Realm(Option<Arc<str>>);
+
+impl Realm {
+    /// The realm `name`.
+    pub(crate) fn named(name: Arc<str>) -> Self {
+        Realm(Some(name))
+    }
+
+    /// The realm's name, shared, for a [`Rejection`] (the refusal path only).
+    pub(crate) fn to_arc(&self) -> Arc<str> {
+        static DEFAULT: std::sync::LazyLock<Arc<str>> =
+            std::sync::LazyLock::new(|| Arc::from(DEFAULT_REALM));
+        self.0.clone().unwrap_or_else(|| Arc::clone(&DEFAULT))
+    }
+}
+
+impl std::fmt::Debug for Realm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.as_deref().unwrap_or(DEFAULT_REALM).fmt(f)
+    }
+}
+
 /// How long a client is asked to wait (`Retry-After`) when no usable key set is held and
 /// the error does not say: 30 seconds, the remote key set's refetch cooldown.
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -355,7 +381,7 @@ fn describes_the_answer(name: &http::HeaderName) -> bool {
 #[inline]
 pub(crate) fn answer_behind<B, R: Reject<B> + ?Sized>(
     reject: &R,
-    realm: &Arc<str>,
+    realm: &Realm,
     call: Option<Call>,
     mut response: Response<B>,
 ) -> Response<B> {
@@ -363,7 +389,7 @@ pub(crate) fn answer_behind<B, R: Reject<B> + ?Sized>(
         return response;
     };
     if rejection.realm.is_none() {
-        rejection.realm = Some(Arc::clone(realm));
+        rejection.realm = Some(realm.to_arc());
     }
     rejection.grpc = rejection.grpc.or(call);
     let error = rejection.error().clone();

@@ -345,7 +345,7 @@ mod tests {
         let mut marks = TokenCookies::None;
         for name in cookies {
             let before = Guarded {
-                realm: Arc::from("r"),
+                realm: crate::rejection::Realm::named(Arc::from("r")),
                 grpc: None,
                 token_cookies: marks,
                 verified: None,
@@ -353,7 +353,7 @@ mod tests {
             marks = TokenCookies::with(Some(&Arc::from(*name)), Some(&before));
         }
         ext.insert(Guarded {
-            realm: Arc::from("r"),
+            realm: crate::rejection::Realm::named(Arc::from("r")),
             grpc: None,
             token_cookies: marks,
             verified: None,
