@@ -509,12 +509,18 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let call = self.shared.config.grpc.call(&req);
         let state = match self.shared.config.start(&mut req, call) {
-            step @ (Step::Admit | Step::AdmitAnonymous) => State::Calling {
-                future: self.inner.call(req),
-                shared: Arc::clone(&self.shared),
-                call,
-                anonymous: matches!(step, Step::AdmitAnonymous),
-            },
+            step @ (Step::Admit | Step::AdmitAnonymous) => {
+                // Built where it is returned: the inner future (hundreds of bytes behind
+                // a router) is written once rather than copied into the state, then out.
+                return ResponseFuture {
+                    state: State::Calling {
+                        shared: Arc::clone(&self.shared),
+                        call,
+                        anonymous: matches!(step, Step::AdmitAnonymous),
+                        future: self.inner.call(req),
+                    },
+                };
+            }
             Step::Refuse(error) => State::Refused {
                 response: Some(self.shared.refuse(error, call)),
             },

@@ -235,6 +235,10 @@ fn slot_holding<'s>(
 
 /// A token's last eight bytes as a word (fewer, zero-padded, for a shorter token).
 fn tail(token: &[u8]) -> u64 {
+    if let Some(last) = token.last_chunk::<8>() {
+        // One load (a copy of a length known only at run time is a call to `memcpy`).
+        return u64::from_le_bytes(*last);
+    }
     let tail = &token[token.len().saturating_sub(8)..];
     let mut word = [0u8; 8];
     word[..tail.len()].copy_from_slice(tail);
@@ -284,6 +288,14 @@ mod tests {
             !same_text(b"abcdefgh", b"abcdefgh\0"),
             "a shorter text is not padded to match"
         );
+    }
+
+    #[test]
+    fn a_tail_is_the_last_eight_bytes() {
+        assert_eq!(tail(b"a.b.0123456789"), u64::from_le_bytes(*b"23456789"));
+        assert_eq!(tail(b"23456789"), u64::from_le_bytes(*b"23456789"));
+        assert_eq!(tail(b"abc"), u64::from_le_bytes(*b"abc\0\0\0\0\0"));
+        assert_eq!(tail(b""), 0);
     }
 
     #[test]
