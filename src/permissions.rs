@@ -372,15 +372,19 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let kind = match self.layer.check(req.extensions()) {
-            Ok(()) => Kind::Calling {
-                future: self.inner.call(req),
+        match self.layer.check(req.extensions()) {
+            // Built where it is returned, so the inner future is not copied on the way.
+            Ok(()) => ResponseFuture {
+                kind: Kind::Calling {
+                    future: self.inner.call(req),
+                },
             },
-            Err(rejection) => Kind::Refused {
-                response: Some(self.layer.refuse(rejection)),
+            Err(rejection) => ResponseFuture {
+                kind: Kind::Refused {
+                    response: Some(self.layer.refuse(rejection)),
+                },
             },
-        };
-        ResponseFuture { kind }
+        }
     }
 }
 
