@@ -4,7 +4,8 @@
 //!
 //! Each side runs `N` requests (default 20,000) with the same repeated tokens (keys from a
 //! JWKS URL, `metrics` counting on), after a warm-up of 1,000; `subject` is the layer in
-//! front of the router, `reference` the router alone. Count one side at a time:
+//! front of the router, `reference` the router alone, and `floor` the least a layer does
+//! (support/floor.rs) in front of it. Count one side at a time:
 //!
 //! ```text
 //! cargo bench -p mka1-auth-benches --bench instructions --no-run
@@ -56,6 +57,12 @@ fn subject<S: Service<Request<Body>> + Clone>(svc: &S, bearer: &[HeaderValue], n
     drive(svc, bearer, n);
 }
 
+/// The floor layer in front of the router (support/floor.rs): the least a layer does.
+#[inline(never)]
+fn floor<S: Service<Request<Body>> + Clone>(svc: &S, bearer: &[HeaderValue], n: usize) {
+    drive(svc, bearer, n);
+}
+
 /// The router alone.
 #[inline(never)]
 fn reference<S: Service<Request<Body>> + Clone>(svc: &S, bearer: &[HeaderValue], n: usize) {
@@ -96,22 +103,29 @@ fn main() {
         _ => fixture.ours.remote.clone(),
     };
     let layered = Mka1AuthLayer::new(verifier).layer(router.clone());
+    let floored = support::floor::FloorLayer::new(&fixture.tokens).layer(router.clone());
     let n: usize = std::env::var("N")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(20_000);
     mka1_auth::metrics::set_counting(true);
     subject(&layered, &bearer, 1_000);
+    floor(&floored, &bearer, 1_000);
     reference(&router, &bearer, 1_000);
     let start = std::time::Instant::now();
     subject(&layered, &bearer, n);
     let layer = start.elapsed();
     let start = std::time::Instant::now();
+    floor(&floored, &bearer, n);
+    let least = start.elapsed();
+    let start = std::time::Instant::now();
     reference(&router, &bearer, n);
     let alone = start.elapsed();
     println!(
-        "layer + router {:?} a request, router alone {:?} (wall clock, for orientation)",
+        "layer + router {:?} a request, floor + router {:?}, router alone {:?} \
+         (wall clock, for orientation)",
         layer / n as u32,
+        least / n as u32,
         alone / n as u32
     );
 }

@@ -135,6 +135,7 @@ impl Layers {
         layers.check_routed(layers.routed(&layers.fixture.ours.remote), true);
         layers.check_routed(layers.routed(&layers.rules.ours), true);
         layers.check_routed(layers.router(), false);
+        layers.check_routed(layers.floor(), true);
         layers
     }
 
@@ -151,6 +152,11 @@ impl Layers {
     /// The same Router behind `Mka1AuthLayer` on `verifier`.
     fn routed(&self, verifier: &Verifier) -> impl Routed {
         Mka1AuthLayer::new(verifier.clone()).layer(self.router())
+    }
+
+    /// The same Router behind the floor layer (support/floor.rs): the least a layer does.
+    fn floor(&self) -> impl Routed {
+        support::floor::FloorLayer::new(&self.fixture.tokens).layer(self.router())
     }
 
     /// A routed service must admit every token, and (`guarded`) refuse a request without
@@ -339,6 +345,17 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
                 cpu_cost,
                 Goal::AtMost(1.25),
             ),
+        );
+        // For scale: the least an authenticating layer does, in front of the same Router
+        // (support/floor.rs), against the Router alone: the part of (a) no layer avoids.
+        let name = format!("layer/{alg}/(a) floor: the least a layer does + router / router alone");
+        pairs.push(
+            Pair::new(
+                name,
+                l.per_routed(l.floor(), ALL),
+                l.per_routed(l.router(), ALL),
+            )
+            .figure("cpu time / the router alone", cpu_cost, Goal::Info),
         );
         // (b) A fresh token through the layer (cache off) against raw `jsonwebtoken::decode`.
         let name = format!("layer/{alg}/(b) fresh: layer, cache off / jsonwebtoken::decode");

@@ -4,6 +4,7 @@
 
 #[path = "../../src/test_support.rs"]
 pub mod common;
+pub mod floor;
 
 use std::future::Future;
 use std::hint::black_box;
