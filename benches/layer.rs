@@ -15,6 +15,10 @@
 //!   bench's, and one `all` rule older than every token): built like the fixture's
 //!   verifiers, the twin with rules of its own.
 //!
+//! For scale beside (a): the floor (`support/floor.rs`, the least an authenticating layer
+//! does: find the bearer token, match it exactly, leave one value) in front of the same
+//! Router, against the Router alone, and the layer against the floor.
+//!
 //! For information: the layer against jwt-authorizer 0.15's layer with the same tokens and
 //! keys (fresh; repeated, target at least 10x faster), what an uncached claim check costs,
 //! and counting and rules on against off.
@@ -356,6 +360,16 @@ fn pairs(all: &[Layers]) -> Vec<Pair<'_>> {
                 l.per_routed(l.router(), ALL),
             )
             .figure("cpu time / the router alone", cpu_cost, Goal::Info),
+        );
+        // And the layer against that floor, both in front of the Router, counting on.
+        let name = format!("layer/{alg}/(a) repeated: layer + router / floor + router");
+        let subject = counting(true, l.per_routed(l.routed(&l.fixture.ours.remote), ALL));
+        pairs.push(
+            Pair::new(name, subject, l.per_routed(l.floor(), ALL)).figure(
+                "cpu time / the floor",
+                cpu_cost,
+                Goal::Info,
+            ),
         );
         // (b) A fresh token through the layer (cache off) against raw `jsonwebtoken::decode`.
         let name = format!("layer/{alg}/(b) fresh: layer, cache off / jsonwebtoken::decode");
