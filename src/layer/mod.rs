@@ -324,10 +324,7 @@ impl AuthConfig {
             Ok(None) => return Step::Refuse(Error::new(ErrorKind::MissingCredentials)),
             Ok(Some(found)) => {
                 let token = || BearerToken::within(found.header, found.bytes);
-                match self
-                    .verifier
-                    .verify_presented(found.bytes, |_| found.text())
-                {
+                match self.verifier.verify_presented(found.bytes, || found.text()) {
                     Attempt::Done(Ok(verified)) => (verified, token()),
                     Attempt::Done(Err(e)) => return Step::Refuse(e),
                     Attempt::NeedKey(_) => return Step::Fetch(token()),

@@ -270,7 +270,7 @@ impl Verifier {
 
     /// Verify with what is held now; never waits.
     pub(crate) fn verify_now(&self, token: &str) -> Attempt {
-        self.verify_presented(token.as_bytes(), |_| Ok(token))
+        self.verify_presented(token.as_bytes(), || Ok(token))
     }
 
     /// [`verify_now`](Self::verify_now) for a token as a request presents it: `bytes`, which
@@ -280,7 +280,7 @@ impl Verifier {
     pub(crate) fn verify_presented<'t>(
         &self,
         bytes: &'t [u8],
-        text: impl FnOnce(&'t [u8]) -> Result<&'t str, Error>,
+        text: impl FnOnce() -> Result<&'t str, Error>,
     ) -> Attempt {
         let s = &*self.inner;
         // One reading of the clock for every check of this verification.
@@ -288,7 +288,6 @@ impl Verifier {
         let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
         let when = When {
             at,
-            now: since_epoch.as_secs(),
             now_ms: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
         };
         let mut probe = s.cache.as_ref().map(|cache| cache.probe(bytes));
@@ -299,7 +298,7 @@ impl Verifier {
                 }
             }
         }
-        let token = match text(bytes) {
+        let token = match text() {
             Ok(token) => token,
             Err(e) => return Attempt::Done(Err(e)),
         };
@@ -315,13 +314,13 @@ impl Verifier {
             }
             crate::metrics::count(crate::metrics::Event::CacheMiss);
         }
-        let answer = match s.verify_uncached(token, at, when.now) {
+        let answer = match s.verify_uncached(token, at, when.secs()) {
             Ok((verified, key_serial)) => {
                 if let Some(probe) = &mut probe {
                     let ttl = verified
                         .expires_at()
                         .saturating_add(s.rules.leeway)
-                        .saturating_sub(when.now);
+                        .saturating_sub(when.secs());
                     probe.insert(verified.clone(), key_serial, Duration::from_secs(ttl));
                 }
                 Ok(verified)
@@ -341,10 +340,15 @@ impl Verifier {
 #[derive(Clone, Copy)]
 struct When {
     at: SystemTime,
-    /// `at` in Unix seconds.
-    now: u64,
     /// `at` in Unix milliseconds.
     now_ms: u64,
+}
+
+impl When {
+    /// `at` in Unix seconds.
+    fn secs(self) -> u64 {
+        self.now_ms / 1000
+    }
 }
 
 /// Why [`VerifierState::verify_uncached`] gave no verified token.
@@ -420,7 +424,7 @@ impl VerifierState {
         }
         let checked =
             self.rules
-                .check_times(when.now, t.expires_at(), t.not_before(), t.issued_at());
+                .check_times(when.secs(), t.expires_at(), t.not_before(), t.issued_at());
         if checked
             .as_ref()
             .is_err_and(|e| e.kind() == ErrorKind::Expired)
